@@ -1,0 +1,5 @@
+"""``python -m bench`` is the ``gradbench`` command."""
+
+from bench.cli import main
+
+raise SystemExit(main())

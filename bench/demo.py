@@ -1,0 +1,75 @@
+"""``gradbench train``: one configuration, trained once, printed as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _task_params(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task == "har":
+        return {"data_dir": args.data_dir}
+    return {"seq_len": args.seq_len}
+
+
+def run_one(args: argparse.Namespace) -> int:
+    """Train ``args.model`` on ``args.task`` and print the curve and the outcome."""
+    import torch
+
+    import tasks
+    from bench.models import ModelSizes, build_model, n_parameters, select_device
+    from bench.train import TrainConfig, configure_torch, train
+
+    configure_torch(1)
+    console = Console()
+    device = select_device(args.device)
+    task = tasks.build(args.task, _task_params(args), seed=args.seed, device=device)
+    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
+    budget = args.param_budget if args.hidden_size is None and args.param_budget else None
+    hidden = args.hidden_size if budget is None else None
+    if budget is None and hidden is None:
+        budget = 10_000
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, sizes, hidden_size=hidden, param_budget=budget).to(device)
+    cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+        regularization="l2" if args.l2 > 0 else "none", l2=args.l2,
+        clipping="norm" if args.clip > 0 else "none", clip=args.clip or 1.0, seed=args.seed,
+    )
+    console.print(
+        f"[bold]{task.name}[/] T={task.seq_len}  model={args.model} H={model.hidden_size} "
+        f"({n_parameters(model)} parameters)  device={device}  baseline {task.metric}: "
+        f"loss {task.baseline:.4f}"
+    )
+    start = time.perf_counter()
+
+    def show(step: int, metrics: dict[str, float]) -> bool:
+        elapsed = time.perf_counter() - start
+        values = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        console.print(f"step {step:>6}  val {values}  ({elapsed:.1f} s)")
+        return False
+
+    result = train(cfg, task, model, on_eval=show)
+    _print_result(console, task, result)
+    return 0
+
+
+def _print_result(console: Console, task: Any, result: Any) -> None:
+    table = Table(title=f"{task.name}: {result.describe()}")
+    table.add_column("split")
+    keys = sorted(result.test) if result.test else []
+    for key in keys:
+        table.add_column(key, justify="right")
+    for split, metrics in (("val", result.val), ("test", result.test)):
+        if metrics:
+            table.add_row(split, *(f"{metrics[k]:.4f}" for k in keys))
+    console.print(table)
+    verdict = "solved" if result.solved else "not solved"
+    console.print(
+        f"{verdict}; {result.steps_done} steps in {result.wall_time:.1f} s; "
+        f"clip rate {result.clip_rate:.2f}; baseline loss {task.baseline:.4f}"
+    )

@@ -1,0 +1,248 @@
+"""The one training loop. It knows nothing of Optuna or MLflow.
+
+``train`` runs a model on a task for a fixed number of steps and returns a ``TrainResult``:
+the curves, the cheap per-step gradient quantities (global norm before clipping, whether
+the step was clipped), the final validation and test metrics, and how the run ended
+(``completed``, ``diverged`` with the step, or ``stopped`` by the evaluation callback,
+which is how a tuner prunes). A non-finite loss or gradient is a result, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from bench.models import RecurrentModel
+from tasks import Task
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "rmsprop": torch.optim.RMSprop,
+}
+EVAL_CHUNK = 1024  # examples per forward pass when evaluating a split
+
+OnEval = Callable[[int, Mapping[str, float]], bool]  # (step, val metrics) -> stop now?
+
+
+class StepObserver(Protocol):
+    """What the loop calls for gradient diagnostics (see ``bench.diagnostics``)."""
+
+    def on_step(self, step: int, model: RecurrentModel) -> None:
+        """After backward, before clipping: the step's raw gradients are in ``.grad``."""
+
+    def on_end(self, step: int, model: RecurrentModel) -> None:
+        """Once after the last update (no gradients held)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on, besides the task and the model."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | sgd | rmsprop
+    regularization: str = "none"  # none | l2
+    l2: float = 0.0  # lambda of the L2 penalty on weight matrices
+    clipping: str = "none"  # none | norm
+    clip: float = 1.0  # tau: the global gradient norm is rescaled to tau when above it
+    eval_every: int = 50
+    seed: int = 0
+    check_every: int = 0  # steps between host syncs for divergence; 0: 1 on CPU, 25 on GPU
+
+    def __post_init__(self) -> None:
+        checks = {
+            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0, "l2": self.l2 >= 0, "clip": self.clip > 0,
+            "eval_every": self.eval_every >= 1, "check_every": self.check_every >= 0,
+            "optimizer": self.optimizer in OPTIMIZERS,
+            "regularization": self.regularization in ("none", "l2"),
+            "clipping": self.clipping in ("none", "norm"),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"invalid training settings: {values}")
+
+
+@dataclass
+class TrainResult:
+    """How a run went. Curves are lists of plain floats, ready for a tracker."""
+
+    status: str  # completed | diverged | stopped
+    steps_done: int
+    diverged_at: int | None = None
+    reason: str | None = None
+    train_loss: list[float] = field(default_factory=list)  # task loss, every step
+    grad_norm: list[float] = field(default_factory=list)  # global norm before clipping
+    clipped: list[bool] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
+    val: dict[str, float] = field(default_factory=dict)  # final validation metrics
+    test: dict[str, float] = field(default_factory=dict)  # final test metrics
+    solved: bool = False
+    wall_time: float = 0.0
+    diagnostics: Any = None  # filled by the diagnostics observer, if any
+
+    @property
+    def clip_rate(self) -> float:
+        return sum(self.clipped) / len(self.clipped) if self.clipped else 0.0
+
+    @property
+    def best_val_loss(self) -> float:
+        losses = [row["loss"] for row in self.evals if math.isfinite(row["loss"])]
+        return min(losses) if losses else math.nan
+
+    def describe(self) -> str:
+        if self.status == "diverged":
+            return f"diverged at step {self.diverged_at} ({self.reason})"
+        return f"{self.status} after {self.steps_done} steps"
+
+
+def configure_torch(threads: int = 1) -> None:
+    """One intra-op thread per process: parallel worker processes scale, threads do not."""
+    torch.set_num_threads(threads)
+
+
+def l2_penalty(model: RecurrentModel) -> torch.Tensor:
+    """Sum of squared entries of the weight matrices (biases excluded)."""
+    norms = torch._foreach_norm(model.weight_matrices())
+    return torch.stack(norms).square().sum()
+
+
+def global_grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
+    """The L2 norm of all gradients together, on the device, without a host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: Task, split: str) -> dict[str, float]:
+    """Metrics of ``model`` on a whole fixed split, in chunks to bound memory."""
+    was_training = model.training
+    model.eval()
+    x, y = task.split(split)
+    outputs = [model(x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)]
+    model.train(was_training)
+    return task.evaluate(torch.cat(outputs), y)
+
+
+class _Loop:
+    """State of one run; ``train`` drives it. Split out to keep each piece short."""
+
+    def __init__(self, cfg: TrainConfig, task: Task, model: RecurrentModel) -> None:
+        self.cfg, self.task, self.model = cfg, task, model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr)
+        self.generator = task.train_generator(cfg.seed)
+        device = next(model.parameters()).device
+        self.check_every = cfg.check_every or (1 if device.type == "cpu" else 25)
+        # Per-step scalars stay on the device and are fetched every `check_every` steps.
+        self.losses = torch.zeros(cfg.steps, device=device)
+        self.norms = torch.zeros(cfg.steps, device=device)
+
+    def step(self, step: int, observer: StepObserver | None) -> None:
+        x, y = self.task.train_batch(self.cfg.batch_size, self.generator)
+        loss = self.task.loss(self.model(x), y)
+        objective = loss
+        if self.cfg.regularization == "l2":
+            objective = loss + self.cfg.l2 * l2_penalty(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if observer is not None:
+            observer.on_step(step, self.model)
+        if self.cfg.clipping == "norm":
+            norm = nn.utils.clip_grad_norm_(self.params, self.cfg.clip, foreach=True)
+        else:
+            norm = global_grad_norm(self.params)
+        self.losses[step] = loss.detach()
+        self.norms[step] = norm.detach()
+        self.optimizer.step()
+
+    def first_nonfinite(self, start: int, stop: int) -> int | None:
+        """Index of the first step in [start, stop) with a non-finite loss or gradient."""
+        window = torch.stack([self.losses[start:stop], self.norms[start:stop]])
+        bad = ~torch.isfinite(window).all(dim=0)
+        if not bool(bad.any()):  # the one host sync per window
+            return None
+        return start + int(bad.nonzero()[0, 0])
+
+    def reason(self, step: int) -> str:
+        loss = float(self.losses[step])
+        return "non-finite loss" if not math.isfinite(loss) else "non-finite gradient"
+
+    def result(self, status: str, steps_done: int) -> TrainResult:
+        losses = self.losses[:steps_done].tolist()
+        norms = self.norms[:steps_done].tolist()
+        clipped = [n > self.cfg.clip for n in norms] if self.cfg.clipping == "norm" else []
+        return TrainResult(status=status, steps_done=steps_done, train_loss=losses,
+                           grad_norm=norms, clipped=clipped or [False] * steps_done)
+
+
+def train(
+    cfg: TrainConfig,
+    task: Task,
+    model: RecurrentModel,
+    *,
+    on_eval: OnEval | None = None,
+    observer: StepObserver | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``task``; see the module docstring for what comes back.
+
+    Args:
+        cfg: steps, optimizer, learning rate and the two remedies.
+        task: supplies batches, the loss, the fixed splits and the metrics.
+        model: already built (and seeded) on the task's device; trained in place.
+        on_eval: called with (step, validation metrics) every ``cfg.eval_every`` steps;
+            returning True stops the run (status ``stopped``), e.g. when a tuner prunes.
+        observer: gradient diagnostics hook, see ``StepObserver``.
+    """
+    start_time = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    loop = _Loop(cfg, task, model)
+    model.train()
+    status, done, evals, reason = "completed", cfg.steps, [], None
+    checked = 0
+    for step in range(cfg.steps):
+        loop.step(step, observer)
+        if (step + 1) % loop.check_every == 0 or step + 1 == cfg.steps:
+            bad_step = loop.first_nonfinite(checked, step + 1)
+            checked = step + 1
+            if bad_step is not None:
+                status, done, reason = "diverged", bad_step + 1, loop.reason(bad_step)
+                break
+        if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+            metrics = evaluate(model, task, "val")
+            evals.append({"step": float(step + 1), **metrics})
+            if not math.isfinite(metrics["loss"]):
+                status, done, reason = "diverged", step + 1, "non-finite validation loss"
+                break
+            if on_eval is not None and on_eval(step + 1, metrics):
+                status, done = "stopped", step + 1
+                break
+    result = loop.result(status, done)
+    result.evals = evals
+    if status == "diverged":
+        result.diverged_at, result.reason = done, reason
+    else:
+        _finish(result, loop, observer)
+    result.wall_time = time.perf_counter() - start_time
+    return result
+
+
+def _finish(result: TrainResult, loop: _Loop, observer: StepObserver | None) -> None:
+    """Final diagnostics and evaluation of a run that did not diverge."""
+    if observer is not None:
+        observer.on_end(result.steps_done, loop.model)
+    result.val = evaluate(loop.model, loop.task, "val")
+    if result.status == "completed":
+        result.evals.append({"step": float(result.steps_done), **result.val})
+    result.test = evaluate(loop.model, loop.task, "test")
+    result.solved = loop.task.solved(result.test)

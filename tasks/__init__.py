@@ -1,0 +1,110 @@
+"""Task registry: the synthetic long-range problems and UCI HAR.
+
+A task pins its own definition (sequence length, data, loss, metric, baseline and
+the "solved" rule) and hands the training loop whole batches as tensors that
+already live on the target device.
+
+Example:
+    >>> import torch
+    >>> from tasks import build
+    >>> task = build("adding", {"seq_len": 50}, seed=0, device=torch.device("cpu"))
+    >>> x, y = task.train_batch(4, task.train_generator(seed=1))
+    >>> tuple(x.shape), tuple(y.shape)
+    ((4, 50, 2), (4, 1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import torch
+
+
+class Task(Protocol):
+    """What the training loop, the diagnostics and the tracker need from a task."""
+
+    name: str
+    seq_len: int  # length of the input sequences the model reads
+    input_size: int
+    output_size: int
+    per_step: bool  # True: a prediction at every step (copy); False: last step only
+    baseline: float  # loss of the trivial predictor, the bar a model must beat
+    metric: str  # the headline test metric ("mse", "recall_acc", "acc")
+    direction: str  # "minimize" or "maximize" for `metric`
+
+    def train_generator(self, seed: int) -> torch.Generator:
+        """A generator for the training stream of one run, on the task's device."""
+        ...
+
+    def train_batch(
+        self, batch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training batch ``(x, y)``; x is (B, T, input_size)."""
+        ...
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed ``"val"`` or ``"test"`` set as ``(x, y)``."""
+        ...
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar training loss of the model output against the target."""
+        ...
+
+    def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Metrics of a whole split: always ``loss`` and ``metric``, maybe more."""
+        ...
+
+    def solved(self, metrics: Mapping[str, float]) -> bool:
+        """Whether test metrics meet the task's "solved" rule."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The pinned definition, recorded with every run."""
+        ...
+
+
+TaskFactory = Callable[..., Task]
+
+
+def _factories() -> dict[str, TaskFactory]:
+    # Imported here so that `import tasks` stays cheap and the modules stay free of cycles.
+    from tasks import adding, copy, har
+
+    return {"adding": adding.build, "copy": copy.build, "har": har.build}
+
+
+TASK_NAMES = ("adding", "copy", "har")
+
+
+def build(
+    name: str, params: Mapping[str, Any], *, seed: int, device: torch.device
+) -> Task:
+    """Build task ``name`` with its config ``params`` (e.g. ``{"seq_len": 100}``).
+
+    Args:
+        name: one of ``TASK_NAMES``.
+        params: the task's parameters from the config, one ``seq_len`` at most.
+        seed: fixes the validation and test sets.
+        device: where every tensor of the task lives.
+
+    Raises:
+        ValueError: unknown task name or bad parameters.
+    """
+    factories = _factories()
+    if name not in factories:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
+    return factories[name](dict(params), seed=seed, device=device)
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """Deterministic, well separated seed for one named data stream of a base seed."""
+    offsets = {"train": 0, "val": 1, "test": 2, "probe": 3}
+    return (seed * 1_000_003 + 7919 * offsets[stream] + 17) % (2**62)
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
