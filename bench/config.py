@@ -1,0 +1,740 @@
+"""Suite configuration: the YAML schema, validated once at the edge into frozen dataclasses.
+
+A suite file names the grid (tasks with their sequence lengths, models, remedies), the
+training budget, the Optuna search space and budget, and where results go. Keys absent
+from the file take the defaults on the dataclass fields below, so a file may be partial.
+Every problem (unknown key at any level, wrong type, bad range, YAML syntax) raises a
+`ConfigError` with one line naming the file (or the CLI flag), the dotted key path and
+the problem, e.g. ``configs/x.yaml: training.steps: must be >= 1, got -5``.
+
+This module imports nothing heavy (no torch), so the CLI stays fast.
+
+Example:
+    >>> spec = load("smoke", {"tasks": ["adding"], "set": ["training.steps=5"]})
+    >>> spec.training.steps, [c.name for c in expand(spec)][:2]
+    (5, ['adding-T10/rnn/none/none', 'adding-T10/rnn/none/norm'])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The names the grid may use. TASK_NAMES mirrors `tasks.TASK_NAMES` (importing `tasks`
+# would import torch); tests check that the two agree.
+TASK_NAMES = ("adding", "copy", "har")
+MODEL_NAMES = ("rnn", "irnn", "lstm", "gru")
+REGULARIZATIONS = ("none", "l2")
+CLIPPINGS = ("none", "norm")
+DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" is accepted as well
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+FLOAT_SEARCH = ("lr", "l2", "clip")  # always floats
+INT_SEARCH = ("batch_size", "param_budget", "hidden_size")  # optional integer extras
+SEARCH_NAMES = FLOAT_SEARCH + INT_SEARCH
+SEARCH_ENTRY_KEYS = ("low", "high", "log", "choices")
+MODEL_KEYS = ("param_budget", "hidden_size")
+HAR_SEQ_LEN = 128  # HAR windows: 2.56 s at 50 Hz
+HAR_SUBJECTS = 30
+MIN_SEQ_LEN = {"adding": 2, "copy": 1}
+DEFAULT_TASK_PARAMS: dict[str, dict[str, Any]] = {
+    "adding": {"seq_len": [100]},
+    "copy": {"seq_len": [50]},
+    "har": {"data_dir": None},
+}
+CONFIG_DIR = Path(__file__).with_name("configs")  # packaged suites (default, smoke, full)
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+KeyPath = tuple[str, ...]
+Check = Callable[[KeyPath, Any], Any]  # (key path, raw value) -> validated value
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line: source, key path, problem."""
+
+
+class _Invalid(Exception):
+    """Raised inside validation; `load` turns it into a `ConfigError` naming the source."""
+
+    def __init__(self, path: Sequence[str], problem: str) -> None:
+        super().__init__(problem)
+        self.path: KeyPath = tuple(path)
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def _show(value: Any) -> str:
+    kind = "null" if value is None else type(value).__name__
+    return f"{value!r} ({kind})"
+
+
+def _integer(path: KeyPath, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):  # bool is an int in Python
+        raise _Invalid(path, f"expected an integer, got {_show(value)}")
+    if minimum is not None and value < minimum:
+        raise _Invalid(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _at_least(minimum: int) -> Check:
+    return lambda path, value: _integer(path, value, minimum)
+
+
+def _number(path: KeyPath, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(path, f"expected a number, got {_show(value)}")
+    if value < minimum:
+        raise _Invalid(path, f"must be >= {minimum:g}, got {value}")
+    return float(value)
+
+
+def _boolean(path: KeyPath, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(path, f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _optional_str(path: KeyPath, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _Invalid(path, f"expected a non-empty string or null, got {_show(value)}")
+    return value
+
+
+def _one_of(choices: Sequence[str]) -> Check:
+    def check(path: KeyPath, value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _Invalid(path, f"expected one of {', '.join(choices)}, got {_show(value)}")
+        return value
+
+    return check
+
+
+def _suite_name(path: KeyPath, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or set(value) == {"."}:
+        raise _Invalid(path, f"expected a name of letters, digits, '_', '.', '-', "
+                       f"got {_show(value)}")
+    return value
+
+
+def _device(path: KeyPath, value: Any) -> str:
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+        raise _Invalid(path, f"expected one of {', '.join(DEVICES)} (or cuda:N), "
+                       f"got {_show(value)}")
+    return value
+
+
+def _mapping(path: KeyPath, value: Any) -> dict[Any, Any]:
+    if value is None:  # `training:` with nothing after it
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid(path, f"expected a mapping, got {_show(value)}")
+    return value
+
+
+def _known_keys(path: KeyPath, data: Mapping[Any, Any], allowed: Sequence[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise _Invalid(path + (str(key),), f"unknown key; valid keys: {', '.join(allowed)}")
+
+
+def _unique(path: KeyPath, values: Sequence[Any]) -> None:
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise _Invalid(path, f"duplicate value {value!r}")
+        seen.append(value)
+
+
+def _nonempty_list(path: KeyPath, value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid(path, f"expected a non-empty list of {what}, got {_show(value)}")
+    return value
+
+
+def _names(allowed: Sequence[str], what: str) -> Check:
+    """A non-empty list of distinct names from `allowed`, kept in the order given."""
+
+    def check(path: KeyPath, value: Any) -> tuple[str, ...]:
+        for item in _nonempty_list(path, value, f"{what} names"):
+            if not isinstance(item, str) or item not in allowed:
+                raise _Invalid(path, f"unknown {what} {item!r}; valid: {', '.join(allowed)}")
+        _unique(path, value)
+        return tuple(value)
+
+    return check
+
+
+def _record(cls: type[Any]) -> Check:
+    """Validate a mapping against a dataclass whose fields carry a ``check`` in metadata.
+
+    Keys absent from the mapping take the field defaults; unknown keys are errors.
+    """
+
+    def check(path: KeyPath, value: Any) -> Any:
+        data = _mapping(path, value)
+        checks = {f.name: f.metadata["check"] for f in dataclasses.fields(cls)
+                  if "check" in f.metadata}
+        _known_keys(path, data, tuple(checks))
+        return cls(**{key: checks[key](path + (key,), item) for key, item in data.items()})
+
+    return check
+
+
+def _checked(default: Any, check: Check) -> Any:
+    """A dataclass field with a default and its validator."""
+    return field(default=default, metadata={"check": check})
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The training budget of one trial."""
+
+    steps: int = _checked(1000, _at_least(1))  # optimizer steps per trial
+    batch_size: int = _checked(64, _at_least(1))
+    eval_every: int = _checked(50, _at_least(1))  # steps between validation (and pruning) checks
+    optimizer: str = _checked("adam", _one_of(OPTIMIZERS))
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """The Optuna budget: the same for every configuration."""
+
+    trials: int = _checked(8, _at_least(1))  # trials per configuration
+    sampler: str = _checked("tpe", _one_of(SAMPLERS))
+    pruner: str = _checked("median", _one_of(PRUNERS))
+
+
+@dataclass(frozen=True)
+class FinalSpec:
+    """Re-training of the best parameters with fresh seeds, evaluated on the test set."""
+
+    seeds: int = _checked(3, _at_least(1))
+
+
+@dataclass(frozen=True)
+class DiagnosticsSpec:
+    """Schedule of the gradient diagnostics."""
+
+    probe_every: int = _checked(100, _at_least(1))  # steps between probe-batch diagnostics
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Model size: a parameter budget shared by all models (fair), or a fixed hidden size."""
+
+    param_budget: int | None = 10000
+    hidden_size: int | None = None
+
+    def to_dict(self) -> dict[str, int]:
+        """The one key that is set, as in the YAML."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One tuned parameter: a range ``[low, high]`` (log-uniform when `log`) or `choices`."""
+
+    name: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple[float | int, ...] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"categorical"``, ``"int"`` or ``"float"``: which ``trial.suggest_*`` to use."""
+        if self.choices is not None:
+            return "categorical"
+        return "int" if self.name in INT_SEARCH else "float"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as written in the YAML."""
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+def _seq_len(task: str) -> Check:
+    minimum = MIN_SEQ_LEN[task]
+
+    def check(path: KeyPath, value: Any) -> list[int]:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise _Invalid(path, "must not be empty")
+        for item in values:
+            if _integer(path, item) < minimum:
+                raise _Invalid(path, f"the {task} task needs seq_len >= {minimum}, got {item}")
+        _unique(path, values)
+        return list(values)
+
+    return check
+
+
+def _subjects(path: KeyPath, value: Any) -> int | list[int]:
+    """Validation subjects of HAR: how many (an int) or which (a list of subject ids)."""
+    if not isinstance(value, list):
+        return _integer(path, value, 1)
+    for item in _nonempty_list(path, value, "subject ids"):
+        if not 1 <= _integer(path, item) <= HAR_SUBJECTS:
+            raise _Invalid(path, f"subject ids run from 1 to {HAR_SUBJECTS}, got {item}")
+    _unique(path, value)
+    return list(value)
+
+
+_SYNTHETIC_KEYS: dict[str, Check] = {"val_size": _at_least(1), "test_size": _at_least(1)}
+_TASK_KEYS: dict[str, dict[str, Check]] = {
+    "adding": {"seq_len": _seq_len("adding"), **_SYNTHETIC_KEYS},
+    "copy": {"seq_len": _seq_len("copy"), **_SYNTHETIC_KEYS},
+    "har": {
+        "data_dir": _optional_str,
+        "val_subjects": _subjects,
+        "download": _boolean,
+        "cache_dir": _optional_str,
+    },
+}
+
+
+def _task_params(path: KeyPath, name: Any, value: Any) -> dict[str, Any]:
+    if name not in _TASK_KEYS:
+        raise _Invalid(path, f"unknown task; valid tasks: {', '.join(TASK_NAMES)}")
+    data = _mapping(path, value)
+    if name == "har" and "seq_len" in data:
+        raise _Invalid(path + ("seq_len",), f"HAR windows are fixed at {HAR_SEQ_LEN} steps; "
+                       "remove seq_len")
+    checks = _TASK_KEYS[name]
+    _known_keys(path, data, tuple(checks))
+    checked = {key: checks[key](path + (key,), item) for key, item in data.items()}
+    return {**copy.deepcopy(DEFAULT_TASK_PARAMS[name]), **checked}
+
+
+def _tasks(path: KeyPath, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    data = _mapping(path, value)
+    if not data:
+        raise _Invalid(path, f"name at least one task of {', '.join(TASK_NAMES)}")
+    return tuple((str(k), _task_params(path + (str(k),), k, v)) for k, v in data.items())
+
+
+def _model(path: KeyPath, value: Any) -> ModelSpec:
+    data = _mapping(path, value)
+    _known_keys(path, data, MODEL_KEYS)
+    if len(data) != 1:
+        raise _Invalid(path, f"give exactly one of {' or '.join(MODEL_KEYS)}")
+    ((key, item),) = data.items()
+    sizes: dict[str, int | None] = dict.fromkeys(MODEL_KEYS)
+    sizes[key] = _integer(path + (key,), item, 1)
+    return ModelSpec(**sizes)
+
+
+def _choices(path: KeyPath, value: Any, integer: bool) -> tuple[float | int, ...]:
+    items = _nonempty_list(path, value, "values")
+    out = tuple(_integer(path, v, 1) if integer else _number(path, v) for v in items)
+    _unique(path, out)
+    return out
+
+
+def _range(path: KeyPath, name: str, entry: Mapping[str, Any]) -> SearchParam:
+    missing = [key for key in ("low", "high") if key not in entry]
+    if missing:
+        raise _Invalid(path, f"missing {' and '.join(missing)}: give low and high, or choices")
+    bound: Callable[[KeyPath, Any], float | int]
+    bound = _at_least(1) if name in INT_SEARCH else _number
+    low, high = bound(path + ("low",), entry["low"]), bound(path + ("high",), entry["high"])
+    log = _boolean(path + ("log",), entry.get("log", False))
+    if low > high:
+        raise _Invalid(path, f"low must be <= high, got low={low} > high={high}")
+    if log and low <= 0:
+        raise _Invalid(path + ("low",), f"must be > 0 with log: true, got {low}")
+    return SearchParam(name, low=low, high=high, log=log)
+
+
+def _search_param(path: KeyPath, name: str, value: Any) -> SearchParam:
+    entry = _mapping(path, value)
+    _known_keys(path, entry, SEARCH_ENTRY_KEYS)
+    if "choices" not in entry:
+        return _range(path, name, entry)
+    if len(entry) > 1:
+        raise _Invalid(path, "give either choices or low/high/log, not both")
+    return SearchParam(name, choices=_choices(path + ("choices",), entry["choices"],
+                                              name in INT_SEARCH))
+
+
+def _search(path: KeyPath, value: Any) -> dict[str, SearchParam]:
+    data = _mapping(path, value)
+    _known_keys(path, data, SEARCH_NAMES)
+    if "lr" not in data:
+        raise _Invalid(path + ("lr",), "required: the learning rate is always tuned")
+    if all(key in data for key in MODEL_KEYS):
+        raise _Invalid(path, f"tune at most one of {' or '.join(MODEL_KEYS)}")
+    return {name: _search_param(path + (name,), name, item) for name, item in data.items()}
+
+
+def _default_search() -> dict[str, SearchParam]:
+    return {
+        "lr": SearchParam("lr", low=1.0e-4, high=1.0e-2, log=True),
+        "l2": SearchParam("l2", low=1.0e-6, high=1.0e-2, log=True),
+        "clip": SearchParam("clip", low=0.1, high=10.0, log=True),
+    }
+
+
+def _default_tasks() -> tuple[tuple[str, dict[str, Any]], ...]:
+    return tuple((name, copy.deepcopy(params)) for name, params in DEFAULT_TASK_PARAMS.items())
+
+
+def _section(factory: Callable[[], Any], check: Check) -> Any:
+    return field(default_factory=factory, metadata={"check": check})
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A whole suite, resolved and validated; the defaults are the contract of SPEC 6b."""
+
+    name: str = _checked("default", _suite_name)  # MLflow experiment, run directory, report
+    seed: int = _checked(0, _at_least(0))
+    device: str = _checked("auto", _device)
+    # (task, params) in file order; params hold seq_len as a list of the T to sweep
+    tasks: tuple[tuple[str, dict[str, Any]], ...] = _section(_default_tasks, _tasks)
+    models: tuple[str, ...] = _checked(MODEL_NAMES, _names(MODEL_NAMES, "model"))
+    regularization: tuple[str, ...] = _checked(REGULARIZATIONS,
+                                               _names(REGULARIZATIONS, "regularization"))
+    clipping: tuple[str, ...] = _checked(CLIPPINGS, _names(CLIPPINGS, "clipping"))
+    model: ModelSpec = _section(ModelSpec, _model)
+    training: TrainingSpec = _section(TrainingSpec, _record(TrainingSpec))
+    search: dict[str, SearchParam] = _section(_default_search, _search)
+    tuning: TuningSpec = _section(TuningSpec, _record(TuningSpec))
+    final: FinalSpec = _section(FinalSpec, _record(FinalSpec))
+    diagnostics: DiagnosticsSpec = _section(DiagnosticsSpec, _record(DiagnosticsSpec))
+    storage: str | None = _checked(None, _optional_str)  # Optuna URL; None: file in run dir
+    tracking_uri: str | None = _checked(None, _optional_str)  # MLflow URI; None: sqlite in run dir
+    source: Path | None = field(default=None, compare=False)  # the file it was loaded from
+
+    def __hash__(self) -> int:
+        return hash(self.config_hash())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data (same shape as the file)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+            "tasks": {name: copy.deepcopy(params) for name, params in self.tasks},
+            "models": list(self.models),
+            "regularization": list(self.regularization),
+            "clipping": list(self.clipping),
+            "model": self.model.to_dict(),
+            "training": dataclasses.asdict(self.training),
+            "search": {name: param.to_dict() for name, param in self.search.items()},
+            "tuning": dataclasses.asdict(self.tuning),
+            "final": dataclasses.asdict(self.final),
+            "diagnostics": dataclasses.asdict(self.diagnostics),
+            "storage": self.storage,
+            "tracking_uri": self.tracking_uri,
+        }
+
+    def config_hash(self) -> str:
+        """First 12 hex digits of the sha256 of the canonical JSON of `to_dict`.
+
+        Independent of key order in the file. `storage` and `tracking_uri` are left out:
+        they say where results go, not what the experiment is.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in ("storage", "tracking_uri")}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_REQUIRED_SEARCH = (("regularization", "l2", "l2"), ("clipping", "norm", "clip"))
+
+
+def _validate(raw: Any) -> SuiteSpec:
+    spec: SuiteSpec = _record(SuiteSpec)((), raw)
+    for key, value, param in _REQUIRED_SEARCH:
+        if value in getattr(spec, key) and param not in spec.search:
+            raise _Invalid(("search", param), f"required because {key} contains {value}")
+    return spec
+
+
+# --------------------------------------------------------------------------- files
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The suites shipped inside the package, by name."""
+    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def default_config_path() -> Path:
+    """The packaged default suite (usable after ``pip install``)."""
+    return CONFIG_DIR / "default.yaml"
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """An existing file, else the packaged suite of that name (``default``, ``smoke``...).
+
+    Raises:
+        ConfigError: neither exists; the message lists the packaged names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    if str(name_or_path) in packaged:
+        return packaged[str(name_or_path)]
+    raise ConfigError(f"{name_or_path}: no such config file or packaged config; "
+                      f"packaged configs: {', '.join(packaged)}")
+
+
+def _read_yaml(source: Path) -> dict[Any, Any]:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, "
+                          f"got {_show(data)}")
+    return data
+
+
+# --------------------------------------------------------------------------- overrides
+
+# CLI flag -> key path it sets (besides `tasks`, a filter, and `set`, a list of key.path=value)
+_FLAG_PATHS: dict[str, KeyPath] = {
+    "models": ("models",),
+    "trials": ("tuning", "trials"),
+    "seeds": ("final", "seeds"),
+    "steps": ("training", "steps"),
+    "device": ("device",),
+    "storage": ("storage",),
+    "tracking_uri": ("tracking_uri",),
+}
+OVERRIDE_KEYS = ("tasks", "set", *_FLAG_PATHS)
+
+
+def _fields_with_check(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if "check" in f.metadata)
+
+
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "tasks": TASK_NAMES,
+    "model": MODEL_KEYS,
+    "search": SEARCH_NAMES,
+    "training": _fields_with_check(TrainingSpec),
+    "tuning": _fields_with_check(TuningSpec),
+    "final": _fields_with_check(FinalSpec),
+    "diagnostics": _fields_with_check(DiagnosticsSpec),
+}
+
+
+def _children(prefix: KeyPath) -> tuple[str, ...] | None:
+    """Keys allowed below `prefix` (None: a leaf), for checking ``--set`` paths."""
+    if not prefix:
+        return _fields_with_check(SuiteSpec)
+    if len(prefix) == 1:
+        return _SECTION_KEYS.get(prefix[0])
+    if len(prefix) == 2 and prefix[0] == "tasks":
+        return tuple(dict.fromkeys(("seq_len", *_TASK_KEYS[prefix[1]])))  # har: a clear error
+    if len(prefix) == 2 and prefix[0] == "search":
+        return SEARCH_ENTRY_KEYS
+    return None
+
+
+def _parse_set(item: str) -> tuple[KeyPath, Any]:
+    key, sep, text = item.partition("=")
+    path = tuple(part.strip() for part in key.split("."))
+    if not sep or "" in path:
+        raise ConfigError(f"--set {item}: expected key.path=value")
+    for depth, part in enumerate(path):
+        allowed = _children(path[:depth])
+        if allowed is None:
+            raise ConfigError(f"--set {item}: {'.'.join(path[:depth])} has no sub-keys")
+        if part not in allowed:
+            raise ConfigError(f"--set {item}: unknown key {'.'.join(path[:depth + 1])}; "
+                              f"valid keys: {', '.join(allowed)}")
+    try:
+        return path, yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {item}: the value is not valid YAML") from None
+
+
+def _put(raw: dict[Any, Any], path: KeyPath, value: Any) -> None:
+    """Set `value` at `path`, creating (or replacing non-mapping) sections on the way."""
+    if path[0] == "model" and len(path) == 2:  # param_budget and hidden_size exclude each other
+        raw["model"] = {path[1]: value}
+        return
+    node = raw
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _filter_tasks(raw: dict[Any, Any], names: Any) -> dict[str, Any]:
+    """Keep `names` (in that order); a task the file lacks gets its default parameters."""
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",") if part.strip()]
+    for name in names:
+        if name not in TASK_NAMES:
+            raise ConfigError(f"--tasks: unknown task {name!r}; valid tasks: "
+                              f"{', '.join(TASK_NAMES)}")
+    current = raw.get("tasks")
+    if not isinstance(current, dict):
+        current = {}
+    return {n: copy.deepcopy(current.get(n, DEFAULT_TASK_PARAMS[n])) for n in names}
+
+
+def _flag(key: str, value: Any) -> str:
+    shown = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return f"--{key.replace('_', '-')} {shown}"
+
+
+def _apply_overrides(
+    raw: dict[Any, Any], overrides: Mapping[str, Any]
+) -> tuple[dict[Any, Any], dict[KeyPath, str]]:
+    """Apply CLI overrides to the raw data; returns it and which flag set which path."""
+    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown override(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(OVERRIDE_KEYS)}")
+    defaults = SuiteSpec().to_dict()
+    raw = {**{k: v for k, v in defaults.items() if k not in raw}, **copy.deepcopy(raw)}
+    origins: dict[KeyPath, str] = {}
+    for item in overrides.get("set") or ():
+        path, value = _parse_set(item)
+        _put(raw, path, value)
+        origins[path] = f"--set {item}"
+    for key, path in _FLAG_PATHS.items():
+        if overrides.get(key) is not None:
+            value = overrides[key]
+            _put(raw, path, list(value) if isinstance(value, tuple) else value)
+            origins[path] = _flag(key, value)
+    if overrides.get("tasks") is not None:
+        raw["tasks"] = _filter_tasks(raw, overrides["tasks"])
+        origins[("tasks",)] = _flag("tasks", overrides["tasks"])
+    return raw, origins
+
+
+def _blame(origins: Mapping[KeyPath, str], path: KeyPath, source: str) -> str:
+    """The override that set (a part of) `path`, else the file."""
+    label, depth = source, 0
+    for set_path, flag in origins.items():
+        n = min(len(set_path), len(path))
+        if n > depth and set_path[:n] == path[:n]:
+            label, depth = flag, n
+    return label
+
+
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SuiteSpec:
+    """Read, override and validate a suite.
+
+    Args:
+        path: a YAML file, or the name of a packaged suite (``default``, ``smoke``, ``full``).
+        overrides: from the CLI: ``tasks`` (keep only these), ``models``, ``trials``,
+            ``seeds``, ``steps``, ``device``, ``storage``, ``tracking_uri`` (None: not given),
+            and ``set``, a list of ``"key.path=value"`` with the value parsed as YAML.
+            They are applied to the raw data, so they are validated like the file.
+
+    Raises:
+        ConfigError: one line naming the file (or flag), the key path and the problem.
+    """
+    source = resolve_config(path)
+    raw, origins = _apply_overrides(_read_yaml(source), overrides or {})
+    try:
+        spec = _validate(raw)
+    except _Invalid as err:
+        where = f"{'.'.join(err.path)}: " if err.path else ""
+        label = _blame(origins, err.path, str(source))
+        raise ConfigError(f"{label}: {where}{err.problem}") from None
+    return dataclasses.replace(spec, source=source)
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One cell of the grid: a task at one sequence length x model x remedies.
+
+    `task_params` are the parameters to build the task with (a single ``seq_len``); they
+    follow from task and seq_len within a suite, so they take no part in equality.
+    """
+
+    task: str
+    seq_len: int | None  # None for har (fixed 128-step windows)
+    task_params: dict[str, Any] = field(compare=False)
+    model: str
+    regularization: str
+    clipping: str
+
+    @property
+    def name(self) -> str:
+        """E.g. ``adding-T100/lstm/l2/norm`` or ``har/gru/none/none``."""
+        task = self.task if self.seq_len is None else f"{self.task}-T{self.seq_len}"
+        return f"{task}/{self.model}/{self.regularization}/{self.clipping}"
+
+    def tags(self) -> dict[str, str]:
+        """The cell's coordinates as strings (for run tags)."""
+        return {
+            "task": self.task,
+            "seq_len": "" if self.seq_len is None else str(self.seq_len),
+            "model": self.model,
+            "regularization": self.regularization,
+            "clipping": self.clipping,
+        }
+
+
+def _task_variants(params: Mapping[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+    if "seq_len" not in params:
+        return [(None, copy.deepcopy(dict(params)))]
+    return [(t, {**copy.deepcopy(dict(params)), "seq_len": t}) for t in params["seq_len"]]
+
+
+def expand(spec: SuiteSpec) -> list[Configuration]:
+    """Every configuration of the suite, ordered by task, T, model, regularization, clipping."""
+    return [
+        Configuration(task, seq_len, params, model, reg, clip)
+        for task, task_params in spec.tasks
+        for seq_len, params in _task_variants(task_params)
+        for model in spec.models
+        for reg in spec.regularization
+        for clip in spec.clipping
+    ]
+
+
+def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, SearchParam]:
+    """The tuned parameters of one configuration.
+
+    ``lr`` always; ``l2`` only with l2 regularization; ``clip`` only with norm clipping;
+    the extras (batch_size, param_budget, hidden_size) whenever the config has them.
+    """
+    unused = set()
+    if configuration.regularization != "l2":
+        unused.add("l2")
+    if configuration.clipping != "norm":
+        unused.add("clip")
+    return {name: param for name, param in spec.search.items() if name not in unused}
