@@ -39,6 +39,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run_one(args)
 
 
+def _suite_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("suite", nargs="?", default="default", metavar="SUITE",
+                   help=f"{what}: a config file or a suite name (default: default)")
+    p.add_argument("--runs-dir", default=None,
+                   help="where suites live (default: $GRADBENCH_HOME or ./runs)")
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run or resume a suite: tune, re-run with seeds, track",
+                       description="Run (or resume) a suite: every configuration is tuned "
+                       "with Optuna on the same budget, its best parameters re-trained with "
+                       "fresh seeds; everything is recorded in MLflow.")
+    _suite_arg(p, "the suite to run")
+    p.add_argument("--tasks", help="only these tasks, comma separated (e.g. adding,copy)")
+    p.add_argument("--models", help="only these models, comma separated (e.g. lstm,gru)")
+    p.add_argument("--trials", type=int, help="trials per configuration (tuning.trials)")
+    p.add_argument("--seeds", type=int, help="final seeds per configuration (final.seeds)")
+    p.add_argument("--steps", type=int, help="training steps per run (training.steps)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--storage", help="Optuna storage URL (default: a file under the run dir)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite in the run "
+                   "dir; also MLFLOW_TRACKING_URI)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config key, e.g. --set training.batch_size=32")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.commands import run
+
+    return run(args)
+
+
+def _status_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="per-configuration progress of a suite")
+    _suite_arg(p, "the suite")
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bench.commands import status
+
+    return status(args)
+
+
+def _ui_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="the MLflow UI on a suite's tracking store")
+    _suite_arg(p, "the suite")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_cmd_ui)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from bench.commands import ui
+
+    return ui(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradbench",
@@ -51,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_train_parser]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _run_parser, _status_parser, _ui_parser, _train_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradbench: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
         print(f"gradbench: error: {err}", file=sys.stderr)
         return 2
 

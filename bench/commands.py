@@ -1,0 +1,135 @@
+"""The bodies of ``gradbench run | status | ui``; the CLI only parses and calls these."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import config
+from bench.config import SuiteSpec
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("tasks", "models", "trials", "seeds", "steps", "device", "storage", "tracking_uri")
+    out: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    for key in ("tasks", "models"):
+        if key in out:
+            out[key] = [v.strip() for v in out[key].split(",") if v.strip()]
+    if getattr(args, "set", None):
+        out["set"] = list(args.set)
+    return out
+
+
+def load_suite_spec(name_or_path: str, runs_dir: str | None) -> SuiteSpec:
+    """A config file, else the resolved config of a suite that ran, else a packaged one."""
+    from bench.runner import runs_root
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return config.load(path)
+    recorded = runs_root(runs_dir) / name_or_path / "config.yaml"
+    if recorded.exists():
+        return config.load(recorded)
+    return config.load(config.resolve_config(name_or_path))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
+    from bench import runner
+    from bench.view import SuiteProgress, leaderboard_table
+
+    if args.workers < 1:
+        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
+    console = Console()
+    path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
+    spec = config.load(path, _overrides(args))
+    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    runner.check_writable(run_dir)
+    start = time.perf_counter()
+    with runner.run_lock(run_dir):
+        suite = runner.prepare(spec, args.runs_dir)
+        suite.workers = args.workers
+        for task, reason in suite.skipped.items():
+            console.print(f"[yellow]skipped task {task}:[/] {reason}")
+        done = runner.progress_snapshot(suite)
+        per = suite.jobs_per_configuration()
+        total = per * len(suite.configurations)
+        console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} configurations x "
+                      f"({spec.tuning.trials} trials + {spec.final.seeds} seeds), "
+                      f"{args.workers} worker(s); runs in {suite.run_dir}")
+        with SuiteProgress(console, total, done, per, args.workers) as progress:
+            errors = runner.run_suite(suite, progress)
+        rows = runner.leaderboard(suite)
+    for task in dict.fromkeys(r["task"] for r in rows):
+        console.print(leaderboard_table(rows, task))
+    console.print(f"wall time {time.perf_counter() - start:.0f} s; tracking: {suite.tracking_uri}")
+    for error in errors:
+        console.print(f"[red]error:[/] {error}")
+    return 1 if errors else 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """``gradbench status``: per configuration, trials by outcome and final seeds."""
+    from bench import runner
+    from bench.view import status_table
+
+    spec = load_suite_spec(args.suite, args.runs_dir)
+    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    rows = runner.status_rows(spec, run_dir)
+    console = Console()
+    if not rows:
+        console.print(f"suite {spec.name!r} has not started (no studies in {run_dir})")
+        return 0
+    console.print(status_table(rows, f"suite {spec.name}: {len(rows)} configurations"))
+    return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    """``gradbench ui``: the MLflow UI on the suite's store, stopped cleanly on Ctrl-C."""
+    from bench import runner
+    from bench.tracking import default_tracking_uri
+
+    spec = load_suite_spec(args.suite, args.runs_dir)
+    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+        default_tracking_uri(run_dir)
+    if uri.startswith("http"):
+        print(f"suite {spec.name!r} is tracked on a server: open {uri}")
+        return 0
+    if uri.startswith("sqlite") and not (run_dir / "mlflow.db").exists():
+        raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
+                                f"run it first: gradbench run {args.suite}")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"MLflow UI for suite {spec.name!r}: http://{args.host}:{args.port}  (Ctrl-C stops it)")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the server and every process it started (its own process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -1,0 +1,325 @@
+"""A suite: configurations x studies x worker processes, resumable.
+
+``prepare`` expands the config, sets the run directory up, creates every Optuna study
+before any worker starts, and recovers what an interrupted run left behind (trials
+marked interrupted and queued again; their MLflow runs ended as KILLED). ``run_suite``
+then starts ``--workers`` processes (one torch thread each) that claim tuning trials and
+final seeds through the storage until every configuration is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.config import Configuration, SuiteSpec, expand
+
+Event = tuple[str, dict[str, Any]]  # (kind, payload) sent from workers to the progress view
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Suite:
+    """A suite ready to run: where it lives and what it will run."""
+
+    spec: SuiteSpec
+    run_dir: Path
+    configurations: list[Configuration]
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was left out
+    workers: int = 1
+
+    @property
+    def storage_url(self) -> str | None:
+        return self.spec.storage
+
+    @property
+    def tracking_uri(self) -> str:
+        from bench.tracking import default_tracking_uri
+
+        return self.spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+            default_tracking_uri(self.run_dir)
+
+    def jobs_per_configuration(self) -> int:
+        return self.spec.tuning.trials + self.spec.final.seeds
+
+
+def runs_root(runs_dir: str | Path | None) -> Path:
+    """``--runs-dir``, else ``$GRADBENCH_HOME``, else ``./runs``."""
+    return Path(runs_dir or os.environ.get("GRADBENCH_HOME") or "runs")
+
+
+def run_dir_for(spec: SuiteSpec, runs_dir: str | Path | None) -> Path:
+    return runs_root(runs_dir) / spec.name
+
+
+# ------------------------------------------------------------------------------ preparation
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, with the path, when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"run directory {run_dir} is not writable: {err.strerror}") from err
+
+
+def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
+    """Expand the grid; leave HAR out (with the reason) when its data cannot be found."""
+    configurations = expand(spec)
+    skipped: dict[str, str] = {}
+    if any(c.task == "har" for c in configurations):
+        import torch
+
+        import tasks
+        from tasks.har import HarDataError
+
+        params = dict(spec.tasks)["har"] if "har" in dict(spec.tasks) else {}
+        try:
+            tasks.build("har", params, seed=spec.seed, device=torch.device("cpu"))
+        except HarDataError as err:
+            skipped["har"] = str(err)
+            configurations = [c for c in configurations if c.task != "har"]
+    return configurations, skipped
+
+
+def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:
+    """Everything before the workers: directory, resolved config, studies, recovery."""
+    run_dir = run_dir_for(spec, runs_dir)
+    check_writable(run_dir)
+    configurations, skipped = available_configurations(spec)
+    suite = Suite(spec, run_dir, configurations, skipped)
+    _write_resolved_config(suite)
+    from bench import tuning
+
+    storage = tuning.open_storage(spec.storage, run_dir)
+    tuning.create_studies(storage, spec, configurations)
+    recover(suite, storage)
+    return suite
+
+
+def _write_resolved_config(suite: Suite) -> None:
+    target = suite.run_dir / "config.yaml"
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(suite.spec.to_dict(), sort_keys=False))
+    tmp.replace(target)
+
+
+def recover(suite: Suite, storage: Any) -> dict[str, int]:
+    """Mark trials of a dead run as interrupted, queue them again, end their MLflow runs."""
+    from bench import tuning
+
+    embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
+    found = {"interrupted": 0, "requeued": 0}
+    for configuration in suite.configurations:
+        for final in (False, True):
+            study = tuning.load_study(storage, suite.spec, configuration, final)
+            found["interrupted"] += len(tuning.fail_stale(study, all_running=embedded))
+            found["requeued"] += len(tuning.requeue_interrupted(study))
+    if found["interrupted"]:
+        _end_orphan_runs(suite, storage)
+    return found
+
+
+def _end_orphan_runs(suite: Suite, storage: Any) -> None:
+    """Nested MLflow runs still RUNNING whose trial is no longer running end as KILLED."""
+    import optuna
+
+    from bench.tracking import Tracker
+
+    tracker = Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir)
+    running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
+    states = {}
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            states[(summary.study_name, t.number)] = t.state.name
+    for run in running:
+        key = (run.data.tags.get("study", ""), int(run.data.tags.get("trial_number", -1)))
+        if states.get(key) != "RUNNING":
+            tracker.set_tags(run.info.run_id, {"state": "interrupted"})
+            tracker.end_run(run.info.run_id, "KILLED")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Only one ``gradbench run`` of a suite at a time on an embedded storage."""
+    path = run_dir / ".run.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise RuntimeError(
+                f"suite {run_dir.name!r} is already running (pid {pid}); "
+                f"wait for it or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------ leaderboard
+
+
+def leaderboard(suite: Suite) -> list[dict[str, Any]]:
+    """Per configuration: the final seeds' test metric (mean, std), solved and diverged rates."""
+    from bench import tuning
+
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    rows = []
+    for configuration in suite.configurations:
+        trials = tuning.load_study(storage, suite.spec, configuration).get_trials(deepcopy=False)
+        finals = tuning.load_study(storage, suite.spec, configuration, True).get_trials(
+            deepcopy=False)
+        rows.append(_board_row(configuration, trials, finals))
+    return rows
+
+
+def _board_row(configuration: Configuration, trials: list, finals: list) -> dict[str, Any]:
+    from bench import tuning
+
+    metric = str(next((t.user_attrs["metric"] for t in finals if "metric" in t.user_attrs), ""))
+    done = [t for t in finals if tuning.outcome(t) in ("complete", "diverged")]
+    values = [float(t.user_attrs["test"][metric]) for t in done
+              if tuning.outcome(t) == "complete" and metric in t.user_attrs.get("test", {})]
+    c = tuning.counts(trials)
+    return {
+        "configuration": configuration.name,
+        "task": configuration.task,
+        "seq_len": configuration.seq_len,
+        "model": configuration.model,
+        "regularization": configuration.regularization,
+        "clipping": configuration.clipping,
+        "metric": metric,
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else float("nan"),
+        "seeds": len(done),
+        "solved_rate": _rate(done, lambda t: bool(t.user_attrs.get("solved"))),
+        "diverged_rate": _rate(done, lambda t: tuning.outcome(t) == "diverged"),
+        "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
+        "running": c["running"],
+    }
+
+
+def _rate(trials: list, predicate: Callable[[Any], bool]) -> float:
+    return sum(1 for t in trials if predicate(t)) / len(trials) if trials else float("nan")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def progress_snapshot(suite: Suite) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds)."""
+    from bench import tuning
+
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    done = {}
+    for configuration in suite.configurations:
+        trials = tuning.load_study(storage, suite.spec, configuration).get_trials(deepcopy=False)
+        finals = tuning.load_study(storage, suite.spec, configuration, True).get_trials(
+            deepcopy=False)
+        c, f = tuning.counts(trials), tuning.counts(finals)
+        tuned = min(suite.spec.tuning.trials, c["complete"] + c["pruned"] + c["diverged"])
+        if tuning.tuning_done(trials, suite.spec.tuning.trials) and \
+                tuning.best_trial(trials) is None:
+            done[configuration.name] = suite.jobs_per_configuration()  # nothing to re-run
+        else:
+            done[configuration.name] = tuned + min(suite.spec.final.seeds,
+                                                   f["complete"] + f["diverged"])
+    return done
+
+
+def run_suite(suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
+    """Run ``suite.workers`` worker processes to the end; returns their error messages.
+
+    ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
+    reaches the workers too (same process group): each marks its trial interrupted.
+    """
+    import multiprocessing as mp
+    import queue as queue_module
+
+    from bench.worker import worker_main
+
+    ctx = mp.get_context("spawn")
+    events: Any = ctx.Queue()
+    procs = [ctx.Process(target=worker_main, args=(suite, i, events), name=f"gradbench-w{i}")
+             for i in range(suite.workers)]
+    for proc in procs:
+        proc.start()
+    errors: list[str] = []
+    try:
+        while any(p.is_alive() for p in procs) or not events.empty():
+            try:
+                kind, payload = events.get(timeout=0.2)
+            except queue_module.Empty:
+                continue
+            if kind == "error":
+                errors.append(f"worker {payload['worker']}: {payload['error']}")
+            on_event(kind, payload)
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.join(timeout=30)
+        raise
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    errors += [f"worker {i} exited with code {p.exitcode}" for i, p in enumerate(procs)
+               if p.exitcode not in (0, None) and not any(e.startswith(f"worker {i}:")
+                                                          for e in errors)]
+    return errors
+
+
+# ------------------------------------------------------------------------------ status
+
+
+def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
+    """Per configuration: trials by outcome, best validation loss, final seeds done."""
+    import optuna
+
+    from bench import tuning
+
+    if spec.storage is None and not (run_dir / "optuna.journal").exists():
+        return []
+    storage = tuning.open_storage(spec.storage, run_dir)
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
+    rows = []
+    for configuration in expand(spec):
+        if tuning.study_name(spec, configuration) not in existing:
+            continue
+        trials = tuning.load_study(storage, spec, configuration).get_trials(deepcopy=False)
+        finals = tuning.load_study(storage, spec, configuration, True).get_trials(deepcopy=False)
+        best = tuning.best_trial(trials)
+        f = tuning.counts(finals)
+        rows.append({"configuration": configuration.name, **tuning.counts(trials),
+                     "best": best.value if best is not None and best.value is not None
+                     else float("nan"),
+                     "finals": f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
+    return rows

@@ -1,0 +1,186 @@
+"""The tracking layer: the only module that imports mlflow.
+
+Layout (SPEC section 4): one MLflow experiment per suite; a parent run per configuration
+(tags: task, seq_len, model, regularization, clipping, config hash); nested runs per trial
+(``role=trial``) and per final seed (``role=final``). Metrics are ``namespace/name`` with the
+global step, logged in batches with ``MlflowClient.log_batch`` (one call per 1,000 points);
+tables (gradient profiles, spectra, ...) go to CSV artifacts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
+PARAM_BATCH = 100  # and 100 params
+MetricPoint = tuple[str, float, int]  # (key, value, step)
+
+
+def default_tracking_uri(run_dir: Path) -> str:
+    """The embedded store: a SQLite database in the suite's run directory."""
+    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+def artifact_root(run_dir: Path) -> str:
+    return (run_dir / "artifacts").resolve().as_uri()
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in uri
+
+
+class Tracker:
+    """MLflow runs of one suite. Cheap to create; one per process."""
+
+    def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None) -> None:
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_name = experiment
+        self._artifacts = artifact_root(run_dir) if run_dir and _is_local(uri) else None
+        self._experiment_id: str | None = None
+
+    # ----------------------------------------------------------------- experiment and runs
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self._ensure_experiment()
+        return self._experiment_id
+
+    def _ensure_experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment_name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(self.experiment_name, self._artifacts))
+        except Exception:  # created meanwhile by another worker: use theirs
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def find_runs(self, filter_string: str, max_results: int = 10_000) -> list[Any]:
+        """Runs of this suite's experiment matching an MLflow filter string."""
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string,
+                                           max_results=min(max_results, 1000), page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token or len(runs) >= max_results:
+                return runs
+
+    def parent_run(self, name: str, tags: Mapping[str, str]) -> str:
+        """The configuration's parent run: found by its ``configuration`` tag, or created."""
+        existing = self.find_runs(
+            f"tags.configuration = '{name}' and tags.role = 'configuration'", max_results=1)
+        if existing:
+            return str(existing[0].info.run_id)
+        all_tags = {**tags, "configuration": name, "role": "configuration", MLFLOW_RUN_NAME: name}
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return str(run.info.run_id)
+
+    def start_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
+        """A nested run (a trial or a final seed) under a configuration's parent run."""
+        all_tags = {**tags, MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: name}
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """``status``: FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status=status)
+
+    # ----------------------------------------------------------------- logging, batched
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), PARAM_BATCH):
+            self.client.log_batch(run_id, params=items[i : i + PARAM_BATCH], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.client.log_batch(run_id, tags=items, synchronous=True)
+
+    def log_metrics(self, run_id: str, points: Iterable[MetricPoint]) -> int:
+        """Log (key, value, step) points in batches; non-finite values are skipped."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(s)) for k, v, s in points if math.isfinite(v)]
+        for i in range(0, len(metrics), BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], synchronous=True)
+        return len(metrics)
+
+    def log_table(self, run_id: str, rows: Sequence[Mapping[str, Any]], path: str) -> None:
+        """A tidy table as a CSV artifact (columns from the first row)."""
+        if not rows:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        self.client.log_text(run_id, buffer.getvalue(), path)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def load_table(self, run_id: str, path: str) -> list[dict[str, str]]:
+        """Read back a CSV artifact written by ``log_table``."""
+        return list(csv.DictReader(io.StringIO(_load_text(self.client, run_id, path))))
+
+
+def _load_text(client: MlflowClient, run_id: str, path: str) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, path, tmp)
+        return Path(local).read_text()
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def provenance() -> dict[str, str]:
+    """Where and with what a run was made: versions, machine, git commit, command line."""
+    import platform
+    import sys
+    from importlib import metadata
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.node(),
+        "cpu_count": str(os.cpu_count()),
+        "argv": " ".join(sys.argv),
+        "git_commit": _git_commit(),
+    }
+    for package in ("torch", "numpy", "optuna", "mlflow", "pandas", "rnn-gradbench"):
+        try:
+            info[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[f"version.{package}"] = "not installed"
+    return info
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    source = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"

@@ -1,0 +1,267 @@
+"""Optuna: the only module that imports it. Studies, the search space, claims, recovery.
+
+One study per configuration (``<suite>/<configuration>``) holds the tuning trials, all on
+the same budget; a second study per configuration (``.../final``) holds the re-runs of the
+best parameters with fresh seeds, one enqueued trial per seed. Workers claim work through
+the storage, so any number of processes (on any number of machines, with an RDB storage)
+can share a suite. Trial outcomes:
+
+- COMPLETE: trained to the end; value = final validation loss.
+- PRUNED: stopped early by the pruner.
+- FAIL with ``outcome=diverged``: a non-finite loss or gradient (counts in the budget).
+- FAIL with ``outcome=interrupted``: the worker died or was stopped; retried with the same
+  parameters (``retry_of``) and not counted.
+- FAIL with ``outcome=over_budget``: claimed in a race after the budget was used up; dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from bench.config import Configuration, SearchParam, SuiteSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HEARTBEAT_S = 10  # RDB storages: a RUNNING trial without a heartbeat for GRACE_S is stale
+GRACE_S = 40
+COUNTED = ("complete", "pruned", "diverged", "running", "waiting")
+
+
+def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
+    """The Optuna storage: a journal file under ``run_dir`` by default, else ``url``.
+
+    RDB URLs (``postgresql://``, ``sqlite:///``, ``mysql://``) get heartbeats so that a
+    trial whose worker was killed is detected and retried.
+    """
+    if url is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
+    if url.startswith("journal:"):
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                      engine_kwargs={"pool_pre_ping": True})
+
+
+def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = False) -> str:
+    name = f"{spec.name}/{configuration.name}"
+    return f"{name}/final" if final else name
+
+
+def make_sampler(spec: SuiteSpec, configuration: Configuration) -> optuna.samplers.BaseSampler:
+    """Seeded per configuration, so every configuration explores its own sequence."""
+    seed = (spec.seed * 1_000_003 + zlib.crc32(configuration.name.encode())) % (2**31)
+    if spec.tuning.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(10, max(2, spec.tuning.trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
+    """Median pruning on the validation loss after two evaluations (or Hyperband / none)."""
+    if spec.tuning.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if spec.tuning.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=spec.training.eval_every,
+                                              max_resource=spec.training.steps)
+    return optuna.pruners.MedianPruner(n_startup_trials=2,
+                                       n_warmup_steps=2 * spec.training.eval_every)
+
+
+def load_study(
+    storage: BaseStorage, spec: SuiteSpec, configuration: Configuration, final: bool = False
+) -> optuna.Study:
+    return optuna.load_study(study_name=study_name(spec, configuration, final), storage=storage,
+                             sampler=make_sampler(spec, configuration), pruner=make_pruner(spec))
+
+
+def create_studies(
+    storage: BaseStorage, spec: SuiteSpec, configurations: Sequence[Configuration]
+) -> None:
+    """Create every study once, before any worker starts (creation races otherwise)."""
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
+    for configuration in configurations:
+        for final in (False, True):
+            name = study_name(spec, configuration, final)
+            if name in existing:
+                continue
+            try:
+                study = optuna.create_study(storage=storage, study_name=name,
+                                            direction="minimize")
+            except optuna.exceptions.DuplicatedStudyError:
+                continue  # another process made it meanwhile
+            study.set_user_attr("configuration", configuration.name)
+            study.set_user_attr("role", "final" if final else "tuning")
+
+
+def suggest(trial: Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
+    """The search space from the config, turned into ``trial.suggest_*`` here and only here."""
+    params: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.choices is not None:
+            params[name] = trial.suggest_categorical(name, list(p.choices))
+        elif p.kind == "int":
+            params[name] = trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
+        else:
+            params[name] = trial.suggest_float(name, float(p.low), float(p.high), log=p.log)
+    return params
+
+
+# ------------------------------------------------------------------------------ accounting
+
+
+def outcome(trial: FrozenTrial) -> str:
+    """complete | pruned | diverged | interrupted | over_budget | running | waiting."""
+    if trial.state == TrialState.COMPLETE:
+        return "complete"
+    if trial.state == TrialState.PRUNED:
+        return "pruned"
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.WAITING:
+        return "waiting"
+    return str(trial.user_attrs.get("outcome", "interrupted"))
+
+
+def counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    """How many trials ended each way."""
+    out = dict.fromkeys(("complete", "pruned", "diverged", "interrupted", "over_budget",
+                         "running", "waiting"), 0)
+    for t in trials:
+        out[outcome(t)] = out.get(outcome(t), 0) + 1
+    return out
+
+
+def used_budget(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count against the budget: finished for real, running or queued."""
+    return sum(1 for t in trials if outcome(t) in COUNTED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One unit of work a worker has claimed: a tuning trial or a final seed."""
+
+    study: optuna.Study
+    trial: Trial
+    final: bool
+
+
+def claim_tuning(study: optuna.Study, budget: int) -> Claim | None:
+    """Ask for a tuning trial if the budget allows (retries come first)."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    if not waiting and used_budget(trials) >= budget:
+        return None
+    trial = study.ask()
+    if "retry_of" not in trial.user_attrs and "fixed" not in trial.user_attrs:
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if used_budget(before) >= budget:  # lost a race with another worker
+            trial.set_user_attr("outcome", "over_budget")
+            study.tell(trial, state=TrialState.FAIL)
+            return None
+    return Claim(study, trial, final=False)
+
+
+def tuning_done(trials: Sequence[FrozenTrial], budget: int) -> bool:
+    """The budget is spent and nothing is still running or queued."""
+    c = counts(trials)
+    return c["complete"] + c["pruned"] + c["diverged"] >= budget and not (
+        c["running"] or c["waiting"])
+
+
+def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """Lowest final validation loss among complete trials; else the best pruned one."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+    if complete:
+        return min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    if pruned:
+        return min(pruned, key=lambda t: t.intermediate_values[max(t.intermediate_values)])
+    return None
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def final_seeds(spec: SuiteSpec) -> list[int]:
+    """Fresh training seeds for the re-runs, disjoint from the tuning seed."""
+    return [spec.seed + 1000 + i for i in range(spec.final.seeds)]
+
+
+def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],
+                   best_number: int) -> None:
+    """One queued trial per seed, once (a seed already queued or run is skipped)."""
+    for seed in seeds:
+        final.enqueue_trial({"seed": seed}, user_attrs={"params": dict(params), "fixed": True,
+                                                       "best_trial": best_number},
+                            skip_if_exists=True)
+
+
+def claim_final(final: optuna.Study) -> Claim | None:
+    """Pop a queued final seed, if any; a seed some other trial already holds is dropped."""
+    trials = final.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.WAITING for t in trials):
+        return None
+    trial = final.ask()
+    if trial.number not in {t.number for t in trials if t.state == TrialState.WAITING}:
+        trial.set_user_attr("outcome", "over_budget")  # the queue was emptied under us
+        final.tell(trial, state=TrialState.FAIL)
+        return None
+    seed = trial.suggest_int("seed", 0, 2**31 - 1)
+    taken = [t for t in final.get_trials(deepcopy=False) if t.number != trial.number
+             and t.params.get("seed") == seed and outcome(t) in ("complete", "diverged")]
+    if taken:
+        trial.set_user_attr("outcome", "over_budget")
+        final.tell(trial, state=TrialState.FAIL)
+        return None
+    return Claim(final, trial, final=True)
+
+
+def finals_done(trials: Sequence[FrozenTrial], n_seeds: int) -> bool:
+    c = counts(trials)
+    return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
+
+
+# ------------------------------------------------------------------------------ recovery
+
+
+def fail_stale(study: optuna.Study, *, all_running: bool) -> list[FrozenTrial]:
+    """Mark trials whose worker is gone as interrupted; returns them.
+
+    With an RDB storage the heartbeat tells which RUNNING trials are stale. A journal file
+    has no heartbeat: the caller holds the suite's run lock, so every RUNNING trial found
+    at start-up (``all_running``) belongs to a process that no longer exists.
+    """
+    storage = study._storage
+    if isinstance(storage, RDBStorage) and not all_running:
+        optuna.storages.fail_stale_trials(study)
+        return []
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, "outcome", "interrupted")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return stale
+
+
+def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
+    """Queue once more, with the same parameters, every interrupted trial not yet retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    queued = []
+    for t in trials:
+        if outcome(t) != "interrupted" or t.number in retried or not t.params:
+            continue
+        attrs = {k: v for k, v in t.user_attrs.items() if k in ("params", "fixed", "best_trial")}
+        study.enqueue_trial(dict(t.params), user_attrs={**attrs, "retry_of": t.number})
+        queued.append(t)
+    return queued
