@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from bench import config
 from bench.config import SuiteSpec
 
@@ -45,11 +43,11 @@ def load_suite_spec(name_or_path: str, runs_dir: str | None) -> SuiteSpec:
 def run(args: argparse.Namespace) -> int:
     """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
     from bench import runner
-    from bench.view import SuiteProgress, leaderboard_table
+    from bench.view import SuiteProgress, leaderboard_table, make_console
 
     if args.workers < 1:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
-    console = Console()
+    console = make_console()
     path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
     spec = config.load(path, _overrides(args))
     run_dir = runner.run_dir_for(spec, args.runs_dir)
@@ -80,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     """``gradbench status``: per configuration, trials by outcome and final seeds."""
     from bench import runner
-    from bench.view import status_table
+    from bench.view import make_console, status_table
 
     spec = load_suite_spec(args.suite, args.runs_dir)
     run_dir = runner.run_dir_for(spec, args.runs_dir)
     rows = runner.status_rows(spec, run_dir)
-    console = Console()
+    console = make_console()
     if not rows:
         console.print(f"suite {spec.name!r} has not started (no studies in {run_dir})")
         return 0

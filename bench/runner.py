@@ -105,8 +105,28 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:
 
     storage = tuning.open_storage(spec.storage, run_dir)
     tuning.create_studies(storage, spec, configurations)
+    create_parent_runs(suite)
     recover(suite, storage)
     return suite
+
+
+def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]:
+    return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
+
+
+def create_parent_runs(suite: Suite) -> None:
+    """One MLflow parent run per configuration, with the resolved config and provenance."""
+    from bench.tracking import Tracker, provenance
+
+    tracker = Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir)
+    config_text = yaml.safe_dump(suite.spec.to_dict(), sort_keys=False)
+    info = provenance()
+    for configuration in suite.configurations:
+        run_id, created = tracker.ensure_parent_run(
+            configuration.name, parent_tags(suite.spec, configuration))
+        if created:
+            tracker.set_tags(run_id, info)
+            tracker.log_text(run_id, config_text, "config.yaml")
 
 
 def _write_resolved_config(suite: Suite) -> None:
@@ -188,11 +208,11 @@ def leaderboard(suite: Suite) -> list[dict[str, Any]]:
         trials = tuning.load_study(storage, suite.spec, configuration).get_trials(deepcopy=False)
         finals = tuning.load_study(storage, suite.spec, configuration, True).get_trials(
             deepcopy=False)
-        rows.append(_board_row(configuration, trials, finals))
+        rows.append(board_row(configuration, trials, finals))
     return rows
 
 
-def _board_row(configuration: Configuration, trials: list, finals: list) -> dict[str, Any]:
+def board_row(configuration: Configuration, trials: list, finals: list) -> dict[str, Any]:
     from bench import tuning
 
     metric = str(next((t.user_attrs["metric"] for t in finals if "metric" in t.user_attrs), ""))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import time
@@ -21,6 +22,9 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+for _noisy in ("mlflow", "alembic"):  # table creation and migrations are not news to a user
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
@@ -84,13 +88,17 @@ class Tracker:
 
     def parent_run(self, name: str, tags: Mapping[str, str]) -> str:
         """The configuration's parent run: found by its ``configuration`` tag, or created."""
+        return self.ensure_parent_run(name, tags)[0]
+
+    def ensure_parent_run(self, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+        """(run id, created now?) of the configuration's parent run."""
         existing = self.find_runs(
             f"tags.configuration = '{name}' and tags.role = 'configuration'", max_results=1)
         if existing:
-            return str(existing[0].info.run_id)
+            return str(existing[0].info.run_id), False
         all_tags = {**tags, "configuration": name, "role": "configuration", MLFLOW_RUN_NAME: name}
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
-        return str(run.info.run_id)
+        return str(run.info.run_id), True
 
     def start_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run (a trial or a final seed) under a configuration's parent run."""

@@ -57,9 +57,18 @@ def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = Fals
     return f"{name}/final" if final else name
 
 
-def make_sampler(spec: SuiteSpec, configuration: Configuration) -> optuna.samplers.BaseSampler:
-    """Seeded per configuration, so every configuration explores its own sequence."""
-    seed = (spec.seed * 1_000_003 + zlib.crc32(configuration.name.encode())) % (2**31)
+def make_sampler(
+    spec: SuiteSpec, configuration: Configuration, salt: int = 0
+) -> optuna.samplers.BaseSampler:
+    """Seeded per configuration and per trial number (``salt``).
+
+    A study object is loaded afresh for every claim, possibly in another process, so the
+    sampler cannot carry its random state from one trial to the next: seeding it with the
+    number of trials already in the study makes each draw different and the sequence
+    reproducible (claims are serialised).
+    """
+    base = spec.seed * 1_000_003 + zlib.crc32(configuration.name.encode()) + 7919 * salt
+    seed = base % (2**31)
     if spec.tuning.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     startup = min(10, max(2, spec.tuning.trials // 3))
@@ -155,12 +164,16 @@ class Claim:
     final: bool
 
 
-def claim_tuning(study: optuna.Study, budget: int) -> Claim | None:
+def claim_tuning(
+    study: optuna.Study, spec: SuiteSpec, configuration: Configuration
+) -> Claim | None:
     """Ask for a tuning trial if the budget allows (retries come first)."""
+    budget = spec.tuning.trials
     trials = study.get_trials(deepcopy=False)
     waiting = any(t.state == TrialState.WAITING for t in trials)
     if not waiting and used_budget(trials) >= budget:
         return None
+    study.sampler = make_sampler(spec, configuration, salt=len(trials))
     trial = study.ask()
     if "retry_of" not in trial.user_attrs and "fixed" not in trial.user_attrs:
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]

@@ -67,6 +67,14 @@ def _fmt(value: float, digits: int = 4) -> str:
         else f"{value:.{digits}f}"
 
 
+def make_console() -> Console:
+    """A console wide enough for the tables, also when output goes to a file or a pipe."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    return console
+
+
 def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
     """One task's configurations, best first, as the terminal leaderboard."""
     rows = [r for r in rows if r["task"] == task]
@@ -76,11 +84,13 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")
     better = "higher" if maximize else "lower"
     table = Table(title=f"{task}: test {metric} over final seeds ({better} is better)")
-    for column in ("configuration", f"{metric} mean", "std", "seeds", "solved", "diverged",
-                   "trials c/p/d"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for column in ("T", "model", "reg", "clip", f"{metric} mean", "std", "seeds", "solved",
+                   "diverged", "trials c/p/d"):
+        table.add_column(column, justify="left" if column in ("model", "reg", "clip") else "right")
     for r in ranked:
-        table.add_row(r["configuration"], _fmt(r["mean"]), _fmt(r["std"]), str(r["seeds"]),
+        std = _fmt(r["std"]) if r["seeds"] > 1 else "-"
+        table.add_row(str(r["seq_len"] or "-"), r["model"], r["regularization"], r["clipping"],
+                      _fmt(r["mean"]), std, str(r["seeds"]),
                       _fmt(r["solved_rate"], 2), _fmt(r["diverged_rate"], 2),
                       f"{r['complete']}/{r['pruned']}/{r['diverged']}")
     return table
@@ -89,7 +99,7 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
 def status_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for column in ("configuration", "complete", "pruned", "diverged", "interrupted", "running",
-                   "queued", "best val loss", "finals"):
+                   "queued", "best val loss", "final seeds"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in rows:
         table.add_row(r["configuration"], *(str(r[k]) for k in (

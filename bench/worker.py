@@ -22,7 +22,7 @@ from bench import tuning
 from bench.config import Configuration, search_space
 from bench.diagnostics import GradientDiagnostics, every
 from bench.models import ModelSizes, build_model, n_parameters, select_device
-from bench.runner import Emit, Suite
+from bench.runner import Emit, Suite, parent_tags
 from bench.tracking import Tracker, provenance
 from bench.train import TrainConfig, TrainResult, configure_torch, train
 
@@ -82,7 +82,7 @@ class Worker:
     def _claim(self, configuration: Configuration) -> tuple[tuning.Claim | None, bool]:
         """A claim in this configuration, and whether the configuration still has work."""
         study = tuning.load_study(self.storage, self.spec, configuration)
-        claim = tuning.claim_tuning(study, self.spec.tuning.trials)
+        claim = tuning.claim_tuning(study, self.spec, configuration)
         if claim is not None:
             return claim, True
         trials = study.get_trials(deepcopy=False)
@@ -223,8 +223,7 @@ class Worker:
     # ------------------------------------------------------------------ recording
 
     def _parent_tags(self, configuration: Configuration) -> dict[str, str]:
-        return {**configuration.tags(), "config_hash": self.spec.config_hash(),
-                "suite": self.spec.name}
+        return parent_tags(self.spec, configuration)
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
                 seed: int, result: TrainResult, info: dict[str, Any]) -> None:
@@ -262,10 +261,22 @@ class Worker:
             claim.study.tell(trial, float(result.val["loss"]))
 
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
+        """After the last final seed: the seeds' summary on the parent run, which ends."""
+        from bench.runner import board_row
+
+        study = tuning.load_study(self.storage, self.spec, configuration)
         final = tuning.load_study(self.storage, self.spec, configuration, final=True)
-        if tuning.finals_done(final.get_trials(deepcopy=False), self.spec.final.seeds):
-            parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
-            self.tracker.end_run(parent, "FINISHED")
+        finals = final.get_trials(deepcopy=False)
+        if not tuning.finals_done(finals, self.spec.final.seeds):
+            return
+        row = board_row(configuration, study.get_trials(deepcopy=False), finals)
+        parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
+        metric = row["metric"]
+        self.tracker.log_metrics(parent, [
+            (f"final/{metric}_mean", row["mean"], 0), (f"final/{metric}_std", row["std"], 0),
+            ("final/solved_rate", row["solved_rate"], 0),
+            ("final/diverged_rate", row["diverged_rate"], 0)])
+        self.tracker.end_run(parent, "FINISHED")
 
 
 def _outcome(result: TrainResult) -> str:
