@@ -124,7 +124,8 @@ class Worker:
         name = f"final-seed{seed}" if claim.final else f"trial-{trial.number}"
         parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
         run_id = self.tracker.start_run(parent, name, {
-            **self._parent_tags(configuration), "role": role, "study": claim.study.study_name,
+            **self._parent_tags(configuration), "configuration": configuration.name,
+            "role": role, "study": claim.study.study_name,
             "trial_number": str(trial.number), "seed": str(seed), "worker": str(self.index)})
         trial.set_user_attr("mlflow_run_id", run_id)
         self.emit("start", {"worker": self.index, "configuration": configuration.name,

@@ -1,0 +1,193 @@
+"""The suite end to end: real Optuna journal storage, real MLflow SQLite store, real workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from bench.cli import main
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "name": "small",
+    "device": "cpu",
+    "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
+    "models": ["rnn", "lstm"],
+    "regularization": ["none"],
+    "clipping": ["norm"],
+    "model": {"hidden_size": 8},
+    "training": {"steps": 20, "batch_size": 16, "eval_every": 10},
+    "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
+               "clip": {"low": 0.5, "high": 5.0, "log": True}},
+    "tuning": {"trials": 2, "sampler": "tpe", "pruner": "median"},
+    "final": {"seeds": 2},
+    "diagnostics": {"probe_every": 10},
+}
+
+
+def _write(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _studies(run_dir: Path) -> dict[str, optuna.Study]:
+    storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+
+
+def _runs(run_dir: Path, name: str) -> list:
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    return list(client.search_runs([experiment.experiment_id], max_results=1000)), client
+
+
+def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write(tmp_path, SMALL)
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "adding: test mse over final seeds" in out and "lstm" in out
+    run_dir = runs_dir / "small"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "small"
+
+    studies = _studies(run_dir)
+    assert sorted(studies) == sorted(
+        f"small/adding-T8/{m}/none/norm{suffix}" for m in ("rnn", "lstm")
+        for suffix in ("", "/final"))
+    for name, study in studies.items():
+        states = [t.state for t in study.trials]
+        assert states == [optuna.trial.TrialState.COMPLETE] * 2, (name, states)
+        if name.endswith("/final"):
+            assert sorted(t.params["seed"] for t in study.trials) == [1000, 1001]
+            assert all("mse" in t.user_attrs["test"] for t in study.trials)
+        else:
+            assert all(set(t.params) == {"lr", "clip"} for t in study.trials)
+            assert all(sorted(t.intermediate_values) == [10] for t in study.trials)
+
+    runs, client = _runs(run_dir, "small")
+    parents = [r for r in runs if r.data.tags.get("role") == "configuration"]
+    trials = [r for r in runs if r.data.tags.get("role") == "trial"]
+    finals = [r for r in runs if r.data.tags.get("role") == "final"]
+    assert len(parents) == 2 and len(trials) == 4 and len(finals) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parent_ids = {r.info.run_id for r in parents}
+    assert all(r.data.tags["mlflow.parentRunId"] in parent_ids for r in trials + finals)
+    for parent in parents:
+        assert {"task", "seq_len", "model", "regularization", "clipping", "config_hash",
+                "git_commit", "version.torch"} <= set(parent.data.tags)
+        assert "final/mse_mean" in parent.data.metrics and "best.lr" in parent.data.tags
+        assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
+    run = finals[0]
+    assert {"lr", "clip", "model", "hidden_size", "n_params", "seed", "steps"} <= set(
+        run.data.params)
+    assert {"train/loss", "grad/norm", "val/loss", "test/mse", "grad/clip_rate",
+            "grad/decay_rate", "weights/spectral_radius"} <= set(run.data.metrics)
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(1, 21))
+    profile_steps = {m.step for m in client.get_metric_history(run.info.run_id,
+                                                               "grad/decay_rate")}
+    assert profile_steps == {0, 10, 20}  # initialisation, schedule, after training
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "diagnostics")}
+    assert {"diagnostics/profiles.csv", "diagnostics/summaries.csv",
+            "diagnostics/spectra.csv"} <= artifacts
+    local = client.download_artifacts(run.info.run_id, "diagnostics/profiles.csv", str(tmp_path))
+    header, *rows = Path(local).read_text().splitlines()
+    assert header == "step,t,norm,kind" and len(rows) >= 3 * 8
+
+    # Running it again changes nothing: everything is done.
+    assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
+    assert len(_runs(run_dir, "small")[0]) == len(runs)
+    assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
+    assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
+
+
+def test_a_case_built_to_prune(tmp_path: Path) -> None:
+    spec = {**SMALL, "name": "prune", "models": ["lstm"], "clipping": ["none"],
+            "training": {"steps": 60, "batch_size": 32, "eval_every": 10},
+            "search": {"lr": {"choices": [0.03, 1.0e-7]}},
+            "tuning": {"trials": 8, "sampler": "random", "pruner": "median"},
+            "final": {"seeds": 1}, "diagnostics": {"probe_every": 1000}}
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
+    study = _studies(runs_dir / "prune")["prune/adding-T10/lstm/none/none".replace("T10", "T8")]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, [(t.params, t.state) for t in study.trials]
+    assert all(t.params["lr"] == 1.0e-7 for t in pruned)  # only the hopeless ones
+    assert all(max(t.intermediate_values) < 60 for t in pruned)
+    assert study.best_trial.params["lr"] == 0.03
+
+
+def _journal_trials(run_dir: Path) -> list:
+    path = run_dir / "optuna.journal"
+    if not path.exists():
+        return []
+    try:
+        return [t for s in _studies(run_dir).values() for t in s.trials]
+    except Exception:
+        return []
+
+
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
+    spec = {**SMALL, "name": "resume", "training": {"steps": 300, "batch_size": 16,
+                                                    "eval_every": 50}}
+    config = _write(tmp_path, spec)
+    runs_dir = tmp_path / "runs"
+    run_dir = runs_dir / "resume"
+    cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
+           "--workers", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for work done and work in flight
+        trials = _journal_trials(run_dir)
+        states = [t.state for t in trials]
+        if optuna.trial.TrialState.COMPLETE in states and \
+                optuna.trial.TrialState.RUNNING in states:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"the run never had a finished and a running trial: {proc.stderr.read()}")
+    os.killpg(proc.pid, signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    interrupted_run = [t for t in _journal_trials(run_dir)
+                       if t.state == optuna.trial.TrialState.RUNNING or
+                       t.user_attrs.get("outcome") == "interrupted"]
+    assert interrupted_run
+
+    assert main(["run", str(config), "--runs-dir", str(runs_dir), "--workers", "2"]) == 0
+    for name, study in _studies(run_dir).items():
+        c = {s: sum(1 for t in study.trials if t.state == s) for s in optuna.trial.TrialState}
+        assert c[optuna.trial.TrialState.COMPLETE] == 2, name  # the budget, not more
+        assert c[optuna.trial.TrialState.RUNNING] == 0 and c[optuna.trial.TrialState.WAITING] == 0
+        for failed in (t for t in study.trials if t.state == optuna.trial.TrialState.FAIL):
+            assert failed.user_attrs["outcome"] in ("interrupted", "over_budget"), name
+        if name.endswith("/final"):
+            seeds = [t.params["seed"] for t in study.trials
+                     if t.state == optuna.trial.TrialState.COMPLETE]
+            assert sorted(seeds) == [1000, 1001], name  # no final seed run twice
+    runs, _ = _runs(run_dir, "resume")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in runs if r.info.status in ("KILLED", "FAILED")]
+    assert killed and all(r.data.tags.get("state") == "interrupted" for r in killed)
+    finished_finals = [r for r in runs if r.data.tags.get("role") == "final"
+                       and r.info.status == "FINISHED"]
+    assert len(finished_finals) == 4
+    assert len({(r.data.tags["configuration"], r.data.tags["seed"])
+                for r in finished_finals}) == 4
