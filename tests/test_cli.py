@@ -1,0 +1,153 @@
+"""The command line: fast help, clear errors, the UI's process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = ("import sys; from bench.cli import build_parser; build_parser(); "
+            "heavy = [m for m in ('torch', 'mlflow', 'optuna', 'pandas') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [["--help"], ["run", "--help"], ["status", "--help"],
+                                     ["ui", "--help"], ["train", "--help"]])
+def test_help_of_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(command)
+    assert stop.value.code == 0
+    assert "usage: gradbench" in capsys.readouterr().out
+
+
+BAD_INPUT = [
+    ("unknown task", {"tasks": {"sorting": {}}}, [], "tasks.sorting: unknown task"),
+    ("unknown model", {"models": ["transformer"]}, [], "models"),
+    ("unknown key", {"trainig": {}}, [], "trainig"),
+    ("negative steps", {}, ["--steps", "-5"], "training.steps: must be >= 1"),
+    ("low > high", {"search": {"lr": {"low": 0.1, "high": 0.01}}}, [], "search.lr"),
+    ("seq_len too small", {"tasks": {"adding": {"seq_len": [1]}}}, [], "tasks.adding.seq_len"),
+    ("bad --set path", {}, ["--set", "training.nope=1"], "training.nope"),
+    ("zero workers", {}, ["--workers", "0"], "--workers: must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "flags", "message"), BAD_INPUT,
+                         ids=[case[0] for case in BAD_INPUT])
+def test_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     case: str, spec: dict, flags: list[str],
+                                     message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", **spec}))
+    code = main(["run", str(path), "--runs-dir", str(tmp_path / "runs"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, case
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "runs" / "bad" / "optuna.journal").exists()  # nothing half-done
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\ntraining: {steps: 10\n")
+    assert main(["run", str(path), "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "line" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o500)
+    assert main(["run", "smoke", "--runs-dir", str(runs)]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_unwritable_run_dir_as_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs directory should be")
+    assert main(["run", "smoke", "--runs-dir", str(blocker)]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_status_of_a_suite_not_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "smoke", "--runs-dir", str(tmp_path)]) == 0
+    assert "has not started" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    run_dir = tmp_path / "runs" / "smoke"
+    run_dir.mkdir(parents=True)
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    client.create_experiment("smoke")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
+         "--port", str(port)], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/"
+                                            "experiments/get-by-name?experiment_name=smoke",
+                                            timeout=2) as response:
+                    body = response.read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
+        assert _listening_addresses(port) == {"127.0.0.1"}  # loopback only
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 15
+        while (_group_alive(proc.pid) or _listening_addresses(port)) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _group_alive(proc.pid)
+        assert not _listening_addresses(port)  # the server and its workers are gone too
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
