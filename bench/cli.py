@@ -73,9 +73,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _where_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna storage URL, if not the one recorded for the suite")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI, if not the one recorded")
+
+
 def _status_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="per-configuration progress of a suite")
     _suite_arg(p, "the suite")
+    _where_args(p)
     p.set_defaults(func=_cmd_status)
 
 
@@ -88,6 +94,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _ui_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="the MLflow UI on a suite's tracking store")
     _suite_arg(p, "the suite")
+    _where_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_cmd_ui)
@@ -124,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradbench: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
-        print(f"gradbench: error: {err}", file=sys.stderr)
+        from bench.config import mask_secrets
+
+        print(f"gradbench: error: {mask_secrets(str(err))}", file=sys.stderr)
         return 2
 
 

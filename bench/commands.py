@@ -27,17 +27,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_suite_spec(name_or_path: str, runs_dir: str | None) -> SuiteSpec:
-    """A config file, else the resolved config of a suite that ran, else a packaged one."""
+def load_suite_spec(args: argparse.Namespace) -> SuiteSpec:
+    """A config file, else the resolved config of a suite that ran, else a packaged one;
+    ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked)."""
     from bench.runner import runs_root
 
-    path = Path(name_or_path)
+    where = {k: getattr(args, k) for k in ("storage", "tracking_uri")
+             if getattr(args, k, None) is not None}
+    path = Path(args.suite)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        return config.load(path)
-    recorded = runs_root(runs_dir) / name_or_path / "config.yaml"
-    if recorded.exists():
-        return config.load(recorded)
-    return config.load(config.resolve_config(name_or_path))
+        spec = config.load(path, where)
+    elif (runs_root(args.runs_dir) / args.suite / "config.yaml").exists():
+        spec = config.load(runs_root(args.runs_dir) / args.suite / "config.yaml", where)
+    else:
+        spec = config.load(config.resolve_config(args.suite), where)
+    for key in ("storage", "tracking_uri"):
+        if "***" in (getattr(spec, key) or ""):
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"suite {spec.name!r}: its recorded {key} URL has a masked "
+                             f"password; pass {flag} with the full URL")
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         rows = runner.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
-    console.print(f"wall time {time.perf_counter() - start:.0f} s; tracking: {suite.tracking_uri}")
+    console.print(f"wall time {time.perf_counter() - start:.0f} s; "
+                  f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:
         console.print(f"[red]error:[/] {error}")
     return 1 if errors else 0
@@ -80,7 +90,7 @@ def status(args: argparse.Namespace) -> int:
     from bench import runner
     from bench.view import make_console, status_table
 
-    spec = load_suite_spec(args.suite, args.runs_dir)
+    spec = load_suite_spec(args)
     run_dir = runner.run_dir_for(spec, args.runs_dir)
     rows = runner.status_rows(spec, run_dir)
     console = make_console()
@@ -96,7 +106,7 @@ def ui(args: argparse.Namespace) -> int:
     from bench import runner
     from bench.tracking import default_tracking_uri
 
-    spec = load_suite_spec(args.suite, args.runs_dir)
+    spec = load_suite_spec(args)
     run_dir = runner.run_dir_for(spec, args.runs_dir)
     uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
         default_tracking_uri(run_dir)

@@ -60,6 +60,14 @@ KeyPath = tuple[str, ...]
 Check = Callable[[KeyPath, Any], Any]  # (key path, raw value) -> validated value
 
 
+_SECRET_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide the password of every URL in ``text``: ``postgresql://u:secret@h`` -> ``u:***@h``."""
+    return _SECRET_RE.sub(lambda m: f"{m.group('head')}***@", text)
+
+
 class ConfigError(ValueError):
     """A bad configuration; the message is one line: source, key path, problem."""
 
@@ -448,6 +456,15 @@ class SuiteSpec:
             "storage": self.storage,
             "tracking_uri": self.tracking_uri,
         }
+
+    def public_dict(self) -> dict[str, Any]:
+        """``to_dict`` with passwords in the storage and tracking URLs masked: what is
+        written to the run directory, to MLflow and to reports."""
+        data = self.to_dict()
+        for key in ("storage", "tracking_uri"):
+            if data[key]:
+                data[key] = mask_secrets(data[key])
+        return data
 
     def config_hash(self) -> str:
         """First 12 hex digits of the sha256 of the canonical JSON of `to_dict`.

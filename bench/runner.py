@@ -119,7 +119,7 @@ def create_parent_runs(suite: Suite) -> None:
     from bench.tracking import Tracker, provenance
 
     tracker = Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir)
-    config_text = yaml.safe_dump(suite.spec.to_dict(), sort_keys=False)
+    config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
     info = provenance()
     for configuration in suite.configurations:
         run_id, created = tracker.ensure_parent_run(
@@ -132,44 +132,56 @@ def create_parent_runs(suite: Suite) -> None:
 def _write_resolved_config(suite: Suite) -> None:
     target = suite.run_dir / "config.yaml"
     tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(suite.spec.to_dict(), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(suite.spec.public_dict(), sort_keys=False))
     tmp.replace(target)
 
 
-def recover(suite: Suite, storage: Any) -> dict[str, int]:
-    """Mark trials of a dead run as interrupted, queue them again, end their MLflow runs."""
+def recover(suite: Suite, storage: Any, *, at_start: bool = True,
+            tracker: Any = None) -> dict[str, int]:
+    """Mark trials of dead workers as interrupted, queue them again, end their MLflow runs.
+
+    At start-up on an embedded (journal) storage every RUNNING trial is dead: the run lock
+    is held. On an RDB storage only trials whose heartbeat went stale are; workers call
+    this now and then (``at_start=False``) to pick up the work of a worker that died.
+    """
     from bench import tuning
+    from bench.tracking import Tracker
 
     embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
     found = {"interrupted": 0, "requeued": 0}
     for configuration in suite.configurations:
         for final in (False, True):
             study = tuning.load_study(storage, suite.spec, configuration, final)
-            found["interrupted"] += len(tuning.fail_stale(study, all_running=embedded))
+            found["interrupted"] += len(
+                tuning.fail_stale(study, all_running=embedded and at_start))
             found["requeued"] += len(tuning.requeue_interrupted(study))
-    if found["interrupted"]:
-        _end_orphan_runs(suite, storage)
+    tracker = tracker or Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
+                                 retry_s=10)
+    end_orphan_runs(tracker, tuning.trial_outcomes(storage))
     return found
 
 
-def _end_orphan_runs(suite: Suite, storage: Any) -> None:
-    """Nested MLflow runs still RUNNING whose trial is no longer running end as KILLED."""
-    import optuna
+def end_orphan_runs(tracker: Any, outcomes: dict[tuple[str, int], str]) -> int:
+    """End nested MLflow runs left RUNNING by a worker that died.
 
-    from bench.tracking import Tracker
-
-    tracker = Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir)
+    Its trial was interrupted: KILLED. Its trial finished but the worker died (or lost the
+    tracking server) before closing the run: FINISHED / FAILED, tagged ``tracking=incomplete``.
+    """
     running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
-    states = {}
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False):
-            states[(summary.study_name, t.number)] = t.state.name
+    ended = 0
     for run in running:
         key = (run.data.tags.get("study", ""), int(run.data.tags.get("trial_number", -1)))
-        if states.get(key) != "RUNNING":
+        outcome = outcomes.get(key, "interrupted")
+        if outcome in ("running", "waiting"):
+            continue
+        if outcome in ("complete", "pruned", "diverged"):
+            tracker.set_tags(run.info.run_id, {"state": outcome, "tracking": "incomplete"})
+            tracker.end_run(run.info.run_id, "FAILED" if outcome == "diverged" else "FINISHED")
+        else:
             tracker.set_tags(run.info.run_id, {"state": "interrupted"})
             tracker.end_run(run.info.run_id, "KILLED")
+        ended += 1
+    return ended
 
 
 @contextlib.contextmanager

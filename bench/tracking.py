@@ -26,6 +26,15 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 for _noisy in ("mlflow", "alembic"):  # table creation and migrations are not news to a user
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
+# MLflow's own HTTP retries (7, backoff factor 2) can hang a worker for minutes without a word;
+# the tracker retries itself, with a bounded budget, and then fails with a clear message.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+RETRY_S = float(os.environ.get("GRADBENCH_TRACKING_RETRY_S", "60"))
+TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out",
+             "Temporary failure", "TEMPORARILY_UNAVAILABLE", "502", "503", "504",
+             "database is locked", "RemoteDisconnected", "Connection aborted")
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
 MetricPoint = tuple[str, float, int]  # (key, value, step)
@@ -44,12 +53,73 @@ def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in uri
 
 
-class Tracker:
-    """MLflow runs of one suite. Cheap to create; one per process."""
+class TrackingUnavailable(RuntimeError):
+    """The tracking store stayed unreachable through every retry."""
 
-    def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None) -> None:
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    text = f"{type(err).__name__}: {err}"
+    return any(marker in text for marker in TRANSIENT)
+
+
+class _RetryingClient:
+    """``MlflowClient`` whose calls retry transient failures with exponential backoff."""
+
+    def __init__(self, client: MlflowClient, uri: str, retry_s: float) -> None:
+        self._client, self._uri, self._retry_s = client, uri, retry_s
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            deadline, delay, attempts = time.monotonic() + self._retry_s, 0.5, 0
+            while True:
+                attempts += 1
+                try:
+                    return method(*args, **kwargs)
+                except Exception as err:
+                    if not _transient(err):
+                        raise
+                    if time.monotonic() + delay > deadline:
+                        raise TrackingUnavailable(
+                            f"tracking store {mask_url(self._uri)} unreachable: {name} failed "
+                            f"{attempts} times over {self._retry_s:.0f} s; last error: "
+                            f"{_first_line(err)}") from err
+                    time.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
+        return call
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return mask_url(text[0] if text else type(err).__name__)[:300]
+
+
+def mask_url(text: str) -> str:
+    """Hide passwords in URLs (``scheme://user:secret@host`` -> ``scheme://user:***@host``)."""
+    from bench.config import mask_secrets
+
+    return mask_secrets(text)
+
+
+class Tracker:
+    """MLflow runs of one suite. Cheap to create; one per process.
+
+    Every call to the store retries transient failures (server down, connection refused,
+    database locked) with exponential backoff for up to ``retry_s`` seconds (default 60,
+    ``GRADBENCH_TRACKING_RETRY_S``), then raises ``TrackingUnavailable``.
+    """
+
+    def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None,
+                 retry_s: float | None = None) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = _RetryingClient(MlflowClient(tracking_uri=uri), uri,
+                                      RETRY_S if retry_s is None else retry_s)
         self.experiment_name = experiment
         self._artifacts = artifact_root(run_dir) if run_dir and _is_local(uri) else None
         self._experiment_id: str | None = None
@@ -171,7 +241,7 @@ def provenance() -> dict[str, str]:
         "platform": platform.platform(),
         "machine": platform.node(),
         "cpu_count": str(os.cpu_count()),
-        "argv": " ".join(sys.argv),
+        "argv": mask_url(" ".join(sys.argv)),
         "git_commit": _git_commit(),
     }
     for package in ("torch", "numpy", "optuna", "mlflow", "pandas", "rnn-gradbench"):

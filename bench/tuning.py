@@ -28,7 +28,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from bench.config import Configuration, SearchParam, SuiteSpec
+from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -48,8 +48,29 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
         return JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                      engine_kwargs={"pool_pre_ping": True})
+    for attempt in range(3):  # fresh databases: two processes may create the tables at once
+        try:
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              engine_kwargs={"pool_pre_ping": True})
+        except ModuleNotFoundError as err:
+            raise StorageUnavailable(
+                f"storage {mask_secrets(url)}: its database driver is not installed "
+                f"({err.name}); for PostgreSQL: pip install 'rnn-gradbench[postgres]'") from err
+        except Exception as err:  # sqlalchemy errors: unreachable, bad credentials, races
+            if "already exists" in str(err) and attempt < 2:
+                continue
+            raise StorageUnavailable(f"storage {mask_secrets(url)} unreachable: "
+                                     f"{_first_line(err)}") from err
+    raise AssertionError("unreachable")
+
+
+class StorageUnavailable(RuntimeError):
+    """The Optuna storage cannot be opened."""
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return mask_secrets(lines[0] if lines else type(err).__name__)[:300]
 
 
 def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = False) -> str:
@@ -175,6 +196,9 @@ def claim_tuning(
         return None
     study.sampler = make_sampler(spec, configuration, salt=len(trials))
     trial = study.ask()
+    _beat(study, trial)
+    if _duplicate_retry(study, trial):
+        return None
     if "retry_of" not in trial.user_attrs and "fixed" not in trial.user_attrs:
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if used_budget(before) >= budget:  # lost a race with another worker
@@ -182,6 +206,32 @@ def claim_tuning(
             study.tell(trial, state=TrialState.FAIL)
             return None
     return Claim(study, trial, final=False)
+
+
+def _beat(study: optuna.Study, trial: Trial) -> None:
+    """A first heartbeat at once: a trial killed before it would stay RUNNING forever."""
+    storage = study._storage
+    if isinstance(storage, RDBStorage):
+        storage.record_heartbeat(trial._trial_id)
+
+
+def _drop(study: optuna.Study, trial: Trial) -> None:
+    trial.set_user_attr("outcome", "over_budget")
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
+    """Two workers may queue the same interrupted trial again: run only the first copy."""
+    retry_of = trial.user_attrs.get("retry_of")
+    if retry_of is None:
+        return False
+    twins = [t for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get("retry_of") == retry_of and t.number < trial.number
+             and outcome(t) != "over_budget"]
+    if twins:
+        _drop(study, trial)
+        return True
+    return False
 
 
 def tuning_done(trials: Sequence[FrozenTrial], budget: int) -> bool:
@@ -226,18 +276,26 @@ def claim_final(final: optuna.Study) -> Claim | None:
     if not any(t.state == TrialState.WAITING for t in trials):
         return None
     trial = final.ask()
+    _beat(final, trial)
     if trial.number not in {t.number for t in trials if t.state == TrialState.WAITING}:
-        trial.set_user_attr("outcome", "over_budget")  # the queue was emptied under us
-        final.tell(trial, state=TrialState.FAIL)
+        _drop(final, trial)  # the queue was emptied under us
         return None
     seed = trial.suggest_int("seed", 0, 2**31 - 1)
-    taken = [t for t in final.get_trials(deepcopy=False) if t.number != trial.number
-             and t.params.get("seed") == seed and outcome(t) in ("complete", "diverged")]
-    if taken:
-        trial.set_user_attr("outcome", "over_budget")
-        final.tell(trial, state=TrialState.FAIL)
+    if _seed_taken(final, trial, seed):
+        _drop(final, trial)
         return None
     return Claim(final, trial, final=True)
+
+
+def _seed_taken(final: optuna.Study, trial: Trial, seed: int) -> bool:
+    """Another trial has run this seed, or runs it and claimed it first."""
+    for t in final.get_trials(deepcopy=False):
+        if t.number == trial.number or t.params.get("seed") != seed:
+            continue
+        state = outcome(t)
+        if state in ("complete", "diverged") or (state == "running" and t.number < trial.number):
+            return True
+    return False
 
 
 def finals_done(trials: Sequence[FrozenTrial], n_seeds: int) -> bool:
@@ -264,6 +322,16 @@ def fail_stale(study: optuna.Study, *, all_running: bool) -> list[FrozenTrial]:
         storage.set_trial_user_attr(t._trial_id, "outcome", "interrupted")
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return stale
+
+
+def trial_outcomes(storage: BaseStorage) -> dict[tuple[str, int], str]:
+    """(study name, trial number) -> outcome, for every trial in the storage."""
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            out[(summary.study_name, t.number)] = outcome(t)
+    return out
 
 
 def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:

@@ -22,7 +22,7 @@ from bench import tuning
 from bench.config import Configuration, search_space
 from bench.diagnostics import GradientDiagnostics, every
 from bench.models import ModelSizes, build_model, n_parameters, select_device
-from bench.runner import Emit, Suite, parent_tags
+from bench.runner import Emit, Suite, parent_tags, recover
 from bench.tracking import Tracker, provenance
 from bench.train import TrainConfig, TrainResult, configure_torch, train
 
@@ -48,7 +48,12 @@ class Worker:
         """Work until every configuration is done; returns the number of jobs run."""
         jobs = 0
         order = self._order()
+        last_recovery = time.monotonic()
         while True:
+            if not self.embedded and time.monotonic() - last_recovery > tuning.GRACE_S:
+                with self._claim_lock():  # pick up the trials of workers that died
+                    recover(self.suite, self.storage, at_start=False, tracker=self.tracker)
+                last_recovery = time.monotonic()
             pending = False
             for configuration in order:
                 with self._claim_lock():
@@ -136,8 +141,8 @@ class Worker:
             except KeyboardInterrupt:
                 self._interrupted(claim, run_id)
                 raise
+        self._tell(claim, result, info)  # the commit point: from here the result is kept
         self._record(run_id, configuration, params, seed, result, info)
-        self._tell(claim, result, info)
         self.tracker.end_run(run_id, "FAILED" if result.status == "diverged" else "FINISHED")
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
                           "role": role, "outcome": _outcome(result)})
@@ -167,7 +172,7 @@ class Worker:
                                        seed=self.spec.seed)
         result = train(cfg, task, model, on_eval=self._on_eval(claim), observer=observer)
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
-                "task": task, "cfg": cfg}
+                "task": task, "cfg": cfg, "model": model, "final": claim.final}
         return result, info
 
     def _size(self, params: dict[str, Any]) -> dict[str, int]:
@@ -242,6 +247,10 @@ class Worker:
             for table, rows in result.diagnostics.tables().items():
                 self.tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")
         self.tracker.log_text(run_id, _task_yaml(task), "task.yaml")
+        if info.get("final") and result.status != "diverged" and \
+                hasattr(task, "confusion_matrix"):  # HAR: for the report's confusion matrix
+            self.tracker.log_table(run_id, _confusion_rows(task, info["model"]),
+                                   "test/confusion.csv")
 
     def _tell(self, claim: tuning.Claim, result: TrainResult, info: dict[str, Any]) -> None:
         trial, task = claim.trial, info["task"]
@@ -282,6 +291,22 @@ class Worker:
 
 def _outcome(result: TrainResult) -> str:
     return {"completed": "complete", "stopped": "pruned"}.get(result.status, result.status)
+
+
+@torch.no_grad()
+def _confusion_rows(task: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The test confusion matrix of a trained model as tidy rows (true, predicted, count)."""
+    from bench.train import EVAL_CHUNK
+
+    x, y = task.split("test")
+    was_training = model.training
+    model.eval()
+    output = torch.cat([model(x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+    model.train(was_training)
+    matrix = task.confusion_matrix(output, y)
+    names = list(task.describe().get("class_names") or range(len(matrix)))
+    return [{"true": names[i], "predicted": names[j], "count": int(n)}
+            for i, row in enumerate(matrix) for j, n in enumerate(row)]
 
 
 def _task_yaml(task: tasks.Task) -> str:
