@@ -160,15 +160,27 @@ class Tracker:
         """The configuration's parent run: found by its ``configuration`` tag, or created."""
         return self.ensure_parent_run(name, tags)[0]
 
+    def _parents(self, name: str) -> list[Any]:
+        found = self.find_runs(f"tags.configuration = '{name}' and tags.role = 'configuration'")
+        return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
+
     def ensure_parent_run(self, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
-        """(run id, created now?) of the configuration's parent run."""
-        existing = self.find_runs(
-            f"tags.configuration = '{name}' and tags.role = 'configuration'", max_results=1)
+        """(run id, created now?) of the configuration's parent run.
+
+        Processes on several machines may create it at the same moment: the earliest run
+        wins and a process whose run lost deletes its own, so all agree on one parent.
+        """
+        existing = self._parents(name)
         if existing:
             return str(existing[0].info.run_id), False
         all_tags = {**tags, "configuration": name, "role": "configuration", MLFLOW_RUN_NAME: name}
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
-        return str(run.info.run_id), True
+        run_id = str(self.client.create_run(self.experiment_id, tags=all_tags,
+                                            run_name=name).info.run_id)
+        winner = str(self._parents(name)[0].info.run_id)
+        if winner != run_id:
+            self.client.delete_run(run_id)
+            return winner, False
+        return run_id, True
 
     def start_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run (a trial or a final seed) under a configuration's parent run."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from bench.diagnostics.grad_norms import global_grad_norm
 from bench.models import RecurrentModel
 from tasks import Task
 
@@ -38,8 +39,12 @@ class StepObserver(Protocol):
     def on_step(self, step: int, model: RecurrentModel) -> None:
         """After backward, before clipping: the step's raw gradients are in ``.grad``."""
 
-    def on_end(self, step: int, model: RecurrentModel) -> None:
-        """Once after the last update (no gradients held)."""
+    def on_end(self, step: int, model: RecurrentModel, result: TrainResult) -> Any:
+        """Once when the run ends (diverged or not); returns ``result.diagnostics``.
+
+        Called after the last update and before the final evaluation; ``result`` already
+        holds the per-step records (``grad_norm``, ``clipped``, ``diverged_at``).
+        """
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,6 @@ def l2_penalty(model: RecurrentModel) -> torch.Tensor:
     """Sum of squared entries of the weight matrices (biases excluded)."""
     norms = torch._foreach_norm(model.weight_matrices())
     return torch.stack(norms).square().sum()
-
-
-def global_grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
-    """The L2 norm of all gradients together, on the device, without a host sync."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 @torch.no_grad()
@@ -231,16 +230,16 @@ def train(
     result.evals = evals
     if status == "diverged":
         result.diverged_at, result.reason = done, reason
-    else:
-        _finish(result, loop, observer)
+    if observer is not None:
+        result.diagnostics = observer.on_end(done, model, result)
+    if status != "diverged":
+        _finish(result, loop)
     result.wall_time = time.perf_counter() - start_time
     return result
 
 
-def _finish(result: TrainResult, loop: _Loop, observer: StepObserver | None) -> None:
-    """Final diagnostics and evaluation of a run that did not diverge."""
-    if observer is not None:
-        observer.on_end(result.steps_done, loop.model)
+def _finish(result: TrainResult, loop: _Loop) -> None:
+    """Final evaluation of a run that did not diverge."""
     result.val = evaluate(loop.model, loop.task, "val")
     if result.status == "completed":
         result.evals.append({"step": float(result.steps_done), **result.val})

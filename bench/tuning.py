@@ -17,6 +17,7 @@ can share a suite. Trial outcomes:
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-HEARTBEAT_S = 10  # RDB storages: a RUNNING trial without a heartbeat for GRACE_S is stale
-GRACE_S = 40
+# RDB storages: a RUNNING trial without a heartbeat for GRACE_S seconds is stale.
+HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))
+GRACE_S = int(os.environ.get("GRADBENCH_GRACE_S", "40"))
 COUNTED = ("complete", "pruned", "diverged", "running", "waiting")
 
 
@@ -346,3 +348,44 @@ def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
         study.enqueue_trial(dict(t.params), user_attrs={**attrs, "retry_of": t.number})
         queued.append(t)
     return queued
+
+
+# ------------------------------------------------------------------------------ reporting
+
+IMPORTANCE_EVALUATOR = "PED-ANOVA (optuna.importance.PedAnovaImportanceEvaluator)"
+
+
+def param_importances(storage: BaseStorage, names: Sequence[str], *, min_trials: int = 2
+                      ) -> dict[str, dict[str, float] | str]:
+    """Hyperparameter importance of each named study, or why there is none.
+
+    Evaluator: PED-ANOVA (``IMPORTANCE_EVALUATOR``, Optuna 5's default) on the complete
+    trials. A study with fewer than ``min_trials`` complete trials, or a single tuned
+    parameter, gets a one-line reason instead of numbers.
+    """
+    import warnings
+
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
+    out: dict[str, dict[str, float] | str] = {}
+    for name in names:
+        if name not in existing:
+            out[name] = "no such study in the Optuna storage"
+            continue
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if len(complete) < min_trials:
+            out[name] = f"not enough trials ({len(complete)} complete)"
+        elif len({p for t in complete for p in t.params}) < 2:
+            out[name] = "a single tuned parameter"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+                except Exception as err:  # degenerate values (all equal, NaN): say so
+                    out[name] = f"not computable ({type(err).__name__})"
+                    continue
+            out[name] = {k: float(v) for k, v in found.items()}
+    return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -133,6 +135,7 @@ class Worker:
             "role": role, "study": claim.study.study_name,
             "trial_number": str(trial.number), "seed": str(seed), "worker": str(self.index)})
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
                             "role": role, "steps": self.spec.training.steps})
         with self._heartbeat(trial):

@@ -1,0 +1,72 @@
+"""One probe: every probe-step quantity of a model on a fixed batch, as tidy rows.
+
+A probe runs the unrolled twin forward and one ``torch.autograd.grad`` on the probe batch
+(nothing is accumulated into ``.grad``, no random numbers are drawn, the model's mode is left
+as it is), then reads off:
+
+- the profiles ``||dL/dh_t||`` (and ``||dL/dc_t||`` for the LSTM) and their summaries;
+- the theory bound for rnn / irnn (``bound``);
+- the probe-batch gradient norm per parameter group;
+- the spectral norm and radius of each gate block of ``W_hh``;
+- the saturation of the units.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.diagnostics.bound import recurrent_gain, theory_bound
+from bench.diagnostics.grad_norms import group_grad_norms
+from bench.diagnostics.profiles import LossFn, ProbeGrads, example_norms, probe_gradients
+from bench.diagnostics.records import (
+    Diagnostics,
+    GroupRow,
+    ProfileRow,
+    SaturationRow,
+    SpectrumRow,
+    SummaryRow,
+)
+from bench.diagnostics.saturation import saturation_fractions
+from bench.diagnostics.spectra import recurrent_spectra
+from bench.diagnostics.summaries import summarize_profile
+from bench.models import RecurrentModel
+
+
+def _profiles(model: RecurrentModel, grads: ProbeGrads) -> dict[str, list[float]]:
+    """kind -> profile over t = 1..T: ``h``, ``c`` (LSTM) and ``bound`` (rnn / irnn)."""
+    out = {"h": example_norms(grads.h).mean(dim=0).tolist()}
+    if grads.c is not None:
+        out["c"] = example_norms(grads.c).mean(dim=0).tolist()
+    gain = recurrent_gain(model)
+    if gain is not None:
+        out["bound"] = theory_bound(example_norms(grads.direct), gain).tolist()
+    return out
+
+
+def probe(
+    model: RecurrentModel, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, step: int = 0
+) -> Diagnostics:
+    """Every probe-step quantity of ``model`` on the batch ``(x, y)``, rows tagged ``step``.
+
+    Args:
+        model: the model, in whatever mode it is in; left untouched.
+        loss_fn: the task's loss, ``task.loss(output, target)``.
+        x: probe inputs (B, T, I).
+        y: probe targets.
+        step: the training step to tag the rows with.
+    """
+    grads = probe_gradients(model, loss_fn, x, y)
+    out = Diagnostics()
+    for kind, norms in _profiles(model, grads).items():
+        out.profiles.extend(ProfileRow(step, t, v, kind) for t, v in enumerate(norms, start=1))
+        if kind != "bound":
+            s = summarize_profile(norms)
+            out.summaries.append(SummaryRow(step, kind, s.log10_ratio, s.decay_rate, s.horizon,
+                                            s.flag, grads.loss))
+    groups = group_grad_norms(grads.params.items())
+    out.groups.extend(GroupRow(step, g, v, "probe") for g, v in groups.items())
+    out.spectra.extend(SpectrumRow(step, *row) for row in recurrent_spectra(model))
+    out.saturation.extend(
+        SaturationRow(step, *row) for row in saturation_fractions(model.kind, grads.activations)
+    )
+    return out

@@ -1,0 +1,139 @@
+"""Cost of training with the default gradient diagnostics, against a bare PyTorch loop.
+
+Quality bar (SPEC section 8): ``bench.train.train`` with the default diagnostics
+(``GradientDiagnostics(task)``: probe at step 0, every 100 steps and after the last update, on
+a probe batch of 32) costs at most 1.15x a bare training loop with the same model and data.
+
+For each model, on adding (T = 100 by default, B = 64, Adam, norm clipping), three ways of
+running the same training are timed, interleaved round by round so that drifts of the
+machine hit all of them alike:
+
+- ``bare``: the loop below, written out plainly (batch, forward, loss, backward, clip, step);
+- ``train``: ``bench.train.train`` without observer (the loop's own bookkeeping);
+- ``diag``: ``bench.train.train`` with the default diagnostics.
+
+The fixed validation and test splits are kept tiny (64 examples) so that ``train``'s final
+evaluation does not count as overhead. Printed: the median over rounds of the time per step
+of each, the ratios to ``bare`` (of the medians; ``(min)``: of the fastest rounds, the
+figure least disturbed by other load on the machine), the number of probes in one run and
+the time of one probe.
+
+Usage:
+    python benchmarks/overhead.py                       # 4 models, budget 10000 parameters
+    python benchmarks/overhead.py --models lstm --hidden 128 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from bench.diagnostics import DEFAULT_SCHEDULE, GradientDiagnostics, probe
+from bench.models import ModelSizes, RecurrentModel, build_model
+from bench.train import TrainConfig, train
+from tasks import Task, adding
+
+LR, CLIP, SEED = 1e-3, 1.0, 0
+
+
+def bare_loop(task: Task, model: RecurrentModel, steps: int, batch_size: int) -> None:
+    """The reference: a plain PyTorch training loop, same data, optimiser and clipping."""
+    torch.manual_seed(SEED)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    generator = task.train_generator(SEED)
+    for _ in range(steps):
+        x, y = task.train_batch(batch_size, generator)
+        loss = task.loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP, foreach=True)
+        optimizer.step()
+
+
+def bench_train(task: Task, model: RecurrentModel, steps: int, batch_size: int,
+                diagnostics: bool) -> None:
+    """``bench.train.train``, with or without the default diagnostics."""
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=LR, clipping="norm", clip=CLIP,
+                      eval_every=steps, seed=SEED)
+    observer = GradientDiagnostics(task) if diagnostics else None
+    train(cfg, task, model, observer=observer)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def measure(kind: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of bare / train / diag, and the probe figures."""
+    task = adding.build({"seq_len": args.seq_len, "val_size": 64, "test_size": 64},
+                        seed=SEED, device=device)
+    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
+    size = {"hidden_size": args.hidden} if args.hidden else {"param_budget": args.budget}
+    torch.manual_seed(SEED)
+    initial = build_model(kind, sizes, **size).to(device)
+    state = {k: v.clone() for k, v in initial.state_dict().items()}
+
+    def fresh() -> RecurrentModel:
+        initial.load_state_dict(state)
+        return initial
+
+    runs: dict[str, Callable[[], object]] = {
+        "bare": lambda: bare_loop(task, fresh(), args.steps, args.batch_size),
+        "train": lambda: bench_train(task, fresh(), args.steps, args.batch_size, False),
+        "diag": lambda: bench_train(task, fresh(), args.steps, args.batch_size, True),
+    }
+    timed(runs["bare"], device)  # warm-up (allocator, kernels)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(args.rounds):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in order:
+            times[name].append(timed(runs[name], device) / args.steps)
+    x, y = task.train_batch(32, task.train_generator(SEED + 1))
+    probe_time = min(timed(lambda: probe(fresh(), task.loss, x, y), device) for _ in range(3))
+    out = {name: statistics.median(values) for name, values in times.items()}
+    out.update({f"{name}_min": min(values) for name, values in times.items()})
+    out["hidden"] = float(initial.hidden_size)
+    out["probe"] = probe_time
+    out["probes"] = float(sum(DEFAULT_SCHEDULE(s) for s in range(args.steps)) + 1)  # + end
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="rnn,irnn,lstm,gru")
+    parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=300, help="steps per timed run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--budget", type=int, default=10_000, help="parameter budget")
+    parser.add_argument("--hidden", type=int, default=0, help="fixed hidden size (overrides)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"adding T={args.seq_len} B={args.batch_size}, {args.steps} steps x {args.rounds} "
+          f"rounds, {args.threads} thread(s), {device}; default diagnostics "
+          f"(every 100 steps + end, probe batch 32)")
+    print(f"{'model':6} {'H':>4} {'bare ms':>8} {'train ms':>9} {'diag ms':>8} "
+          f"{'train/bare':>10} {'diag/bare':>9} {'(min)':>6} {'probes':>6} {'probe ms':>8}")
+    for kind in args.models.split(","):
+        r = measure(kind, args, device)
+        print(f"{kind:6} {int(r['hidden']):4d} {1e3 * r['bare']:8.2f} {1e3 * r['train']:9.2f} "
+              f"{1e3 * r['diag']:8.2f} {r['train'] / r['bare']:10.3f} "
+              f"{r['diag'] / r['bare']:9.3f} {r['diag_min'] / r['bare_min']:6.3f} "
+              f"{int(r['probes']):6d} {1e3 * r['probe']:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

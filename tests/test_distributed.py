@@ -1,0 +1,250 @@
+"""Many machines and faults, with real servers: PostgreSQL for Optuna, ``mlflow server``.
+
+Two ``gradbench run`` processes with their own run directories stand for two machines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.servers import MlflowServer, create_database
+
+pytestmark = pytest.mark.slow
+
+SUITE = {
+    "name": "dist",
+    "device": "cpu",
+    "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
+    "models": ["rnn", "gru"],
+    "regularization": ["none"],
+    "clipping": ["norm"],
+    "model": {"hidden_size": 8},
+    "training": {"steps": 40, "batch_size": 16, "eval_every": 20},
+    "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
+               "clip": {"low": 0.5, "high": 5.0, "log": True}},
+    "tuning": {"trials": 3, "sampler": "tpe", "pruner": "none"},
+    "final": {"seeds": 2},
+    "diagnostics": {"probe_every": 20},
+}
+TRIALS, SEEDS = 3, 2
+FAST_HEARTBEAT = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "4"}
+
+
+def _config(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "dist.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, **changes}))
+    return path
+
+
+def _start(config: Path, runs_dir: Path, *flags: str, env: dict | None = None):
+    cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
+           *flags]
+    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"run did not finish: {out[-3000:]}")
+    return out
+
+
+def _studies(url: str) -> dict[str, optuna.Study]:
+    storage = optuna.storages.RDBStorage(url)
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+
+
+def _check_budget_and_uniqueness(studies: dict[str, optuna.Study]) -> None:
+    """Every configuration: exactly the budget, no final seed twice, only benign failures."""
+    assert len(studies) == 4
+    for name, study in studies.items():
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(done) == (SEEDS if name.endswith("/final") else TRIALS), name
+        assert not [t for t in study.trials if t.state in (
+            optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)], name
+        if name.endswith("/final"):
+            assert sorted(t.params["seed"] for t in done) == [1000, 1001], name
+
+
+def _mlflow_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+def _check_recorded_once(studies: dict[str, optuna.Study], runs: list) -> None:
+    parents = [r for r in runs if r.data.tags.get("role") == "configuration"]
+    assert sorted(r.data.tags["configuration"] for r in parents) == [
+        "adding-T8/gru/none/norm", "adding-T8/rnn/none/norm"]
+    finished = {}
+    for run in runs:
+        if run.data.tags.get("role") in ("trial", "final") and run.info.status == "FINISHED":
+            key = (run.data.tags["study"], int(run.data.tags["trial_number"]))
+            assert key not in finished, f"{key} recorded twice"
+            finished[key] = run
+    complete = {(name, t.number) for name, s in studies.items() for t in s.trials
+                if t.state == optuna.trial.TrialState.COMPLETE}
+    assert set(finished) == complete
+
+
+def test_two_machines_share_one_suite(tmp_path: Path, postgres: str,
+                                      mlflow_server: MlflowServer) -> None:
+    url = create_database(postgres, "two_machines")
+    config = _config(tmp_path)
+    flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
+    procs = [_start(config, tmp_path / f"machine{i}", *flags) for i in (1, 2)]
+    outputs = [_finish(p) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+
+    studies = _studies(url)
+    _check_budget_and_uniqueness(studies)
+    runs = _mlflow_runs(mlflow_server.url, "dist")
+    _check_recorded_once(studies, runs)
+    workers = {t.user_attrs["worker"] for s in studies.values() for t in s.trials
+               if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(workers) == 2, "both machines should have run trials"
+
+    # The password never shows: terminal output, run directories, MLflow params and tags.
+    assert all("s3cret-pw" not in out for out in outputs)
+    for machine in ("machine1", "machine2"):
+        recorded = (tmp_path / machine / "dist" / "config.yaml").read_text()
+        assert "s3cret-pw" not in recorded and "postgres:***@" in recorded
+    for run in runs:
+        values = [*run.data.params.values(), *run.data.tags.values()]
+        assert not [v for v in values if "s3cret-pw" in v], run.info.run_id
+
+    status = subprocess.run([sys.executable, "-m", "bench", "status", "dist", "--runs-dir",
+                             str(tmp_path / "machine1"), "--storage", url],
+                            capture_output=True, text=True, check=True)
+    assert "adding-T8/gru/none/norm" in status.stdout and "2/2" in status.stdout
+    masked = subprocess.run([sys.executable, "-m", "bench", "status", "dist", "--runs-dir",
+                             str(tmp_path / "machine1")], capture_output=True, text=True)
+    assert masked.returncode == 2 and "--storage" in masked.stderr
+
+
+def _running_trial_of(url: str, pgid: int) -> bool:
+    for study in _studies(url).values():
+        for t in study.trials:
+            if t.state != optuna.trial.TrialState.RUNNING or "worker" not in t.user_attrs:
+                continue
+            pid = int(t.user_attrs["worker"].split(":")[1])
+            try:
+                if os.getpgid(pid) == pgid:
+                    return True
+            except ProcessLookupError:
+                continue
+    return False
+
+
+def test_a_killed_worker_is_detected_and_its_trial_rerun(tmp_path: Path, postgres: str,
+                                                         mlflow_server: MlflowServer) -> None:
+    url = create_database(postgres, "killed_worker")
+    config = _config(tmp_path, training={"steps": 400, "batch_size": 16, "eval_every": 100})
+    flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
+    victim = _start(config, tmp_path / "victim", *flags, env=FAST_HEARTBEAT)
+    deadline = time.monotonic() + 120
+    while not _running_trial_of(url, victim.pid):
+        assert time.monotonic() < deadline, "the victim never ran a trial"
+        time.sleep(0.3)
+    survivor = _start(config, tmp_path / "survivor", *flags, env=FAST_HEARTBEAT)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    out = _finish(survivor)
+    assert survivor.returncode == 0, out
+
+    studies = _studies(url)
+    _check_budget_and_uniqueness(studies)
+    failed = [(name, t) for name, s in studies.items() for t in s.trials
+              if t.state == optuna.trial.TrialState.FAIL
+              and t.user_attrs.get("outcome", "interrupted") == "interrupted"]
+    assert failed, "the killed trial should be marked failed"
+    for name, dead in failed:
+        if dead.params:
+            retried = [t for t in studies[name].trials if t.user_attrs.get("retry_of") ==
+                       dead.number and t.state == optuna.trial.TrialState.COMPLETE]
+            assert len(retried) == 1 and retried[0].params == dead.params
+    runs = _mlflow_runs(mlflow_server.url, "dist")
+    _check_recorded_once(studies, runs)
+    killed = [r for r in runs if r.info.status in ("KILLED", "FAILED")]
+    assert killed and not [r for r in runs if r.info.status == "RUNNING"
+                           and r.data.tags.get("role") != "configuration"]
+
+
+def _journal_states(run_dir: Path) -> list[optuna.trial.TrialState]:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not (run_dir / "optuna.journal").exists():
+        return []
+    storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
+    try:
+        return [t.state for s in optuna.get_all_study_summaries(storage, False)
+                for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
+    except Exception:
+        return []
+
+
+def test_tracking_server_down_for_a_while(tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "server").start()
+    try:
+        config = _config(tmp_path, training={"steps": 200, "batch_size": 16, "eval_every": 50})
+        proc = _start(config, tmp_path / "runs", "--tracking-uri", server.url)
+        deadline = time.monotonic() + 120
+        while optuna.trial.TrialState.COMPLETE not in _journal_states(tmp_path / "runs" / "dist"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        server.stop()  # the outage: the workers retry with backoff meanwhile
+        time.sleep(3)
+        server.start()
+        out = _finish(proc)
+        assert proc.returncode == 0, out
+        runs = _mlflow_runs(server.url, "dist")
+        nested = [r for r in runs if r.data.tags.get("role") in ("trial", "final")]
+        assert len(nested) >= 2 * (TRIALS + SEEDS)
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+    finally:
+        server.stop()
+
+
+def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "server").start()
+    run_dir = tmp_path / "runs" / "dist"
+    try:
+        config = _config(tmp_path, training={"steps": 300, "batch_size": 16, "eval_every": 50})
+        proc = _start(config, tmp_path / "runs", "--tracking-uri", server.url,
+                      env={"GRADBENCH_TRACKING_RETRY_S": "3"})
+        deadline = time.monotonic() + 120
+        while optuna.trial.TrialState.RUNNING not in _journal_states(run_dir):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        server.stop()
+        out = _finish(proc)
+        assert proc.returncode != 0
+        assert "unreachable" in out and server.url in out, out[-2000:]
+        assert optuna.trial.TrialState.COMPLETE in _journal_states(run_dir)  # kept
+        server.start()  # back: the same command finishes the suite
+        again = _start(config, tmp_path / "runs", "--tracking-uri", server.url)
+        out = _finish(again)
+        assert again.returncode == 0, out
+        runs = _mlflow_runs(server.url, "dist")
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        incomplete = [r for r in runs if r.data.tags.get("tracking") == "incomplete"]
+        assert incomplete and all(r.info.status == "FINISHED" for r in incomplete)
+    finally:
+        server.stop()
