@@ -76,49 +76,68 @@ def check_writable(run_dir: Path) -> None:
 
 
 def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
-    """Expand the grid; leave HAR out (with the reason) when its data cannot be found."""
+    """Expand the grid; leave HAR out (with the reason) when no copy of its data exists.
+
+    Only absence at the default location (``tasks.har.data_dir: null``, offline) skips
+    HAR. A ``data_dir`` that holds nothing, or an archive that is truncated or tampered
+    with, is bad input: its ``HarDataError`` propagates.
+    """
     configurations = expand(spec)
     skipped: dict[str, str] = {}
     if any(c.task == "har" for c in configurations):
         import torch
 
         import tasks
-        from tasks.har import HarDataError
+        from tasks.har import HarDataError, find_har
 
-        params = dict(spec.tasks)["har"] if "har" in dict(spec.tasks) else {}
-        try:
-            tasks.build("har", params, seed=spec.seed, device=torch.device("cpu"))
-        except HarDataError as err:
-            skipped["har"] = str(err)
-            configurations = [c for c in configurations if c.task != "har"]
+        params = dict(spec.tasks).get("har", {})
+        if params.get("data_dir") is None:
+            try:
+                find_har(None, download=params.get("download", True))
+            except HarDataError as err:
+                skipped["har"] = str(err)
+                return [c for c in configurations if c.task != "har"], skipped
+        tasks.build("har", params, seed=spec.seed, device=torch.device("cpu"))
     return configurations, skipped
 
 
 def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:
     """Everything before the workers: directory, resolved config, studies, recovery."""
+    from bench import tuning
+
     run_dir = run_dir_for(spec, runs_dir)
     check_writable(run_dir)
     configurations, skipped = available_configurations(spec)
+    if not configurations:
+        raise ValueError(f"suite {spec.name!r}: nothing to run (skipped: "
+                         f"{', '.join(skipped) or 'none'})")
     suite = Suite(spec, run_dir, configurations, skipped)
+    storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
+    tracker = _tracker(suite)
+    tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
     _write_resolved_config(suite)
-    from bench import tuning
-
-    storage = tuning.open_storage(spec.storage, run_dir)
     tuning.create_studies(storage, spec, configurations)
-    create_parent_runs(suite)
-    recover(suite, storage)
+    create_parent_runs(suite, tracker)
+    recover(suite, storage, tracker=tracker)
     return suite
+
+
+def _tracker(suite: Suite) -> Any:
+    """The main process's tracker: fails fast (10 s of retries) when the store is down."""
+    from bench.tracking import RETRY_S, Tracker
+
+    return Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
+                   retry_s=min(RETRY_S, 10.0))
 
 
 def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]:
     return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
 
 
-def create_parent_runs(suite: Suite) -> None:
+def create_parent_runs(suite: Suite, tracker: Any) -> None:
     """One MLflow parent run per configuration, with the resolved config and provenance."""
-    from bench.tracking import Tracker, provenance
+    from bench.tracking import provenance
 
-    tracker = Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir)
     config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
     info = provenance()
     for configuration in suite.configurations:
@@ -145,7 +164,6 @@ def recover(suite: Suite, storage: Any, *, at_start: bool = True,
     this now and then (``at_start=False``) to pick up the work of a worker that died.
     """
     from bench import tuning
-    from bench.tracking import Tracker
 
     embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
     found = {"interrupted": 0, "requeued": 0}
@@ -155,8 +173,7 @@ def recover(suite: Suite, storage: Any, *, at_start: bool = True,
             found["interrupted"] += len(
                 tuning.fail_stale(study, all_running=embedded and at_start))
             found["requeued"] += len(tuning.requeue_interrupted(study))
-    tracker = tracker or Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
-                                 retry_s=10)
+    tracker = tracker or _tracker(suite)
     end_orphan_runs(tracker, tuning.trial_outcomes(storage))
     return found
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 # RDB storages: a RUNNING trial without a heartbeat for GRACE_S seconds is stale.
 HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))

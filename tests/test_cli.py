@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,75 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2, case
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "runs" / "bad" / "optuna.journal").exists()  # nothing half-done
+
+
+def _truncated_har(tmp_path: Path) -> Path:
+    path = tmp_path / "UCI HAR Dataset.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("UCI HAR Dataset/train/y_train.txt", "1\n" * 5000)
+    path.write_bytes(path.read_bytes()[:100])  # cut short, as by an interrupted copy
+    return path
+
+
+def _tampered_har(tmp_path: Path) -> Path:
+    path = tmp_path / "UCI HAR Dataset.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("UCI HAR Dataset/train/y_train.txt", "1\n" * 5000)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"1\n1\n") + 2] = ord("7")  # one byte changed: the CRC no longer matches
+    path.write_bytes(bytes(data))
+    return path
+
+
+# Bad input that only shows when the run starts: (case, flags builder, expected message).
+BAD_WHERE = [
+    ("unreachable storage", lambda tmp: ["--storage",
+                                         "postgresql+psycopg2://u:pw@127.0.0.1:1/nodb"],
+     "storage postgresql+psycopg2://u:***@127.0.0.1:1/nodb unreachable"),
+    ("unreachable tracking", lambda tmp: ["--tracking-uri", "http://127.0.0.1:1"],
+     "tracking store http://127.0.0.1:1 unreachable"),
+    ("missing HAR data_dir", lambda tmp: ["--tasks", "har", "--set",
+                                          f"tasks.har.data_dir={tmp / 'nowhere'}"],
+     "tasks.har.data_dir"),
+    ("truncated HAR archive", lambda tmp: ["--tasks", "har", "--set",
+                                           f"tasks.har.data_dir={_truncated_har(tmp)}"],
+     "UCI HAR Dataset.zip"),
+    ("tampered HAR archive", lambda tmp: ["--tasks", "har", "--set",
+                                          f"tasks.har.data_dir={_tampered_har(tmp)}"],
+     "UCI HAR Dataset.zip"),
+]
+
+
+@pytest.mark.parametrize(("case", "flags", "message"), BAD_WHERE,
+                         ids=[case[0] for case in BAD_WHERE])
+def test_bad_places_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch, case: str, flags,
+                                       message: str) -> None:
+    import bench.tracking
+
+    monkeypatch.setattr(bench.tracking, "RETRY_S", 1.0)
+    code = main(["run", "smoke", "--runs-dir", str(tmp_path / "runs"), *flags(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (case, err)
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert "pw@" not in err
+    assert not (tmp_path / "runs" / "smoke" / "config.yaml").exists()  # nothing half-done
+
+
+def test_bad_input_loses_nothing_recorded(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    flags = ["--tasks", "adding", "--models", "rnn", "--runs-dir", str(runs)]
+    assert main(["run", "smoke", *flags]) == 0
+    journal = (runs / "smoke" / "optuna.journal").read_bytes()
+    database = (runs / "smoke" / "mlflow.db").stat().st_size
+    assert main(["run", "smoke", *flags, "--steps", "-1"]) == 2
+    assert main(["run", "smoke", *flags, "--storage", "postgresql+psycopg2://127.0.0.1:1/x"]) == 2
+    assert (runs / "smoke" / "optuna.journal").read_bytes() == journal
+    assert (runs / "smoke" / "mlflow.db").stat().st_size == database
+    capsys.readouterr()
+    assert main(["status", "smoke", "--runs-dir", str(runs)]) == 0
+    assert "adding-T10/rnn/none/none" in capsys.readouterr().out
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path,
