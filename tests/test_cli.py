@@ -70,11 +70,13 @@ def _truncated_har(tmp_path: Path) -> Path:
 
 
 def _tampered_har(tmp_path: Path) -> Path:
-    path = tmp_path / "UCI HAR Dataset.zip"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr("UCI HAR Dataset/train/y_train.txt", "1\n" * 5000)
+    from tests.test_har import make_fixture, write_zip
+
+    path = write_zip(make_fixture().files, tmp_path / "UCI HAR Dataset.zip",
+                     compression=zipfile.ZIP_STORED)
     data = bytearray(path.read_bytes())
-    data[data.index(b"1\n1\n") + 2] = ord("7")  # one byte changed: the CRC no longer matches
+    at = data.index(b"e+000") - 3  # a digit of the first signal value
+    data[at] = ord("9") if data[at] != ord("9") else ord("8")  # the CRC no longer matches
     path.write_bytes(bytes(data))
     return path
 
@@ -94,7 +96,7 @@ BAD_WHERE = [
      "UCI HAR Dataset.zip"),
     ("tampered HAR archive", lambda tmp: ["--tasks", "har", "--set",
                                           f"tasks.har.data_dir={_tampered_har(tmp)}"],
-     "UCI HAR Dataset.zip"),
+     "CRC"),
 ]
 
 
