@@ -25,7 +25,9 @@ def run_one(args: argparse.Namespace) -> int:
     from bench.train import TrainConfig, configure_torch, train
 
     configure_torch(1)
-    console = Console()
+    from bench.view import make_console
+
+    console = make_console()
     device = select_device(args.device)
     task = tasks.build(args.task, _task_params(args), seed=args.seed, device=device)
     sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
@@ -59,7 +61,7 @@ def run_one(args: argparse.Namespace) -> int:
 
 
 def _print_result(console: Console, task: Any, result: Any) -> None:
-    table = Table(title=f"{task.name}: {result.describe()}")
+    table = Table(title=f"{task.name} T={task.seq_len}: {result.describe()}")
     table.add_column("split")
     keys = sorted(result.test) if result.test else []
     for key in keys:
