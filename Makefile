@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	bash scripts/system-deps.sh
 	$(BIN)/python -m pytest
 
 clean:

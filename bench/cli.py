@@ -106,6 +106,28 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return ui(args)
 
 
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write the comparative HTML report of a suite",
+                       description="Read a suite's runs back from MLflow and write one "
+                       "self-contained HTML page (reports/<name>/index.html): leaderboards, "
+                       "gradient pictures, tuning, significance.")
+    _suite_arg(p, "the suite to report on")
+    p.add_argument("--tracking-uri", help="read from this MLflow tracking URI instead of the "
+                   "suite's recorded store (with --experiment)")
+    p.add_argument("--experiment", help="the MLflow experiment (default: the suite name)")
+    p.add_argument("--storage", help="Optuna storage URL, for hyperparameter importance "
+                   "(default: the suite's)")
+    p.add_argument("--out", help="the .html file or folder to write (default: "
+                   "reports/<name>/index.html)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.commands import report
+
+    return report(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gradbench",
@@ -119,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _run_parser, _status_parser, _ui_parser, _train_parser]
+    _run_parser, _status_parser, _report_parser, _ui_parser, _train_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -141,3 +141,52 @@ def _stop_group(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def report(args: argparse.Namespace) -> int:
+    """``gradbench report``: the suite's runs from MLflow -> ``reports/<name>/index.html``."""
+    from bench.report import build_report
+    from bench.results import ResultsSource
+
+    start = time.perf_counter()
+    uri, experiment, run_dir, storage_url = _report_source(args)
+    source = ResultsSource(uri, experiment)
+    storage, note = _report_storage(storage_url, run_dir)
+    out = Path(args.out) if args.out else Path("reports") / experiment
+    if out.suffix.lower() not in (".html", ".htm"):
+        out = out / "index.html"
+    path = build_report(source, out, storage=storage, storage_note=note)
+    print(f"report of suite {experiment!r}: {path} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str | None]:
+    """(tracking URI, experiment, run directory if any, Optuna storage URL) of the report."""
+    from bench import runner
+    from bench.tracking import default_tracking_uri
+
+    if args.tracking_uri:
+        experiment = args.experiment or args.suite
+        run_dir = runner.runs_root(args.runs_dir) / experiment
+        return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, \
+            args.storage
+    spec = load_suite_spec(args)
+    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+        default_tracking_uri(run_dir)
+    if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():
+        raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
+                                f"run it first: gradbench run {args.suite}")
+    return uri, args.experiment or spec.name, run_dir, args.storage or spec.storage
+
+
+def _report_storage(url: str | None, run_dir: Path | None) -> tuple[Any, str]:
+    """The suite's Optuna storage (never created here), or None and the reason."""
+    from bench import tuning
+
+    if url is None and (run_dir is None or not (run_dir / "optuna.journal").exists()):
+        return None, "no Optuna storage found for this suite (pass --storage URL)"
+    try:
+        return tuning.open_storage(url, run_dir or Path(".")), ""
+    except Exception as err:  # unreachable database, missing driver: the report goes on
+        return None, f"the Optuna storage is unreachable ({config.mask_secrets(str(err))})"

@@ -1,0 +1,442 @@
+"""Frames -> tables: the numbers of the report, pure pandas/numpy (no plotting, no I/O).
+
+Inputs are the frames of ``bench.results`` (one row per run; histories and artifact tables
+in long format). Every function returns a new frame; nothing here knows MLflow or HTML.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MODEL_ORDER = ("rnn", "irnn", "lstm", "gru")
+REMEDY_ORDER = ("none", "L2", "clip", "L2 + clip")
+PARAM_ORDER = ("lr", "l2", "clip", "batch_size", "param_budget", "hidden_size")
+TASK_METRIC = {"adding": ("mse", "minimize"), "copy": ("recall_acc", "maximize"),
+               "har": ("acc", "maximize")}
+SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
+FAILED_STATES = ("diverged", "interrupted", "failed")
+BOOTSTRAP = 2000
+EXACT_LIMIT = 20_000  # permutation tests enumerate up to this many splits, else sample
+ALPHA = 0.05
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then ~normal).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
+         2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
+         2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+# ------------------------------------------------------------------------------ basics
+
+
+def remedy_label(regularization: str, clipping: str) -> str:
+    """``none`` / ``L2`` / ``clip`` / ``L2 + clip`` for a (regularization, clipping) pair."""
+    parts = [name for flag, name in ((regularization not in ("", "none"), "L2"),
+                                     (clipping not in ("", "none"), "clip")) if flag]
+    return " + ".join(parts) or "none"
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    return 1.96 + 2.4 / df  # within 0.01 of the exact value beyond 30
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float, float]:
+    """(mean, sample std, 95% t-interval low, high); NaN where undefined (std needs 2)."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, math.nan, math.nan, math.nan
+    std = float(x.std(ddof=1))
+    half = t_quantile(x.size - 1) * std / math.sqrt(x.size)
+    return mean, std, mean - half, mean + half
+
+
+def metric_of(task: str, nested: pd.DataFrame) -> tuple[str, str]:
+    """The task's headline metric and its direction, from the runs' tags (or the defaults)."""
+    if len(nested) and "metric" in nested:
+        tagged = nested[nested["metric"].fillna("") != ""]
+        if len(tagged):
+            row = tagged.iloc[0]
+            return str(row["metric"]), str(row.get("direction") or "minimize")
+    return TASK_METRIC.get(task, ("loss", "minimize"))
+
+
+def at_seq_len(frame: pd.DataFrame, seq_len: Any) -> pd.DataFrame:
+    """Rows with this sequence length (NA: tasks without one, like HAR)."""
+    if pd.isna(seq_len):
+        return frame[frame["seq_len"].isna()]
+    return frame[frame["seq_len"] == seq_len]
+
+
+def longest_seq_len(frame: pd.DataFrame) -> Any:
+    """The longest T present (NA when the task has none)."""
+    values = frame["seq_len"].dropna()
+    return values.max() if len(values) else pd.NA
+
+
+# ------------------------------------------------------------------------------ leaderboard
+
+
+def trial_counts(trials: pd.DataFrame) -> dict[str, int]:
+    """Tuning trials by outcome: complete, pruned, failed (diverged/interrupted), running."""
+    states = trials["state"] if len(trials) else pd.Series([], dtype=object)
+    return {"complete": int((states == "complete").sum()),
+            "pruned": int((states == "pruned").sum()),
+            "failed": int(states.isin(FAILED_STATES).sum()),
+            "running": int((states == "running").sum())}
+
+
+def status_of(parent_status: str, counts: dict[str, int], finals: pd.DataFrame,
+              expected: dict[str, int | None]) -> str:
+    """done | diverged | all trials diverged | running | not started | incomplete."""
+    done = finals[finals["state"].isin(("complete", "diverged"))] if len(finals) else finals
+    seeds = expected.get("seeds")
+    if len(done) and (parent_status == "FINISHED" or (seeds and len(done) >= seeds)):
+        return "diverged" if (done["state"] == "diverged").all() else "done"
+    trials = counts["complete"] + counts["pruned"] + counts["failed"]
+    budget = expected.get("trials")
+    if counts["running"] or (len(finals) and (finals["state"] == "running").any()):
+        return "running"
+    if budget and trials >= budget and counts["complete"] + counts["pruned"] == 0:
+        return "all trials diverged"
+    if trials == 0 and not len(finals):
+        return "not started"
+    return "incomplete"
+
+
+def board_row(parent: pd.Series, nested: pd.DataFrame,
+              expected: dict[str, int | None]) -> dict[str, Any]:
+    """One configuration's leaderboard entry from its parent run and nested runs."""
+    metric, direction = metric_of(str(parent["task"]), nested)
+    trials = nested[nested["role"] == "trial"]
+    finals = nested[nested["role"] == "final"]
+    done = finals[finals["state"].isin(("complete", "diverged"))]
+    complete = finals[finals["state"] == "complete"]
+    key = f"test/{metric}"
+    values = complete[key].dropna().tolist() if key in complete else []
+    mean, std, low, high = mean_ci(values)
+    normalized = complete["test/normalized"].dropna() if "test/normalized" in complete \
+        else pd.Series([], dtype=float)
+    counts = trial_counts(trials)
+    solved = done["solved"].fillna(False).astype(bool) if "solved" in done else done["state"]
+    return {
+        "configuration": parent["configuration"], "task": parent["task"],
+        "seq_len": parent["seq_len"], "model": parent["model"],
+        "regularization": parent["regularization"], "clipping": parent["clipping"],
+        "remedy": remedy_label(str(parent["regularization"]), str(parent["clipping"])),
+        "metric": metric, "direction": direction, "seeds": len(done), "n_values": len(values),
+        "mean": mean, "std": std, "ci_low": low, "ci_high": high,
+        "normalized": float(normalized.mean()) if len(normalized) else math.nan,
+        "solved_rate": float(solved.mean()) if len(done) else math.nan,
+        "diverged_rate": float((done["state"] == "diverged").mean()) if len(done) else math.nan,
+        **counts, "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
+        "best_val": _best_val(trials),
+        "status": status_of(str(parent["status"]), counts, finals, expected),
+    }
+
+
+def _best_val(trials: pd.DataFrame) -> float:
+    """The lowest final validation loss among complete tuning trials (Optuna's best)."""
+    if trials.empty or "val/loss" not in trials:
+        return math.nan
+    values = trials.loc[trials["state"] == "complete", "val/loss"].dropna()
+    return float(values.min()) if len(values) else math.nan
+
+
+def leaderboard(runs: pd.DataFrame, expected: dict[str, int | None] | None = None
+                ) -> pd.DataFrame:
+    """Every configuration of the suite, ranked best first within each task and T.
+
+    Args:
+        runs: ``Results.runs``.
+        expected: ``{"trials": budget, "seeds": final seeds}`` from the suite config, to tell
+            a finished configuration from one still running; None entries are unknown.
+    """
+    expected = expected or {}
+    parents = runs[runs["role"] == "configuration"]
+    nested = runs[runs["role"].isin(("trial", "final"))]
+    groups = dict(tuple(nested.groupby("configuration"))) if len(nested) else {}
+    empty = nested.iloc[0:0]
+    rows = [board_row(parent, groups.get(parent["configuration"], empty), expected)
+            for _, parent in parents.iterrows()]
+    board = pd.DataFrame(rows)
+    return rank(board) if len(board) else board
+
+
+def rank(board: pd.DataFrame) -> pd.DataFrame:
+    """Sort best first per (task, T): by the headline metric in its direction, configurations
+    without a result last; longest T first; adds ``rank`` (1 = best; NA without result)."""
+    board = board.copy()
+    sign = np.where(board["direction"] == "maximize", -1.0, 1.0)
+    board["_key"] = sign * board["mean"].astype(float)
+    board["_missing"] = board["mean"].isna()
+    board["_T"] = board["seq_len"].astype("Float64").fillna(-1.0)
+    board = board.sort_values(["task", "_T", "_missing", "_key", "normalized", "configuration"],
+                              ascending=[True, False, True, True, True, True],
+                              ignore_index=True)
+    ranks = board.groupby(["task", "_T"]).cumcount() + 1
+    board["rank"] = ranks.where(~board["_missing"]).astype("Int64")
+    return board.drop(columns=["_key", "_missing", "_T"])
+
+
+def score_grid(board: pd.DataFrame) -> pd.DataFrame:
+    """Model x remedy grid of the normalised score (test loss / baseline; < 1 beats it)."""
+    grid = board.pivot_table(index="model", columns="remedy", values="normalized",
+                             aggfunc="first", dropna=False)
+    models = [m for m in MODEL_ORDER if m in set(board["model"])] + sorted(
+        set(board["model"]) - set(MODEL_ORDER))
+    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
+    return grid.reindex(index=models, columns=remedies)
+
+
+def best_rows(board: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The best configuration for each group of ``by`` (e.g. model): the best-ranked one;
+    in a group without any final result yet, the one with the best tuning trial."""
+    order = board.assign(_r=board["rank"].astype("Float64").fillna(np.inf))
+    order = order[order["_r"].lt(np.inf) | order["best_val"].notna()]
+    order = order.sort_values(["_r", "best_val"], na_position="last")
+    return order.groupby(list(by), sort=False).head(1).drop(columns="_r")
+
+
+def representative_runs(runs: pd.DataFrame, configuration: str) -> list[str]:
+    """The runs that stand for a configuration in figures: its completed final seeds (by
+    seed); else its best tuning trial; else its first run."""
+    nested = runs[(runs["configuration"] == configuration)
+                  & runs["role"].isin(("trial", "final"))]
+    finals = nested[(nested["role"] == "final") & (nested["state"] == "complete")]
+    if len(finals):
+        return finals.sort_values("seed")["run_id"].tolist()
+    trials = nested[(nested["role"] == "trial") & nested["state"].isin(("complete", "pruned"))]
+    if len(trials) and "val/loss" in trials:
+        return [str(trials.sort_values("val/loss")["run_id"].iloc[0])]
+    return nested.sort_values("start_time")["run_id"].head(1).tolist()
+
+
+def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Per run and snapshot: log10(||dL/dh_1|| / ||dL/dh_T||) of the measured profile
+    (negative: the gradient shrinks on its way back, i.e. vanishes)."""
+    h = snapshots[(snapshots["kind"] == "h") & (snapshots["norm"] > 0)]
+    if h.empty:
+        return pd.DataFrame(columns=["run_id", "when", "log10_ratio"])
+    first = h.loc[h.groupby(["run_id", "when"])["t"].idxmin()].set_index(["run_id", "when"])
+    last = h.loc[h.groupby(["run_id", "when"])["t"].idxmax()].set_index(["run_id", "when"])
+    ratio = np.log10(first["norm"] / last["norm"])
+    return ratio.rename("log10_ratio").reset_index()
+
+
+def _model_index(model: str) -> int:
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+def model_order(models: Sequence[str]) -> list[str]:
+    present = list(dict.fromkeys(models))
+    return [m for m in MODEL_ORDER if m in present] + [m for m in present if m not in MODEL_ORDER]
+
+
+# ------------------------------------------------------------------------------ significance
+
+
+def permutation_p(a: Sequence[float], b: Sequence[float], *, samples: int = 10_000,
+                  seed: int = 0) -> float:
+    """Two-sided permutation test of equal means: exact over every split when few, else
+    Monte Carlo with ``samples`` shuffles. NaN if a group is empty."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size == 0 or y.size == 0:
+        return math.nan
+    pooled = np.concatenate([x, y])
+    observed = abs(x.mean() - y.mean())
+    n, k = pooled.size, x.size
+    tol = 1e-12 * max(1.0, float(np.abs(pooled).max()))
+    if math.comb(n, k) <= EXACT_LIMIT:
+        total = pooled.sum()
+        hits = count = 0
+        for idx in itertools.combinations(range(n), k):
+            s = pooled[list(idx)].sum()
+            diff = abs(s / k - (total - s) / (n - k))
+            hits += diff >= observed - tol
+            count += 1
+        return hits / count
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(samples):
+        perm = rng.permutation(pooled)
+        hits += abs(perm[:k].mean() - perm[k:].mean()) >= observed - tol
+    return (hits + 1) / (samples + 1)
+
+
+def min_attainable_p(n_a: int, n_b: int) -> float:
+    """The smallest p the permutation test can give with these group sizes."""
+    if n_a < 1 or n_b < 1:
+        return math.nan
+    return permutation_p(list(range(n_a)), list(range(n_a, n_a + n_b)))
+
+
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], *, samples: int = BOOTSTRAP,
+                      seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each group."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size == 0 or y.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    xs = rng.choice(x, size=(samples, x.size)).mean(axis=1)
+    ys = rng.choice(y, size=(samples, y.size)).mean(axis=1)
+    low, high = np.percentile(ys - xs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def verdict(p: float, min_p: float) -> str:
+    """What a permutation p-value says at the 5% level, given the smallest attainable p."""
+    if not math.isfinite(min_p) or min_p >= ALPHA:
+        return "too few seeds to test"
+    return "best is better" if p < ALPHA else "no detectable difference"
+
+
+def seed_values(runs: pd.DataFrame, configuration: str, metric: str) -> list[float]:
+    """The test metric of each completed final seed of a configuration."""
+    key = f"test/{metric}"
+    finals = runs[(runs["role"] == "final") & (runs["configuration"] == configuration)
+                  & (runs["state"] == "complete")]
+    return finals[key].dropna().astype(float).tolist() if key in finals else []
+
+
+def significance(board: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The best configuration of ``board`` (one task and T) against each other one.
+
+    Per pair: mean difference (other - best) of the test metric over final seeds, its 95%
+    bootstrap interval, and the two-sided permutation p-value; ``verdict`` says whether the
+    best is better at the 5% level.
+    """
+    ranked = board[board["rank"].notna()].sort_values("rank")
+    if ranked.empty:
+        return pd.DataFrame()
+    best = ranked.iloc[0]
+    metric = str(best["metric"])
+    a = seed_values(runs, str(best["configuration"]), metric)
+    rows = []
+    for _, other in ranked.iloc[1:].iterrows():
+        b = seed_values(runs, str(other["configuration"]), metric)
+        low, high = bootstrap_diff_ci(a, b)
+        p = permutation_p(a, b)
+        rows.append({"best": best["configuration"], "other": other["configuration"],
+                     "model": other["model"], "n_best": len(a), "n_other": len(b),
+                     "diff": float(np.mean(b) - np.mean(a)) if a and b else math.nan,
+                     "ci_low": low, "ci_high": high, "p": p,
+                     "min_p": min_attainable_p(len(a), len(b)),
+                     "verdict": verdict(p, min_attainable_p(len(a), len(b)))})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ tuning
+
+
+def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and trial number: the trial's final validation loss (complete trials
+    only, as Optuna counts them) and the best value so far."""
+    columns = ["configuration", "model", "remedy", "trial_number", "value", "best"]
+    if trials.empty or "val/loss" not in trials:
+        return pd.DataFrame(columns=columns)
+    frame = trials[trials["trial_number"].notna()].copy()
+    frame["value"] = frame["val/loss"].where(frame["state"] == "complete")
+    frame["remedy"] = [remedy_label(r, c) for r, c in
+                       zip(frame["regularization"], frame["clipping"], strict=True)]
+    frame = frame.sort_values(["configuration", "trial_number"])
+    frame["best"] = frame.groupby("configuration")["value"].cummin()
+    frame["best"] = frame.groupby("configuration")["best"].ffill()  # cummin leaves NaN holes
+    return frame[columns].reset_index(drop=True)
+
+
+def importance_table(importances: dict[str, dict[str, float] | str],
+                     board: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Configuration x parameter importances, and the configurations without (reason)."""
+    studies = {c: v for c, v in importances.items() if isinstance(v, dict)}
+    notes = {c: v for c, v in importances.items() if isinstance(v, str)}
+    known = board[board["configuration"].isin(studies)]
+    order = sorted(known["configuration"], key=lambda c: (
+        _model_index(str(c).split("/")[1]), c))
+    table = pd.DataFrame([studies[c] for c in order], index=order)
+    known_params = [p for p in PARAM_ORDER if p in table.columns]
+    table = table[known_params + sorted(set(table.columns) - set(known_params))]
+    return table, notes
+
+
+# ------------------------------------------------------------------------------ sweep
+
+
+def longest_solved(board: pd.DataFrame, threshold: float = SOLVED_THRESHOLD) -> pd.DataFrame:
+    """Model x remedy: the longest T that the configuration solves (solved-rate >=
+    ``threshold`` over final seeds); NaN where it solves none of the T tried."""
+    solved = board[board["solved_rate"] >= threshold]
+    grid = solved.pivot_table(index="model", columns="remedy", values="seq_len", aggfunc="max")
+    models = model_order(board["model"].tolist())
+    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
+    return grid.reindex(index=models, columns=remedies)
+
+
+# ------------------------------------------------------------------------------ HAR
+
+
+def confusion_matrix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Counts summed over runs, rows: true class, columns: predicted (first-seen order)."""
+    order = list(dict.fromkeys(rows["true"].tolist() + rows["predicted"].tolist()))
+    matrix = rows.pivot_table(index="true", columns="predicted", values="count", aggfunc="sum",
+                              fill_value=0)
+    return matrix.reindex(index=order, columns=order, fill_value=0).astype(int)
+
+
+def per_class_f1(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class of a confusion matrix (rows = true)."""
+    m = matrix.to_numpy(dtype=float)
+    tp = np.diag(m)
+    support, predicted = m.sum(axis=1), m.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        denom = 2 * tp + (predicted - tp) + (support - tp)
+        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
+    return pd.DataFrame({"class": matrix.index, "precision": precision, "recall": recall,
+                         "f1": f1, "support": support.astype(int)})
+
+
+# ------------------------------------------------------------------------------ curves
+
+
+def profile_snapshots(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the first probe (at initialisation) and the last (after training), with a
+    ``when`` column; kinds ``h`` and ``bound`` only."""
+    if profiles.empty:
+        return profiles.assign(when=pd.Series(dtype=object))
+    frame = profiles[profiles["kind"].isin(("h", "bound"))]
+    first = frame.groupby("run_id")["step"].transform("min")
+    last = frame.groupby("run_id")["step"].transform("max")
+    init = frame[frame["step"] == first].assign(when="at initialisation")
+    trained = frame[(frame["step"] == last) & (last > first)].assign(when="after training")
+    return pd.concat([init, trained], ignore_index=True)
+
+
+def seed_band(histories: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Mean, min and max over runs (seeds) of one metric per step."""
+    frame = histories[histories["key"] == key]
+    if frame.empty:
+        return pd.DataFrame(columns=["step", "mean", "low", "high", "n"])
+    grouped = frame.groupby("step")["value"]
+    return pd.DataFrame({"mean": grouped.mean(), "low": grouped.min(), "high": grouped.max(),
+                         "n": grouped.count()}).reset_index()
+
+
+def baseline_of(finals: pd.DataFrame) -> float:
+    """The task's baseline loss: test loss / normalised score of any completed seed."""
+    if finals.empty or "test/normalized" not in finals or "test/loss" not in finals:
+        return math.nan
+    ok = finals[(finals["test/normalized"] > 0) & finals["test/loss"].notna()]
+    return float((ok["test/loss"] / ok["test/normalized"]).median()) if len(ok) else math.nan

@@ -1,0 +1,525 @@
+"""Suite -> report page: gather what each figure needs, compute, draw, render, write.
+
+Reading is the slow part, so artifacts and metric histories are read only for the runs the
+figures show: per task, at its longest T, the best configuration of each model (its final
+seeds) and of each (model, clipping) pair; the HAR confusion matrix of the best
+configuration. Everything else comes from one ``search_runs`` sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.report import analysis as an
+from bench.report import plots
+from bench.report.html import Figure, Heading, Note, Page, Row, Section, Table, render
+from bench.results import Results, ResultsSource
+
+TASK_ORDER = ("adding", "copy", "har")
+SOLVED_RULE = {"adding": "test MSE < 0.01", "copy": "recall accuracy >= 0.99",
+               "har": "test accuracy >= 0.90"}
+READ_AT = {
+    "adding": "The loss is read at the last step, so the gradient flows from right to left.",
+    "copy": "The recall that needs memory happens in the last 10 steps and the symbols to "
+            "recall are in the first 10, so the gradient that matters flows from right to left.",
+    "har": "The class is predicted at the last step, so the gradient flows from right to left.",
+}
+Importances = Mapping[str, dict[str, float] | str]
+
+
+def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
+                 storage_note: str = "") -> Path:
+    """Read the suite from ``source``, write the report to ``out`` (an .html file).
+
+    Args:
+        source: the suite's MLflow runs.
+        out: the HTML file to write (its folder is created).
+        storage: the suite's Optuna storage (for hyperparameter importance), or None.
+        storage_note: why there is no storage, shown in place of the importance figure.
+    """
+    results = source.load()
+    board = an.leaderboard(results.runs, expected_counts(results.config))
+    importances = suite_importances(results, storage) if storage is not None else None
+    sections = [overview(board, results)]
+    tasks = [t for t in TASK_ORDER if t in set(board.get("task", []))]
+    tasks += sorted(set(board.get("task", [])) - set(TASK_ORDER))
+    for task in tasks:
+        report = TaskReport(task, results, board[board["task"] == task], source)
+        sections.append(report.section(importances, storage_note))
+    page = Page(title=f"rnn-gradbench report: suite {results.suite}",
+                subtitle=subtitle(results, board), sections=sections,
+                provenance=provenance(results), config_text=results.config_text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render(page), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def expected_counts(config: Mapping[str, Any]) -> dict[str, int | None]:
+    """The trial budget and final seeds of the suite, from its resolved config."""
+    tuning, final = config.get("tuning") or {}, config.get("final") or {}
+    return {"trials": tuning.get("trials"), "seeds": final.get("seeds")}
+
+
+def suite_importances(results: Results, storage: Any) -> dict[str, dict[str, float] | str]:
+    """Configuration -> hyperparameter importances (or the reason there are none)."""
+    from bench import tuning
+
+    trials = results.trials
+    studies = trials[trials["study"].fillna("") != ""].groupby("configuration")["study"].first()
+    found = tuning.param_importances(storage, list(studies))
+    return {configuration: found[study] for configuration, study in studies.items()}
+
+
+# ------------------------------------------------------------------------------ formatting
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number for a table: NaN -> '-', small/large in scientific notation."""
+    if value is None or pd.isna(value):
+        return "-"
+    v = float(value)
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-3 or abs(v) >= 1e5:
+        return f"{v:.2e}"
+    return f"{v:.{digits}g}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def spread(row: Mapping[str, Any]) -> str:
+    """'mean ± std over n seeds' (no ± with one seed)."""
+    n = int(row["n_values"])
+    text = num(row["mean"]) if n < 2 else f"{num(row['mean'])} ± {num(row['std'])}"
+    return f"{text} over {plural(n, 'seed')}"
+
+
+def pct(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{float(value):.0%}"
+
+
+def duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def t_label(seq_len: Any) -> str:
+    return "-" if pd.isna(seq_len) else str(int(seq_len))
+
+
+def where(seq_len: Any) -> str:
+    return "" if pd.isna(seq_len) else f" at T = {int(seq_len)}"
+
+
+def status_class(status: str) -> str:
+    return "status-" + "-".join(str(status).split())
+
+
+# ------------------------------------------------------------------------------ page parts
+
+
+def subtitle(results: Results, board: pd.DataFrame) -> str:
+    runs = results.runs
+    counts = board["status"].value_counts().to_dict() if len(board) else {}
+    states = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return (f"{len(board)} configurations ({states}); {int((runs['role'] == 'trial').sum())} "
+            f"tuning trials and {int((runs['role'] == 'final').sum())} final seed runs, read "
+            f"from MLflow experiment {results.suite!r}.")
+
+
+def overview(board: pd.DataFrame, results: Results) -> Section:
+    """The answer first: per task and T, the winner and the best of each model."""
+    section = Section("overview", "At a glance")
+    if board.empty:
+        section.blocks.append(Note("No configuration has been recorded yet.", "warn"))
+        return section
+    rows, classes = [], []
+    for (task, _), part in board.groupby(["task", board["seq_len"].astype("Float64")],
+                                         sort=False, dropna=False):
+        for i, (_, r) in enumerate(an.best_rows(part, ["model"]).iterrows()):
+            metric = f"{r['metric']} {num(r['mean'])}"
+            rows.append([str(task), t_label(r["seq_len"]), str(r["model"]), str(r["remedy"]),
+                         metric, num(r["normalized"], 3), pct(r["solved_rate"]),
+                         str(r["status"])])
+            classes.append("best" if i == 0 and pd.notna(r["rank"]) else "")
+    section.blocks.append(Table(
+        "Best configuration of each model, per task and T", ["task", "T", "model",
+                                                            "best remedy", "test metric",
+                                                            "score / baseline", "solved",
+                                                            "status"],
+        rows, row_classes=classes, model_column=2,
+        caption="Models are listed best first; the first row of each task (bold) is the "
+                "overall winner. test metric: mean over final seeds of the task's headline "
+                "metric (adding: MSE; copy: recall accuracy; har: accuracy). score / baseline: "
+                "test loss divided by the trivial predictor's loss (below 1 beats it). solved: "
+                "share of final seeds meeting the task's solved rule."))
+    return section
+
+
+def provenance(results: Results) -> dict[str, str]:
+    runs = results.runs
+    statuses = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
+    out = {"suite": results.suite, "tracking store": results.tracking_uri,
+           "runs": f"{len(runs)} ({statuses})"}
+    if len(runs):
+        out["first run started"] = str(runs["start_time"].min())
+        out["last run ended"] = str(runs["end_time"].max())
+    hashes = sorted(set(runs.get("config_hash", pd.Series(dtype=str)).dropna()) - {""})
+    out["config hash"] = ", ".join(hashes) or "-"
+    out.update(results.provenance)
+    out["report written"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return out
+
+
+# ------------------------------------------------------------------------------ one task
+
+
+class TaskReport:
+    """The section of one task: tables, the gradient picture, tuning, HAR extras."""
+
+    def __init__(self, task: str, results: Results, board: pd.DataFrame,
+                 source: ResultsSource) -> None:
+        self.task, self.results, self.board, self.source = task, results, board, source
+        self.runs = results.runs[results.runs["task"] == task]
+        self.longest = an.longest_seq_len(board)
+        self.top = an.at_seq_len(board, self.longest)
+        self.metric = str(board["metric"].iloc[0])
+        self.maximize = str(board["direction"].iloc[0]) == "maximize"
+        self.per_model = an.best_rows(self.top, ["model"])
+        self.per_clip = an.best_rows(self.top, ["model", "clipping"])
+        self.seeds = {c: an.representative_runs(self.runs, c)
+                      for c in set(self.per_model["configuration"]) |
+                      set(self.per_clip["configuration"])}
+
+    def section(self, importances: Importances | None, storage_note: str) -> Section:
+        started = time.perf_counter()
+        section = Section(f"task-{self.task}", f"Task {self.task}")
+        blocks = section.blocks
+        blocks += self.summary()
+        blocks += self.leaderboard()
+        blocks.append(Heading("Why, in gradients", f"{self.task}-gradients"))
+        blocks += self.gradients()
+        blocks += self.traces()
+        blocks += self.curves()
+        blocks.append(Heading("Tuning (Optuna)", f"{self.task}-tuning"))
+        blocks += self.tuning(importances, storage_note)
+        if self.board["seq_len"].dropna().nunique() > 1:
+            blocks.append(Heading("Sequence-length sweep", f"{self.task}-sweep"))
+            blocks += self.sweep()
+        if self.task == "har":
+            blocks.append(Heading("HAR: classes", "har-classes"))
+            blocks += self.har()
+        blocks.append(Heading("Significance", f"{self.task}-significance"))
+        blocks += self.significance()
+        self.elapsed = time.perf_counter() - started
+        return section
+
+    # -------------------------------------------------------------- tables
+
+    def summary(self) -> list[Note]:
+        notes: list[Note] = []
+        better = "higher" if self.maximize else "lower"
+        ts = ", ".join(t_label(t) for t in sorted(self.board["seq_len"].dropna().unique()))
+        baseline = an.baseline_of(self.runs[self.runs["role"] == "final"])
+        notes.append(Note(f"Headline metric: test {self.metric} ({better} is better); solved: "
+                          f"{SOLVED_RULE.get(self.task, 'see the task')}; baseline loss "
+                          f"(trivial predictor): {num(baseline)}"
+                          + (f"; T tried: {ts}." if ts else ".")))
+        ranked = self.top[self.top["rank"].notna()]
+        if len(ranked):
+            r = ranked.iloc[0]
+            notes.append(Note(
+                f"Winner{where(self.longest)}: {r['model']} with {r['remedy']} "
+                f"(test {self.metric} {spread(r)}, {num(r['normalized'], 3)} x baseline, "
+                f"solved {pct(r['solved_rate'])})."))
+        pending = self.board[~self.board["status"].isin(("done",))]
+        if len(pending):
+            counts = ", ".join(f"{n} {s}" for s, n in pending["status"].value_counts().items())
+            notes.append(Note(f"Not every configuration is done: {counts}. They are listed "
+                              f"and marked below.", "warn"))
+        return notes
+
+    def leaderboard(self) -> list[Any]:
+        rows, classes = [], []
+        previous: str | None = None
+        for _, r in self.board.iterrows():
+            mean = f"{num(r['mean'])} ± {num(r['std'])}" if r["n_values"] > 1 \
+                else num(r["mean"])
+            ci = f"[{num(r['ci_low'])}, {num(r['ci_high'])}]" if pd.notna(r["ci_low"]) else "-"
+            expected = expected_counts(self.results.config)
+            of = f" of {expected['trials']}" if expected["trials"] else ""
+            rows.append([
+                "-" if pd.isna(r["rank"]) else str(int(r["rank"])), t_label(r["seq_len"]),
+                str(r["model"]), str(r["remedy"]), str(r["status"]),
+                mean, ci, num(r["normalized"], 3),
+                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]), str(r["seeds"]),
+                f"{r['complete']}/{r['pruned']}/{r['failed']}{of}"
+                + (f" +{r['running']} running" if r["running"] else ""),
+                duration(float(r["time_s"]))])
+            cls = status_class(str(r["status"])) if r["status"] != "done" else \
+                ("best" if r["rank"] == 1 else "")
+            key = t_label(r["seq_len"])
+            classes.append(f"{cls} group-start" if previous not in (None, key) else cls)
+            previous = key
+        better = "higher" if self.maximize else "lower"
+        table = Table(
+            f"Leaderboard: all {len(self.board)} configurations",
+            ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
+             "95% CI", "score / baseline", "solved", "diverged", "seeds", "trials c/p/f",
+             "time"], rows, row_classes=classes, model_column=2,
+            caption=f"Ranked best first within each T by the mean test {self.metric} over "
+                    f"the final seeds ({better} is better). ± std: sample standard deviation "
+                    "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds). "
+                    "score / baseline: test loss / the trivial predictor's loss (< 1 beats it). "
+                    "solved / diverged: share of final seeds that meet the solved rule / whose "
+                    "loss became NaN or Inf. trials c/p/f: tuning trials complete / pruned / "
+                    "failed (diverged or interrupted) of the budget. time: wall time of all "
+                    "its runs. Yellow rows are still running, red ones diverged, grey ones "
+                    "stopped before the end.")
+        grids = {f"T = {t_label(t)}" if pd.notna(t) else self.task:
+                 an.score_grid(an.at_seq_len(self.board, t))
+                 for t in self._seq_lens()}
+        heat = Figure(
+            "Normalised score: model x remedy", plots.to_data_uri(plots.score_heatmap(grids)),
+            "Each cell: test loss / baseline loss (the trivial predictor), mean over final "
+            "seeds. Blue (< 1) beats the baseline, white (= 1) learned nothing beyond it, red "
+            "(> 1) is worse than it. Read a row to see what the remedies do for one model, "
+            "a column to compare models under one remedy. Grey 'no result': no finished "
+            "seed (diverged, still running or not run).")
+        return [table, heat]
+
+    def _seq_lens(self) -> list[Any]:
+        values = sorted(self.board["seq_len"].dropna().unique())
+        return values or [pd.NA]
+
+    # -------------------------------------------------------------- gradients
+
+    def _first_runs(self, configurations: pd.Series) -> list[str]:
+        return [self.seeds[c][0] for c in configurations if self.seeds.get(c)]
+
+    def gradients(self) -> list[Any]:
+        ids = self._first_runs(self.per_model["configuration"])
+        profiles = self.source.tables(ids, "diagnostics/profiles.csv")
+        if profiles.empty:
+            return [Note("No gradient profiles recorded for these runs.", "warn")]
+        snaps = an.profile_snapshots(profiles)
+        snaps = snaps.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
+        ratios = an.gradient_ratios(snaps).merge(self.runs[["run_id", "model"]], on="run_id")
+        shown = ", ".join(f"{r['model']} ({r['remedy']})" for _, r in
+                          self.per_model.iterrows())
+        caption = (
+            f"||dL/dh_t||: the norm of the total gradient of the loss with respect to the "
+            f"hidden state at step t (through every later step), mean over a fixed probe "
+            f"batch; best configuration of each model{where(self.longest)}: {shown}; first "
+            f"final seed. {READ_AT.get(self.task, '')} A line that falls to the left means "
+            "gradients vanish on their way back (the model cannot learn dependencies that far "
+            "back); a line that rises to the left means they explode; flat is what long memory "
+            "needs. Dashed: the theory bound ||dL/dh_T|| (gamma ||W_hh||_2)^(T-t) for rnn and "
+            "irnn (gamma = 1 for tanh and ReLU); a measured line far below its bound is "
+            "vanishing caused by the activation derivatives, not only by the weights. Left: "
+            "at initialisation; right: after training. The y range follows the measured "
+            "lines; bounds beyond it are cut off.")
+        fig = Figure("The vanishing / exploding picture: per-time-step gradient norms",
+                     plots.to_data_uri(plots.gradient_profiles(snaps)), caption)
+        return [fig, self._ratio_table(ratios)]
+
+    def _ratio_table(self, ratios: pd.DataFrame) -> Table:
+        pivot = ratios.pivot_table(index="model", columns="when", values="log10_ratio")
+        rows = []
+        for model in an.model_order(pivot.index.tolist()):
+            r = pivot.loc[model]
+            rows.append([model, num(r.get("at initialisation"), 3),
+                         num(r.get("after training"), 3)])
+        return Table("Gradient ratio first / last step", ["model", "log10 ratio at init",
+                                                         "after training"], rows,
+                     model_column=0,
+                     caption="log10(||dL/dh_1|| / ||dL/dh_T||) of the lines above: -3 means "
+                             "the gradient reaching the first step is 1000 times smaller "
+                             "than at the last (vanishing); positive values mean growth.")
+
+    def traces(self) -> list[Any]:
+        picks = self.per_clip
+        ids = self._first_runs(picks["configuration"])
+        hist = self.source.histories(ids, ["grad/norm"])
+        if hist.empty:
+            return [Note("No gradient-norm traces recorded for these runs.", "warn")]
+        info = self.runs.set_index("run_id")
+        hist["model"] = hist["run_id"].map(info["model"])
+        hist["clipping"] = hist["run_id"].map(info["clipping"])
+        hist["tau"] = hist["run_id"].map(info["clip"]) if "clip" in info else math.nan
+        return [Figure(
+            "Gradient norm during training, with the clipping threshold",
+            plots.to_data_uri(plots.grad_norm_traces(hist)),
+            f"Global gradient norm before clipping at every training step; per model the "
+            f"best configuration{where(self.longest)} without clipping (dotted) and with norm "
+            f"clipping (solid), first final seed. Spikes far above the rest are exploding "
+            f"gradients; with clipping every step above the dashed threshold tau (tuned) was "
+            f"rescaled to tau. A line that ends early belongs to a run that diverged there.")]
+
+    def curves(self) -> list[Any]:
+        ids = [i for c in self.per_model["configuration"] for i in self.seeds.get(c, [])]
+        hist = self.source.histories(ids, ["val/loss", "weights/spectral_radius"])
+        if hist.empty:
+            return [Note("No learning curves recorded for these runs.", "warn")]
+        info = self.runs.set_index("run_id")
+        hist["model"] = hist["run_id"].map(info["model"])
+        hist["configuration"] = hist["run_id"].map(info["configuration"])
+        bands = []
+        for _, r in self.per_model.iterrows():
+            band = an.seed_band(hist[hist["configuration"] == r["configuration"]], "val/loss")
+            seeds = plural(int(band["n"].max()) if len(band) else 0, "seed")
+            label = f"{r['model']} ({r['remedy']}, {seeds})"
+            bands.append(band.assign(model=r["model"], label=label))
+        baseline = an.baseline_of(self.runs[self.runs["role"] == "final"])
+        curves = Figure(
+            "Learning curves of the best configuration of each model",
+            plots.to_data_uri(plots.learning_curves(pd.concat(bands), baseline,
+                                                    "validation loss")),
+            "Validation loss at the evaluation steps, mean over the final seeds (line) and "
+            "from the lowest to the highest seed (band). The dotted line is the trivial "
+            "predictor: a curve that stays on it has learned nothing; the gap between "
+            "curves is the gap between the models.")
+        radius = hist[hist["key"] == "weights/spectral_radius"]
+        blocks: list[Any] = [curves]
+        if len(radius):
+            blocks.append(Figure(
+                "Spectral radius of the recurrent weights",
+                plots.to_data_uri(plots.spectral_radius(radius)),
+                "rho(W_hh), the largest |eigenvalue| (LSTM/GRU: largest over gate blocks) at "
+                "the probe steps, mean over the seeds (band: lowest to highest). For "
+                "rnn/irnn, rho < 1 makes W_hh^k shrink (gradients vanish over many steps) and "
+                "rho > 1 lets it grow (explode); irnn starts at 1 by construction."))
+        return [Row(blocks)]
+
+    # -------------------------------------------------------------- tuning
+
+    def tuning(self, importances: Importances | None, storage_note: str) -> list[Any]:
+        trials = self.runs[self.runs["role"] == "trial"]
+        trials = an.at_seq_len(trials, self.longest) if pd.notna(self.longest) else trials
+        frame = an.best_so_far(trials)
+        blocks: list[Any] = []
+        budget = expected_counts(self.results.config)["trials"]
+        if frame["best"].notna().any():
+            blocks.append(Figure(
+                "Best value so far against trials",
+                plots.to_data_uri(plots.best_so_far(frame)),
+                f"Per configuration{where(self.longest)} (panel: model; line style: remedy), "
+                f"the lowest final validation loss among its tuning trials up to that trial "
+                f"(complete trials only: pruned and diverged trials set no value, so a line "
+                f"starts at its first complete trial). A line still falling at the last trial "
+                f"means the budget ({budget or '?'} trials) was too small to converge."))
+        else:
+            blocks.append(Note("No complete tuning trial yet: no best-so-far curve.", "warn"))
+        blocks += self._importance(importances, storage_note)
+        return blocks
+
+    def _importance(self, importances: Importances | None, storage_note: str) -> list[Any]:
+        from bench.tuning import IMPORTANCE_EVALUATOR
+
+        if importances is None:
+            reason = storage_note or "the Optuna storage is not reachable"
+            return [Note(f"Hyperparameter importance not shown: {reason}.", "warn")]
+        mine = {c: v for c, v in importances.items()
+                if c in set(an.at_seq_len(self.board, self.longest)["configuration"])}
+        table, notes = an.importance_table(mine, self.board)
+        blocks: list[Any] = []
+        if len(table):
+            blocks.append(Figure(
+                "Hyperparameter importance",
+                plots.to_data_uri(plots.importance_heatmap(table)),
+                f"Share of the difference between the best tuning trials and the rest that "
+                f"each hyperparameter explains, per configuration{where(self.longest)}; rows "
+                f"sum to 1. Evaluator: {IMPORTANCE_EVALUATOR}, Optuna 5's default (not "
+                f"fANOVA). With few trials per configuration these are rough; grey: the "
+                f"hyperparameter is not tuned there."))
+        if notes:
+            reasons = "; ".join(f"{c}: {r}" for c, r in sorted(notes.items()))
+            blocks.append(Note(f"No importance for {len(notes)} configuration(s) ({reasons}).",
+                               "info"))
+        return blocks
+
+    # -------------------------------------------------------------- sweep, HAR, tests
+
+    def sweep(self) -> list[Any]:
+        grid = an.longest_solved(self.board)
+        rows = [[model] + [f"T = {t_label(grid.loc[model, c])}" if pd.notna(grid.loc[model, c])
+                           else "none" for c in grid.columns] for model in grid.index]
+        ts = ", ".join(t_label(t) for t in self._seq_lens())
+        table = Table("Longest T solved", ["model", *grid.columns], rows, model_column=0,
+                      caption=f"The longest sequence length (of {ts}) at which at least half "
+                              f"the final seeds of the configuration meet the solved rule "
+                              f"({SOLVED_RULE.get(self.task, '')}); 'none': not even the "
+                              f"shortest.")
+        fig = Figure("Normalised score against T", plots.to_data_uri(plots.seq_len_sweep(
+            self.board[self.board["normalized"].notna()])),
+            "Test loss / baseline against the sequence length, per remedy (panel) and model "
+            "(colour). Lines that climb to the dotted baseline as T grows mark the length "
+            "where the model stops carrying information across the sequence.")
+        return [table, fig]
+
+    def har(self) -> list[Any]:
+        ranked = self.top[self.top["rank"].notna()]
+        if ranked.empty:
+            return [Note("No finished HAR configuration yet.", "warn")]
+        best = ranked.iloc[0]
+        rows = self.source.tables(self.seeds.get(best["configuration"]) or
+                                  an.representative_runs(self.runs, best["configuration"]),
+                                  "test/confusion.csv")
+        if rows.empty:
+            return [Note("No confusion matrix was recorded for the best HAR configuration "
+                         "(runs made before test/confusion.csv was logged).", "warn")]
+        matrix = an.confusion_matrix(rows)
+        scores = an.per_class_f1(matrix)
+        n = rows["run_id"].nunique()
+        who = f"{best['model']} with {best['remedy']}"
+        return [Row([
+            Figure(f"Confusion matrix: {who}", plots.to_data_uri(plots.confusion_heatmap(
+                matrix)), f"Test windows of each true activity (row) by predicted activity "
+                f"(column), summed over {n} final seed(s); share of the row and count. The "
+                f"diagonal is correct; off-diagonal blocks show which activities are "
+                f"confused (typically sitting vs standing)."),
+            Figure(f"Per-class F1: {who}", plots.to_data_uri(plots.f1_bars(scores,
+                                                                           str(best["model"]))),
+                   f"F1 = harmonic mean of precision and recall per activity, from the "
+                   f"confusion matrix; macro-F1 = {scores['f1'].mean():.3f}.")])]
+
+    def significance(self) -> list[Any]:
+        table = an.significance(self.top, self.runs)
+        if table.empty:
+            return [Note("Only one configuration has final results: nothing to compare.")]
+        n_best = int(table["n_best"].iloc[0])
+        rows = [[str(r["other"]), str(r["model"]), f"{r['n_best']} / {r['n_other']}",
+                 num(r["diff"]), f"[{num(r['ci_low'])}, {num(r['ci_high'])}]", num(r["p"], 3),
+                 str(r["verdict"])] for _, r in table.iterrows()]
+        min_p = float(table["min_p"].min())
+        advice = (": no difference can reach p < 0.05 ('too few seeds to test'); raise "
+                  "final.seeds (5 seeds per side can reach p = 0.008)." if min_p >= an.ALPHA
+                  else "; few seeds still miss small real gaps ('no detectable difference' "
+                  "is not 'equal').")
+        return [Table(
+            f"Best configuration ({table['best'].iloc[0]}) against each other one",
+            ["other configuration", "model", "seeds best / other",
+             f"difference of mean {self.metric} (other - best)", "95% bootstrap CI",
+             "permutation p", "verdict"], rows, model_column=1,
+            caption=f"On the final seeds' test {self.metric}{where(self.longest)}. Test: "
+                    f"two-sided permutation test of equal means (exact over every split of the "
+                    f"pooled seeds), alpha = 0.05; interval: 95% percentile bootstrap of the "
+                    f"difference (2,000 resamples of each group). With {n_best} seeds for "
+                    f"the best configuration the smallest attainable p here is {min_p:.3g}"
+                    f"{advice}")]

@@ -1,0 +1,233 @@
+"""The report page: blocks (figures, tables, notes) -> one self-contained HTML file.
+
+Figures arrive as ``data:`` URIs, the style sheet is inline, and a Content-Security-Policy
+forbids every request that is not a ``data:`` image, so the page opens offline and never
+touches the network. All text is escaped here, once (``html.escape``).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bench.report.plots import MODEL_COLORS
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An embedded image with a caption that says what it shows and how to read it."""
+
+    title: str
+    uri: str
+    caption: str
+    alt: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of already formatted cells; ``row_classes`` mark rows (e.g. status)."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    caption: str = ""
+    row_classes: Sequence[str] = ()
+    model_column: int | None = None  # cells of this column get the model's colour dot
+
+
+@dataclass(frozen=True)
+class Note:
+    """A paragraph; ``kind``: info or warn."""
+
+    text: str
+    kind: str = "info"
+
+
+@dataclass(frozen=True)
+class Row:
+    """Blocks side by side (wrapping on narrow screens)."""
+
+    blocks: Sequence[Figure | Table | Note]
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    anchor: str = ""
+
+
+Block = Figure | Table | Note | Row | Heading
+
+
+@dataclass
+class Section:
+    anchor: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    title: str
+    subtitle: str
+    sections: list[Section]
+    provenance: Mapping[str, str]
+    config_text: str = ""
+
+
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+       "base-uri 'none'; form-action 'none'")
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
+  margin: 0; color: #1f2328; background: #fafafa; line-height: 1.45; }}
+main {{ max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.6rem 3rem; background: #fff; }}
+h1 {{ font-size: 1.6rem; margin: 0.4rem 0 0.2rem; }}
+h2 {{ font-size: 1.3rem; border-bottom: 2px solid #d0d7de; padding-bottom: 0.2rem;
+  margin-top: 2.4rem; }}
+h3 {{ font-size: 1.08rem; margin: 1.8rem 0 0.4rem; }}
+h4 {{ font-size: 0.98rem; margin: 1rem 0 0.3rem; }}
+.subtitle {{ color: #57606a; margin: 0 0 1rem; }}
+nav {{ font-size: 0.9rem; background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px;
+  padding: 0.5rem 0.9rem; }}
+nav a {{ margin-right: 1rem; }}
+figure {{ margin: 0.6rem 0 1.2rem; }}
+figure img {{ max-width: 100%; height: auto; display: block; }}
+figcaption, .caption {{ font-size: 0.86rem; color: #424a53; max-width: 70rem; }}
+.row {{ display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }}
+.row > * {{ flex: 1 1 20rem; min-width: 0; }}
+table {{ border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0 0.3rem; width: 100%; }}
+th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: right;
+  white-space: nowrap; }}
+th {{ background: #f6f8fa; position: sticky; top: 0; }}
+td.text, th.text {{ text-align: left; }}
+tr.status-running td {{ background: #fff8c5; }}
+tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
+tr.status-diverged td, tr.status-all-trials-diverged td {{ background: #ffebe9; }}
+tr.best td {{ font-weight: 600; }}
+tr.group-start td {{ border-top: 2px solid #8c959f; }}
+.note {{ font-size: 0.9rem; padding: 0.4rem 0.7rem; border-left: 4px solid #0969da;
+  background: #ddf4ff; margin: 0.5rem 0; }}
+.note.warn {{ border-color: #bf8700; background: #fff8c5; }}
+.dot {{ display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%;
+  margin-right: 0.3em; vertical-align: baseline; }}
+{model_css}
+footer {{ margin-top: 3rem; font-size: 0.8rem; color: #57606a; border-top: 1px solid #d0d7de; }}
+footer dl {{ display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem; }}
+footer dt {{ font-weight: 600; }}
+footer dd {{ margin: 0; overflow-wrap: anywhere; }}
+pre {{ background: #f6f8fa; padding: 0.6rem; overflow-x: auto; font-size: 0.78rem; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p class="subtitle">{subtitle}</p>
+<nav>{nav}</nav>
+{sections}
+<footer>
+<h2 id="provenance">Provenance</h2>
+<dl>{provenance}</dl>
+{config}
+</footer>
+</main>
+</body>
+</html>
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _model_css() -> str:
+    lines = []
+    for model, rgb in MODEL_COLORS.items():
+        hex_color = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
+        lines.append(f".dot.m-{model} {{ background: {hex_color}; }}")
+    return "\n".join(lines)
+
+
+def _css_class(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
+
+
+def render_figure(block: Figure) -> str:
+    alt = block.alt or block.title
+    return (f'<figure><h4>{_e(block.title)}</h4><img src="{_e(block.uri)}" alt="{_e(alt)}">'
+            f"<figcaption>{_e(block.caption)}</figcaption></figure>")
+
+
+def _numeric(value: str) -> bool:
+    """Right-align numbers, intervals and '-' placeholders; left-align words."""
+    core = value.lstrip("[+-")
+    return value == "-" or core[:1].isdigit() or (core[:1] == "." and core[1:2].isdigit())
+
+
+def _cell(value: str, column: int, table: Table) -> str:
+    text = _e(value)
+    if table.model_column == column:
+        text = f'<span class="dot m-{_css_class(value)}"></span>{text}'
+    return f'<td class="{"num" if _numeric(value) else "text"}">{text}</td>'
+
+
+def _header_classes(block: Table) -> list[str]:
+    """A column is aligned like its first cell that is not a placeholder."""
+    out = []
+    for i in range(len(block.columns)):
+        cells = [str(r[i]) for r in block.rows if i < len(r) and str(r[i]) not in ("-", "")]
+        out.append("num" if cells and _numeric(cells[0]) else "text")
+    return out
+
+
+def render_table(block: Table) -> str:
+    classes = list(block.row_classes) + [""] * (len(block.rows) - len(block.row_classes))
+    head = "".join(f'<th class="{cls}">{_e(c)}</th>'
+                   for c, cls in zip(block.columns, _header_classes(block), strict=True))
+    body = "".join(
+        f'<tr class="{_e(cls)}">' + "".join(_cell(str(v), i, block) for i, v in enumerate(row))
+        + "</tr>" for row, cls in zip(block.rows, classes, strict=False))
+    title = f"<h4>{_e(block.title)}</h4>" if block.title else ""
+    caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
+    return f"<div>{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
+        f"{caption}</div>"
+
+
+def render_block(block: Block) -> str:
+    if isinstance(block, Figure):
+        return render_figure(block)
+    if isinstance(block, Table):
+        return render_table(block)
+    if isinstance(block, Note):
+        return f'<p class="note {_e(block.kind)}">{_e(block.text)}</p>'
+    if isinstance(block, Row):
+        return '<div class="row">' + "".join(render_block(b) for b in block.blocks) + "</div>"
+    anchor = f' id="{_e(block.anchor)}"' if block.anchor else ""
+    return f"<h3{anchor}>{_e(block.text)}</h3>"
+
+
+def render_section(section: Section) -> str:
+    inner = "\n".join(render_block(b) for b in section.blocks)
+    return f'<section><h2 id="{_e(section.anchor)}">{_e(section.title)}</h2>\n{inner}</section>'
+
+
+def render(page: Page) -> str:
+    """The whole page as one HTML string."""
+    nav = "".join(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>' for s in page.sections)
+    nav += '<a href="#provenance">Provenance</a>'
+    provenance = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in page.provenance.items())
+    config = ""
+    if page.config_text:
+        config = (f"<details><summary>resolved suite config (config.yaml)</summary>"
+                  f"<pre>{_e(page.config_text)}</pre></details>")
+    return TEMPLATE.format(csp=CSP, title=_e(page.title), subtitle=_e(page.subtitle), nav=nav,
+                           sections="\n".join(render_section(s) for s in page.sections),
+                           provenance=provenance, config=config, model_css=_model_css())

@@ -1,0 +1,309 @@
+"""Frame -> figure: every plot of the report (seaborn on matplotlib's Agg backend).
+
+Each function takes tidy frames from ``analysis`` (or ``results``) and returns a matplotlib
+``Figure``; ``to_data_uri`` encodes a figure as an embedded PNG and closes it. One colour
+per model everywhere (``MODEL_COLORS``); remedies are told apart by line style.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from bench.report.analysis import MODEL_ORDER, REMEDY_ORDER  # noqa: E402
+
+_PALETTE = sns.color_palette("colorblind", 10)
+MODEL_COLORS = {"rnn": _PALETTE[3], "irnn": _PALETTE[4], "lstm": _PALETTE[0],
+                "gru": _PALETTE[2]}
+REMEDY_STYLES = {"none": ":", "L2": "-.", "clip": "--", "L2 + clip": "-"}
+WIDTH = 10.5  # inches; at DPI that is about the page's content width
+DPI = 100
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+
+
+def color(model: str) -> tuple[float, float, float]:
+    """The model's colour (grey for a model outside the four)."""
+    return MODEL_COLORS.get(model, (0.4, 0.4, 0.4))
+
+
+def to_data_uri(fig: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI)  # layout: tight_layout in each plot
+    finally:
+        plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _log_y(ax: plt.Axes) -> None:
+    """Log scale with plain labels, denser on a narrow range (call after plotting)."""
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else 3.0
+    subs = tuple(range(1, 10)) if decades < 1 else (1, 2, 5) if decades < 3 else (1,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=[float(v) for v in subs], numticks=12))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(frame["model"].tolist()))
+    return [m for m in MODEL_ORDER if m in present] + [m for m in present if m not in MODEL_ORDER]
+
+
+def _model_legend(models: Sequence[str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
+    lines = [Line2D([], [], color=color(m), lw=2, label=m) for m in models]
+    return lines + list(extra)
+
+
+# ------------------------------------------------------------------------------ leaderboard
+
+
+def score_heatmap(grids: Mapping[str, pd.DataFrame]) -> Figure:
+    """Model x remedy heatmaps of the normalised score, one panel per T."""
+    n = len(grids)
+    fig, axes = plt.subplots(1, n, figsize=(min(WIDTH, 4.2 * n + 1), 3.2), squeeze=False)
+    values = np.concatenate([g.to_numpy(dtype=float).ravel() for g in grids.values()])
+    finite = values[np.isfinite(values)]
+    vmax = max(2.0, float(finite.max())) if finite.size else 2.0
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=min(vmax, 4.0))
+    for ax, (label, grid) in zip(axes[0], grids.items(), strict=True):
+        data = grid.astype(float)
+        text = data.map(lambda v: "no result" if pd.isna(v) else f"{v:.2f}")
+        ax.set_facecolor("#e6e6e6")
+        ax.grid(False)
+        with warnings.catch_warnings():  # a grid without any result yet is all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sns.heatmap(data, ax=ax, annot=text.to_numpy(), fmt="", cmap="vlag", norm=norm,
+                        cbar=ax is axes[0][-1], linewidths=0.5, linecolor="white",
+                        cbar_kws={"label": "test loss / baseline"}, annot_kws={"fontsize": 9})
+        for i in range(data.shape[0]):  # seaborn leaves NaN cells without their text
+            for j in range(data.shape[1]):
+                if pd.isna(data.iat[i, j]):
+                    ax.text(j + 0.5, i + 0.5, "no result", ha="center", va="center",
+                            fontsize=8, color="#555555")
+        ax.set_title(label)
+        ax.set_xlabel("remedy")
+        ax.set_ylabel("model" if ax is axes[0][0] else "")
+        ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ gradients
+
+
+def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
+    """||dL/dh_t|| against t (log scale) per model, at initialisation and after training;
+    dashed: the theory bound (rnn / irnn)."""
+    whens = [w for w in ("at initialisation", "after training")
+             if w in set(snapshots["when"])]
+    fig, axes = plt.subplots(1, max(1, len(whens)), figsize=(WIDTH, 3.8), sharey=True,
+                             squeeze=False)
+    measured = snapshots[snapshots["kind"] == "h"]["norm"]
+    measured = measured[measured > 0]
+    for ax, when in zip(axes[0], whens, strict=False):
+        part = snapshots[snapshots["when"] == when]
+        for model in _models(part):
+            rows = part[part["model"] == model]
+            h = rows[(rows["kind"] == "h") & (rows["norm"] > 0)]
+            ax.plot(h["t"], h["norm"], color=color(model), lw=2)
+            bound = rows[(rows["kind"] == "bound") & (rows["norm"] > 0)]
+            if len(bound):
+                ax.plot(bound["t"], bound["norm"], color=color(model), lw=1.2, ls="--")
+        ax.set_yscale("log")
+        ax.set_title(when)
+        ax.set_xlabel("time step t  (the loss is read at the right end)")
+    if len(measured):
+        low, high = float(measured.min()), float(measured.max())
+        axes[0][0].set_ylim(low / 30, high * 30)  # bounds far outside are cut off
+    axes[0][0].set_ylabel("||dL/dh_t||  (mean over the probe batch)")
+    bound = Line2D([], [], color="0.3", lw=1.2, ls="--", label="theory bound")
+    axes[0][-1].legend(handles=_model_legend(_models(snapshots), [bound]), fontsize=8,
+                       loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def grad_norm_traces(traces: pd.DataFrame) -> Figure:
+    """Global gradient norm (before clipping) per step: one panel per model, the best run
+    without clipping (dotted) and with norm clipping (solid), the threshold tau dashed."""
+    models = _models(traces)
+    fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.0), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        part = traces[traces["model"] == model]
+        for clipping, rows in part.groupby("clipping"):
+            clipped = clipping != "none"
+            ax.plot(rows["step"], rows["value"], color=color(model), lw=0.9,
+                    ls="-" if clipped else ":", alpha=1.0 if clipped else 0.8)
+            tau = rows["tau"].dropna()
+            if clipped and len(tau):
+                ax.axhline(float(tau.iloc[0]), color="black", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(model, color=color(model))
+        ax.set_xlabel("training step")
+    axes[0][0].set_ylabel("global gradient norm")
+    handles = [Line2D([], [], color="0.3", ls=":", label="no clipping"),
+               Line2D([], [], color="0.3", ls="-", label="norm clipping"),
+               Line2D([], [], color="black", ls="--", label="clipping threshold tau")]
+    axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(bands: pd.DataFrame, baseline: float, ylabel: str) -> Figure:
+    """Validation loss against step per model (its best configuration): the mean over
+    seeds, the band from the lowest to the highest seed; the baseline dotted."""
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.62, 3.6))
+    for label, rows in bands.groupby("label", sort=False):
+        model = str(rows["model"].iloc[0])
+        ax.plot(rows["step"], rows["mean"], color=color(model), lw=2, label=label)
+        ax.fill_between(rows["step"], rows["low"], rows["high"], color=color(model),
+                        alpha=0.2, lw=0)
+    if math.isfinite(baseline):
+        ax.axhline(baseline, color="0.35", ls=":", lw=1.5, label="baseline (trivial predictor)")
+    if (bands["low"] > 0).all():
+        _log_y(ax)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def spectral_radius(history: pd.DataFrame) -> Figure:
+    """Spectral radius of the recurrent weights (largest over gate blocks) at the probe
+    steps, per model (mean over the runs shown); the line rho = 1 dashed."""
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.38, 3.6))
+    sns.lineplot(data=history, x="step", y="value", hue="model", hue_order=_models(history),
+                 palette=MODEL_COLORS, estimator="mean", errorbar=("pi", 100), marker="o",
+                 markersize=4, lw=2, ax=ax)
+    ax.axhline(1.0, color="black", ls="--", lw=1, label="rho = 1")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("spectral radius of W_hh")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ tuning
+
+
+def best_so_far(frame: pd.DataFrame) -> Figure:
+    """Best validation loss so far against the trial number: one panel per model, one line
+    per remedy (line style)."""
+    models = _models(frame)
+    fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 2.9), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        part = frame[frame["model"] == model]
+        for remedy, rows in part.groupby("remedy"):
+            ok = rows[rows["best"].notna()]
+            ax.plot(ok["trial_number"], ok["best"], color=color(model), lw=1.8, marker="o",
+                    ms=3, ls=REMEDY_STYLES.get(str(remedy), "-"), drawstyle="steps-post")
+        ax.set_title(model, color=color(model))
+        ax.set_xlabel("trial")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    positive = frame["best"].dropna()
+    if len(positive) and (positive > 0).all():
+        _log_y(axes[0][0])
+    axes[0][0].set_ylabel("best validation loss so far")
+    handles = [Line2D([], [], color="0.3", ls=REMEDY_STYLES[r], label=r) for r in REMEDY_ORDER
+               if r in set(frame["remedy"])]
+    axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE, title="remedy",
+                       title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def importance_heatmap(table: pd.DataFrame) -> Figure:
+    """Configuration x hyperparameter importance (rows sum to 1)."""
+    height = 1.0 + 0.28 * len(table)
+    fig, ax = plt.subplots(figsize=(min(WIDTH, 2.8 + 1.3 * table.shape[1]), height))
+    sns.heatmap(table.astype(float), ax=ax, annot=True, fmt=".2f", cmap="Blues", vmin=0,
+                vmax=1, linewidths=0.5, linecolor="white", cbar_kws={"label": "importance"},
+                annot_kws={"fontsize": 8})
+    ax.set_facecolor("#e6e6e6")
+    ax.grid(False)
+    ax.set_xlabel("hyperparameter")
+    ax.set_ylabel("")
+    for label in ax.get_yticklabels():
+        label.set_color(color(label.get_text().split("/")[1] if "/" in label.get_text()
+                              else ""))
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ sweep, HAR
+
+
+def seq_len_sweep(board: pd.DataFrame) -> Figure:
+    """Normalised score against T: one panel per remedy, one line per model."""
+    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
+    fig, axes = plt.subplots(1, len(remedies), figsize=(WIDTH, 2.9), sharey=True,
+                             squeeze=False)
+    data = board.assign(T=board["seq_len"].astype(float))
+    for ax, remedy in zip(axes[0], remedies, strict=True):
+        part = data[data["remedy"] == remedy]
+        sns.lineplot(data=part, x="T", y="normalized", hue="model", palette=MODEL_COLORS,
+                     marker="o", markersize=5, lw=2, ax=ax, legend=False)
+        ax.axhline(1.0, color="0.35", ls=":", lw=1.2)
+        ax.set_title(remedy)
+        ax.set_xlabel("sequence length T")
+    axes[0][0].set_ylabel("test loss / baseline")
+    extra = [Line2D([], [], color="0.35", ls=":", label="baseline")]
+    axes[0][-1].legend(handles=_model_legend(_models(board), extra), fontsize=8, **OUTSIDE)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(matrix: pd.DataFrame) -> Figure:
+    """Row-normalised confusion matrix (each row: where the windows of one true class went)."""
+    counts = matrix.to_numpy(dtype=float)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    labels = [[f"{s:.0%}\n({int(c)})" for s, c in zip(rs, rc, strict=True)]
+              for rs, rc in zip(share, counts, strict=True)]
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.55, 4.6))
+    sns.heatmap(pd.DataFrame(share, index=matrix.index, columns=matrix.columns), ax=ax,
+                annot=np.array(labels), fmt="", cmap="Blues", vmin=0, vmax=1,
+                linewidths=0.5, linecolor="white", cbar_kws={"label": "share of the true class"},
+                annot_kws={"fontsize": 7})
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
+    ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def f1_bars(scores: pd.DataFrame, model: str) -> Figure:
+    """Per-class F1 of one model as horizontal bars."""
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.42, 4.6))
+    sns.barplot(data=scores, y="class", x="f1", ax=ax, color=color(model), orient="h")
+    for i, value in enumerate(scores["f1"]):
+        inside = float(value) > 0.15
+        ax.text(float(value) - 0.02 if inside else float(value) + 0.02, i, f"{value:.2f}",
+                va="center", ha="right" if inside else "left", fontsize=8,
+                color="white" if inside else "black")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1 on the test set")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig

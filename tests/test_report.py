@@ -1,0 +1,366 @@
+"""The report: analysis on hand-made frames, a report of a real suite, a suite with diverged
+and running configurations, and the page opened in a real (headless) browser."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.report import analysis as an
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# ------------------------------------------------------------------------------ hand-made frames
+
+
+def _run(configuration: str, role: str, **values: Any) -> dict[str, Any]:
+    task_t, model, reg, clip = configuration.split("/")
+    task, _, t = task_t.partition("-T")
+    row = {"run_id": f"{configuration}:{role}:{values.get('seed', values.get('trial_number'))}",
+           "role": role, "configuration": configuration, "task": task,
+           "seq_len": int(t) if t else pd.NA, "model": model, "regularization": reg,
+           "clipping": clip, "status": "FINISHED", "state": "complete", "metric": "",
+           "direction": "", "solved": False, "duration_s": 1.0, "seed": pd.NA,
+           "trial_number": pd.NA}
+    row.update(values)
+    return row
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    for column in ("seq_len", "seed", "trial_number"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _suite(metric: str, direction: str, values: dict[str, list[float]]) -> pd.DataFrame:
+    """Parents + two tuning trials + final seeds with the given test values per config."""
+    rows = []
+    for configuration, seeds in values.items():
+        rows.append(_run(configuration, "configuration", state=""))
+        for n in range(2):
+            rows.append(_run(configuration, "trial", trial_number=n, **{"val/loss": 1.0 - n}))
+        for i, v in enumerate(seeds):
+            rows.append(_run(configuration, "final", seed=1000 + i, metric=metric,
+                             direction=direction, **{f"test/{metric}": v,
+                                                     "test/normalized": v / 0.5}))
+    return _frame(rows)
+
+
+def test_mean_ci_uses_student_t() -> None:
+    mean, std, low, high = an.mean_ci([1.0, 2.0, 3.0])
+    assert (mean, std) == (2.0, 1.0)
+    assert high - mean == pytest.approx(4.303 / math.sqrt(3))
+    assert low == pytest.approx(2 * mean - high)
+    one = an.mean_ci([0.5])
+    assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
+    assert all(math.isnan(v) for v in an.mean_ci([]))
+    assert an.t_quantile(1000) == pytest.approx(1.962, abs=0.005)
+
+
+def test_leaderboard_ranks_by_the_metric_direction() -> None:
+    mse = an.leaderboard(_suite("mse", "minimize", {
+        "adding-T10/rnn/none/none": [0.2, 0.3], "adding-T10/lstm/none/none": [0.01, 0.03]}),
+        {"trials": 2, "seeds": 2})
+    assert mse["model"].tolist() == ["lstm", "rnn"]
+    assert mse["rank"].tolist() == [1, 2]
+    best = mse.iloc[0]
+    assert best["mean"] == pytest.approx(0.02) and best["std"] == pytest.approx(math.sqrt(2e-4))
+    assert best["normalized"] == pytest.approx(0.04)
+    assert best["status"] == "done" and best["complete"] == 2 and best["seeds"] == 2
+
+    acc = an.leaderboard(_suite("acc", "maximize", {
+        "har/rnn/none/none": [0.6, 0.7], "har/lstm/none/none": [0.9, 0.92]}))
+    assert acc["model"].tolist() == ["lstm", "rnn"]  # higher accuracy first
+    assert acc["seq_len"].isna().all()
+    grid = an.score_grid(acc)
+    assert grid.loc["lstm", "none"] == pytest.approx(1.82)
+
+
+def test_leaderboard_marks_diverged_running_and_unfinished() -> None:
+    rows = [
+        _run("adding-T10/rnn/none/none", "configuration", state="", status="RUNNING"),
+        *[_run("adding-T10/rnn/none/none", "trial", trial_number=n, state="diverged",
+               status="FAILED") for n in range(2)],
+        _run("adding-T10/irnn/none/none", "configuration", state="", status="RUNNING"),
+        _run("adding-T10/irnn/none/none", "trial", trial_number=0, **{"val/loss": 0.2}),
+        _run("adding-T10/irnn/none/none", "trial", trial_number=1, state="running",
+             status="RUNNING"),
+        _run("adding-T10/gru/none/none", "configuration", state=""),
+        _run("adding-T10/gru/none/none", "trial", trial_number=0, **{"val/loss": 0.1}),
+        *[_run("adding-T10/gru/none/none", "final", seed=s, state="diverged", status="FAILED",
+               metric="mse", direction="minimize") for s in (1, 2)],
+        _run("adding-T10/lstm/none/none", "configuration", state="", status="RUNNING"),
+    ]
+    board = an.leaderboard(_frame(rows), {"trials": 2, "seeds": 2}).set_index("model")
+    assert board.loc["rnn", "status"] == "all trials diverged"
+    assert board.loc["rnn", "failed"] == 2
+    assert board.loc["irnn", "status"] == "running" and board.loc["irnn", "running"] == 1
+    assert board.loc["gru", "status"] == "diverged" and board.loc["gru", "diverged_rate"] == 1
+    assert board.loc["lstm", "status"] == "not started"
+    assert board["rank"].isna().all()  # nothing has a test result
+    assert an.best_rows(board.reset_index(), ["model"])["model"].tolist() == ["gru", "irnn"]
+
+
+def test_permutation_test_and_bootstrap_interval() -> None:
+    assert an.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)  # exact, two-sided
+    assert an.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
+    assert an.min_attainable_p(2, 2) == pytest.approx(1 / 3)
+    assert an.min_attainable_p(5, 5) == pytest.approx(2 / 252)
+    assert math.isnan(an.permutation_p([], [1.0]))
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 40), rng.normal(3, 1, 40)  # many seeds: sampled, not enumerated
+    assert an.permutation_p(a, b) < 0.001
+    low, high = an.bootstrap_diff_ci(a, b)
+    assert low < b.mean() - a.mean() < high and low > 2
+    assert an.verdict(0.3, 1 / 3) == "too few seeds to test"
+    assert an.verdict(0.004, 2 / 252) == "best is better"
+
+
+def test_significance_compares_the_best_with_the_rest() -> None:
+    runs = _suite("mse", "minimize", {
+        "adding-T10/lstm/none/none": [0.01, 0.011, 0.012, 0.009, 0.010],
+        "adding-T10/rnn/none/none": [0.2, 0.21, 0.19, 0.2, 0.22],
+        "adding-T10/gru/none/none": [0.0105, 0.0098, 0.011, 0.012, 0.0095]})
+    table = an.significance(an.leaderboard(runs), runs).set_index("model")
+    assert set(table["best"]) == {"adding-T10/lstm/none/none"}
+    assert table.loc["rnn", "verdict"] == "best is better" and table.loc["rnn", "diff"] > 0
+    assert table.loc["gru", "verdict"] == "no detectable difference"
+    assert table.loc["rnn", "ci_low"] <= table.loc["rnn", "diff"] <= table.loc["rnn", "ci_high"]
+
+
+def test_tuning_curve_sweep_and_classes() -> None:
+    trials = _frame([
+        _run("adding-T10/lstm/l2/norm", "trial", trial_number=0, **{"val/loss": 0.5}),
+        _run("adding-T10/lstm/l2/norm", "trial", trial_number=1, state="pruned",
+             **{"val/loss": 0.01}),
+        _run("adding-T10/lstm/l2/norm", "trial", trial_number=2, **{"val/loss": 0.3})])
+    curve = an.best_so_far(trials)
+    assert curve["best"].tolist() == [0.5, 0.5, 0.3]  # a pruned trial sets no value
+    assert set(curve["remedy"]) == {"L2 + clip"}
+
+    board = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"], "remedy": ["none"] * 4,
+                          "seq_len": [50, 100, 50, 100], "solved_rate": [1.0, 0.0, 1.0, 0.5]})
+    longest = an.longest_solved(board)
+    assert longest.loc["lstm", "none"] == 100 and longest.loc["rnn", "none"] == 50
+
+    rows = pd.DataFrame({"true": ["a", "a", "b", "b"] * 2, "predicted": ["a", "b", "a", "b"] * 2,
+                         "count": [4, 1, 0, 5] * 2})
+    matrix = an.confusion_matrix(rows)
+    assert matrix.loc["a", "a"] == 8 and matrix.loc["a", "b"] == 2
+    f1 = an.per_class_f1(matrix).set_index("class")
+    assert f1.loc["a", "f1"] == pytest.approx(2 * 8 / (2 * 8 + 2))
+    assert f1.loc["b", "precision"] == pytest.approx(10 / 12)
+
+
+def test_profile_snapshots_and_ratio() -> None:
+    profiles = pd.DataFrame([{"run_id": "r", "step": s, "t": t, "kind": k,
+                              "norm": 10.0 ** (t - 3) if k == "h" else 1.0}
+                             for s in (0, 10, 20) for t in (1, 2, 3) for k in ("h", "bound")])
+    snaps = an.profile_snapshots(profiles)
+    assert set(zip(snaps["step"], snaps["when"], strict=True)) == {
+        (0, "at initialisation"), (20, "after training")}
+    ratios = an.gradient_ratios(snaps)
+    assert ratios["log10_ratio"].tolist() == pytest.approx([-2.0, -2.0])
+
+
+# ------------------------------------------------------------------------------ built reports
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"',
+                                                     page)]
+
+
+def _check_self_contained(page: str) -> None:
+    images = _images(page)
+    assert images, "no figure"
+    for png in images:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        assert width > 50 and height > 50
+    assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))
+    assert all(href.startswith("#") for href in re.findall(r'href="([^"]*)"', page))
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+
+
+class Fake:
+    """Writes a small suite through the real tracking layer, run by run."""
+
+    def __init__(self, run_dir: Path, name: str) -> None:
+        from bench.tracking import Tracker, default_tracking_uri
+
+        run_dir.mkdir(parents=True)
+        self.uri = default_tracking_uri(run_dir)
+        self.tracker = Tracker(self.uri, name, run_dir=run_dir)
+        self.config = yaml.safe_dump({"name": name, "tuning": {"trials": 2},
+                                      "final": {"seeds": 2}})
+
+    def parent(self, name: str) -> tuple[str, dict[str, str]]:
+        task_t, model, reg, clip = name.split("/")
+        task, _, t = task_t.partition("-T")
+        tags = {"task": task, "seq_len": t, "model": model, "regularization": reg,
+                "clipping": clip, "config_hash": "abc", "suite": "mixed"}
+        run_id = self.tracker.parent_run(name, tags)
+        self.tracker.set_tags(run_id, {"git_commit": "0" * 40, "version.torch": "2.13.0"})
+        self.tracker.log_text(run_id, self.config, "config.yaml")
+        return run_id, {**tags, "configuration": name}
+
+    def run(self, parent: tuple[str, dict[str, str]], role: str, n: int, state: str,
+            test: dict[str, float] | None = None, end: str | None = "FINISHED") -> str:
+        pid, tags = parent
+        metric = {"adding": "mse", "har": "acc"}[tags["task"]]
+        run_id = self.tracker.start_run(pid, f"{role}-{n}", {
+            **tags, "role": role, "study": f"mixed/{tags['configuration']}",
+            "trial_number": str(n), "seed": str(1000 + n)})
+        self.tracker.set_tags(run_id, {"state": state, "metric": metric, "solved": "False",
+                                       "direction": "minimize" if metric == "mse"
+                                       else "maximize"})
+        self.tracker.log_params(run_id, {"lr": 0.01, "clip": 1.0})
+        steps = 20 if state != "diverged" else 7
+        points = [(k, 0.1 + 1 / s, s) for s in range(1, steps + 1)
+                  for k in ("train/loss", "grad/norm")]
+        points += [("val/loss", 0.2 + 1 / s, s) for s in (10, 20) if s <= steps]
+        points += [("weights/spectral_radius", 0.9 + s / 100, s) for s in (0, 10, 20)]
+        points += [(f"test/{k}", v, 20) for k, v in (test or {}).items()]
+        self.tracker.log_metrics(run_id, points)
+        rows = [{"step": s, "t": t, "norm": 0.5 ** (8 - t), "kind": kind}
+                for s in (0, steps) for t in range(1, 9) for kind in ("h", "bound")]
+        self.tracker.log_table(run_id, rows, "diagnostics/profiles.csv")
+        if tags["task"] == "har" and role == "final":
+            self.tracker.log_table(run_id, [
+                {"true": a, "predicted": b, "count": 9 if a == b else 1}
+                for a in ("WALKING", "SITTING", "LAYING") for b in ("WALKING", "SITTING",
+                                                                    "LAYING")],
+                "test/confusion.csv")
+        if end:
+            self.tracker.end_run(run_id, end)
+        return run_id
+
+
+@pytest.fixture(scope="module")
+def mixed_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A suite with a done, a diverged, an all-diverged and a running configuration, and HAR."""
+    root = tmp_path_factory.mktemp("mixed")
+    fake = Fake(root / "runs" / "mixed", "mixed")
+    done = fake.parent("adding-T8/lstm/none/norm")
+    for n in range(2):
+        fake.run(done, "trial", n, "complete")
+    for n in range(2):
+        fake.run(done, "final", n, "complete", {"loss": 0.01 + n / 1000, "mse": 0.01 + n / 1000,
+                                                "normalized": 0.06})
+    fake.tracker.end_run(done[0])
+    blown = fake.parent("adding-T8/rnn/none/none")
+    fake.run(blown, "trial", 0, "complete")
+    for n in range(2):
+        fake.run(blown, "final", n, "diverged", end="FAILED")
+    hopeless = fake.parent("adding-T8/irnn/none/none")
+    for n in range(2):
+        fake.run(hopeless, "trial", n, "diverged", end="FAILED")
+    busy = fake.parent("adding-T8/gru/none/norm")
+    fake.run(busy, "trial", 0, "complete")
+    fake.run(busy, "trial", 1, "running", end=None)
+    har = fake.parent("har/gru/none/none")
+    for n in range(2):
+        fake.run(har, "trial", n, "complete")
+        fake.run(har, "final", n, "complete", {"loss": 0.3, "acc": 0.9, "normalized": 0.2})
+    out = root / "report"
+    assert main(["report", "--tracking-uri", fake.uri, "--experiment", "mixed",
+                 "--runs-dir", str(root / "none"), "--out", str(out)]) == 0
+    return out / "index.html"
+
+
+def test_a_suite_with_problems_still_builds_and_shows_them(mixed_report: Path) -> None:
+    page = mixed_report.read_text()
+    _check_self_contained(page)
+    for status in ("running", "diverged", "all-trials-diverged"):
+        assert f'class="status-{status}"' in page, status
+    assert ">all trials diverged<" in page and ">running<" in page
+    assert "+1 running" in page  # the trial still running is counted as such
+    assert "Not every configuration is done" in page
+    for title in ("Leaderboard: all 4 configurations", "The vanishing / exploding picture",
+                  "Gradient norm during training", "Learning curves", "Spectral radius",
+                  "Best value so far", "Confusion matrix: gru", "Per-class F1: gru",
+                  "Only one configuration has final results: nothing to compare",
+                  "Provenance"):
+        assert title in page, title
+    assert "Hyperparameter importance not shown: no Optuna storage found" in page
+    assert "a line that falls to the left means gradients vanish" in page.lower()
+    assert "0" * 40 in page  # provenance: the git commit of the runs
+
+
+@pytest.mark.slow
+def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = {"name": "tiny", "device": "cpu",
+            "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
+            "models": ["rnn", "lstm"], "regularization": ["none"], "clipping": ["norm"],
+            "model": {"hidden_size": 8},
+            "training": {"steps": 20, "batch_size": 16, "eval_every": 10},
+            "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
+                       "clip": {"low": 0.5, "high": 5.0, "log": True}},
+            "tuning": {"trials": 3, "sampler": "random", "pruner": "none"},
+            "final": {"seeds": 2}, "diagnostics": {"probe_every": 10}}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    assert main(["run", str(config), "--runs-dir", str(runs)]) == 0
+    out = tmp_path / "out.html"
+    assert main(["report", "tiny", "--runs-dir", str(runs), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    page = out.read_text()
+    _check_self_contained(page)
+    assert len(_images(page)) >= 7
+    for text in ("adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm", "Hyperparameter "
+                 "importance", "PED-ANOVA", "permutation", "bootstrap", "theory bound"):
+        assert text in page, text
+    assert 'class="status-' not in page and page.count('class="best"') >= 1
+
+
+def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "smoke", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no tracking store for suite 'smoke'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/system-deps.sh "
+                    "installs it; CI runs it)")
+def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:  # never downloads a browser: Debian's chromium is used
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(mixed_report.as_uri(), wait_until="load")
+            images = page.evaluate("Array.from(document.images).map("
+                                   "i => [i.complete && i.naturalWidth > 0, i.alt])")
+            overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert images and all(ok for ok, _ in images), [alt for ok, alt in images if not ok]
+    assert errors == []
+    network = [u for u in requests if not u.startswith(("data:", mixed_report.as_uri()))]
+    assert network == []
+    assert overflow, "the page scrolls sideways"
+    assert (tmp_path / "report.png").stat().st_size > 10_000
