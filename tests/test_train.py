@@ -100,7 +100,7 @@ def test_l2_penalty_covers_weight_matrices_only() -> None:
     model = _model("lstm", 8)
     weights = [p.detach() for name, p in model.named_parameters() if "bias" not in name]
     expected = sum(float((w**2).sum()) for w in weights)
-    assert float(l2_penalty(model)) == pytest.approx(expected, rel=1e-5)
+    assert float(l2_penalty(model).detach()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_l2_shrinks_weights_and_leaves_biases_alone() -> None:
