@@ -73,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} configurations x "
                       f"({spec.tuning.trials} trials + {spec.final.seeds} seeds), "
                       f"{args.workers} worker(s); runs in {suite.run_dir}")
+        stats = runner.RunStats()
         with SuiteProgress(console, total, done, per, args.workers) as progress:
-            errors = runner.run_suite(suite, progress)
+            errors = runner.run_suite(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
         rows = runner.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
+    console.print(stats.summary())
     console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                   f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:

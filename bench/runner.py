@@ -346,6 +346,35 @@ def run_suite(suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> 
     return errors
 
 
+class RunStats:
+    """What the workers report as they go: steps trained, time in tracking, memory."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+        self.steps = 0
+        self.job_s = 0.0
+        self.tracking_s = 0.0
+        self.peak_rss_mb: dict[int, float] = {}
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "end":
+            self.jobs += 1
+            self.steps += int(payload.get("steps", 0))
+            self.job_s += float(payload.get("job_s", 0.0))
+            self.tracking_s += float(payload.get("tracking_s", 0.0))
+        elif kind == "done":
+            self.peak_rss_mb[payload["worker"]] = float(payload.get("peak_rss_mb", 0.0))
+
+    def summary(self) -> str:
+        if not self.jobs:
+            return "no runs this time"
+        share = self.tracking_s / self.job_s if self.job_s else 0.0
+        memory = ", ".join(f"{v:.0f}" for _, v in sorted(self.peak_rss_mb.items())) or "-"
+        return (f"{self.jobs} runs, {self.steps} training steps; tracking took "
+                f"{self.tracking_s:.1f} s of {self.job_s:.0f} s of run time ({share:.1%}); "
+                f"peak memory per worker: {memory} MiB")
+
+
 # ------------------------------------------------------------------------------ status
 
 

@@ -120,7 +120,7 @@ class Worker:
 
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
         """Run one claimed trial or final seed; record it in MLflow, then tell Optuna."""
-        trial = claim.trial
+        trial, started = claim.trial, time.perf_counter()
         if claim.final:
             params = dict(trial.user_attrs["params"])
             seed = trial.suggest_int("seed", 0, 2**31 - 1)
@@ -129,11 +129,13 @@ class Worker:
             seed = self.spec.seed
         role = "final" if claim.final else "trial"
         name = f"final-seed{seed}" if claim.final else f"trial-{trial.number}"
+        opening = time.perf_counter()
         parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
         run_id = self.tracker.start_run(parent, name, {
             **self._parent_tags(configuration), "configuration": configuration.name,
             "role": role, "study": claim.study.study_name,
             "trial_number": str(trial.number), "seed": str(seed), "worker": str(self.index)})
+        opening = time.perf_counter() - opening
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
@@ -145,10 +147,15 @@ class Worker:
                 self._interrupted(claim, run_id)
                 raise
         self._tell(claim, result, info)  # the commit point: from here the result is kept
+        recording = time.perf_counter()
         self._record(run_id, configuration, params, seed, result, info)
         self.tracker.end_run(run_id, "FAILED" if result.status == "diverged" else "FINISHED")
+        done = time.perf_counter()
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
-                          "role": role, "outcome": _outcome(result)})
+                          "role": role, "outcome": _outcome(result),
+                          "steps": result.steps_done, "job_s": done - started,
+                          "train_s": result.wall_time,
+                          "tracking_s": (done - recording) + opening})
         if claim.final:
             self._maybe_finish_configuration(configuration)
 
@@ -318,6 +325,13 @@ def _task_yaml(task: tasks.Task) -> str:
     return yaml.safe_dump(task.describe(), sort_keys=False)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker_main(suite: Suite, index: int, queue: Any) -> None:
     """Entry point of a worker process; progress goes to ``queue``."""
 
@@ -327,7 +341,7 @@ def worker_main(suite: Suite, index: int, queue: Any) -> None:
 
     try:
         jobs = Worker(suite, index, emit).run()
-        emit("done", {"worker": index, "jobs": jobs})
+        emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
     except Exception as err:  # reported by the parent, which exits non-zero

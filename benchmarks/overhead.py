@@ -10,7 +10,13 @@ machine hit all of them alike:
 
 - ``bare``: the loop below, written out plainly (batch, forward, loss, backward, clip, step);
 - ``train``: ``bench.train.train`` without observer (the loop's own bookkeeping);
-- ``diag``: ``bench.train.train`` with the default diagnostics.
+- ``diag``: ``bench.train.train`` with the default diagnostics;
+- ``tracked``: ``diag`` plus recording the run the way a suite worker does (params, every
+  metric point and the diagnostics tables, through ``bench.tracking.Tracker``, batched, into
+  an MLflow SQLite store in a temporary directory): the project's whole step.
+
+Also printed: the achieved GFLOP/s of the bare loop (the recurrent and head matmuls, forward
+and backward counted as 3x forward) against a 2048^3 float32 matmul on the same machine.
 
 The fixed validation and test splits are kept tiny (64 examples) so that ``train``'s final
 evaluation does not count as overhead. Printed: the median over rounds of the time per step
@@ -33,9 +39,11 @@ from collections.abc import Callable
 import torch
 
 from bench.diagnostics import DEFAULT_SCHEDULE, GradientDiagnostics, probe
-from bench.models import ModelSizes, RecurrentModel, build_model
+from bench.models import GATES, ModelSizes, RecurrentModel, build_model
 from bench.train import TrainConfig, train
 from tasks import Task, adding
+
+_TRACKER = None  # created once per process, on first use
 
 LR, CLIP, SEED = 1e-3, 1.0, 0
 
@@ -55,12 +63,53 @@ def bare_loop(task: Task, model: RecurrentModel, steps: int, batch_size: int) ->
 
 
 def bench_train(task: Task, model: RecurrentModel, steps: int, batch_size: int,
-                diagnostics: bool) -> None:
-    """``bench.train.train``, with or without the default diagnostics."""
+                diagnostics: bool, tracked: bool = False) -> None:
+    """``bench.train.train``, with or without the default diagnostics (and tracking)."""
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=LR, clipping="norm", clip=CLIP,
                       eval_every=steps, seed=SEED)
     observer = GradientDiagnostics(task) if diagnostics else None
-    train(cfg, task, model, observer=observer)
+    result = train(cfg, task, model, observer=observer)
+    if tracked:
+        record(task, model, cfg, result)
+
+
+def record(task: Task, model: RecurrentModel, cfg: TrainConfig, result) -> None:  # noqa: ANN001
+    """What a suite worker records after a trial: one nested MLflow run, all in batches."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.records import result_metrics
+    from bench.tracking import Tracker, default_tracking_uri
+
+    global _TRACKER
+    if _TRACKER is None:
+        run_dir = Path(tempfile.mkdtemp(prefix="gradbench-overhead-"))
+        _TRACKER = Tracker(default_tracking_uri(run_dir), "overhead", run_dir=run_dir)
+    tracker = _TRACKER
+    parent = tracker.parent_run("adding/overhead", {"task": "adding"})
+    run_id = tracker.start_run(parent, "trial", {"role": "trial"})
+    tracker.log_params(run_id, {"lr": cfg.lr, "clip": cfg.clip, "model": model.kind,
+                                "hidden_size": model.hidden_size, "steps": cfg.steps})
+    tracker.log_metrics(run_id, result_metrics(result, task))
+    for table, rows in result.diagnostics.tables().items():
+        tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")
+    tracker.end_run(run_id)
+
+
+def step_flops(model: RecurrentModel, seq_len: int, batch_size: int) -> float:
+    """Multiply-adds x 2 of one training step: recurrent and head matmuls, fwd + bwd (3x)."""
+    gates, hidden = GATES[model.kind], model.hidden_size
+    sizes = model.sizes
+    recurrent = 2 * gates * hidden * (sizes.input_size + hidden) * seq_len
+    head = 2 * hidden * sizes.output_size * (seq_len if sizes.per_step else 1)
+    return 3.0 * batch_size * (recurrent + head)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048) -> float:
+    """Best of 3 of an n^3 float32 matmul, in GFLOP/s."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = min(timed(lambda: a @ b, device) for _ in range(3))
+    return 2.0 * n**3 / best / 1e9
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -91,6 +140,7 @@ def measure(kind: str, args: argparse.Namespace, device: torch.device) -> dict[s
         "bare": lambda: bare_loop(task, fresh(), args.steps, args.batch_size),
         "train": lambda: bench_train(task, fresh(), args.steps, args.batch_size, False),
         "diag": lambda: bench_train(task, fresh(), args.steps, args.batch_size, True),
+        "tracked": lambda: bench_train(task, fresh(), args.steps, args.batch_size, True, True),
     }
     timed(runs["bare"], device)  # warm-up (allocator, kernels)
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -103,6 +153,7 @@ def measure(kind: str, args: argparse.Namespace, device: torch.device) -> dict[s
     out = {name: statistics.median(values) for name, values in times.items()}
     out.update({f"{name}_min": min(values) for name, values in times.items()})
     out["hidden"] = float(initial.hidden_size)
+    out["gflops"] = step_flops(initial, args.seq_len, args.batch_size) / out["bare_min"] / 1e9
     out["probe"] = probe_time
     out["probes"] = float(sum(DEFAULT_SCHEDULE(s) for s in range(args.steps)) + 1)  # + end
     return out
@@ -122,17 +173,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    peak = matmul_gflops(device)
     print(f"adding T={args.seq_len} B={args.batch_size}, {args.steps} steps x {args.rounds} "
           f"rounds, {args.threads} thread(s), {device}; default diagnostics "
-          f"(every 100 steps + end, probe batch 32)")
-    print(f"{'model':6} {'H':>4} {'bare ms':>8} {'train ms':>9} {'diag ms':>8} "
-          f"{'train/bare':>10} {'diag/bare':>9} {'(min)':>6} {'probes':>6} {'probe ms':>8}")
+          f"(every 100 steps + end, probe batch 32); 2048^3 matmul: {peak:.1f} GFLOP/s")
+    print(f"{'model':6} {'H':>4} {'bare ms':>8} {'train ms':>9} {'diag ms':>8} {'track ms':>8} "
+          f"{'train/bare':>10} {'diag/bare':>9} {'track/bare':>10} {'(min)':>6} {'probes':>6} "
+          f"{'probe ms':>8} {'GFLOP/s':>8} {'of peak':>7}")
     for kind in args.models.split(","):
         r = measure(kind, args, device)
         print(f"{kind:6} {int(r['hidden']):4d} {1e3 * r['bare']:8.2f} {1e3 * r['train']:9.2f} "
-              f"{1e3 * r['diag']:8.2f} {r['train'] / r['bare']:10.3f} "
-              f"{r['diag'] / r['bare']:9.3f} {r['diag_min'] / r['bare_min']:6.3f} "
-              f"{int(r['probes']):6d} {1e3 * r['probe']:8.1f}")
+              f"{1e3 * r['diag']:8.2f} {1e3 * r['tracked']:8.2f} {r['train'] / r['bare']:10.3f} "
+              f"{r['diag'] / r['bare']:9.3f} {r['tracked'] / r['bare']:10.3f} "
+              f"{r['tracked_min'] / r['bare_min']:6.3f} {int(r['probes']):6d} "
+              f"{1e3 * r['probe']:8.1f} {r['gflops']:8.2f} {r['gflops'] / peak:7.1%}")
 
 
 if __name__ == "__main__":

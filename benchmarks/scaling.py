@@ -1,0 +1,76 @@
+"""Parallel scaling: the same suite with ``--workers 1`` and ``--workers 2``, side by side.
+
+Quality bar (issue: performance): trials per hour with 2 workers >= 1.8x those with 1 worker
+on this 2-core machine (SPEC section 8: N workers on N cores scale at least 0.8 N). Each run
+starts from an empty run directory and goes through the real command (``gradbench run``:
+worker processes, Optuna journal storage, MLflow SQLite store). Pruning is off so that both
+runs do exactly the same training work.
+
+Usage:
+    python benchmarks/scaling.py                 # 8 configurations x (3 trials + 1 seed)
+    python benchmarks/scaling.py --steps 600 --workers 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+
+def suite(steps: int, trials: int) -> dict:
+    return {
+        "name": "scaling", "device": "cpu",
+        "tasks": {"adding": {"seq_len": [50], "val_size": 256, "test_size": 256},
+                  "copy": {"seq_len": [20], "val_size": 256, "test_size": 256}},
+        "models": ["rnn", "irnn", "lstm", "gru"], "regularization": ["none"],
+        "clipping": ["norm"], "model": {"param_budget": 5000},
+        "training": {"steps": steps, "batch_size": 64, "eval_every": 50},
+        "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
+                   "clip": {"low": 0.1, "high": 10.0, "log": True}},
+        "tuning": {"trials": trials, "sampler": "tpe", "pruner": "none"},
+        "final": {"seeds": 1}, "diagnostics": {"probe_every": 100},
+    }
+
+
+def run(config: Path, workers: int, root: Path) -> tuple[float, str]:
+    runs_dir = root / f"workers{workers}"
+    cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
+           "--workers", str(workers)]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    spec = suite(args.steps, args.trials)
+    jobs = 8 * (args.trials + 1)
+    with tempfile.TemporaryDirectory(prefix="gradbench-scaling-") as tmp:
+        root = Path(tmp)
+        config = root / "scaling.yaml"
+        config.write_text(yaml.safe_dump(spec))
+        rates = {}
+        for workers in (int(w) for w in args.workers.split(",")):
+            wall, out = run(config, workers, root)
+            rates[workers] = jobs / wall * 3600
+            summary = next((line for line in out.splitlines() if "training steps" in line), "")
+            print(f"--workers {workers}: {jobs} runs in {wall:.1f} s = {rates[workers]:.0f} "
+                  f"runs/hour; {summary.strip()}")
+    base = rates[min(rates)]
+    for workers, rate in sorted(rates.items()):
+        print(f"speed-up with {workers} worker(s): {rate / base:.2f}x "
+              f"(bar for 2 workers: >= 1.8x)")
+
+
+if __name__ == "__main__":
+    main()
