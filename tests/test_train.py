@@ -110,7 +110,7 @@ def test_l2_shrinks_weights_and_leaves_biases_alone() -> None:
     cfg = dict(steps=80, lr=1e-2, optimizer="sgd")
     train(TrainConfig(**cfg), task, plain)
     train(TrainConfig(regularization="l2", l2=0.5, **cfg), task, decayed)
-    assert float(l2_penalty(decayed)) < 0.5 * float(l2_penalty(plain))
+    assert float(l2_penalty(decayed).detach()) < 0.5 * float(l2_penalty(plain).detach())
     # One SGD step on a zero-loss-gradient model: only weights feel the penalty.
     model = _model("rnn", 4)
     for p in model.parameters():
