@@ -63,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
     runner.check_writable(run_dir)
     start = time.perf_counter()
     with runner.run_lock(run_dir):
-        suite = runner.prepare(spec, args.runs_dir)
+        pool = runner.WorkerPool(args.workers)  # their imports overlap with prepare
+        try:
+            suite = runner.prepare(spec, args.runs_dir)
+        except BaseException:
+            pool.cancel()
+            raise
         suite.workers = args.workers
         for task, reason in suite.skipped.items():
             console.print(f"[yellow]skipped task {task}:[/] {reason}")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{args.workers} worker(s); runs in {suite.run_dir}")
         stats = runner.RunStats()
         with SuiteProgress(console, total, done, per, args.workers) as progress:
-            errors = runner.run_suite(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
+            errors = pool.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
         rows = runner.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))

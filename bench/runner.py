@@ -2,7 +2,7 @@
 
 ``prepare`` expands the config, sets the run directory up, creates every Optuna study
 before any worker starts, and recovers what an interrupted run left behind (trials
-marked interrupted and queued again; their MLflow runs ended as KILLED). ``run_suite``
+marked interrupted and queued again; their MLflow runs ended as KILLED). ``WorkerPool``
 then starts ``--workers`` processes (one torch thread each) that claim tuning trials and
 final seeds through the storage until every configuration is done.
 """
@@ -304,46 +304,75 @@ def progress_snapshot(suite: Suite) -> dict[str, int]:
     return done
 
 
-def run_suite(suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
-    """Run ``suite.workers`` worker processes to the end; returns their error messages.
-
-    ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
-    reaches the workers too (same process group): each marks its trial interrupted.
-    """
-    import multiprocessing as mp
-    import queue as queue_module
-
+def _worker_entry(index: int, inbox: Any, events: Any) -> None:
+    """Spawn target kept in this light module: the parent need not import torch first."""
     from bench.worker import worker_main
 
-    ctx = mp.get_context("spawn")
-    events: Any = ctx.Queue()
-    procs = [ctx.Process(target=worker_main, args=(suite, i, events), name=f"gradbench-w{i}")
-             for i in range(suite.workers)]
-    for proc in procs:
-        proc.start()
-    errors: list[str] = []
-    try:
-        while any(p.is_alive() for p in procs) or not events.empty():
-            try:
-                kind, payload = events.get(timeout=0.2)
-            except queue_module.Empty:
-                continue
-            if kind == "error":
-                errors.append(f"worker {payload['worker']}: {payload['error']}")
-            on_event(kind, payload)
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.join(timeout=30)
-        raise
-    finally:
-        for proc in procs:
+    worker_main(index, inbox, events)
+
+
+class WorkerPool:
+    """Worker processes (spawned, one torch thread each), started before the suite is ready.
+
+    Spawning a worker costs seconds of imports (torch, MLflow, Optuna); starting them
+    first lets that overlap with ``prepare`` in the parent. Each worker then waits for the
+    prepared suite (``run``), or for ``cancel``.
+    """
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.events: Any = ctx.Queue()
+        self.inbox: Any = ctx.Queue()
+        self.procs = [ctx.Process(target=_worker_entry, args=(i, self.inbox, self.events),
+                                  name=f"gradbench-w{i}") for i in range(workers)]
+        for proc in self.procs:
+            proc.start()
+
+    def cancel(self) -> None:
+        """Stop the workers before they got a suite (bad input found meanwhile)."""
+        for _ in self.procs:
+            self.inbox.put(None)
+        self._join()
+
+    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
+        """Hand the suite out and run to the end; returns the workers' error messages.
+
+        ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
+        reaches the workers too (same process group): each marks its trial interrupted.
+        """
+        import queue as queue_module
+
+        for _ in self.procs:
+            self.inbox.put(suite)
+        errors: list[str] = []
+        try:
+            while any(p.is_alive() for p in self.procs) or not self.events.empty():
+                try:
+                    kind, payload = self.events.get(timeout=0.2)
+                except queue_module.Empty:
+                    continue
+                if kind == "error":
+                    errors.append(f"worker {payload['worker']}: {payload['error']}")
+                on_event(kind, payload)
+        except KeyboardInterrupt:
+            for proc in self.procs:
+                proc.join(timeout=30)
+            raise
+        finally:
+            self._join()
+        errors += [f"worker {i} exited with code {p.exitcode}"
+                   for i, p in enumerate(self.procs) if p.exitcode not in (0, None)
+                   and not any(e.startswith(f"worker {i}:") for e in errors)]
+        return errors
+
+    def _join(self) -> None:
+        for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
-    errors += [f"worker {i} exited with code {p.exitcode}" for i, p in enumerate(procs)
-               if p.exitcode not in (0, None) and not any(e.startswith(f"worker {i}:")
-                                                          for e in errors)]
-    return errors
+                proc.join(timeout=5)
 
 
 class RunStats:

@@ -213,13 +213,38 @@ class Tracker:
 
     def log_table(self, run_id: str, rows: Sequence[Mapping[str, Any]], path: str) -> None:
         """A tidy table as a CSV artifact (columns from the first row)."""
-        if not rows:
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        self.client.log_text(run_id, buffer.getvalue(), path)
+        if rows:
+            self.client.log_text(run_id, csv_text(rows), path)
+
+    def log_run(self, run_id: str, *, params: Mapping[str, Any], tags: Mapping[str, Any],
+                metrics: Sequence[MetricPoint], files: Mapping[str, str]) -> None:
+        """Everything a finished run records, in as few calls as MLflow allows.
+
+        Params, tags and the first metrics share one ``log_batch`` (at most 1,000 entities,
+        100 params, 100 tags); the other metrics follow 1,000 at a time; ``files`` (artifact
+        path -> text) are written to a temporary folder and uploaded with one call.
+        """
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        labels = [RunTag(k, str(v)) for k, v in tags.items()]
+        now = int(time.time() * 1000)
+        points = [Metric(k, float(v), now, int(st)) for k, v, st in metrics if math.isfinite(v)]
+        room = max(0, BATCH - min(len(items), PARAM_BATCH) - min(len(labels), PARAM_BATCH))
+        self.client.log_batch(run_id, metrics=points[:room], params=items[:PARAM_BATCH],
+                              tags=labels[:PARAM_BATCH], synchronous=True)
+        for i in range(PARAM_BATCH, max(len(items), len(labels)), PARAM_BATCH):
+            self.client.log_batch(run_id, params=items[i : i + PARAM_BATCH],
+                                  tags=labels[i : i + PARAM_BATCH], synchronous=True)
+        for i in range(room, len(points), BATCH):
+            self.client.log_batch(run_id, metrics=points[i : i + BATCH], synchronous=True)
+        if files:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="gradbench-artifacts-") as tmp:
+                for path, text in files.items():
+                    target = Path(tmp, path)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text)
+                self.client.log_artifacts(run_id, tmp)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
@@ -227,6 +252,15 @@ class Tracker:
     def load_table(self, run_id: str, path: str) -> list[dict[str, str]]:
         """Read back a CSV artifact written by ``log_table``."""
         return list(csv.DictReader(io.StringIO(_load_text(self.client, run_id, path))))
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A tidy table as CSV text (columns from the first row)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _load_text(client: MlflowClient, run_id: str, path: str) -> str:

@@ -25,7 +25,7 @@ from bench.config import Configuration, search_space
 from bench.diagnostics import GradientDiagnostics, every
 from bench.models import ModelSizes, build_model, n_parameters, select_device
 from bench.runner import Emit, Suite, parent_tags, recover
-from bench.tracking import Tracker, provenance
+from bench.tracking import Tracker, csv_text, provenance
 from bench.train import TrainConfig, TrainResult, configure_torch, train
 
 IDLE_SLEEP_S = 0.5
@@ -43,6 +43,7 @@ class Worker:
         self.embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
         self._tasks: dict[str, tasks.Task] = {}  # one copy of each task's data per worker
         self._provenance = provenance()
+        self._parents: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -109,7 +110,7 @@ class Worker:
         return None, not done
 
     def _note_best(self, configuration: Configuration, best: Any) -> None:
-        parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
+        parent = self._parent(configuration)
         tags = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
@@ -130,7 +131,7 @@ class Worker:
         role = "final" if claim.final else "trial"
         name = f"final-seed{seed}" if claim.final else f"trial-{trial.number}"
         opening = time.perf_counter()
-        parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
+        parent = self._parent(configuration)
         run_id = self.tracker.start_run(parent, name, {
             **self._parent_tags(configuration), "configuration": configuration.name,
             "role": role, "study": claim.study.study_name,
@@ -158,6 +159,13 @@ class Worker:
                           "tracking_s": (done - recording) + opening})
         if claim.final:
             self._maybe_finish_configuration(configuration)
+
+    def _parent(self, configuration: Configuration) -> str:
+        """The configuration's parent run id (looked up once per worker)."""
+        if configuration.name not in self._parents:
+            self._parents[configuration.name] = self.tracker.parent_run(
+                configuration.name, self._parent_tags(configuration))
+        return self._parents[configuration.name]
 
     def _task(self, configuration: Configuration) -> tasks.Task:
         key = configuration.name.split("/")[0]
@@ -246,21 +254,21 @@ class Worker:
         from bench.records import result_metrics, run_params
 
         task = info["task"]
-        self.tracker.log_params(run_id, run_params(configuration, params, seed, info, self.spec))
-        self.tracker.set_tags(run_id, {"state": _outcome(result), "device": str(self.device),
-                                       "diverged_at": result.diverged_at or "",
-                                       "reason": result.reason or "",
-                                       "solved": str(result.solved), "metric": task.metric,
-                                       "direction": task.direction, **self._provenance})
-        self.tracker.log_metrics(run_id, result_metrics(result, task))
+        tags = {"state": _outcome(result), "device": str(self.device),
+                "diverged_at": result.diverged_at or "", "reason": result.reason or "",
+                "solved": str(result.solved), "metric": task.metric,
+                "direction": task.direction, **self._provenance}
+        files = {"task.yaml": _task_yaml(task)}
         if result.diagnostics is not None:
             for table, rows in result.diagnostics.tables().items():
-                self.tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")
-        self.tracker.log_text(run_id, _task_yaml(task), "task.yaml")
+                if rows:
+                    files[f"diagnostics/{table}.csv"] = csv_text(rows)
         if info.get("final") and result.status != "diverged" and \
                 hasattr(task, "confusion_matrix"):  # HAR: for the report's confusion matrix
-            self.tracker.log_table(run_id, _confusion_rows(task, info["model"]),
-                                   "test/confusion.csv")
+            files["test/confusion.csv"] = csv_text(_confusion_rows(task, info["model"]))
+        self.tracker.log_run(run_id, params=run_params(configuration, params, seed, info,
+                                                       self.spec),
+                             tags=tags, metrics=result_metrics(result, task), files=files)
 
     def _tell(self, claim: tuning.Claim, result: TrainResult, info: dict[str, Any]) -> None:
         trial, task = claim.trial, info["task"]
@@ -290,7 +298,7 @@ class Worker:
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
         row = board_row(configuration, study.get_trials(deepcopy=False), finals)
-        parent = self.tracker.parent_run(configuration.name, self._parent_tags(configuration))
+        parent = self._parent(configuration)
         metric = row["metric"]
         self.tracker.log_metrics(parent, [
             (f"final/{metric}_mean", row["mean"], 0), (f"final/{metric}_std", row["std"], 0),
@@ -332,14 +340,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_main(suite: Suite, index: int, queue: Any) -> None:
-    """Entry point of a worker process; progress goes to ``queue``."""
+def worker_main(index: int, inbox: Any, queue: Any) -> None:
+    """Entry point of a worker process: waits for the suite on ``inbox`` (None: stop),
+    then works; progress goes to ``queue``."""
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
-        if queue is not None:
-            queue.put((kind, payload))
+        queue.put((kind, payload))
 
     try:
+        suite = inbox.get()
+        if suite is None:
+            return
         jobs = Worker(suite, index, emit).run()
         emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
     except KeyboardInterrupt:
@@ -347,4 +358,3 @@ def worker_main(suite: Suite, index: int, queue: Any) -> None:
     except Exception as err:  # reported by the parent, which exits non-zero
         emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
         raise
-
