@@ -126,7 +126,8 @@ def ui(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1"]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI for suite {spec.name!r}: http://{args.host}:{args.port}  (Ctrl-C stops it)")
+    print(f"MLflow UI for suite {spec.name!r}: {_ui_link(uri, spec.name, args)}  "
+          f"(Ctrl-C stops it)")
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         return proc.wait()
@@ -134,6 +135,17 @@ def ui(args: argparse.Namespace) -> int:
         return 0
     finally:
         _stop_group(proc)
+
+
+def _ui_link(uri: str, experiment: str, args: argparse.Namespace) -> str:
+    """The UI's page of the suite's runs (MLflow 3 opens on its GenAI view otherwise)."""
+    from mlflow import MlflowClient
+
+    base = f"http://{args.host}:{args.port}"
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if found is None:
+        return base
+    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

@@ -137,7 +137,10 @@ class Tracker:
         if found is not None:
             return str(found.experiment_id)
         try:
-            return str(self.client.create_experiment(self.experiment_name, self._artifacts))
+            # experimentKind: MLflow 3's UI shows the runs table, not its GenAI pages
+            return str(self.client.create_experiment(
+                self.experiment_name, self._artifacts,
+                tags={"mlflow.experimentKind": "custom_model_development"}))
         except Exception:  # created meanwhile by another worker: use theirs
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:

@@ -220,6 +220,9 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path) -> None
             time.sleep(0.2)
         assert not _group_alive(proc.pid)
         assert not _listening_addresses(port)  # the server and its workers are gone too
+        printed = proc.stdout.read()
+        assert f"http://127.0.0.1:{port}/#/experiments/" in printed
+        assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
