@@ -99,8 +99,9 @@ class Worker:
         final = tuning.load_study(self.storage, self.spec, configuration, final=True)
         if not final.get_trials(deepcopy=False):
             best = tuning.best_trial(trials)
-            if best is None:
-                return None, False  # every trial diverged: nothing to re-run
+            if best is None:  # every trial diverged: nothing to re-run
+                self._end_parent(configuration, "FAILED", {"state": "all_trials_diverged"})
+                return None, False
             tuning.enqueue_finals(final, best.params, tuning.final_seeds(self.spec), best.number)
             self._note_best(configuration, best)
         claim = tuning.claim_final(final)
@@ -108,6 +109,14 @@ class Worker:
             return claim, True
         done = tuning.finals_done(final.get_trials(deepcopy=False), self.spec.final.seeds)
         return None, not done
+
+    def _end_parent(self, configuration: Configuration, status: str,
+                    tags: dict[str, str]) -> None:
+        """End a configuration's parent run (once: later calls find it ended)."""
+        parent = self._parent(configuration)
+        if self.tracker.client.get_run(parent).info.status == "RUNNING":
+            self.tracker.set_tags(parent, tags)
+            self.tracker.end_run(parent, status)
 
     def _note_best(self, configuration: Configuration, best: Any) -> None:
         parent = self._parent(configuration)
