@@ -186,7 +186,7 @@ def test_a_killed_worker_is_detected_and_its_trial_rerun(tmp_path: Path, postgre
                            and r.data.tags.get("role") != "configuration"]
 
 
-def _journal_states(run_dir: Path) -> list[optuna.trial.TrialState]:
+def _journal_trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -194,10 +194,20 @@ def _journal_states(run_dir: Path) -> list[optuna.trial.TrialState]:
         return []
     storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
     try:
-        return [t.state for s in optuna.get_all_study_summaries(storage, False)
+        return [t for s in optuna.get_all_study_summaries(storage, False)
                 for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
     except Exception:
         return []
+
+
+def _journal_states(run_dir: Path) -> list[optuna.trial.TrialState]:
+    return [t.state for t in _journal_trials(run_dir)]
+
+
+def _training(run_dir: Path) -> bool:
+    """A trial is training: claimed, and its MLflow run already opened."""
+    return any(t.state == optuna.trial.TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+               for t in _journal_trials(run_dir))
 
 
 def test_tracking_server_down_for_a_while(tmp_path: Path) -> None:
@@ -230,10 +240,10 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         proc = _start(config, tmp_path / "runs", "--tracking-uri", server.url,
                       env={"GRADBENCH_TRACKING_RETRY_S": "3"})
         deadline = time.monotonic() + 120
-        while optuna.trial.TrialState.RUNNING not in _journal_states(run_dir):
+        while not _training(run_dir):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        server.stop()
+        server.stop()  # during training: the trial ends, is told to Optuna, then logging fails
         out = _finish(proc)
         assert proc.returncode != 0
         assert "unreachable" in out and server.url in out, out[-2000:]
