@@ -364,3 +364,14 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
     assert network == []
     assert overflow, "the page scrolls sideways"
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_intervals_stay_in_the_metric_range() -> None:
+    from bench.report.analysis import clip_to_range, mean_ci
+
+    _, _, low, high = mean_ci([0.001, 0.2])  # two seeds far apart: a wide t-interval
+    assert low < 0
+    assert clip_to_range("mse", low, high) == (0.0, high)
+    _, _, low, high = mean_ci([0.99, 0.5])
+    assert high > 1 and clip_to_range("acc", low, high)[1] == 1.0
+    assert clip_to_range("recall_acc", math.nan, math.nan)[0] != 0.0  # NaN stays NaN

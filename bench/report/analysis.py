@@ -62,6 +62,18 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float, float]:
     return mean, std, mean - half, mean + half
 
 
+METRIC_RANGE = {"mse": (0.0, math.inf), "acc": (0.0, 1.0), "recall_acc": (0.0, 1.0),
+                "macro_f1": (0.0, 1.0), "loss": (0.0, math.inf)}
+
+
+def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
+    """A t-interval of few seeds can leave the metric's range (a negative MSE): clip it."""
+    lo, hi = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+    if math.isnan(low) or math.isnan(high):
+        return low, high
+    return max(low, lo), min(high, hi)
+
+
 def metric_of(task: str, nested: pd.DataFrame) -> tuple[str, str]:
     """The task's headline metric and its direction, from the runs' tags (or the defaults)."""
     if len(nested) and "metric" in nested:
@@ -126,6 +138,7 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
     key = f"test/{metric}"
     values = complete[key].dropna().tolist() if key in complete else []
     mean, std, low, high = mean_ci(values)
+    low, high = clip_to_range(metric, low, high)
     normalized = complete["test/normalized"].dropna() if "test/normalized" in complete \
         else pd.Series([], dtype=float)
     counts = trial_counts(trials)

@@ -285,7 +285,8 @@ class TaskReport:
              "time"], rows, row_classes=classes, model_column=2,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
                     f"the final seeds ({better} is better). ± std: sample standard deviation "
-                    "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds). "
+                    "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
+                    "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
                     "score / baseline: test loss / the trivial predictor's loss (< 1 beats it). "
                     "solved / diverged: share of final seeds that meet the solved rule / whose "
                     "loss became NaN or Inf. trials c/p/f: tuning trials complete / pruned / "
