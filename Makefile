@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)  # one worker process per core
 
 .PHONY: setup run test lint clean
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gradbench run
+	$(BIN)/gradbench run --workers $(WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
