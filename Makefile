@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-WORKERS ?= $(shell nproc 2>/dev/null || echo 1)  # one worker process per core
+# one worker process per core
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: setup run test lint clean
 
