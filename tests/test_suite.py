@@ -155,9 +155,10 @@ def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait for work done and work in flight
         trials = _journal_trials(run_dir)
-        states = [t.state for t in trials]
-        if optuna.trial.TrialState.COMPLETE in states and \
-                optuna.trial.TrialState.RUNNING in states:
+        done = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        training = any(t.state == optuna.trial.TrialState.RUNNING  # its MLflow run open
+                       and "mlflow_run_id" in t.user_attrs for t in trials)
+        if done and training:
             break
         time.sleep(0.2)
     else:
