@@ -101,14 +101,42 @@ def make_sampler(
 
 
 def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
-    """Median pruning on the validation loss after two evaluations (or Hyperband / none)."""
+    """The pruner on the validation loss, reported every ``eval_every`` steps.
+
+    ``median``: stop a trial that is worse than the median of the earlier trials at the same
+    step, after two start-up trials and two evaluations. ``halving``: asynchronous successive
+    halving with rungs at ``halving_rungs(spec)`` (reduction factor 3): at each rung a trial
+    goes on only if it is in the best third of the trials that reached it (the best so far
+    while fewer than three have), so most trials stop at the first rung and the budget goes to
+    more trials. ``hyperband`` runs several halving brackets; ``none`` never stops a trial.
+    """
     if spec.tuning.pruner == "none":
         return optuna.pruners.NopPruner()
     if spec.tuning.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=spec.training.eval_every,
                                               max_resource=spec.training.steps)
+    if spec.tuning.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=halving_rungs(spec)[0], reduction_factor=HALVING_FACTOR)
     return optuna.pruners.MedianPruner(n_startup_trials=2,
                                        n_warmup_steps=2 * spec.training.eval_every)
+
+
+HALVING_FACTOR = 3
+
+
+def halving_rungs(spec: SuiteSpec) -> list[int]:
+    """Steps at which successive halving compares trials: the first near 1/9 of the run.
+
+    The first rung is rounded up to a whole number of evaluations (the pruner sees the loss
+    only when it is reported), and later rungs are 3x apart, below the last step.
+    """
+    every, steps = spec.training.eval_every, spec.training.steps
+    first = max(every, -(-steps // HALVING_FACTOR**2 // every) * every)
+    rungs = [first]
+    while rungs[-1] * HALVING_FACTOR < steps:
+        rungs.append(rungs[-1] * HALVING_FACTOR)
+    return rungs
 
 
 def load_study(
@@ -236,6 +264,11 @@ def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
         _drop(study, trial)
         return True
     return False
+
+
+def trials_begun(storage: BaseStorage) -> dict[str, int]:
+    """Trials asked for so far, per study name (one storage call for all studies)."""
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, False)}
 
 
 def tuning_done(trials: Sequence[FrozenTrial], budget: int) -> bool:

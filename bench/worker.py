@@ -58,7 +58,7 @@ class Worker:
                     recover(self.suite, self.storage, at_start=False, tracker=self.tracker)
                 last_recovery = time.monotonic()
             pending = False
-            for configuration in order:
+            for configuration in self._ranked(order):
                 with self._claim_lock():
                     claim, open_work = self._claim(configuration)
                 pending = pending or open_work
@@ -76,6 +76,18 @@ class Worker:
         configurations = self.suite.configurations
         shift = (self.index * len(configurations)) // max(1, self.suite.workers)
         return configurations[shift:] + configurations[:shift]
+
+    def _ranked(self, order: list[Configuration]) -> list[Configuration]:
+        """Tuning goes breadth-first: configurations with the fewest trials begun come first.
+
+        A worker runs the next trial where the fewest have been asked for, and final seeds
+        once no tuning trial is left to start. So a suite's last jobs are final seeds, which
+        are independent of each other, and the workers finish together instead of one waiting
+        for the trial whose configuration's finals it needs. Among equals each worker keeps
+        its own order (the sort is stable). The counts are only a hint: claims re-check.
+        """
+        begun = tuning.trials_begun(self.storage)
+        return sorted(order, key=lambda c: begun.get(tuning.study_name(self.spec, c), 0))
 
     @contextlib.contextmanager
     def _claim_lock(self) -> Iterator[None]:

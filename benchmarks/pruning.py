@@ -11,6 +11,7 @@ Usage:
     python benchmarks/pruning.py                          # the default suite, 2 workers
     python benchmarks/pruning.py --tasks adding,copy --workers 2
     python benchmarks/pruning.py --set tuning.trials=8    # any override of the suite
+    python benchmarks/pruning.py --pruner halving         # another pruner than the suite's
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=None, help="only these tasks, e.g. adding,copy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="config override")
+    parser.add_argument("--pruner", default=None, help="default: the suite's own pruner")
     args = parser.parse_args()
-    pruner = config.load(config.resolve_config(args.suite)).tuning.pruner
+    pruner = args.pruner or config.load(config.resolve_config(args.suite)).tuning.pruner
     with tempfile.TemporaryDirectory(prefix="gradbench-pruning-") as tmp:
         results, walls = {}, {}
         for name in ("none", pruner):

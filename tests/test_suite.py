@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from bench import config, tuning
 from bench.cli import main
 
 pytestmark = pytest.mark.slow
@@ -83,6 +84,10 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     trials = [r for r in runs if r.data.tags.get("role") == "trial"]
     finals = [r for r in runs if r.data.tags.get("role") == "final"]
     assert len(parents) == 2 and len(trials) == 4 and len(finals) == 4
+    started = sorted(trials + finals, key=lambda r: r.info.start_time)
+    assert [r.data.tags["role"] for r in started] == ["trial"] * 4 + ["final"] * 4
+    first_round = {r.data.tags["configuration"] for r in started[:2]}
+    assert len(first_round) == 2  # tuning goes breadth-first over configurations
     assert all(r.info.status == "FINISHED" for r in runs)
     parent_ids = {r.info.run_id for r in parents}
     assert all(r.data.tags["mlflow.parentRunId"] in parent_ids for r in trials + finals)
@@ -128,6 +133,28 @@ def test_a_case_built_to_prune(tmp_path: Path) -> None:
     assert pruned, [(t.params, t.state) for t in study.trials]
     assert all(t.params["lr"] == 1.0e-7 for t in pruned)  # only the hopeless ones
     assert all(max(t.intermediate_values) < 60 for t in pruned)
+    assert study.best_trial.params["lr"] == 0.03
+
+
+def test_successive_halving_stops_trials_at_its_rungs(tmp_path: Path) -> None:
+    spec = {**SMALL, "name": "halving", "models": ["lstm"], "clipping": ["none"],
+            "training": {"steps": 90, "batch_size": 32, "eval_every": 10},
+            "search": {"lr": {"choices": [0.03, 1.0e-7]}},
+            "tuning": {"trials": 9, "sampler": "random", "pruner": "halving"},
+            "final": {"seeds": 1}, "diagnostics": {"probe_every": 1000}}
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
+    study = _studies(runs_dir / "halving")["halving/adding-T8/lstm/none/none"]
+    assert tuning.halving_rungs(config.load(tmp_path / "halving.yaml")) == [10, 30]
+    trials = sorted(study.trials, key=lambda t: t.number)
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) >= 4, [(t.params, t.state) for t in trials]
+    for t in pruned:  # stopped exactly at a rung, having run only that far
+        assert max(t.intermediate_values) in (10, 30)
+        assert t.user_attrs["steps_done"] == max(t.intermediate_values)
+    first_good = next(t.number for t in trials if t.params["lr"] == 0.03)
+    assert all(t.state == optuna.trial.TrialState.PRUNED for t in trials
+               if t.number > first_good and t.params["lr"] == 1.0e-7)
     assert study.best_trial.params["lr"] == 0.03
 
 
