@@ -165,6 +165,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 def report(args: argparse.Namespace) -> int:
     """``gradbench report``: the suite's runs from MLflow -> ``reports/<name>/index.html``."""
     from bench.report import build_report
+    from bench.report.build import leaderboard_path
     from bench.results import ResultsSource
 
     start = time.perf_counter()
@@ -175,7 +176,8 @@ def report(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "index.html"
     path = build_report(source, out, storage=storage, storage_note=note)
-    print(f"report of suite {experiment!r}: {path} ({time.perf_counter() - start:.1f} s)")
+    print(f"report of suite {experiment!r}: {path} ({time.perf_counter() - start:.1f} s); "
+          f"leaderboard table: {leaderboard_path(path)}")
     return 0
 
 

@@ -326,6 +326,11 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
                  "importance", "PED-ANOVA", "permutation", "bootstrap", "theory bound"):
         assert text in page, text
     assert 'class="status-' not in page and page.count('class="best"') >= 1
+    table = pd.read_csv(tmp_path / "out.leaderboard.csv")
+    assert sorted(table["configuration"]) == ["adding-T8/lstm/none/norm",
+                                              "adding-T8/rnn/none/norm"]
+    assert (table["seeds"] == 2).all() and (table["complete"] == 3).all()
+    assert table["mean"].between(0, 1).all() and (table["metric"] == "mse").all()
 
 
 def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,

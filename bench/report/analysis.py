@@ -101,11 +101,13 @@ def longest_seq_len(frame: pd.DataFrame) -> Any:
 
 
 def trial_counts(trials: pd.DataFrame) -> dict[str, int]:
-    """Tuning trials by outcome: complete, pruned, failed (diverged/interrupted), running."""
+    """Tuning trials by outcome: complete, pruned, failed (diverged or interrupted), diverged,
+    running."""
     states = trials["state"] if len(trials) else pd.Series([], dtype=object)
     return {"complete": int((states == "complete").sum()),
             "pruned": int((states == "pruned").sum()),
             "failed": int(states.isin(FAILED_STATES).sum()),
+            "diverged": int((states == "diverged").sum()),
             "running": int((states == "running").sum())}
 
 

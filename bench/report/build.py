@@ -60,7 +60,31 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render(page), encoding="utf-8")
     tmp.replace(out)
+    write_table(board, leaderboard_path(out))
     return out
+
+
+BOARD_COLUMNS = ("task", "seq_len", "model", "regularization", "clipping", "configuration",
+                 "metric", "seeds", "mean", "std", "ci_low", "ci_high", "normalized",
+                 "solved_rate", "diverged_rate", "complete", "pruned", "diverged", "failed",
+                 "running", "best_val", "time_s", "status")
+
+
+def leaderboard_path(out: Path) -> Path:
+    """The leaderboard's CSV beside the page: ``leaderboard.csv`` next to ``index.html``."""
+    return out.with_name("leaderboard.csv" if out.name == "index.html"
+                         else f"{out.stem}.leaderboard.csv")
+
+
+def write_table(board: pd.DataFrame, path: Path) -> None:
+    """Every configuration's row of the leaderboards, for a spreadsheet or a paper's table.
+
+    ``diverged_rate`` is over the final seeds; ``diverged`` and ``failed`` count tuning trials.
+    """
+    columns = [c for c in BOARD_COLUMNS if c in board]
+    tmp = path.with_suffix(".csv.tmp")
+    board.reindex(columns=columns).to_csv(tmp, index=False)
+    tmp.replace(path)
 
 
 def expected_counts(config: Mapping[str, Any]) -> dict[str, int | None]:
