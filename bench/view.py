@@ -57,6 +57,12 @@ class SuiteProgress:
         self.progress.update(self.configs[w], completed=self.done[name])
         self.progress.update(self.trials[w], description=f"  w{w}   {p['role']}: {p['outcome']}")
 
+    def _on_skipped(self, p: dict[str, Any]) -> None:
+        """Final seeds that will not run (every trial diverged) count as done, as on resume."""
+        name = p["configuration"]
+        self.done[name] = self.done.get(name, 0) + p["jobs"]
+        self.progress.advance(self.suite, p["jobs"])
+
     def _on_done(self, p: dict[str, Any]) -> None:
         self.progress.update(self.configs[p["worker"]], visible=False)
         self.progress.update(self.trials[p["worker"]], visible=False)

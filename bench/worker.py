@@ -112,7 +112,9 @@ class Worker:
         if not final.get_trials(deepcopy=False):
             best = tuning.best_trial(trials)
             if best is None:  # every trial diverged: nothing to re-run
-                self._end_parent(configuration, "FAILED", {"state": "all_trials_diverged"})
+                if self._end_parent(configuration, "FAILED", {"state": "all_trials_diverged"}):
+                    self.emit("skipped", {"worker": self.index, "configuration": configuration.name,
+                                          "jobs": self.spec.final.seeds})
                 return None, False
             tuning.enqueue_finals(final, best.params, tuning.final_seeds(self.spec), best.number)
             self._note_best(configuration, best)
@@ -123,12 +125,14 @@ class Worker:
         return None, not done
 
     def _end_parent(self, configuration: Configuration, status: str,
-                    tags: dict[str, str]) -> None:
-        """End a configuration's parent run (once: later calls find it ended)."""
+                    tags: dict[str, str]) -> bool:
+        """End a configuration's parent run, once: True if this call ended it."""
         parent = self._parent(configuration)
-        if self.tracker.client.get_run(parent).info.status == "RUNNING":
-            self.tracker.set_tags(parent, tags)
-            self.tracker.end_run(parent, status)
+        if self.tracker.client.get_run(parent).info.status != "RUNNING":
+            return False
+        self.tracker.set_tags(parent, tags)
+        self.tracker.end_run(parent, status)
+        return True
 
     def _note_best(self, configuration: Configuration, best: Any) -> None:
         parent = self._parent(configuration)
