@@ -493,7 +493,7 @@ def _validate(raw: Any) -> SuiteSpec:
 
 def packaged_configs() -> dict[str, Path]:
     """The suites shipped inside the package, by name."""
-    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+    return dict(sorted((path.stem, path) for path in CONFIG_DIR.glob("*.yaml")))
 
 
 def default_config_path() -> Path:

@@ -92,7 +92,7 @@ def test_integer_search_extras(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- packaged suites
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full"])
+@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
 def test_packaged_suites_load_by_name_and_by_path(name: str) -> None:
     by_name = load(name)
     by_path = load(ROOT / "configs" / f"{name}.yaml")
@@ -128,7 +128,8 @@ def test_smoke_suite_is_tiny() -> None:
 
 
 def test_resolve_unknown_name_lists_the_packaged_ones() -> None:
-    with pytest.raises(ConfigError, match=r"nosuch: .*packaged configs: default, full, smoke"):
+    names = "classic, classic-sgd, default, full, smoke"
+    with pytest.raises(ConfigError, match=rf"nosuch: .*packaged configs: {names}"):
         config.resolve_config("nosuch")
 
 
@@ -352,7 +353,7 @@ def test_config_hash_ignores_where_results_go() -> None:
     assert spec.config_hash() == moved.config_hash()
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full"])
+@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
 def test_to_dict_round_trips_through_load(tmp_path: Path, name: str) -> None:
     spec = load(name, {"set": ["search.hidden_size.low=4", "search.hidden_size.high=16"]})
     path = tmp_path / "resolved.yaml"
