@@ -161,18 +161,30 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def select_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else the CPU; ``cpu`` / ``cuda`` force a device.
+def select_device(requested: str = "auto", worker: int = 0) -> torch.device:
+    """``auto``: CUDA when present, else the CPU; ``cpu`` / ``cuda`` / ``cuda:N`` force one.
+
+    Without an index, worker processes spread over the GPUs (worker i on GPU i mod count):
+    several workers share a device, and every device gets work.
 
     Raises:
         ValueError: an unknown device name, or ``cuda`` requested where none is available.
     """
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
     if requested == "cpu":
         return torch.device("cpu")
-    if requested.startswith("cuda"):
+    if requested in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} requested but CUDA is not available here")
+        return torch.device("cuda", spread(worker, torch.cuda.device_count()))
+    if requested.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {requested!r} requested but CUDA is not available here")
         return torch.device(requested)
-    raise ValueError(f"unknown device {requested!r}; valid: auto, cpu, cuda")
+    raise ValueError(f"unknown device {requested!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+def spread(worker: int, devices: int) -> int:
+    """The device index of worker ``worker`` among ``devices`` devices (round robin)."""
+    return worker % max(1, devices)

@@ -37,7 +37,7 @@ class Worker:
     def __init__(self, suite: Suite, index: int, emit: Emit) -> None:
         configure_torch(1)
         self.suite, self.spec, self.index, self.emit = suite, suite.spec, index, emit
-        self.device = select_device(self.spec.device)
+        self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
         self.embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")

@@ -40,3 +40,10 @@ def test_copy_and_divergence_on_cuda() -> None:
     model = build_model("irnn", ModelSizes(10, 10, True), hidden_size=16).to(device)
     result = train(TrainConfig(steps=200, lr=1e4, optimizer="sgd"), task, model)
     assert result.status == "diverged" and result.diverged_at is not None
+
+
+def test_workers_spread_over_the_devices() -> None:
+    count = torch.cuda.device_count()
+    assert [select_device("cuda", worker=w).index for w in range(2 * count)] == \
+        [w % count for w in range(2 * count)]
+    assert select_device("auto", worker=count).index == 0

@@ -13,6 +13,7 @@ from bench.models import (
     n_parameters,
     param_count,
     select_device,
+    spread,
 )
 
 SIZES = {
@@ -99,5 +100,13 @@ def test_device_selection() -> None:
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         select_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            select_device("cuda")
+        for name in ("cuda", "cuda:1"):
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                select_device(name)
+        assert select_device("auto", worker=3) == torch.device("cpu")
+
+
+def test_workers_spread_over_the_gpus() -> None:
+    assert [spread(w, 4) for w in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert [spread(w, 1) for w in range(3)] == [0, 0, 0]  # several workers share one GPU
+    assert spread(5, 0) == 0
