@@ -77,9 +77,12 @@ def _first_line(err: BaseException) -> str:
     return mask_secrets(lines[0] if lines else type(err).__name__)[:300]
 
 
+FINAL_SUFFIX = "/final"
+
+
 def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = False) -> str:
     name = f"{spec.name}/{configuration.name}"
-    return f"{name}/final" if final else name
+    return f"{name}{FINAL_SUFFIX}" if final else name
 
 
 def make_sampler(
@@ -278,8 +281,13 @@ def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
 
 
 def trials_begun(storage: BaseStorage) -> dict[str, int]:
-    """Trials asked for so far, per study name (one storage call for all studies)."""
-    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage, False)}
+    """Trials asked for so far, per tuning study's name: a count per study, no trial loaded.
+
+    (``optuna.get_all_study_summaries`` would load every trial of every study: on a shared
+    database, at every claim, that grows with the suite.)
+    """
+    return {s.study_name: storage.get_n_trials(s._study_id)
+            for s in storage.get_all_studies() if not s.study_name.endswith(FINAL_SUFFIX)}
 
 
 def tuning_done(trials: Sequence[FrozenTrial], budget: int) -> bool:
