@@ -21,6 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT, as Ctrl-C in a terminal would.
+
+    A shell starts background jobs with SIGINT ignored, and a child inherits that; Python then
+    installs no KeyboardInterrupt handler, and the SIGINT the test sends would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bench.cli import main
+from tests.servers import default_sigint
 
 
 def test_help_imports_nothing_heavy() -> None:
@@ -197,7 +198,8 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path) -> None
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
-         "--port", str(port)], start_new_session=True, stdout=subprocess.PIPE, text=True)
+         "--port", str(port)], start_new_session=True, stdout=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 90
         body = b""

@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from bench import config, tuning
 from bench.cli import main
+from tests.servers import default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +179,7 @@ def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
     cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
            "--workers", "2"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait for work done and work in flight
         trials = _journal_trials(run_dir)
