@@ -253,6 +253,15 @@ class ModelSpec:
         """The one key that is set, as in the YAML."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
+    def size(self, params: Mapping[str, Any]) -> dict[str, int]:
+        """``build_model``'s size argument: a tuned size in ``params`` wins over the config's."""
+        for key in ("hidden_size", "param_budget"):
+            if key in params:
+                return {key: int(params[key])}
+        if self.hidden_size is not None:
+            return {"hidden_size": self.hidden_size}
+        return {"param_budget": int(self.param_budget or 10_000)}
+
 
 @dataclass(frozen=True)
 class SearchParam:

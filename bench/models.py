@@ -170,19 +170,16 @@ def select_device(requested: str = "auto", worker: int = 0) -> torch.device:
     Raises:
         ValueError: an unknown device name, or ``cuda`` requested where none is available.
     """
-    if requested == "auto" and not torch.cuda.is_available():
+    available = torch.cuda.is_available()
+    if requested == "cpu" or (requested == "auto" and not available):
         return torch.device("cpu")
-    if requested == "cpu":
-        return torch.device("cpu")
-    if requested in ("auto", "cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available here")
-        return torch.device("cuda", spread(worker, torch.cuda.device_count()))
+    if requested not in ("auto", "cuda") and not requested.startswith("cuda:"):
+        raise ValueError(f"unknown device {requested!r}; valid: auto, cpu, cuda, cuda:N")
+    if not available:
+        raise ValueError(f"device {requested!r} requested but CUDA is not available here")
     if requested.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available here")
         return torch.device(requested)
-    raise ValueError(f"unknown device {requested!r}; valid: auto, cpu, cuda, cuda:N")
+    return torch.device("cuda", spread(worker, torch.cuda.device_count()))
 
 
 def spread(worker: int, devices: int) -> int:

@@ -204,7 +204,8 @@ class Worker:
         task = self._task(configuration)
         sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
         torch.manual_seed(seed)
-        model = build_model(configuration.model, sizes, **self._size(params)).to(self.device)
+        size = self.spec.model.size(params)
+        model = build_model(configuration.model, sizes, **size).to(self.device)
         training = self.spec.training
         cfg = TrainConfig(
             steps=training.steps, batch_size=int(params.get("batch_size", training.batch_size)),
@@ -217,16 +218,6 @@ class Worker:
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
                 "task": task, "cfg": cfg, "model": model, "final": claim.final}
         return result, info
-
-    def _size(self, params: dict[str, Any]) -> dict[str, int]:
-        if "hidden_size" in params:
-            return {"hidden_size": int(params["hidden_size"])}
-        if "param_budget" in params:
-            return {"param_budget": int(params["param_budget"])}
-        model = self.spec.model
-        if model.hidden_size is not None:
-            return {"hidden_size": model.hidden_size}
-        return {"param_budget": int(model.param_budget or 10_000)}
 
     def _on_eval(self, claim: tuning.Claim):  # noqa: ANN202
         def on_eval(step: int, metrics: Any) -> bool:

@@ -87,9 +87,7 @@ def main() -> None:
                 missing.add(variant)
                 continue
             sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-            size = {k: v for k, v in (("param_budget", spec.model.param_budget),
-                                      ("hidden_size", spec.model.hidden_size)) if v}
-            model = build_model(configuration.model, sizes, **size).to(device)
+            model = build_model(configuration.model, sizes, **spec.model.size({})).to(device)
             timed[key] = step_time(task, model, spec, device, args.steps)
             n = sum(p.numel() for p in model.parameters())
             print(f"{variant:14} {configuration.model:6} {n:7d} {timed[key] * 1e3:8.1f}")

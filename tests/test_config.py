@@ -376,3 +376,12 @@ def test_import_does_not_pull_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_model_size_takes_a_tuned_size_over_the_config() -> None:
+    spec = load("default")
+    assert spec.model.size({}) == {"param_budget": 5000}
+    assert spec.model.size({"param_budget": 7000.0, "lr": 0.01}) == {"param_budget": 7000}
+    assert spec.model.size({"hidden_size": 32}) == {"hidden_size": 32}
+    fixed = load("smoke")
+    assert fixed.model.size({}) == {"hidden_size": 8}
