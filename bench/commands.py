@@ -128,6 +128,8 @@ def ui(args: argparse.Namespace) -> int:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     print(f"MLflow UI for suite {spec.name!r}: {_ui_link(uri, spec.name, args)}  "
           f"(Ctrl-C stops it)")
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)  # also a `kill`, a closed terminal, a background job
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         return proc.wait()
@@ -135,6 +137,11 @@ def ui(args: argparse.Namespace) -> int:
         return 0
     finally:
         _stop_group(proc)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Any stop signal ends ``ui`` as Ctrl-C does, so that its server is stopped with it."""
+    raise KeyboardInterrupt
 
 
 def _ui_link(uri: str, experiment: str, args: argparse.Namespace) -> str:

@@ -188,7 +188,8 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.slow
-def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: str) -> None:
     from mlflow import MlflowClient
 
     run_dir = tmp_path / "runs" / "smoke"
@@ -214,7 +215,10 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path) -> None
                 time.sleep(0.5)
         assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
         assert _listening_addresses(port) == {"127.0.0.1"}  # loopback only
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            proc.terminate()  # `kill PID`: the ui process only, not the server's group
         assert proc.wait(timeout=90) == 0  # generous: a loaded machine is slow
         deadline = time.monotonic() + 15
         while (_group_alive(proc.pid) or _listening_addresses(port)) and \
