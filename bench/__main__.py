@@ -1,5 +1,5 @@
 """``python -m bench`` is the ``gradbench`` command."""
 
-from bench.cli import main
+from bench.cli import script
 
-raise SystemExit(main())
+script()

@@ -357,16 +357,21 @@ def peak_rss_mb() -> float:
 
 
 def worker_main(index: int, inbox: Any, queue: Any) -> None:
-    """Entry point of a worker process: waits for the suite on ``inbox`` (None: stop),
-    then works; progress goes to ``queue``."""
+    """Entry point of a worker process: waits for the suite and the parent's working
+    directory and environment on ``inbox`` (None: stop), then works; progress goes to
+    ``queue``."""
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
         queue.put((kind, payload))
 
     try:
-        suite = inbox.get()
-        if suite is None:
+        message = inbox.get()
+        if message is None:
             return
+        suite, context = message
+        os.chdir(context["cwd"])
+        os.environ.clear()
+        os.environ.update(context["environ"])
         jobs = Worker(suite, index, emit).run()
         emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
     except KeyboardInterrupt:

@@ -121,6 +121,30 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
 
 
+def test_workers_take_the_callers_directory_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers fork from a server that lives as long as this process: a later run that
+    changed directory and environment must still reach its workers (relative --runs-dir,
+    MLFLOW_TRACKING_URI)."""
+    spec = {**SMALL, "name": "moved", "models": ["rnn"],
+            "training": {"steps": 10, "batch_size": 16, "eval_every": 10},
+            "tuning": {"trials": 1, "sampler": "random", "pruner": "none"},
+            "final": {"seeds": 1}}
+    config = _write(tmp_path, spec)
+    assert main(["run", str(config), "--runs-dir", str(tmp_path / "first")]) == 0  # server up
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    assert main(["run", str(config), "--runs-dir", "runs"]) == 0
+    assert (elsewhere / "runs" / "moved" / "optuna.journal").exists()
+    assert not (elsewhere / "runs" / "moved" / "mlflow.db").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'env.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("moved").experiment_id])
+    assert sorted(r.data.tags["role"] for r in runs) == ["configuration", "final", "trial"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
 def test_a_case_built_to_prune(tmp_path: Path) -> None:
     spec = {**SMALL, "name": "prune", "models": ["lstm"], "clipping": ["none"],
             "training": {"steps": 60, "batch_size": 32, "eval_every": 10},
