@@ -13,11 +13,15 @@ from bench.config import Configuration, SuiteSpec
 from bench.train import TrainResult
 from tasks import Task
 
-MAX_CURVE_POINTS = 2000  # per-step curves longer than this are thinned evenly
+# Per-step curves (train/loss, grad/norm) as MLflow metrics are thinned evenly to this many
+# points: enough for MLflow's charts, and a metric point costs ~0.1 ms to record, a run's
+# largest tracking cost. Every step is kept in the run's ``tracking.STEPS_TABLE`` artifact.
+MAX_CURVE_POINTS = 200
 MetricPoint = tuple[str, float, int]
 
 
-def _curve(key: str, values: list[float], max_points: int = MAX_CURVE_POINTS) -> list[MetricPoint]:
+def curve(key: str, values: list[float], max_points: int = MAX_CURVE_POINTS) -> list[MetricPoint]:
+    """A per-step series (steps from 1) as metric points, thinned evenly; the last kept."""
     stride = max(1, math.ceil(len(values) / max_points))
     points = [(key, v, i + 1) for i, v in enumerate(values) if i % stride == 0]
     if values and (len(values) - 1) % stride:  # always keep the last step
@@ -27,7 +31,7 @@ def _curve(key: str, values: list[float], max_points: int = MAX_CURVE_POINTS) ->
 
 def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
     """Every metric of a run with its global step (steps count from 1; 0 = initialisation)."""
-    points = _curve("train/loss", result.train_loss) + _curve("grad/norm", result.grad_norm)
+    points = curve("train/loss", result.train_loss) + curve("grad/norm", result.grad_norm)
     for row in result.evals:
         step = int(row["step"])
         points += [(f"val/{k}", float(v), step) for k, v in row.items() if k != "step"]
@@ -44,6 +48,14 @@ def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
     if result.diagnostics is not None:
         points += diagnostic_metrics(result.diagnostics)
     return points
+
+
+def step_rows(result: TrainResult) -> list[dict[str, Any]]:
+    """Every training step (from 1): task loss, global gradient norm before clipping, and
+    whether clipping rescaled it. The ``tracking.STEPS_TABLE`` artifact of a run."""
+    return [{"step": i + 1, "train_loss": loss, "grad_norm": norm, "clipped": int(clipped)}
+            for i, (loss, norm, clipped) in enumerate(
+                zip(result.train_loss, result.grad_norm, result.clipped, strict=True))]
 
 
 def normalized_score(test: Mapping[str, float], task: Task) -> float:

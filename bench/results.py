@@ -8,6 +8,8 @@ latest value of every metric under its key (``test/mse``, ``val/loss``, ``grad/l
 
 - ``ResultsSource.histories(run_ids, keys)``: metric histories, long format
   ``(run_id, key, step, value)``;
+- ``ResultsSource.steps(run_ids, column, key)``: a per-step series at every step (the
+  ``curves.csv`` artifact; the metric of that name is thinned), in the same format;
 - ``ResultsSource.tables(run_ids, path)``: a CSV artifact (e.g. ``diagnostics/profiles.csv``)
   of several runs stacked, with a ``run_id`` column.
 
@@ -33,6 +35,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import yaml
 from mlflow import MlflowClient
+
+from bench.tracking import STEPS_TABLE
 
 PAGE = 1000  # search_runs page size (MLflow's maximum per request)
 IDENTITY_TAGS = ("role", "configuration", "task", "model", "regularization", "clipping",
@@ -136,6 +140,22 @@ class ResultsSource:
                 for m in self.client.get_metric_history(run_id, key):
                     rows.append((run_id, key, int(m.step), float(m.value)))
         frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+        return frame.sort_values(["run_id", "key", "step"], ignore_index=True)
+
+    def steps(self, run_ids: Iterable[str], column: str, key: str) -> pd.DataFrame:
+        """A per-step series at every step, in the format of ``histories``: ``column`` of
+        the runs' ``STEPS_TABLE``, else (runs recorded without one) the metric ``key``."""
+        ids = list(dict.fromkeys(run_ids))
+        table = self.tables(ids, STEPS_TABLE)
+        if column in table:
+            table = table[["run_id", "step", column]].rename(columns={column: "value"})
+            table.insert(1, "key", key)
+        else:
+            table = pd.DataFrame(columns=["run_id", "key", "step", "value"])
+        found = set(table["run_id"])
+        older = self.histories([r for r in ids if r not in found], [key])
+        frame = pd.concat([f for f in (table, older) if len(f)] or [older], ignore_index=True)
+        frame = frame.astype({"step": int, "value": float})
         return frame.sort_values(["run_id", "key", "step"], ignore_index=True)
 
     def tables(self, run_ids: Iterable[str], path: str) -> pd.DataFrame:

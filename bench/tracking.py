@@ -4,7 +4,8 @@ Layout (SPEC section 4): one MLflow experiment per suite; a parent run per confi
 (tags: task, seq_len, model, regularization, clipping, config hash); nested runs per trial
 (``role=trial``) and per final seed (``role=final``). Metrics are ``namespace/name`` with the
 global step, logged in batches with ``MlflowClient.log_batch`` (one call per 1,000 points);
-tables (gradient profiles, spectra, ...) go to CSV artifacts.
+tables (gradient profiles, spectra, ...) go to CSV artifacts, and so does every training
+step (``STEPS_TABLE``), whose curves are metrics only thinned.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out"
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
 MetricPoint = tuple[str, float, int]  # (key, value, step)
+STEPS_TABLE = "curves.csv"  # a run's every step: step, train_loss, grad_norm, clipped
 
 
 def default_tracking_uri(run_dir: Path) -> str:

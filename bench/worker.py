@@ -25,7 +25,7 @@ from bench.config import Configuration, search_space
 from bench.diagnostics import GradientDiagnostics, every
 from bench.models import ModelSizes, build_model, n_parameters, select_device
 from bench.runner import Emit, Suite, parent_tags, recover
-from bench.tracking import Tracker, csv_text, provenance
+from bench.tracking import STEPS_TABLE, Tracker, csv_text, provenance
 from bench.train import TrainConfig, TrainResult, configure_torch, train
 
 IDLE_SLEEP_S = 0.5
@@ -267,7 +267,7 @@ class Worker:
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
                 seed: int, result: TrainResult, info: dict[str, Any]) -> None:
-        from bench.records import result_metrics, run_params
+        from bench.records import result_metrics, run_params, step_rows
 
         task = info["task"]
         tags = {"state": _outcome(result), "device": str(self.device),
@@ -275,6 +275,8 @@ class Worker:
                 "solved": str(result.solved), "metric": task.metric,
                 "direction": task.direction, **self._provenance}
         files = {"task.yaml": _task_yaml(task)}
+        if result.train_loss:
+            files[STEPS_TABLE] = csv_text(step_rows(result))
         if result.diagnostics is not None:
             for table, rows in result.diagnostics.tables().items():
                 if rows:

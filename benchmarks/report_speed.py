@@ -3,10 +3,11 @@
 A synthetic suite is written with the real tracking layer (``bench.tracking.Tracker``) into
 a temporary SQLite store, with the layout ``gradbench run`` produces: a parent run per
 configuration with provenance and ``config.yaml``; nested trial and final-seed runs with
-tags, params, per-step curves (``train/loss``, ``grad/norm``), evaluation and probe-step
-metrics, the diagnostics tables under ``diagnostics/``, ``task.yaml`` and, for HAR final
-seeds, ``test/confusion.csv``. The Optuna studies are real too (journal file, trials asked
-and told through ``bench.tuning``), so hyperparameter importance is part of the timing.
+tags, params, per-step curves (``train/loss``, ``grad/norm``: thinned metrics, and every step
+in ``curves.csv``), evaluation and probe-step metrics, the diagnostics tables under
+``diagnostics/``, ``task.yaml`` and, for HAR final seeds, ``test/confusion.csv``. The Optuna
+studies are real too (journal file, trials asked and told through ``bench.tuning``), so
+hyperparameter importance is part of the timing.
 
 Default grid: adding T in {50, 100}, copy T = 20 and HAR, x 4 models x 2 x 2 remedies = 64
 configurations x (11 trials + 4 seeds) + 64 parents = 1,024 runs.
@@ -36,8 +37,9 @@ import yaml
 
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
+from bench.records import curve
 from bench.runner import parent_tags
-from bench.tracking import Tracker, default_tracking_uri, provenance
+from bench.tracking import STEPS_TABLE, Tracker, default_tracking_uri, provenance
 
 LIMIT_S = 30.0
 NAME = "speed"
@@ -66,16 +68,15 @@ def headline(task: str, ratio: float) -> float:
     return max(0.0, min(1.0, 1.0 - 0.9 * ratio))
 
 
-def curve_points(rng: random.Random, steps: int, ratio: float,
-                 diverged_at: int | None) -> list[tuple[str, float, int]]:
-    end = diverged_at or steps
-    points = []
-    for step in range(1, end + 1):
+def step_curves(rng: random.Random, steps: int, ratio: float,
+                diverged_at: int | None) -> tuple[list[float], list[float]]:
+    """Training loss and gradient norm at every step."""
+    losses, norms = [], []
+    for step in range(1, (diverged_at or steps) + 1):
         progress = step / steps
-        loss = (1.0 - (1.0 - ratio) * progress) * (1 + 0.1 * rng.random())
-        norm = (0.5 + 2 * rng.random()) * (1 + 20 * progress if diverged_at else 1)
-        points += [("train/loss", loss, step), ("grad/norm", norm, step)]
-    return points
+        losses.append((1.0 - (1.0 - ratio) * progress) * (1 + 0.1 * rng.random()))
+        norms.append((0.5 + 2 * rng.random()) * (1 + 20 * progress if diverged_at else 1))
+    return losses, norms
 
 
 def probe_tables(rng: random.Random, model: str, seq_len: int, steps: int) -> dict[str, list]:
@@ -117,13 +118,14 @@ class SyntheticRun:
         self.ratio = QUALITY[c.model] * (0.7 + 0.6 * rng.random())
         self.seq_len = c.seq_len or 128
         self.steps = steps
+        self.losses, self.norms = step_curves(rng, steps, self.ratio, self.diverged_at)
 
     @property
     def state(self) -> str:
         return "diverged" if self.diverged_at else "complete"
 
     def metrics(self) -> list[tuple[str, float, int]]:
-        points = curve_points(self.rng, self.steps, self.ratio, self.diverged_at)
+        points = curve("train/loss", self.losses) + curve("grad/norm", self.norms)
         metric, _ = METRIC[self.c.task]
         base = BASELINE[self.c.task]
         end = self.diverged_at or self.steps
@@ -159,6 +161,10 @@ class SyntheticRun:
                                     "n_params": 5000, "steps": self.steps})
         tracker.set_tags(run_id, self.tags())
         tracker.log_metrics(run_id, self.metrics())
+        tracker.log_table(run_id, [{"step": i + 1, "train_loss": loss, "grad_norm": norm,
+                                    "clipped": int(norm > 1.0)} for i, (loss, norm) in
+                                   enumerate(zip(self.losses, self.norms, strict=True))],
+                          STEPS_TABLE)
         for table, rows in probe_tables(self.rng, c.model, self.seq_len if c.task != "copy"
                                         else self.seq_len + 20, self.steps).items():
             tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")

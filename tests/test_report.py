@@ -380,3 +380,43 @@ def test_intervals_stay_in_the_metric_range() -> None:
     _, _, low, high = mean_ci([0.99, 0.5])
     assert high > 1 and clip_to_range("acc", low, high)[1] == 1.0
     assert clip_to_range("recall_acc", math.nan, math.nan)[0] != 0.0  # NaN stays NaN
+
+
+def test_per_step_curves_are_thinned_as_metrics_and_whole_in_the_steps_table(
+        tmp_path: Path) -> None:
+    import torch
+
+    import tasks
+    from bench.records import MAX_CURVE_POINTS, result_metrics, step_rows
+    from bench.results import ResultsSource
+    from bench.tracking import STEPS_TABLE
+    from bench.train import TrainResult
+
+    steps = 450
+    norms = [1.0 + (s % 7) for s in range(steps)]
+    result = TrainResult("completed", steps, train_loss=[1 / (s + 1) for s in range(steps)],
+                         grad_norm=norms, clipped=[n > 5 for n in norms])
+    task = tasks.build("adding", {"seq_len": 8, "val_size": 8, "test_size": 8}, seed=0,
+                       device=torch.device("cpu"))
+    points = result_metrics(result, task)
+    norm_steps = [s for k, _, s in points if k == "grad/norm"]
+    assert len(norm_steps) <= MAX_CURVE_POINTS + 1 and norm_steps[0] == 1
+    assert norm_steps[-1] == steps  # the last step is always kept
+
+    fake = Fake(tmp_path / "runs" / "curves", "curves")
+    parent, tags = fake.parent("adding-T8/lstm/none/norm")
+    whole, older = (fake.tracker.start_run(parent, name, {**tags, "role": "final"})
+                    for name in ("with-table", "metrics-only"))
+    for run_id in (whole, older):
+        fake.tracker.log_metrics(run_id, points)
+    fake.tracker.log_table(whole, step_rows(result), STEPS_TABLE)
+    source = ResultsSource(fake.uri, "curves")
+    source.load()
+    frame = source.steps([whole, older], "grad_norm", "grad/norm")
+    assert list(frame.columns) == ["run_id", "key", "step", "value"]
+    assert set(frame["key"]) == {"grad/norm"}
+    got = frame[frame["run_id"] == whole]
+    assert got["step"].tolist() == list(range(1, steps + 1)) and got["value"].tolist() == norms
+    assert frame[frame["run_id"] == older]["step"].tolist() == norm_steps  # the metric
+    table = source.tables([whole], STEPS_TABLE)
+    assert table["clipped"].sum() == sum(n > 5 for n in norms)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -107,6 +108,12 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     profile_steps = {m.step for m in client.get_metric_history(run.info.run_id,
                                                                "grad/decay_rate")}
     assert profile_steps == {0, 10, 20}  # initialisation, schedule, after training
+    steps = [a.path for a in client.list_artifacts(run.info.run_id) if a.path == "curves.csv"]
+    curves = pd.read_csv(client.download_artifacts(run.info.run_id, steps[0], str(tmp_path)))
+    assert list(curves.columns) == ["step", "train_loss", "grad_norm", "clipped"]
+    assert curves["step"].tolist() == list(range(1, 21))
+    assert curves["train_loss"].tolist() == pytest.approx([m.value for m in sorted(
+        history, key=lambda m: m.step)])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "diagnostics")}
     assert {"diagnostics/profiles.csv", "diagnostics/summaries.csv",
             "diagnostics/spectra.csv"} <= artifacts

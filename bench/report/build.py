@@ -381,7 +381,7 @@ class TaskReport:
     def traces(self) -> list[Any]:
         picks = self.per_clip
         ids = self._first_runs(picks["configuration"])
-        hist = self.source.histories(ids, ["grad/norm"])
+        hist = self.source.steps(ids, "grad_norm", "grad/norm")
         if hist.empty:
             return [Note("No gradient-norm traces recorded for these runs.", "warn")]
         info = self.runs.set_index("run_id")
