@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,3 +48,22 @@ def test_workers_spread_over_the_devices() -> None:
     assert [select_device("cuda", worker=w).index for w in range(2 * count)] == \
         [w % count for w in range(2 * count)]
     assert select_device("auto", worker=count).index == 0
+
+
+def test_a_suite_runs_its_workers_on_cuda(tmp_path: Path) -> None:
+    """``gradbench run`` end to end on the device: two workers forked from the fork server
+    (which never touched CUDA) each initialise it and train there."""
+    from mlflow import MlflowClient
+
+    from bench.cli import main
+    from tests.test_suite import SMALL, _write
+
+    spec = {**SMALL, "name": "gpu", "device": "cuda"}
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir),
+                 "--workers", "2"]) == 0
+    client = MlflowClient(f"sqlite:///{runs_dir / 'gpu' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gpu").experiment_id],
+                              "tags.role != 'configuration'")
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["device"].startswith("cuda") for r in runs)
