@@ -6,14 +6,20 @@ starts from an empty run directory and goes through the real command (``gradbenc
 worker processes, Optuna journal storage, MLflow SQLite store). Pruning is off so that both
 runs do exactly the same training work.
 
+Each command's summary line shows the summed run time of its workers: when it grows with
+the number of workers, the training processes slow each other down (shared caches, memory
+bandwidth, or a busy host); the rest of the gap is start-up and the suite's last runs.
+
 Usage:
     python benchmarks/scaling.py                 # 8 configurations x (3 trials + 1 seed)
     python benchmarks/scaling.py --steps 600 --workers 1,2
+    python benchmarks/scaling.py --repeat 3      # interleaved rounds, median speed-up
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,24 +58,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all worker counts, interleaved (a noisy machine)")
     args = parser.parse_args()
     spec = suite(args.steps, args.trials)
     jobs = 8 * (args.trials + 1)
+    counts = [int(w) for w in args.workers.split(",")]
+    ratios: dict[int, list[float]] = {w: [] for w in counts}
     with tempfile.TemporaryDirectory(prefix="gradbench-scaling-") as tmp:
         root = Path(tmp)
         config = root / "scaling.yaml"
         config.write_text(yaml.safe_dump(spec))
-        rates = {}
-        for workers in (int(w) for w in args.workers.split(",")):
-            wall, out = run(config, workers, root)
-            rates[workers] = jobs / wall * 3600
-            summary = next((line for line in out.splitlines() if "training steps" in line), "")
-            print(f"--workers {workers}: {jobs} runs in {wall:.1f} s = {rates[workers]:.0f} "
-                  f"runs/hour; {summary.strip()}")
-    base = rates[min(rates)]
-    for workers, rate in sorted(rates.items()):
-        print(f"speed-up with {workers} worker(s): {rate / base:.2f}x "
-              f"(bar for 2 workers: >= 1.8x)")
+        for round_ in range(args.repeat):
+            rates = {}
+            for workers in counts:
+                wall, out = run(config, workers, root / f"round{round_}")
+                rates[workers] = jobs / wall * 3600
+                summary = next((line for line in out.splitlines() if "training steps" in line),
+                               "")
+                print(f"--workers {workers}: {jobs} runs in {wall:.1f} s = "
+                      f"{rates[workers]:.0f} runs/hour; {summary.strip()}")
+            base = rates[min(rates)]
+            for workers, rate in sorted(rates.items()):
+                ratios[workers].append(rate / base)
+                print(f"speed-up with {workers} worker(s): {rate / base:.2f}x "
+                      f"(bar for 2 workers: >= 1.8x)")
+    if args.repeat > 1:
+        for workers, values in sorted(ratios.items()):
+            listed = ", ".join(f"{v:.2f}" for v in values)
+            print(f"{workers} worker(s) over {args.repeat} rounds: median "
+                  f"{statistics.median(values):.2f}x ({listed})")
 
 
 if __name__ == "__main__":
