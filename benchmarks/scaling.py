@@ -8,7 +8,8 @@ runs do exactly the same training work.
 
 Each command's summary line shows the summed run time of its workers: when it grows with
 the number of workers, the training processes slow each other down (shared caches, memory
-bandwidth, or a busy host); the rest of the gap is start-up and the suite's last runs.
+bandwidth, or a busy host). "outside runs" is the wall time minus that sum over the number
+of workers: start-up, claiming work, the last runs' imbalance and the exit.
 
 Usage:
     python benchmarks/scaling.py                 # 8 configurations x (3 trials + 1 seed)
@@ -19,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -76,8 +78,10 @@ def main() -> None:
                 rates[workers] = jobs / wall * 3600
                 summary = next((line for line in out.splitlines() if "training steps" in line),
                                "")
+                found = re.search(r"of (\d+) s of run time", summary)
+                outside = f"; outside runs {wall - int(found[1]) / workers:.1f} s" if found else ""
                 print(f"--workers {workers}: {jobs} runs in {wall:.1f} s = "
-                      f"{rates[workers]:.0f} runs/hour; {summary.strip()}")
+                      f"{rates[workers]:.0f} runs/hour{outside}; {summary.strip()}")
             base = rates[min(rates)]
             for workers, rate in sorted(rates.items()):
                 ratios[workers].append(rate / base)
