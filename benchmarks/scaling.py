@@ -1,10 +1,11 @@
 """Parallel scaling: the same suite with ``--workers 1`` and ``--workers 2``, side by side.
 
 Quality bar (issue: performance): trials per hour with 2 workers >= 1.8x those with 1 worker
-on this 2-core machine (SPEC section 8: N workers on N cores scale at least 0.8 N). Each run
-starts from an empty run directory and goes through the real command (``gradbench run``:
-worker processes, Optuna journal storage, MLflow SQLite store). Pruning is off so that both
-runs do exactly the same training work.
+on this 2-core machine (SPEC section 8: N workers on N cores scale at least 0.8 N). With
+``--device cuda`` the same comparison measures k trials sharing one GPU (k worker processes
+per device) against one at a time. Each run starts from an empty run directory and goes
+through the real command (``gradbench run``: worker processes, Optuna journal storage, MLflow
+SQLite store). Pruning is off so that both runs do exactly the same training work.
 
 Each command's summary line shows the summed run time of its workers: when it grows with
 the number of workers, the training processes slow each other down (shared caches, memory
@@ -15,6 +16,7 @@ Usage:
     python benchmarks/scaling.py                 # 8 configurations x (3 trials + 1 seed)
     python benchmarks/scaling.py --steps 600 --workers 1,2
     python benchmarks/scaling.py --repeat 3      # interleaved rounds, median speed-up
+    python benchmarks/scaling.py --device cuda --workers 1,2,4,8   # k trials sharing a GPU
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from pathlib import Path
 import yaml
 
 
-def suite(steps: int, trials: int) -> dict:
+def suite(steps: int, trials: int, device: str = "cpu") -> dict:
     return {
-        "name": "scaling", "device": "cpu",
+        "name": "scaling", "device": device,
         "tasks": {"adding": {"seq_len": [50], "val_size": 256, "test_size": 256},
                   "copy": {"seq_len": [20], "val_size": 256, "test_size": 256}},
         "models": ["rnn", "irnn", "lstm", "gru"], "regularization": ["none"],
@@ -60,10 +62,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--device", default="cpu",
+                        help="cuda: every worker on the GPU(s), several per device")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of all worker counts, interleaved (a noisy machine)")
     args = parser.parse_args()
-    spec = suite(args.steps, args.trials)
+    spec = suite(args.steps, args.trials, args.device)
     jobs = 8 * (args.trials + 1)
     counts = [int(w) for w in args.workers.split(",")]
     ratios: dict[int, list[float]] = {w: [] for w in counts}
