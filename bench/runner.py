@@ -23,6 +23,7 @@ import yaml
 
 from bench.config import Configuration, SuiteSpec, expand
 
+PARENT_SETTLE_S = 2.0  # see create_parent_runs
 Event = tuple[str, dict[str, Any]]  # (kind, payload) sent from workers to the progress view
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -135,14 +136,21 @@ def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]
 
 
 def create_parent_runs(suite: Suite, tracker: Any) -> None:
-    """One MLflow parent run per configuration, with the resolved config and provenance."""
+    """One MLflow parent run per configuration, with the resolved config and provenance.
+
+    With a shared storage other machines may be preparing the same suite right now: their
+    parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
+    (an embedded storage has one ``gradbench run`` at a time: no wait).
+    """
     from bench.tracking import provenance
 
     config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
     info = provenance()
-    for configuration in suite.configurations:
-        run_id, created = tracker.ensure_parent_run(
-            configuration.name, parent_tags(suite.spec, configuration))
+    shared = suite.storage_url is not None and not suite.storage_url.startswith("journal:")
+    parents = tracker.ensure_parent_runs(
+        {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
+        settle_s=PARENT_SETTLE_S if shared else 0.0)
+    for run_id, created in parents.values():
         if created:
             tracker.set_tags(run_id, info)
             tracker.log_text(run_id, config_text, "config.yaml")

@@ -170,22 +170,39 @@ class Tracker:
         return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
 
     def ensure_parent_run(self, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
-        """(run id, created now?) of the configuration's parent run.
+        """(run id, created now?) of the configuration's parent run."""
+        return self.ensure_parent_runs({name: tags})[name]
 
-        Processes on several machines may create it at the same moment: the earliest run
-        wins and a process whose run lost deletes its own, so all agree on one parent.
+    def ensure_parent_runs(self, wanted: Mapping[str, Mapping[str, str]],
+                           settle_s: float = 0.0) -> dict[str, tuple[str, bool]]:
+        """Per configuration name: (run id, created now?) of its parent run.
+
+        Processes on several machines may create the same parent at the same moment. Each
+        creates those it does not find, waits ``settle_s`` so that the runs created meanwhile
+        elsewhere are visible, then takes the earliest (start time, run id) as everyone
+        does, and deletes its own run if it lost. The start time is the creating client's
+        clock: a run stamped earlier may become visible later, which is what the wait
+        covers (without it two machines each kept their own parent).
         """
-        existing = self._parents(name)
-        if existing:
-            return str(existing[0].info.run_id), False
-        all_tags = {**tags, "configuration": name, "role": "configuration", MLFLOW_RUN_NAME: name}
-        run_id = str(self.client.create_run(self.experiment_id, tags=all_tags,
-                                            run_name=name).info.run_id)
-        winner = str(self._parents(name)[0].info.run_id)
-        if winner != run_id:
-            self.client.delete_run(run_id)
-            return winner, False
-        return run_id, True
+        found: dict[str, tuple[str, bool]] = {}
+        created: dict[str, str] = {}
+        for name, tags in wanted.items():
+            existing = self._parents(name)
+            if existing:
+                found[name] = (str(existing[0].info.run_id), False)
+                continue
+            all_tags = {**tags, "configuration": name, "role": "configuration",
+                        MLFLOW_RUN_NAME: name}
+            created[name] = str(self.client.create_run(self.experiment_id, tags=all_tags,
+                                                       run_name=name).info.run_id)
+        if created and settle_s > 0:
+            time.sleep(settle_s)
+        for name, run_id in created.items():
+            winner = str(self._parents(name)[0].info.run_id)
+            if winner != run_id:
+                self.client.delete_run(run_id)
+            found[name] = (winner, winner == run_id)
+        return found
 
     def start_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run (a trial or a final seed) under a configuration's parent run."""

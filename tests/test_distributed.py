@@ -258,3 +258,29 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         assert incomplete and all(r.info.status == "FINISHED" for r in incomplete)
     finally:
         server.stop()
+
+
+def test_machines_agree_on_a_parent_run_stamped_earlier_but_seen_later(tmp_path: Path) -> None:
+    """Another machine's parent run, stamped before ours but visible only after our create
+    (a slow request), must win everywhere: we wait, see it, and delete our own."""
+    import threading
+
+    from bench.tracking import Tracker, default_tracking_uri
+
+    tracker = Tracker(default_tracking_uri(tmp_path), "race", run_dir=tmp_path)
+    name, tags = "adding-T8/rnn/none/norm", {"task": "adding"}
+    ours: dict = {}
+    thread = threading.Thread(target=lambda: ours.update(
+        tracker.ensure_parent_runs({name: tags}, settle_s=1.5)))
+    thread.start()
+    time.sleep(0.5)  # ours exists by now; theirs commits late with an earlier stamp
+    client = MlflowClient(tracker.uri)
+    mine = tracker.find_runs("tags.role = 'configuration'")
+    assert len(mine) == 1
+    theirs = client.create_run(
+        tracker.experiment_id, start_time=mine[0].info.start_time - 50,
+        tags={**tags, "configuration": name, "role": "configuration"}).info.run_id
+    thread.join()
+    assert ours[name] == (theirs, False)
+    left = tracker.find_runs("tags.role = 'configuration'")
+    assert [r.info.run_id for r in left] == [theirs]
