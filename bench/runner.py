@@ -377,10 +377,12 @@ class WorkerPool:
                                f"{self._start_error}") from self._start_error
 
     def cancel(self) -> None:
-        """Stop the workers before they got a suite (bad input found meanwhile)."""
-        self._started()
-        for _ in self.procs:
-            self.inbox.put(None)
+        """Stop the workers before they got a suite (bad input found meanwhile); the error
+        being reported is the caller's, not a failed start."""
+        self._starter.join()
+        for proc in self.procs:
+            if proc.pid is not None:
+                self.inbox.put(None)
         self._join()
 
     def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
