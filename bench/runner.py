@@ -43,6 +43,12 @@ class Suite:
         return self.spec.storage
 
     @property
+    def embedded(self) -> bool:
+        """Optuna's journal file in the run directory (one ``gradbench run`` at a time, under
+        the run lock), not a database shared by machines."""
+        return self.storage_url is None or self.storage_url.startswith("journal:")
+
+    @property
     def tracking_uri(self) -> str:
         from bench.tracking import default_tracking_uri
 
@@ -146,10 +152,9 @@ def create_parent_runs(suite: Suite, tracker: Any) -> None:
 
     config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
     info = provenance()
-    shared = suite.storage_url is not None and not suite.storage_url.startswith("journal:")
     parents = tracker.ensure_parent_runs(
         {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
-        settle_s=PARENT_SETTLE_S if shared else 0.0)
+        settle_s=0.0 if suite.embedded else PARENT_SETTLE_S)
     for run_id, created in parents.values():
         if created:
             tracker.set_tags(run_id, info)
@@ -173,13 +178,12 @@ def recover(suite: Suite, storage: Any, *, at_start: bool = True,
     """
     from bench import tuning
 
-    embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
     found = {"interrupted": 0, "requeued": 0}
     for configuration in suite.configurations:
         for final in (False, True):
             study = tuning.load_study(storage, suite.spec, configuration, final)
             found["interrupted"] += len(
-                tuning.fail_stale(study, all_running=embedded and at_start))
+                tuning.fail_stale(study, all_running=suite.embedded and at_start))
             found["requeued"] += len(tuning.requeue_interrupted(study))
     tracker = tracker or _tracker(suite)
     end_orphan_runs(tracker, tuning.trial_outcomes(storage))

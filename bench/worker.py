@@ -40,7 +40,7 @@ class Worker:
         self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
-        self.embedded = suite.storage_url is None or suite.storage_url.startswith("journal:")
+        self.embedded = suite.embedded
         self._tasks: dict[str, tasks.Task] = {}  # one copy of each task's data per worker
         self._provenance = provenance()
         self._parents: dict[str, str] = {}

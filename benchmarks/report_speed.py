@@ -37,9 +37,10 @@ import yaml
 
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
-from bench.records import curve
+from bench.records import curve, step_rows
 from bench.runner import parent_tags
 from bench.tracking import STEPS_TABLE, Tracker, default_tracking_uri, provenance
+from bench.train import TrainResult
 
 LIMIT_S = 30.0
 NAME = "speed"
@@ -161,10 +162,9 @@ class SyntheticRun:
                                     "n_params": 5000, "steps": self.steps})
         tracker.set_tags(run_id, self.tags())
         tracker.log_metrics(run_id, self.metrics())
-        tracker.log_table(run_id, [{"step": i + 1, "train_loss": loss, "grad_norm": norm,
-                                    "clipped": int(norm > 1.0)} for i, (loss, norm) in
-                                   enumerate(zip(self.losses, self.norms, strict=True))],
-                          STEPS_TABLE)
+        steps = TrainResult(self.state, len(self.losses), train_loss=self.losses,
+                            grad_norm=self.norms, clipped=[n > 1.0 for n in self.norms])
+        tracker.log_table(run_id, step_rows(steps), STEPS_TABLE)
         for table, rows in probe_tables(self.rng, c.model, self.seq_len if c.task != "copy"
                                         else self.seq_len + 20, self.steps).items():
             tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")
