@@ -18,11 +18,10 @@ def _task_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_one(args: argparse.Namespace) -> int:
     """Train ``args.model`` on ``args.task`` and print the curve and the outcome."""
-    import torch
-
     import tasks
-    from bench.models import ModelSizes, build_model, n_parameters, select_device
-    from bench.train import TrainConfig, configure_torch, train
+    from bench.job import Job, build, run_job
+    from bench.models import n_parameters, select_device
+    from bench.train import TrainConfig, configure_torch
 
     configure_torch(1)
     from bench.view import make_console
@@ -30,18 +29,15 @@ def run_one(args: argparse.Namespace) -> int:
     console = make_console()
     device = select_device(args.device)
     task = tasks.build(args.task, _task_params(args), seed=args.seed, device=device)
-    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-    budget = args.param_budget if args.hidden_size is None and args.param_budget else None
-    hidden = args.hidden_size if budget is None else None
-    if budget is None and hidden is None:
-        budget = 10_000
-    torch.manual_seed(args.seed)
-    model = build_model(args.model, sizes, hidden_size=hidden, param_budget=budget).to(device)
+    size = {"hidden_size": args.hidden_size} if args.hidden_size is not None else \
+        {"param_budget": args.param_budget or 10_000}
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
         regularization="l2" if args.l2 > 0 else "none", l2=args.l2,
         clipping="norm" if args.clip > 0 else "none", clip=args.clip or 1.0, seed=args.seed,
     )
+    job = Job(args.model, size, cfg)
+    model = build(job, task, device)
     console.print(
         f"[bold]{task.name}[/] T={task.seq_len}  model={args.model} H={model.hidden_size} "
         f"({n_parameters(model)} parameters)  device={device}  baseline {task.metric}: "
@@ -55,7 +51,7 @@ def run_one(args: argparse.Namespace) -> int:
         console.print(f"step {step:>6}  val {values}  ({elapsed:.1f} s)")
         return False
 
-    result = train(cfg, task, model, on_eval=show)
+    result = run_job(job, task, model, on_eval=show)
     _print_result(console, task, result)
     return 0
 
