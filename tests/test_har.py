@@ -8,6 +8,7 @@ One test reads the real copy next to the repository when it exists.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import http.server
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import har
+from tasks import har, har_data
 
 REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci-har"
 REAL_ZIP = REAL_DIR / "UCI HAR Dataset.zip"
@@ -71,12 +72,12 @@ def _make_split(split: str, subjects: tuple[int, ...], rng: np.random.Generator,
     labels = np.array([label for _, label in rows], dtype=np.int64)
     # Channel c centred on 10 c (to check the channel order), shifted per subject (so that
     # held-out subjects have statistics of their own).
-    noise = rng.normal(size=(len(rows), har.WINDOW, 9))
+    noise = rng.normal(size=(len(rows), har_data.WINDOW, 9))
     raw = noise + 10.0 * np.arange(9) + 0.5 * subj[:, None, None]
     text = np.vectorize(_fmt)(raw)
     files[f"{split}/y_{split}.txt"] = "".join(f"{v}\n" for v in labels)
     files[f"{split}/subject_{split}.txt"] = "".join(f"{v}\n" for v in subj)
-    for c, name in enumerate(har.SIGNALS):
+    for c, name in enumerate(har_data.SIGNALS):
         lines = ("".join(f"{v:>16}" for v in row) for row in text[:, :, c])
         files[f"{split}/Inertial Signals/{name}_{split}.txt"] = "".join(f"{ln}\n" for ln in lines)
     x = text.astype(np.float64).astype(np.float32)  # what a parser of the text must return
@@ -93,7 +94,7 @@ def make_fixture() -> Fixture:
 
 
 def write_dir(files: dict[str, str], parent: Path) -> Path:
-    root = parent / har.ROOT_NAME
+    root = parent / har_data.ROOT_NAME
     for rel, text in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +107,9 @@ def write_zip(files: dict[str, str], path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for folder in ("", "train/", "test/", "train/Inertial Signals/", "test/Inertial Signals/"):
-            zf.writestr(f"{har.ROOT_NAME}/{folder}", "")
+            zf.writestr(f"{har_data.ROOT_NAME}/{folder}", "")
         for rel, text in files.items():
-            zf.writestr(f"{har.ROOT_NAME}/{rel}", text)
+            zf.writestr(f"{har_data.ROOT_NAME}/{rel}", text)
     return path
 
 
@@ -117,7 +118,7 @@ def write_outer(inner: Path, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("__MACOSX/._UCI HAR Dataset.zip", b"\x00\x05\x16\x07junk")
-        zf.write(inner, har.INNER_ZIP_NAME)
+        zf.write(inner, har_data.INNER_ZIP_NAME)
         zf.writestr("UCI HAR Dataset.names", "description\n")
     return path
 
@@ -141,14 +142,14 @@ def fx() -> Fixture:
 def sources(fx: Fixture, tmp_path_factory: pytest.TempPathFactory) -> Sources:
     base = tmp_path_factory.mktemp("har-sources")
     root = write_dir(fx.files, base / "extracted")
-    inner = write_zip(fx.files, base / "inner" / har.INNER_ZIP_NAME)
-    outer = write_outer(inner, base / "outer" / har.OUTER_ZIP_NAME)
+    inner = write_zip(fx.files, base / "inner" / har_data.INNER_ZIP_NAME)
+    outer = write_outer(inner, base / "outer" / har_data.OUTER_ZIP_NAME)
     return Sources(root.parent, root, inner, inner.parent, outer, outer.parent)
 
 
 @pytest.fixture(scope="module")
-def fx_data(sources: Sources) -> har.HarData:
-    return har.read_har(sources.root, expected_windows=None)
+def fx_data(sources: Sources) -> har_data.HarData:
+    return har_data.read_har(sources.root, expected_windows=None)
 
 
 @pytest.fixture(autouse=True)
@@ -166,8 +167,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(urllib.request, "urlopen", local_only)
 
 
-def _assert_same(data: har.HarData, fx: Fixture) -> None:
-    for split in har.SPLITS:
+def _assert_same(data: har_data.HarData, fx: Fixture) -> None:
+    for split in har_data.SPLITS:
         np.testing.assert_array_equal(getattr(data, f"x_{split}"), fx.x[split])
         np.testing.assert_array_equal(getattr(data, f"y_{split}"), fx.y[split])
         np.testing.assert_array_equal(getattr(data, f"subject_{split}"), fx.subjects[split])
@@ -194,7 +195,7 @@ def _edit_line(text: str, index: int, edit: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def test_reads_the_values_written(fx: Fixture, fx_data: har.HarData) -> None:
+def test_reads_the_values_written(fx: Fixture, fx_data: har_data.HarData) -> None:
     _assert_same(fx_data, fx)
     assert fx_data.x_train.shape == (len(TRAIN_SUBJECTS) * 6 * PER_LABEL, 128, 9)
     assert fx_data.x_train.dtype == np.float32 and fx_data.y_train.dtype == np.int64
@@ -202,8 +203,8 @@ def test_reads_the_values_written(fx: Fixture, fx_data: har.HarData) -> None:
     assert set(fx_data.y_train.tolist()) == set(range(6))
 
 
-def test_channel_order_follows_the_signal_files(fx: Fixture, fx_data: har.HarData) -> None:
-    assert har.SIGNALS == ("body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x",
+def test_channel_order_follows_the_signal_files(fx: Fixture, fx_data: har_data.HarData) -> None:
+    assert har_data.SIGNALS == ("body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x",
                            "body_gyro_y", "body_gyro_z", "total_acc_x", "total_acc_y",
                            "total_acc_z")
     first = float(fx.files["train/Inertial Signals/total_acc_x_train.txt"].split()[0])
@@ -214,28 +215,28 @@ def test_channel_order_follows_the_signal_files(fx: Fixture, fx_data: har.HarDat
 
 @pytest.mark.parametrize("kind", ["parent", "inner", "inner_dir", "outer", "outer_dir"])
 def test_every_source_form_gives_identical_arrays(
-    fx: Fixture, sources: Sources, fx_data: har.HarData, kind: str
+    fx: Fixture, sources: Sources, fx_data: har_data.HarData, kind: str
 ) -> None:
-    data = har.read_har(getattr(sources, kind), expected_windows=None)
+    data = har_data.read_har(getattr(sources, kind), expected_windows=None)
     for name in ("x_train", "y_train", "subject_train", "x_test", "y_test", "subject_test"):
         np.testing.assert_array_equal(getattr(data, name), getattr(fx_data, name))
 
 
 def test_official_counts_are_enforced_by_default(sources: Sources, tmp_path: Path) -> None:
-    with pytest.raises(har.HarDataError, match="7352") as info:
-        har.read_har(sources.root)
+    with pytest.raises(har_data.HarDataError, match="7352") as info:
+        har_data.read_har(sources.root)
     assert "expected_windows=None" in str(info.value)
-    har.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
-    with pytest.raises(har.HarDataError, match="7352"):  # also from the memo and the cache
-        har.load_har(sources.inner, cache_dir=tmp_path)
+    har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="7352"):  # also from the memo and the cache
+        har_data.load_har(sources.inner, cache_dir=tmp_path)
     har.clear_memo()
-    with pytest.raises(har.HarDataError, match="7352"):
-        har.load_har(sources.inner, cache_dir=tmp_path)
+    with pytest.raises(har_data.HarDataError, match="7352"):
+        har_data.load_har(sources.inner, cache_dir=tmp_path)
 
 
 def test_nothing_at_the_path(tmp_path: Path) -> None:
-    with pytest.raises(har.HarDataError, match="no UCI HAR data at"):
-        har.read_har(tmp_path / "empty", expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="no UCI HAR data at"):
+        har_data.read_har(tmp_path / "empty", expected_windows=None)
 
 
 # --------------------------------------------------------------------------------------
@@ -251,19 +252,19 @@ def test_cache_is_written_then_used(
     fx: Fixture, sources: Sources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "cache"
-    first = har.load_har(sources.inner, cache_dir=cache, expected_windows=None)
+    first = har_data.load_har(sources.inner, cache_dir=cache, expected_windows=None)
     files = list(cache.iterdir())
     assert [f.suffix for f in files] == [".npz"]
     har.clear_memo()
-    monkeypatch.setattr(har, "_read_source", _forbidden)
-    second = har.load_har(sources.inner, cache_dir=cache, expected_windows=None)
+    monkeypatch.setattr(har_data, "_read_source", _forbidden)
+    second = har_data.load_har(sources.inner, cache_dir=cache, expected_windows=None)
     assert second is not first
     _assert_same(second, fx)
 
 
 def test_memo_shares_one_copy(sources: Sources, tmp_path: Path) -> None:
-    a = har.load_har(sources.outer, cache_dir=tmp_path, expected_windows=None)
-    b = har.load_har(sources.outer, cache_dir=tmp_path, expected_windows=None)
+    a = har_data.load_har(sources.outer, cache_dir=tmp_path, expected_windows=None)
+    b = har_data.load_har(sources.outer, cache_dir=tmp_path, expected_windows=None)
     assert a is b
     t1 = har.HarTask(a, seed=0, device=CPU, val_subjects=1)
     t2 = har.HarTask(b, seed=0, device=CPU, val_subjects=1)
@@ -286,11 +287,11 @@ def _pickled(file: Path, key: str) -> None:
 def test_corrupt_cache_is_rebuilt(
     fx: Fixture, sources: Sources, tmp_path: Path, corrupt: Any
 ) -> None:
-    har.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
+    har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
     (file,) = tmp_path.glob("*.npz")
-    corrupt(file, har._fingerprint(sources.inner))
+    corrupt(file, har_data._fingerprint(sources.inner))
     har.clear_memo()
-    _assert_same(har.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None), fx)
+    _assert_same(har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None), fx)
     with np.load(file, allow_pickle=False) as npz:  # rewritten, valid again
         assert npz["x_train"].shape == fx.x["train"].shape
 
@@ -300,21 +301,21 @@ def test_unwritable_cache_is_not_fatal(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    _assert_same(har.load_har(sources.inner, cache_dir=blocker / "cache",
+    _assert_same(har_data.load_har(sources.inner, cache_dir=blocker / "cache",
                               expected_windows=None), fx)
     assert "cannot write the HAR cache" in caplog.text
 
 
 def test_cache_is_rebuilt_when_the_source_changes(fx: Fixture, tmp_path: Path) -> None:
     root = write_dir(fx.files, tmp_path / "data")
-    har.load_har(root, cache_dir=tmp_path / "cache", expected_windows=None)
+    har_data.load_har(root, cache_dir=tmp_path / "cache", expected_windows=None)
     rel = "train/Inertial Signals/total_acc_x_train.txt"
     path = root / rel
     path.write_text(_edit_line(fx.files[rel], 0, lambda ln: f"{'1.2500000e+000':>16}" + ln[16:]))
     later = path.stat().st_mtime + 10
     os.utime(path, (later, later))
     har.clear_memo()
-    data = har.load_har(root, cache_dir=tmp_path / "cache", expected_windows=None)
+    data = har_data.load_har(root, cache_dir=tmp_path / "cache", expected_windows=None)
     assert data.x_train[0, 0, 6] == np.float32(1.25)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # overwritten, not piled up
 
@@ -325,33 +326,33 @@ def test_cache_is_rebuilt_when_the_source_changes(fx: Fixture, tmp_path: Path) -
 
 
 def test_truncated_zip(sources: Sources, tmp_path: Path) -> None:
-    bad = tmp_path / har.INNER_ZIP_NAME
+    bad = tmp_path / har_data.INNER_ZIP_NAME
     raw = sources.inner.read_bytes()
     bad.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(har.HarDataError, match="truncated or corrupt") as info:
-        har.read_har(bad, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="truncated or corrupt") as info:
+        har_data.read_har(bad, expected_windows=None)
     assert str(bad) in str(info.value)
 
 
 def test_corrupt_member_is_named(fx: Fixture, tmp_path: Path) -> None:
     rel = "test/Inertial Signals/body_gyro_z_test.txt"
-    path = write_zip(fx.files, tmp_path / har.INNER_ZIP_NAME, compression=zipfile.ZIP_STORED)
+    path = write_zip(fx.files, tmp_path / har_data.INNER_ZIP_NAME, compression=zipfile.ZIP_STORED)
     raw = bytearray(path.read_bytes())
     at = raw.find(fx.files[rel][:64].encode()) + 40
     raw[at] = ord("7") if raw[at] != ord("7") else ord("3")  # CRC no longer matches
     path.write_bytes(bytes(raw))
-    with pytest.raises(har.HarDataError, match="CRC") as info:
-        har.read_har(path, expected_windows=None)
-    assert f"{har.ROOT_NAME}/{rel}" in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(har_data.HarDataError, match="CRC") as info:
+        har_data.read_har(path, expected_windows=None)
+    assert f"{har_data.ROOT_NAME}/{rel}" in str(info.value) and str(path) in str(info.value)
 
 
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_missing_file_is_named(fx: Fixture, tmp_path: Path, as_zip: bool) -> None:
     files = _with(fx, "train/Inertial Signals/body_gyro_y_train.txt", None)
-    source = (write_zip(files, tmp_path / har.INNER_ZIP_NAME) if as_zip
+    source = (write_zip(files, tmp_path / har_data.INNER_ZIP_NAME) if as_zip
               else write_dir(files, tmp_path))
-    with pytest.raises(har.HarDataError, match="missing file") as info:
-        har.read_har(source, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="missing file") as info:
+        har_data.read_har(source, expected_windows=None)
     assert "train/Inertial Signals/body_gyro_y_train.txt" in str(info.value)
 
 
@@ -363,8 +364,8 @@ def test_row_of_the_wrong_length(fx: Fixture, tmp_path: Path, index: int, delta:
         return line[:-16] if delta < 0 else line + f"{'1.0000000e+000':>16}"
 
     root = write_dir(_with(fx, rel, _edit_line(fx.files[rel], index, edit)), tmp_path)
-    with pytest.raises(har.HarDataError) as info:
-        har.read_har(root, expected_windows=None)
+    with pytest.raises(har_data.HarDataError) as info:
+        har_data.read_har(root, expected_windows=None)
     message = str(info.value)
     assert rel in message and f"line {index + 1} has {128 + delta} values, expected 128" in message
 
@@ -375,32 +376,33 @@ def test_non_numeric_value(fx: Fixture, tmp_path: Path, token: str) -> None:
     text = _edit_line(fx.files[rel], 1, lambda ln: ln[:-16] + f"{token:>16}")
     root = write_dir(_with(fx, rel, text), tmp_path)
     expected = re.escape(f"line 2: non-numeric value '{token}'")
-    with pytest.raises(har.HarDataError, match=expected) as info:
-        har.read_har(root, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match=expected) as info:
+        har_data.read_har(root, expected_windows=None)
     assert rel in str(info.value)
 
 
 def test_bad_label(fx: Fixture, tmp_path: Path) -> None:
     text = _edit_line(fx.files["train/y_train.txt"], 3, lambda ln: "7")
     source = write_zip(_with(fx, "train/y_train.txt", text), tmp_path / "x.zip")
-    with pytest.raises(har.HarDataError, match="line 4: label 7 outside 1..6") as info:
-        har.read_har(source, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="line 4: label 7 outside 1..6") as info:
+        har_data.read_har(source, expected_windows=None)
     assert "y_train.txt" in str(info.value)
 
 
 def test_non_integer_subject(fx: Fixture, tmp_path: Path) -> None:
     text = _edit_line(fx.files["test/subject_test.txt"], 0, lambda ln: "2.5")
     root = write_dir(_with(fx, "test/subject_test.txt", text), tmp_path)
-    with pytest.raises(har.HarDataError, match="subject_test.txt: line 1: expected one integer"):
-        har.read_har(root, expected_windows=None)
+    expected = "subject_test.txt: line 1: expected one integer"
+    with pytest.raises(har_data.HarDataError, match=expected):
+        har_data.read_har(root, expected_windows=None)
 
 
 def test_signal_rows_must_match_the_labels(fx: Fixture, tmp_path: Path) -> None:
     rel = "train/Inertial Signals/total_acc_z_train.txt"
     text = "".join(f"{ln}\n" for ln in fx.files[rel].splitlines()[:-1])
     root = write_dir(_with(fx, rel, text), tmp_path)
-    with pytest.raises(har.HarDataError, match="rows, but train/y_train.txt has 48 labels"):
-        har.read_har(root, expected_windows=None)
+    with pytest.raises(har_data.HarDataError, match="rows, but train/y_train.txt has 48 labels"):
+        har_data.read_har(root, expected_windows=None)
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "UCI HAR Dataset/../../evil.txt",
@@ -412,15 +414,16 @@ def test_extraction_rejects_path_traversal(tmp_path: Path, name: str) -> None:
         zf.writestr(zipfile.ZipInfo(name), "evil")
     dest = tmp_path / "dest" / "inner"
     dest.mkdir(parents=True)
-    with pytest.raises(har.HarDataError, match="unsafe member"):
-        har.safe_extract(archive, dest)
+    with pytest.raises(har_data.HarDataError, match="unsafe member"):
+        har_data.safe_extract(archive, dest)
     assert list(dest.iterdir()) == []  # checked before anything is written
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "dest" / "evil.txt").exists()
 
 
 def test_extraction_skips_macos_junk(sources: Sources, tmp_path: Path) -> None:
-    written = har.safe_extract(sources.outer, tmp_path)
-    assert sorted(p.name for p in written) == sorted([har.INNER_ZIP_NAME, "UCI HAR Dataset.names"])
+    written = har_data.safe_extract(sources.outer, tmp_path)
+    expected = sorted([har_data.INNER_ZIP_NAME, "UCI HAR Dataset.names"])
+    assert sorted(p.name for p in written) == expected
     assert not (tmp_path / "__MACOSX").exists()
 
 
@@ -438,7 +441,7 @@ def test_offline_error_says_where_to_put_the_archive(tmp_path: Path) -> None:
         har.build({"data_dir": None}, seed=0, device=CPU)
     message = str(info.value)
     assert str(_default_dir(tmp_path)) in message and "tasks.har.data_dir" in message
-    assert har.INNER_ZIP_NAME in message and har.OUTER_ZIP_NAME in message
+    assert har_data.INNER_ZIP_NAME in message and har_data.OUTER_ZIP_NAME in message
     assert "network disabled in tests" in message and "\n" not in message
     assert list(_default_dir(tmp_path).iterdir()) == []  # no partial download left
 
@@ -479,9 +482,9 @@ def test_download_with_a_wrong_checksum_is_rejected(
 ) -> None:
     base, folder = served
     shutil.copy(sources.outer, folder / "har.zip")
-    monkeypatch.setattr(har, "HAR_URL", f"{base}/har.zip")  # HAR_SHA256 stays the official one
-    with pytest.raises(har.HarDataError, match="checksum mismatch"):
-        har.find_har(None)
+    monkeypatch.setattr(har_data, "HAR_URL", f"{base}/har.zip")  # HAR_SHA256 stays the official one
+    with pytest.raises(har_data.HarDataError, match="checksum mismatch"):
+        har_data.find_har(None)
     assert list(_default_dir(tmp_path).iterdir()) == []
 
 
@@ -491,16 +494,17 @@ def test_download_is_verified_and_extracted(
 ) -> None:
     base, folder = served
     shutil.copy(sources.outer, folder / "har.zip")
-    monkeypatch.setattr(har, "HAR_URL", f"{base}/har.zip")
-    monkeypatch.setattr(har, "HAR_SHA256", hashlib.sha256(sources.outer.read_bytes()).hexdigest())
-    path = har.find_har(None)
+    monkeypatch.setattr(har_data, "HAR_URL", f"{base}/har.zip")
+    digest = hashlib.sha256(sources.outer.read_bytes()).hexdigest()
+    monkeypatch.setattr(har_data, "HAR_SHA256", digest)
+    path = har_data.find_har(None)
     directory = _default_dir(tmp_path)
-    assert path == directory / har.INNER_ZIP_NAME
+    assert path == directory / har_data.INNER_ZIP_NAME
     names = sorted(p.name for p in directory.iterdir())
-    assert names == sorted([har.INNER_ZIP_NAME, "UCI HAR Dataset.names"])
-    _assert_same(har.read_har(path, expected_windows=None), fx)
+    assert names == sorted([har_data.INNER_ZIP_NAME, "UCI HAR Dataset.names"])
+    _assert_same(har_data.read_har(path, expected_windows=None), fx)
     shutil.rmtree(folder)  # a second lookup finds the local copy and downloads nothing
-    assert har.find_har(None) == path
+    assert har_data.find_har(None) == path
 
 
 # --------------------------------------------------------------------------------------
@@ -508,7 +512,7 @@ def test_download_is_verified_and_extracted(
 # --------------------------------------------------------------------------------------
 
 
-def test_validation_holds_out_whole_training_subjects(fx_data: har.HarData) -> None:
+def test_validation_holds_out_whole_training_subjects(fx_data: har_data.HarData) -> None:
     task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=2)
     info = task.describe()
     assert len(info["val_subjects"]) == 2
@@ -524,12 +528,12 @@ def test_validation_holds_out_whole_training_subjects(fx_data: har.HarData) -> N
 
 
 @pytest.mark.parametrize("bad", [0, 4, [2], [3, 3], [1, 3, 5, 6], [], True, "1"])
-def test_bad_val_subjects(fx_data: har.HarData, bad: Any) -> None:
+def test_bad_val_subjects(fx_data: har_data.HarData, bad: Any) -> None:
     with pytest.raises(ValueError, match="tasks.har.val_subjects"):
         har.HarTask(fx_data, seed=0, device=CPU, val_subjects=bad)
 
 
-def test_zscore_uses_the_training_statistics(fx: Fixture, fx_data: har.HarData) -> None:
+def test_zscore_uses_the_training_statistics(fx: Fixture, fx_data: har_data.HarData) -> None:
     task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=[6])
     fit = fx.x["train"][fx.subjects["train"] != 6].astype(np.float64)
     mean, std = fit.mean(axis=(0, 1)), fit.std(axis=(0, 1))
@@ -547,7 +551,7 @@ def test_zscore_uses_the_training_statistics(fx: Fixture, fx_data: har.HarData) 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_train_batches(fx_data: har.HarData, device: torch.device) -> None:
+def test_train_batches(fx_data: har_data.HarData, device: torch.device) -> None:
     task = har.HarTask(fx_data, seed=0, device=device, val_subjects=1)
     x, y = task.train_batch(16, task.train_generator(seed=3))
     assert x.shape == (16, 128, 9) and y.shape == (16,)
@@ -562,7 +566,7 @@ def test_train_batches(fx_data: har.HarData, device: torch.device) -> None:
         task.split("dev")
 
 
-def test_metrics_recomputed_by_hand(fx_data: har.HarData) -> None:
+def test_metrics_recomputed_by_hand(fx_data: har_data.HarData) -> None:
     task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=1)
     target = torch.tensor([0, 0, 1, 1, 2, 5])
     pred = [0, 1, 1, 1, 2, 2]
@@ -593,6 +597,29 @@ def test_task_definition(fx_data: har.HarData) -> None:
     assert info["channels"] == list(har.SIGNALS) and info["class_names"] == list(har.CLASS_NAMES)
     assert info["test_subjects"] == list(TEST_SUBJECTS) and info["source"] == fx_data.source
     assert issubclass(har.HarDataError, ValueError)
+
+
+def test_task_module_reexports_the_loader_names() -> None:
+    for name in ("HarDataError", "find_har", "load_har", "HarData", "CLASS_NAMES", "SIGNALS"):
+        assert getattr(har, name) is getattr(har_data, name), name
+
+
+def test_loader_module_does_not_import_torch() -> None:
+    tree = ast.parse(Path(har_data.__file__).read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names]
+    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in imported if name.split(".")[0] == "torch"]
+
+
+def test_clear_memo_forgets_data_and_prepared_tensors(sources: Sources, tmp_path: Path) -> None:
+    data = har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
+    first = har.HarTask(data, seed=0, device=CPU, val_subjects=1)
+    har.clear_memo()
+    again = har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
+    assert again is not data  # reloaded (from the cache), not the memoised copy
+    second = har.HarTask(data, seed=0, device=CPU, val_subjects=1)
+    assert second.split("test")[0] is not first.split("test")[0]  # tensors rebuilt
 
 
 @pytest.mark.parametrize(("params", "match"), [
