@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.diagnostics import GradientDiagnostics, every
-from bench.models import MODEL_NAMES, ModelSizes, build_model, select_device
+from bench.models import ModelSizes, build_model, select_device
+from bench.registry import MODELS
 from bench.train import TrainConfig, train
 from tasks import adding, copy
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
 
-@pytest.mark.parametrize("kind", MODEL_NAMES)
+@pytest.mark.parametrize("kind", MODELS.names())
 def test_training_with_diagnostics_on_cuda(kind: str) -> None:
     device = select_device("cuda")
     task = adding.build({"seq_len": 30, "val_size": 128, "test_size": 128}, seed=0,

@@ -34,12 +34,13 @@ from bench.diagnostics import (
 )
 from bench.diagnostics.profiles import example_norms
 from bench.models import ModelSizes, RecurrentModel, build_model
+from bench.registry import MODELS
 from bench.train import TrainConfig, train
 from tasks import Task, adding, copy, make_generator
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
-KINDS = ("rnn", "irnn", "lstm", "gru")
+KINDS = MODELS.names()  # every built-in model
 F64 = torch.float64
 
 
@@ -172,7 +173,7 @@ def _scaled(model: RecurrentModel, factor: float) -> RecurrentModel:
     return model
 
 
-@pytest.mark.parametrize("kind", ["rnn", "irnn"])
+@pytest.mark.parametrize("kind", [m.name for m in MODELS if m.gain is not None])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("factor", [1.0, 3.0])
 @pytest.mark.parametrize("make_task", [adding_task, copy_task], ids=["adding", "copy"])
@@ -321,7 +322,7 @@ def _constant_model(kind: str, bias: list[float]) -> RecurrentModel:
 
 def _sat(model: RecurrentModel) -> dict[tuple[str, str], float]:
     x, _ = batch(adding_task())
-    rows = saturation_fractions(model.kind, unroll(model, x).activations)
+    rows = saturation_fractions(model.info.activations, unroll(model, x).activations)
     return {(block, measure): value for block, measure, value in rows}
 
 

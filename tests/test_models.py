@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from bench.models import (
-    MODEL_NAMES,
     ModelSizes,
     build_model,
     hidden_for_budget,
@@ -15,6 +14,9 @@ from bench.models import (
     select_device,
     spread,
 )
+from bench.registry import MODELS
+
+MODEL_NAMES = MODELS.names()  # every built-in model, orth-rnn included
 
 SIZES = {
     "adding": ModelSizes(2, 1, False),

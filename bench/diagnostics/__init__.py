@@ -5,7 +5,7 @@ One small module per quantity, each returning plain data:
 - ``unrolled``: the unrolled twin of the fused layer (shares its parameters).
 - ``profiles``: ``||dL/dh_t||`` (and ``||dL/dc_t||``), the total derivative through time.
 - ``summaries``: log10 ratio, decay rate and effective horizon of a profile.
-- ``bound``: the theory bound ``(gamma ||W_hh||_2)^(T - t) ||dL/dh_T||`` for rnn / irnn.
+- ``bound``: the theory bound ``(gamma ||W_hh||_2)^(T - t) ||dL/dh_T||`` for the plain RNNs.
 - ``grad_norms``: the global gradient norm (every step) and norms per parameter group.
 - ``spectra``: spectral norm and radius of each gate block of ``W_hh``.
 - ``saturation``: saturated tanh units and gates, dead ReLU units.

@@ -1,4 +1,4 @@
-"""The theory bound on the gradient profile for the plain RNNs (rnn, irnn).
+"""The theory bound on the gradient profile for the plain RNNs (rnn, irnn, orth-rnn).
 
 For ``h_t = f(W_ih x_t + b + W_hh h_{t-1})`` the Jacobian is ``dh_t/dh_{t-1} = D_t W_hh`` with
 ``D_t = diag(f'(u_t))`` and ``|f'| <= gamma`` (gamma = 1 for tanh and ReLU). Per example,
@@ -27,15 +27,15 @@ import torch
 from bench.diagnostics.spectra import recurrent_blocks, spectral_norm
 from bench.models import RecurrentModel
 
-GAMMA: dict[str, float] = {"rnn": 1.0, "irnn": 1.0}  # max |f'|: tanh and ReLU
-
 
 def recurrent_gain(model: RecurrentModel) -> float | None:
-    """``gamma * ||W_hh||_2`` for rnn / irnn; None for the gated cells (no such bound)."""
-    gamma = GAMMA.get(model.kind)
+    """``gamma * ||W_hh||_2`` for a plain RNN (its record's ``gain`` is gamma = max |f'|:
+    1 for tanh and ReLU); None for the gated cells (no such bound)."""
+    gamma = model.info.gain
     if gamma is None:
         return None
-    return gamma * spectral_norm(recurrent_blocks(model)["hh"])
+    (block,) = recurrent_blocks(model).values()  # a plain RNN: one block
+    return gamma * spectral_norm(block)
 
 
 def theory_bound(direct_norms: torch.Tensor, gain: float) -> torch.Tensor:

@@ -5,7 +5,7 @@ A probe runs the unrolled twin forward and one ``torch.autograd.grad`` on the pr
 as it is), then reads off:
 
 - the profiles ``||dL/dh_t||`` (and ``||dL/dc_t||`` for the LSTM) and their summaries;
-- the theory bound for rnn / irnn (``bound``);
+- the theory bound for the plain RNNs (``bound``);
 - the probe-batch gradient norm per parameter group;
 - the spectral norm and radius of each gate block of ``W_hh``;
 - the saturation of the units.
@@ -33,7 +33,7 @@ from bench.models import RecurrentModel
 
 
 def _profiles(model: RecurrentModel, grads: ProbeGrads) -> dict[str, list[float]]:
-    """kind -> profile over t = 1..T: ``h``, ``c`` (LSTM) and ``bound`` (rnn / irnn)."""
+    """kind -> profile over t = 1..T: ``h``, ``c`` (LSTM) and ``bound`` (plain RNNs)."""
     out = {"h": example_norms(grads.h).mean(dim=0).tolist()}
     if grads.c is not None:
         out["c"] = example_norms(grads.c).mean(dim=0).tolist()
@@ -66,7 +66,6 @@ def probe(
     groups = group_grad_norms(grads.params.items())
     out.groups.extend(GroupRow(step, g, v, "probe") for g, v in groups.items())
     out.spectra.extend(SpectrumRow(step, *row) for row in recurrent_spectra(model))
-    out.saturation.extend(
-        SaturationRow(step, *row) for row in saturation_fractions(model.kind, grads.activations)
-    )
+    rows = saturation_fractions(model.info.activations, grads.activations)
+    out.saturation.extend(SaturationRow(step, *row) for row in rows)
     return out

@@ -22,14 +22,6 @@ import torch
 SAT = 0.99  # tanh: |a| > SAT; sigmoid: a > SAT
 LOW = 0.01  # sigmoid: a < LOW
 
-ACTIVATIONS: dict[str, dict[str, str]] = {  # model kind -> block -> nonlinearity
-    "rnn": {"h": "tanh"},
-    "irnn": {"h": "relu"},
-    "lstm": {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid", "tanh_c": "tanh"},
-    "gru": {"r": "sigmoid", "z": "sigmoid", "n": "tanh"},
-}
-
-
 def _fraction(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if mask.numel() else 0.0
 
@@ -55,11 +47,12 @@ MEASURES: dict[str, Callable[[torch.Tensor], dict[str, float]]] = {
 
 
 def saturation_fractions(
-    kind: str, activations: Mapping[str, torch.Tensor]
+    nonlinearities: Mapping[str, str], activations: Mapping[str, torch.Tensor]
 ) -> list[tuple[str, str, float]]:
-    """``(block, measure, value)`` rows for model ``kind`` from (B, T, H) activations."""
+    """``(block, measure, value)`` rows from (B, T, H) activations, given each block's
+    nonlinearity (a model record's ``activations``)."""
     rows = []
-    for block, nonlinearity in ACTIVATIONS[kind].items():
+    for block, nonlinearity in nonlinearities.items():
         for measure, value in MEASURES[nonlinearity](activations[block].detach()).items():
             rows.append((block, measure, value))
     return rows

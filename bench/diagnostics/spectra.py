@@ -1,7 +1,8 @@
 """Spectral norm and spectral radius of the recurrent weights ``W_hh``, per gate block.
 
-``weight_hh_l0`` stacks one (H, H) block per gate: one for rnn / irnn (named ``hh``), four for
-the LSTM (``i, f, g, o``), three for the GRU (``r, z, n``). The spectral norm ``||W||_2`` (the
+``weight_hh_l0`` stacks one (H, H) block per gate, named by the model's record
+(``model.info.blocks``): one for the plain RNNs (``hh``), four for the LSTM (``i, f, g, o``),
+three for the GRU (``r, z, n``). The spectral norm ``||W||_2`` (the
 largest singular value) enters the gradient bound; the spectral radius (the largest
 ``|eigenvalue|``) governs the long-run growth of ``W^k``. Both are computed in float64 on the
 CPU; a block holding NaN or inf gives NaN for both instead of raising.
@@ -16,15 +17,11 @@ import torch
 from bench.diagnostics.unrolled import layer_weights
 from bench.models import RecurrentModel
 
-BLOCKS: dict[str, tuple[str, ...]] = {
-    "rnn": ("hh",), "irnn": ("hh",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"),
-}
-
 
 def recurrent_blocks(model: RecurrentModel) -> dict[str, torch.Tensor]:
     """Block name -> (H, H) recurrent weight block, detached, float64, on the CPU."""
     weight = layer_weights(model).w_hh.detach().to("cpu", torch.float64)  # (gates * H, H)
-    names = BLOCKS[model.kind]
+    names = model.info.blocks
     return dict(zip(names, weight.chunk(len(names), dim=0), strict=True))
 
 

@@ -1,0 +1,418 @@
+"""The registries: one record per task, model and remedy holds every fact the code needs.
+
+A task, a model or a remedy is one module that declares one record (``TASK``, ``MODEL`` or
+``REMEDY``). The built-in ones are found by scanning their package (``tasks``,
+``bench.models``, ``bench.remedies``): adding a file there adds an entry. Users plug in their
+own without touching the project, either
+
+- by reference in a config: ``package.module:attribute`` (e.g. ``models: [lstm,
+  my_models:NP_RNN]``), imported from the current directory or ``sys.path``; or
+- through Python entry points of an installed package, in the groups ``gradbench.tasks``,
+  ``gradbench.models`` and ``gradbench.remedies`` (the entry point's name is the name used
+  in configs).
+
+Code elsewhere looks facts up here (``TASKS.get("copy").direction``,
+``MODELS.get("lstm").blocks``, ``REMEDIES.get("l2").label``) and never branches on a name.
+A reference that does not import, names a missing attribute, or holds something that is not
+a record of the right kind raises a ``PluginError`` whose message is one line.
+
+This module imports nothing heavy: the record types are plain data, and a module is only
+imported when one of its names is looked up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+AXES = ("regularization", "clipping")
+NONE = "none"  # the "no remedy" entry of each axis; not a record
+
+
+class PluginError(ValueError):
+    """A task, model or remedy that cannot be used; the message is one line."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+def integer(minimum: int | None = None) -> Callable[[Any], int]:
+    """A parameter check: an integer, at least ``minimum``."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    """A parameter check: true or false."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def optional_str(value: Any) -> str | None:
+    """A parameter check: a non-empty string or null."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"expected a non-empty string or null, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TaskParam:
+    """One parameter of a task: its default, its check, and whether the resolved config
+    shows the default when the file leaves the key out."""
+
+    default: Any
+    check: Callable[[Any], Any]
+    help: str = ""
+    shown: bool = False
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Everything the grid, the config, the terminal and the report need to know of a task.
+
+    ``seq_len``, when the task has it, is swept: a config gives one T or a list, and each T
+    is a configuration; ``min_seq_len`` bounds it. A task of fixed length (``fixed_seq_len``,
+    e.g. HAR's 128-step windows) has no ``seq_len`` key. ``build(params, seed=, device=)``
+    returns the task object (``tasks.Task``) from validated parameters with one ``seq_len``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    params: Mapping[str, TaskParam]
+    metric: str  # the headline test metric, a key of ``Task.evaluate``
+    direction: str  # "minimize" | "maximize" for ``metric``
+    solved: str  # the solved rule, in words
+    baseline: str  # the trivial predictor, in words
+    min_seq_len: int | None = None
+    fixed_seq_len: int | None = None
+    metric_range: tuple[float, float] = (-math.inf, math.inf)
+    description: str = ""
+    rank: int = 100  # display order
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"task {self.name}: direction must be minimize or maximize")
+        if (self.min_seq_len is None) == ("seq_len" not in self.params):
+            raise ValueError(f"task {self.name}: give min_seq_len exactly when it has seq_len")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    @property
+    def swept(self) -> bool:
+        return "seq_len" in self.params
+
+    def shown_defaults(self) -> dict[str, Any]:
+        """The parameters the resolved config always shows (e.g. ``seq_len: [100]``)."""
+        return {k: p.default for k, p in self.params.items() if p.shown}
+
+    def check_seq_lens(self, value: Any) -> list[int]:
+        """One T or a list of distinct T, each at least ``min_seq_len``."""
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError("must not be empty")
+        for item in values:
+            if integer()(item) < (self.min_seq_len or 1):
+                raise ValueError(f"the {self.name} task needs seq_len >= {self.min_seq_len}, "
+                                 f"got {item}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"duplicate value in {values!r}")
+        return list(values)
+
+    def check_param(self, key: str, value: Any) -> Any:
+        """Validate one parameter; ValueError names the problem (the caller adds the key)."""
+        if key == "seq_len" and self.fixed_seq_len is not None:
+            raise ValueError(f"{self.name} sequences are fixed at {self.fixed_seq_len} steps; "
+                             "remove seq_len")
+        if key not in self.params:
+            raise KeyError(key)
+        if key == "seq_len":
+            return self.check_seq_lens(value)
+        return self.params[key].check(value)
+
+    def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Build parameters: ``params`` (one ``seq_len``) checked, defaults filled in."""
+        out = {k: p.default for k, p in self.params.items()}
+        for key, value in params.items():
+            if key not in self.params:
+                raise ValueError(f"tasks.{self.name}: unknown key {key}; valid keys: "
+                                 f"{', '.join(self.params)}")
+            try:
+                checked = self.check_param(key, value)
+            except ValueError as err:
+                raise ValueError(f"tasks.{self.name}.{key}: {err}") from None
+            out[key] = checked[0] if key == "seq_len" else checked
+        if isinstance(out.get("seq_len"), list):
+            out["seq_len"] = out["seq_len"][0]
+        return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A recurrent model: one fused layer, its initialisation, and its cell written out.
+
+    Attributes:
+        name: the name in configs.
+        layer: ``(input_size, hidden_size) -> nn.Module``, a one-layer fused module with
+            PyTorch's parameter names (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``,
+            ``bias_hh_l0``) and ``batch_first=True``.
+        init: initialises the layer in place (after PyTorch's default).
+        blocks: the gate blocks stacked by rows in ``weight_hh_l0`` (``("hh",)`` for a plain
+            RNN, ``("i", "f", "g", "o")`` for the LSTM).
+        cell: the step of the unrolled twin, ``(x_proj, state, weights, nudge) -> (state,
+            activations)`` (see ``bench.models.cells``).
+        state: names of the recurrent state, ``("h",)`` or ``("h", "c")``.
+        activations: activation name -> nonlinearity (tanh, sigmoid, relu), for saturation.
+        gain: ``gamma = max |f'|`` of a plain RNN, for the theory bound
+            ``(gamma ||W_hh||_2)^(T-t)``; None for gated cells (no such bound).
+    """
+
+    name: str
+    layer: Callable[[int, int], Any]
+    init: Callable[[Any], None]
+    blocks: tuple[str, ...]
+    cell: Callable[..., Any]
+    activations: Mapping[str, str]
+    state: tuple[str, ...] = ("h",)
+    gain: float | None = None
+    label: str = ""
+    description: str = ""
+    color: str | None = None  # a matplotlib colour; None: one from the palette
+    rank: int = 100
+
+
+@dataclass(frozen=True)
+class SearchDefault:
+    """The default search range of a remedy's parameter (used when a config has none)."""
+
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A remedy on one axis (regularization or clipping), as hooks into the training loop.
+
+    Each hook receives ``hp``, the remedy's tuned values (e.g. ``{"l2": 1e-4}``):
+
+    - ``penalty(model, hp) -> tensor``: added to the loss before backward;
+    - ``after_backward(params, norm, hp) -> bool tensor | None``: acts on the gradients
+      (``norm`` is their global norm before it acts); returns whether it changed them;
+    - ``after_step(model, hp)``: acts on the weights after the optimizer step;
+    - ``optimizer_args(hp) -> dict``: extra keyword arguments of the optimizer.
+    """
+
+    name: str
+    axis: str
+    label: str
+    search: Mapping[str, SearchDefault]
+    description: str = ""
+    style: str = "--"  # matplotlib line style in the report
+    penalty: Callable[..., Any] | None = None
+    after_backward: Callable[..., Any] | None = None
+    after_step: Callable[..., Any] | None = None
+    optimizer_args: Callable[[Mapping[str, float]], dict[str, Any]] | None = None
+    rank: int = 100
+
+    def __post_init__(self) -> None:
+        if self.axis not in AXES:
+            raise ValueError(f"remedy {self.name}: axis must be one of {', '.join(AXES)}")
+        object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
+
+
+# --------------------------------------------------------------------------- registries
+
+
+def is_reference(name: str) -> bool:
+    """``package.module:attribute``, a plugin named by where it lives."""
+    return bool(_REF_RE.fullmatch(name))
+
+
+class Registry(Generic[T]):
+    """The records of one kind: built-ins found in ``package``, plugins on demand."""
+
+    def __init__(self, kind: str, record: type, package: str, attr: str) -> None:
+        self.kind, self.record, self.package, self.attr = kind, record, package, attr
+        self.group = f"gradbench.{kind}s"
+        self._builtin: dict[str, T] | None = None
+        self._plugins: dict[str, T] = {}
+
+    def builtin(self) -> dict[str, T]:
+        """Name -> record of the modules in the package, in display order."""
+        if self._builtin is None:
+            package = importlib.import_module(self.package)
+            found: list[T] = []
+            for module in pkgutil.iter_modules(package.__path__):
+                if module.name.startswith("_"):
+                    continue
+                loaded = importlib.import_module(f"{self.package}.{module.name}")
+                value = getattr(loaded, self.attr, None)
+                if isinstance(value, self.record):
+                    found.append(value)
+            found.sort(key=lambda r: (getattr(r, "rank", 100), getattr(r, "name", "")))
+            self._builtin = {getattr(r, "name"): r for r in found}  # noqa: B009
+        return self._builtin
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.builtin())
+
+    def get(self, name: str) -> T:
+        """The record of a built-in name, a plugin reference, or an entry point's name.
+
+        Raises:
+            PluginError: unknown name (the message lists the valid ones) or a bad plugin.
+        """
+        builtin = self.builtin()
+        if name in builtin:
+            return builtin[name]
+        if name in self._plugins:
+            return self._plugins[name]
+        if is_reference(name):
+            record = self._check(name, _import_reference(name, self.kind))
+        else:
+            record = self._from_entry_point(name)
+        self._plugins[name] = record
+        return record
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except PluginError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.builtin().values())
+
+    def _from_entry_point(self, name: str) -> T:
+        points = [ep for ep in metadata.entry_points(group=self.group) if ep.name == name]
+        if not points:
+            installed = sorted(ep.name for ep in metadata.entry_points(group=self.group))
+            valid = ", ".join([*self.builtin(), *installed])
+            raise PluginError(f"unknown {self.kind} {name!r}; valid: {valid}; or a plugin "
+                              f"as package.module:attribute")
+        try:
+            value = points[0].load()
+        except Exception as err:  # the plugin's own import failed
+            raise PluginError(f"{self.kind} {name!r} (entry point {points[0].value}): cannot "
+                              f"load it: {_one_line(err)}") from None
+        return self._check(f"{name} (entry point {points[0].value})", value)
+
+    def _check(self, where: str, value: Any) -> T:
+        """The value must be a record of this kind, named like nothing built in."""
+        if not isinstance(value, self.record):
+            raise PluginError(f"{self.kind} {where}: expected a {self.record.__name__} "
+                              f"record (bench.registry.{self.record.__name__}), got "
+                              f"{type(value).__name__}")
+        name = getattr(value, "name", "")
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise PluginError(f"{self.kind} {where}: its name {name!r} must be lower-case "
+                              f"letters, digits, '_', '.', '-'")
+        if name in self.builtin() or name == NONE:
+            raise PluginError(f"{self.kind} {where}: its name {name!r} is taken by a built-in "
+                              f"{self.kind}")
+        _check_callables(self.kind, where, value)
+        return value  # type: ignore[no-any-return]
+
+
+def _check_callables(kind: str, where: str, value: Any) -> None:
+    for f in fields(value):
+        item = getattr(value, f.name)
+        if f.name in ("build", "layer", "init", "cell") and not callable(item):
+            raise PluginError(f"{kind} {where}: {f.name} must be callable, got "
+                              f"{type(item).__name__}")
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _import_reference(reference: str, kind: str) -> Any:
+    """The attribute named by ``package.module:attribute`` (the working directory is on the
+    path, as for ``python -m``)."""
+    module_name, attribute = reference.split(":")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        raise PluginError(f"{kind} {reference}: cannot import {module_name}: "
+                          f"{_one_line(err)}") from None
+    if not hasattr(module, attribute):
+        raise PluginError(f"{kind} {reference}: module {module_name} has no attribute "
+                          f"{attribute!r}")
+    return getattr(module, attribute)
+
+
+TASKS: Registry[TaskInfo] = Registry("task", TaskInfo, "tasks", "TASK")
+MODELS: Registry[ModelInfo] = Registry("model", ModelInfo, "bench.models", "MODEL")
+REMEDIES: Registry[Remedy] = Registry("remedy", Remedy, "bench.remedies", "REMEDY")
+
+
+def remedy_names(axis: str) -> tuple[str, ...]:
+    """``none`` and the built-in remedies of one axis."""
+    return (NONE, *(r.name for r in REMEDIES if r.axis == axis))
+
+
+def remedy(name: str, axis: str) -> Remedy | None:
+    """The record of a remedy on ``axis`` (None for ``none``).
+
+    Raises:
+        PluginError: unknown, a bad plugin, or a remedy of the other axis.
+    """
+    if name == NONE:
+        return None
+    found = REMEDIES.get(name)
+    if found.axis != axis:
+        raise PluginError(f"remedy {name!r} belongs to {found.axis}, not {axis}")
+    return found
+
+
+def remedy_label(regularization: str, clipping: str) -> str:
+    """The report's label of a pair, e.g. ``none``, ``L2``, ``clip``, ``L2 + clip``."""
+    parts = [r.label for r in (_maybe(regularization), _maybe(clipping)) if r is not None]
+    return " + ".join(parts) or NONE
+
+
+def remedy_style(regularization: str, clipping: str) -> str:
+    """Line style of a pair: dotted without remedies, solid with both, else the remedy's."""
+    found = [r for r in (_maybe(regularization), _maybe(clipping)) if r is not None]
+    if not found:
+        return ":"
+    return found[0].style if len(found) == 1 else "-"
+
+
+def remedy_rank(regularization: str, clipping: str) -> tuple[int, int]:
+    """Sort key of a pair: by clipping, then regularization (none first)."""
+    reg, clip = _maybe(regularization), _maybe(clipping)
+    return (clip.rank + 1 if clip else 0, reg.rank + 1 if reg else 0)
+
+
+def _maybe(name: str) -> Remedy | None:
+    if name in ("", NONE):
+        return None
+    try:
+        return REMEDIES.get(name)
+    except PluginError:
+        return None
