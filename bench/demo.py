@@ -33,8 +33,9 @@ def run_one(args: argparse.Namespace) -> int:
         {"param_budget": args.param_budget or 10_000}
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-        regularization="l2" if args.l2 > 0 else "none", l2=args.l2,
-        clipping="norm" if args.clip > 0 else "none", clip=args.clip or 1.0, seed=args.seed,
+        regularization="l2" if args.l2 > 0 else "none",
+        clipping="norm" if args.clip > 0 else "none",
+        hparams={"l2": args.l2, "clip": args.clip or 1.0}, seed=args.seed,
     )
     job = Job(args.model, size, cfg)
     model = build(job, task, device)

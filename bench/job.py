@@ -84,7 +84,16 @@ def suite_job(
     cfg = TrainConfig(
         steps=training.steps, batch_size=int(params.get("batch_size", training.batch_size)),
         lr=float(params["lr"]), optimizer=training.optimizer, eval_every=training.eval_every,
-        regularization=configuration.regularization, l2=params.get("l2", 0.0),
-        clipping=configuration.clipping, clip=params.get("clip", 1.0), seed=seed)
+        regularization=configuration.regularization, clipping=configuration.clipping,
+        hparams=remedy_params(configuration, params), seed=seed)
     return Job(configuration.model, spec.model.size(params), cfg,
                probe_every=spec.diagnostics.probe_every, data_seed=spec.seed)
+
+
+def remedy_params(configuration: Configuration, params: Mapping[str, Any]) -> dict[str, float]:
+    """The tuned values the configuration's remedies act with (``{"l2": ..., "clip": ...}``)."""
+    from bench.registry import remedy
+
+    found = (remedy(configuration.regularization, "regularization"),
+             remedy(configuration.clipping, "clipping"))
+    return {name: float(params[name]) for r in found if r is not None for name in r.search}

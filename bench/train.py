@@ -21,11 +21,12 @@ from torch import nn
 
 from bench.diagnostics.grad_norms import global_grad_norm
 from bench.models import RecurrentModel
+from bench.registry import Remedy, remedy
 from tasks import Task
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
-    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    "sgd": lambda params, lr, **kw: torch.optim.SGD(params, lr=lr, momentum=0.9, **kw),
     "rmsprop": torch.optim.RMSprop,
 }
 EVAL_CHUNK = 1024  # examples per forward pass when evaluating a split
@@ -49,16 +50,20 @@ class StepObserver(Protocol):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run depends on, besides the task and the model."""
+    """Everything one training run depends on, besides the task and the model.
+
+    ``regularization`` and ``clipping`` name remedies of ``bench.remedies`` (or ``none``);
+    ``hparams`` holds their tuned values by search-parameter name (``{"l2": 1e-4,
+    "clip": 1.0}``).
+    """
 
     steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-3
     optimizer: str = "adam"  # adam | sgd | rmsprop
-    regularization: str = "none"  # none | l2
-    l2: float = 0.0  # lambda of the L2 penalty on weight matrices
-    clipping: str = "none"  # none | norm
-    clip: float = 1.0  # tau: the global gradient norm is rescaled to tau when above it
+    regularization: str = "none"  # none | a regularization remedy (l2, ...)
+    clipping: str = "none"  # none | a clipping remedy (norm, ...)
+    hparams: Mapping[str, float] = field(default_factory=dict)
     eval_every: int = 50
     seed: int = 0
     check_every: int = 0  # steps between host syncs for divergence; 0: 1 on CPU, 25 on GPU
@@ -66,16 +71,25 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0, "l2": self.l2 >= 0, "clip": self.clip > 0,
-            "eval_every": self.eval_every >= 1, "check_every": self.check_every >= 0,
-            "optimizer": self.optimizer in OPTIMIZERS,
-            "regularization": self.regularization in ("none", "l2"),
-            "clipping": self.clipping in ("none", "norm"),
+            "lr": self.lr > 0, "eval_every": self.eval_every >= 1,
+            "check_every": self.check_every >= 0, "optimizer": self.optimizer in OPTIMIZERS,
+            **{name: math.isfinite(v) and v >= 0 for name, v in self.hparams.items()},
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            values = ", ".join(f"{name}={self.hparams.get(name, getattr(self, name, None))!r}"
+                               for name in bad)
             raise ValueError(f"invalid training settings: {values}")
+        for found in self.remedies():
+            missing = [name for name in found.search if name not in self.hparams]
+            if missing:
+                raise ValueError(f"invalid training settings: {found.axis} {found.name!r} "
+                                 f"needs {', '.join(missing)}")
+
+    def remedies(self) -> list[Remedy]:
+        """The records of the run's remedies (``none`` left out)."""
+        found = (remedy(self.regularization, "regularization"), remedy(self.clipping, "clipping"))
+        return [r for r in found if r is not None]
 
 
 @dataclass
@@ -88,7 +102,7 @@ class TrainResult:
     reason: str | None = None
     train_loss: list[float] = field(default_factory=list)  # task loss, every step
     grad_norm: list[float] = field(default_factory=list)  # global norm before clipping
-    clipped: list[bool] = field(default_factory=list)
+    clipped: list[bool] = field(default_factory=list)  # a remedy changed the gradients
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
     val: dict[str, float] = field(default_factory=dict)  # final validation metrics
     test: dict[str, float] = field(default_factory=dict)  # final test metrics
@@ -116,12 +130,6 @@ def configure_torch(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def l2_penalty(model: RecurrentModel) -> torch.Tensor:
-    """Sum of squared entries of the weight matrices (biases excluded)."""
-    norms = torch._foreach_norm(model.weight_matrices())
-    return torch.stack(norms).square().sum()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, split: str) -> dict[str, float]:
     """Metrics of ``model`` on a whole fixed split, in chunks to bound memory."""
@@ -139,31 +147,45 @@ class _Loop:
     def __init__(self, cfg: TrainConfig, task: Task, model: RecurrentModel) -> None:
         self.cfg, self.task, self.model = cfg, task, model
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr)
+        remedies = cfg.remedies()
+        self.hp = dict(cfg.hparams)
+        options: dict[str, Any] = {}
+        for r in remedies:
+            options.update(r.optimizer_args(self.hp) if r.optimizer_args else {})
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr, **options)
+        self.penalties = [r.penalty for r in remedies if r.penalty is not None]
+        self.on_grads = [r.after_backward for r in remedies if r.after_backward is not None]
+        self.on_weights = [r.after_step for r in remedies if r.after_step is not None]
         self.generator = task.train_generator(cfg.seed)
         device = next(model.parameters()).device
         self.check_every = cfg.check_every or (1 if device.type == "cpu" else 25)
         # Per-step scalars stay on the device and are fetched every `check_every` steps.
         self.losses = torch.zeros(cfg.steps, device=device)
         self.norms = torch.zeros(cfg.steps, device=device)
+        self.clipped = torch.zeros(cfg.steps, dtype=torch.bool, device=device)
 
     def step(self, step: int, observer: StepObserver | None) -> None:
         x, y = self.task.train_batch(self.cfg.batch_size, self.generator)
         loss = self.task.loss(self.model(x), y)
         objective = loss
-        if self.cfg.regularization == "l2":
-            objective = loss + self.cfg.l2 * l2_penalty(self.model)
+        for penalty in self.penalties:
+            objective = objective + penalty(self.model, self.hp)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if observer is not None:
             observer.on_step(step, self.model)
-        if self.cfg.clipping == "norm":
-            norm = nn.utils.clip_grad_norm_(self.params, self.cfg.clip, foreach=True)
-        else:
-            norm = global_grad_norm(self.params)
+        norm = global_grad_norm(self.params)  # before any remedy acts on the gradients
+        for act in self.on_grads:
+            changed = act(self.params, norm, self.hp)
+            if changed is not None:
+                self.clipped[step] |= changed
         self.losses[step] = loss.detach()
         self.norms[step] = norm.detach()
         self.optimizer.step()
+        if self.on_weights:
+            with torch.no_grad():
+                for act in self.on_weights:
+                    act(self.model, self.hp)
 
     def first_nonfinite(self, start: int, stop: int) -> int | None:
         """Index of the first step in [start, stop) with a non-finite loss or gradient."""
@@ -180,9 +202,9 @@ class _Loop:
     def result(self, status: str, steps_done: int) -> TrainResult:
         losses = self.losses[:steps_done].tolist()
         norms = self.norms[:steps_done].tolist()
-        clipped = [n > self.cfg.clip for n in norms] if self.cfg.clipping == "norm" else []
+        clipped = self.clipped[:steps_done].tolist()
         return TrainResult(status=status, steps_done=steps_done, train_loss=losses,
-                           grad_norm=norms, clipped=clipped or [False] * steps_done)
+                           grad_norm=norms, clipped=clipped)
 
 
 def train(
@@ -196,7 +218,7 @@ def train(
     """Train ``model`` on ``task``; see the module docstring for what comes back.
 
     Args:
-        cfg: steps, optimizer, learning rate and the two remedies.
+        cfg: steps, optimizer, learning rate, the two remedies and their parameters.
         task: supplies batches, the loss, the fixed splits and the metrics.
         model: already built (and seeded) on the task's device; trained in place.
         on_eval: called with (step, validation metrics) every ``cfg.eval_every`` steps;

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import torch
 
 from bench.diagnostics import DEFAULT_SCHEDULE, GradientDiagnostics, probe
-from bench.models import GATES, ModelSizes, RecurrentModel, build_model
+from bench.models import ModelSizes, RecurrentModel, build_model
 from bench.train import TrainConfig, train
 from tasks import Task, adding
 
@@ -65,8 +65,8 @@ def bare_loop(task: Task, model: RecurrentModel, steps: int, batch_size: int) ->
 def bench_train(task: Task, model: RecurrentModel, steps: int, batch_size: int,
                 diagnostics: bool, tracked: bool = False) -> None:
     """``bench.train.train``, with or without the default diagnostics (and tracking)."""
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=LR, clipping="norm", clip=CLIP,
-                      eval_every=steps, seed=SEED)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=LR, clipping="norm",
+                      hparams={"clip": CLIP}, eval_every=steps, seed=SEED)
     observer = GradientDiagnostics(task) if diagnostics else None
     result = train(cfg, task, model, observer=observer)
     if tracked:
@@ -88,7 +88,7 @@ def record(task: Task, model: RecurrentModel, cfg: TrainConfig, result) -> None:
     tracker = _TRACKER
     parent = tracker.parent_run("adding/overhead", {"task": "adding"})
     run_id = tracker.start_run(parent, "trial", {"role": "trial"})
-    tracker.log_params(run_id, {"lr": cfg.lr, "clip": cfg.clip, "model": model.kind,
+    tracker.log_params(run_id, {"lr": cfg.lr, "clip": cfg.hparams["clip"], "model": model.kind,
                                 "hidden_size": model.hidden_size, "steps": cfg.steps})
     tracker.log_metrics(run_id, result_metrics(result, task))
     for table, rows in result.diagnostics.tables().items():
@@ -98,7 +98,7 @@ def record(task: Task, model: RecurrentModel, cfg: TrainConfig, result) -> None:
 
 def step_flops(model: RecurrentModel, seq_len: int, batch_size: int) -> float:
     """Multiply-adds x 2 of one training step: recurrent and head matmuls, fwd + bwd (3x)."""
-    gates, hidden = GATES[model.kind], model.hidden_size
+    gates, hidden = len(model.info.blocks), model.hidden_size
     sizes = model.sizes
     recurrent = 2 * gates * hidden * (sizes.input_size + hidden) * seq_len
     head = 2 * hidden * sizes.output_size * (seq_len if sizes.per_step else 1)

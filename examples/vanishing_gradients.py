@@ -68,7 +68,7 @@ def main() -> None:
     task = adding.build({"seq_len": SEQ_LEN, "val_size": 500, "test_size": 500}, seed=0,
                         device=device)
     sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-    cfg = TrainConfig(steps=STEPS, batch_size=64, lr=1e-3, clipping="norm", clip=1.0,
+    cfg = TrainConfig(steps=STEPS, batch_size=64, lr=1e-3, clipping="norm", hparams={"clip": 1.0},
                       eval_every=STEPS)
     print(f"adding, T = {SEQ_LEN}: ||dL/dh_t|| at lag T - t (mean over a probe batch of 32), "
           f"at init, step {STEPS // 2} and after {STEPS} steps of training")

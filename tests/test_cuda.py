@@ -27,7 +27,7 @@ def test_training_with_diagnostics_on_cuda(kind: str) -> None:
     assert x.device.type == "cuda" and y.device.type == "cuda"  # generated on the device
     torch.manual_seed(0)
     model = build_model(kind, ModelSizes(2, 1, False), hidden_size=32).to(device)
-    cfg = TrainConfig(steps=60, lr=3e-3, clipping="norm", clip=1.0, eval_every=30)
+    cfg = TrainConfig(steps=60, lr=3e-3, clipping="norm", hparams={"clip": 1.0}, eval_every=30)
     result = train(cfg, task, model, observer=GradientDiagnostics(task, every(30)))
     assert result.status == "completed" and len(result.grad_norm) == 60
     assert all(math.isfinite(v) for v in result.train_loss)

@@ -364,7 +364,7 @@ def _run(kind: str, observer: GradientDiagnostics | None, **settings):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_training_is_bit_identical_with_and_without_the_observer(kind: str) -> None:
-    settings = {"clipping": "norm", "clip": 0.05, "regularization": "l2", "l2": 1e-3}
+    settings = {"clipping": "norm", "regularization": "l2", "hparams": {"clip": 0.05, "l2": 1e-3}}
     bare, bare_model = _run(kind, None, **settings)
     state_bare = torch.get_rng_state()
     task = adding_task(seq_len=12)
@@ -383,7 +383,7 @@ def test_training_is_bit_identical_with_and_without_the_observer(kind: str) -> N
 def test_observer_result_structure(kind: str) -> None:
     task = adding_task(seq_len=12)
     obs = GradientDiagnostics(task, every(3), probe_size=4)
-    result, _ = _run(kind, obs, clipping="norm", clip=0.05)
+    result, _ = _run(kind, obs, clipping="norm", hparams={"clip": 0.05})
     diag = result.diagnostics
     assert isinstance(diag, Diagnostics)
     assert diag.probe_steps == [0, 3, 6, 7]  # init, scheduled, after the last update

@@ -9,10 +9,16 @@ import torch
 
 from bench import train as train_module
 from bench.models import ModelSizes, build_model
-from bench.train import TrainConfig, l2_penalty, train
+from bench.remedies.l2 import penalty
+from bench.train import TrainConfig, train
 from tasks import adding, copy
 
 ADDING = ModelSizes(2, 1, False)
+
+
+def l2_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """The sum of squared weight-matrix entries (the l2 remedy's penalty at lambda 1)."""
+    return penalty(model, {"l2": 1.0})
 
 
 def _adding_task(seq_len: int = 20):
@@ -84,7 +90,7 @@ def test_clipped_norm_never_exceeds_tau(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(train_module.OPTIMIZERS, "adam", _RecordingAdam)
     _RecordingAdam.applied = []
     tau = 0.05
-    cfg = TrainConfig(steps=60, lr=1e-2, clipping="norm", clip=tau)
+    cfg = TrainConfig(steps=60, lr=1e-2, clipping="norm", hparams={"clip": tau})
     result = train(cfg, _adding_task(), _model("rnn", 32))
     assert len(_RecordingAdam.applied) == 60
     assert max(_RecordingAdam.applied) <= tau * (1 + 1e-5)
@@ -109,7 +115,7 @@ def test_l2_shrinks_weights_and_leaves_biases_alone() -> None:
     decayed = _model("rnn", 16)
     cfg = dict(steps=80, lr=1e-2, optimizer="sgd")
     train(TrainConfig(**cfg), task, plain)
-    train(TrainConfig(regularization="l2", l2=0.5, **cfg), task, decayed)
+    train(TrainConfig(regularization="l2", hparams={"l2": 0.5}, **cfg), task, decayed)
     assert float(l2_penalty(decayed).detach()) < 0.5 * float(l2_penalty(plain).detach())
     # One SGD step on a zero-loss-gradient model: only weights feel the penalty.
     model = _model("rnn", 4)
