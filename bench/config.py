@@ -29,29 +29,20 @@ from typing import Any
 
 import yaml
 
-# The names the grid may use. TASK_NAMES mirrors `tasks.TASK_NAMES` (importing `tasks`
-# would import torch); tests check that the two agree.
-TASK_NAMES = ("adding", "copy", "har")
-MODEL_NAMES = ("rnn", "irnn", "lstm", "gru")
-REGULARIZATIONS = ("none", "l2")
-CLIPPINGS = ("none", "norm")
+# The default grid. Every name a grid may use (tasks, models, remedies) is looked up in
+# `bench.registry`, which also resolves users' plugins (`package.module:attribute`).
+DEFAULT_MODELS = ("rnn", "irnn", "lstm", "gru")
+DEFAULT_REGULARIZATION = ("none", "l2")
+DEFAULT_CLIPPING = ("none", "norm")
 DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" is accepted as well
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "halving", "hyperband", "none")
-FLOAT_SEARCH = ("lr", "l2", "clip")  # always floats
 INT_SEARCH = ("batch_size", "param_budget", "hidden_size")  # optional integer extras
-SEARCH_NAMES = FLOAT_SEARCH + INT_SEARCH
+BASE_SEARCH = ("lr", *INT_SEARCH)  # besides these, the search parameters of the remedies
 SEARCH_ENTRY_KEYS = ("low", "high", "log", "choices")
 MODEL_KEYS = ("param_budget", "hidden_size")
-HAR_SEQ_LEN = 128  # HAR windows: 2.56 s at 50 Hz
-HAR_SUBJECTS = 30
-MIN_SEQ_LEN = {"adding": 2, "copy": 1}
-DEFAULT_TASK_PARAMS: dict[str, dict[str, Any]] = {
-    "adding": {"seq_len": [100]},
-    "copy": {"seq_len": [50]},
-    "har": {"data_dir": None},
-}
+DEFAULT_TASKS = ("adding", "copy", "har")
 CONFIG_DIR = Path(__file__).with_name("configs")  # packaged suites (default, smoke, full)
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -172,17 +163,45 @@ def _nonempty_list(path: KeyPath, value: Any, what: str) -> list[Any]:
     return value
 
 
-def _names(allowed: Sequence[str], what: str) -> Check:
-    """A non-empty list of distinct names from `allowed`, kept in the order given."""
+def _lookup(path: KeyPath, name: Any, find: Callable[[str], Any]) -> Any:
+    """The registry record of ``name``; a problem (unknown, bad plugin) names the key."""
+    from bench.registry import PluginError
+
+    if not isinstance(name, str):
+        raise _Invalid(path, f"expected a name, got {_show(name)}")
+    try:
+        return find(name)
+    except PluginError as err:
+        raise _Invalid(path, str(err)) from None
+
+
+def _names(what: str) -> Check:
+    """A non-empty list of distinct names of the registry (or plugin references), kept in
+    the order given; ``what`` is models, regularization or clipping."""
 
     def check(path: KeyPath, value: Any) -> tuple[str, ...]:
+        from bench import registry
+
+        find: Callable[[str], Any] = registry.MODELS.get
+        if what != "models":
+            find = lambda name: registry.remedy(name, what)  # noqa: E731
         for item in _nonempty_list(path, value, f"{what} names"):
-            if not isinstance(item, str) or item not in allowed:
-                raise _Invalid(path, f"unknown {what} {item!r}; valid: {', '.join(allowed)}")
+            _lookup(path, item, find)
         _unique(path, value)
+        _unique(path, [registry_name(what, item) for item in value])
         return tuple(value)
 
     return check
+
+
+def registry_name(what: str, name: str) -> str:
+    """The record's name of a grid entry (a plugin reference resolves to its record's)."""
+    from bench import registry
+
+    if name == registry.NONE or not registry.is_reference(name):
+        return name
+    table = {"tasks": registry.TASKS, "models": registry.MODELS}.get(what, registry.REMEDIES)
+    return str(table.get(name).name)
 
 
 def _record(cls: type[Any]) -> Check:
@@ -287,64 +306,31 @@ class SearchParam:
         return {"low": self.low, "high": self.high, "log": self.log}
 
 
-def _seq_len(task: str) -> Check:
-    minimum = MIN_SEQ_LEN[task]
-
-    def check(path: KeyPath, value: Any) -> list[int]:
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise _Invalid(path, "must not be empty")
-        for item in values:
-            if _integer(path, item) < minimum:
-                raise _Invalid(path, f"the {task} task needs seq_len >= {minimum}, got {item}")
-        _unique(path, values)
-        return list(values)
-
-    return check
-
-
-def _subjects(path: KeyPath, value: Any) -> int | list[int]:
-    """Validation subjects of HAR: how many (an int) or which (a list of subject ids)."""
-    if not isinstance(value, list):
-        return _integer(path, value, 1)
-    for item in _nonempty_list(path, value, "subject ids"):
-        if not 1 <= _integer(path, item) <= HAR_SUBJECTS:
-            raise _Invalid(path, f"subject ids run from 1 to {HAR_SUBJECTS}, got {item}")
-    _unique(path, value)
-    return list(value)
-
-
-_SYNTHETIC_KEYS: dict[str, Check] = {"val_size": _at_least(1), "test_size": _at_least(1)}
-_TASK_KEYS: dict[str, dict[str, Check]] = {
-    "adding": {"seq_len": _seq_len("adding"), **_SYNTHETIC_KEYS},
-    "copy": {"seq_len": _seq_len("copy"), **_SYNTHETIC_KEYS},
-    "har": {
-        "data_dir": _optional_str,
-        "val_subjects": _subjects,
-        "download": _boolean,
-        "cache_dir": _optional_str,
-    },
-}
-
-
 def _task_params(path: KeyPath, name: Any, value: Any) -> dict[str, Any]:
-    if name not in _TASK_KEYS:
-        raise _Invalid(path, f"unknown task; valid tasks: {', '.join(TASK_NAMES)}")
+    """A task's parameters, checked by its record; the shown defaults filled in."""
+    from bench.registry import TASKS
+
+    info = _lookup(path, name, TASKS.get)
     data = _mapping(path, value)
-    if name == "har" and "seq_len" in data:
-        raise _Invalid(path + ("seq_len",), f"HAR windows are fixed at {HAR_SEQ_LEN} steps; "
-                       "remove seq_len")
-    checks = _TASK_KEYS[name]
-    _known_keys(path, data, tuple(checks))
-    checked = {key: checks[key](path + (key,), item) for key, item in data.items()}
-    return {**copy.deepcopy(DEFAULT_TASK_PARAMS[name]), **checked}
+    checked = {}
+    for key, item in data.items():
+        try:
+            checked[key] = info.check_param(str(key), item)
+        except KeyError:
+            raise _Invalid(path + (str(key),), f"unknown key; valid keys: "
+                           f"{', '.join(info.params)}") from None
+        except ValueError as err:
+            raise _Invalid(path + (str(key),), str(err)) from None
+    return {**copy.deepcopy(info.shown_defaults()), **checked}
 
 
 def _tasks(path: KeyPath, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
     data = _mapping(path, value)
     if not data:
-        raise _Invalid(path, f"name at least one task of {', '.join(TASK_NAMES)}")
-    return tuple((str(k), _task_params(path + (str(k),), k, v)) for k, v in data.items())
+        raise _Invalid(path, f"name at least one task, e.g. {', '.join(DEFAULT_TASKS)}")
+    out = tuple((str(k), _task_params(path + (str(k),), k, v)) for k, v in data.items())
+    _unique(path, [registry_name("tasks", name) for name, _ in out])
+    return out
 
 
 def _model(path: KeyPath, value: Any) -> ModelSpec:
@@ -392,25 +378,33 @@ def _search_param(path: KeyPath, name: str, value: Any) -> SearchParam:
 
 
 def _search(path: KeyPath, value: Any) -> dict[str, SearchParam]:
+    """The entries; which names are allowed depends on the remedies (see ``_validate``)."""
     data = _mapping(path, value)
-    _known_keys(path, data, SEARCH_NAMES)
-    if "lr" not in data:
-        raise _Invalid(path + ("lr",), "required: the learning rate is always tuned")
     if all(key in data for key in MODEL_KEYS):
         raise _Invalid(path, f"tune at most one of {' or '.join(MODEL_KEYS)}")
     return {name: _search_param(path + (name,), name, item) for name, item in data.items()}
 
 
 def _default_search() -> dict[str, SearchParam]:
-    return {
-        "lr": SearchParam("lr", low=1.0e-4, high=1.0e-2, log=True),
-        "l2": SearchParam("l2", low=1.0e-6, high=1.0e-2, log=True),
-        "clip": SearchParam("clip", low=0.1, high=10.0, log=True),
-    }
+    """The learning rate, and the default ranges of the default grid's remedies."""
+    from bench.registry import remedy
+
+    out = {"lr": SearchParam("lr", low=1.0e-4, high=1.0e-2, log=True)}
+    for axis, names in (("regularization", DEFAULT_REGULARIZATION),
+                        ("clipping", DEFAULT_CLIPPING)):
+        for name in names:
+            found = remedy(name, axis)
+            for param, default in (found.search.items() if found else ()):
+                out[param] = SearchParam(param, low=default.low, high=default.high,
+                                         log=default.log)
+    return out
 
 
 def _default_tasks() -> tuple[tuple[str, dict[str, Any]], ...]:
-    return tuple((name, copy.deepcopy(params)) for name, params in DEFAULT_TASK_PARAMS.items())
+    from bench.registry import TASKS
+
+    return tuple((name, copy.deepcopy(TASKS.get(name).shown_defaults()))
+                 for name in DEFAULT_TASKS)
 
 
 def _section(factory: Callable[[], Any], check: Check) -> Any:
@@ -429,10 +423,9 @@ class SuiteSpec:
     device: str = _checked("auto", _device)
     # (task, params) in file order; params hold seq_len as a list of the T to sweep
     tasks: tuple[tuple[str, dict[str, Any]], ...] = _section(_default_tasks, _tasks)
-    models: tuple[str, ...] = _checked(MODEL_NAMES, _names(MODEL_NAMES, "model"))
-    regularization: tuple[str, ...] = _checked(REGULARIZATIONS,
-                                               _names(REGULARIZATIONS, "regularization"))
-    clipping: tuple[str, ...] = _checked(CLIPPINGS, _names(CLIPPINGS, "clipping"))
+    models: tuple[str, ...] = _checked(DEFAULT_MODELS, _names("models"))
+    regularization: tuple[str, ...] = _checked(DEFAULT_REGULARIZATION, _names("regularization"))
+    clipping: tuple[str, ...] = _checked(DEFAULT_CLIPPING, _names("clipping"))
     model: ModelSpec = _section(ModelSpec, _model)
     training: TrainingSpec = _section(TrainingSpec, _record(TrainingSpec))
     search: dict[str, SearchParam] = _section(_default_search, _search)
@@ -486,14 +479,53 @@ class SuiteSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-_REQUIRED_SEARCH = (("regularization", "l2", "l2"), ("clipping", "norm", "clip"))
+    def plugins(self) -> list[tuple[str, str]]:
+        """(kind, reference) of every plugin the grid names (``package.module:attribute``)."""
+        from bench.registry import is_reference
+
+        named = [("tasks", name) for name, _ in self.tasks] + \
+            [("models", name) for name in self.models] + \
+            [(axis, name) for axis in ("regularization", "clipping")
+             for name in getattr(self, axis)]
+        return [(kind, name) for kind, name in named if is_reference(name)]
+
+    def load_plugins(self) -> None:
+        """Import the grid's plugins in this process, so their records are found by name
+        (a worker process does this before it builds a configuration)."""
+        for kind, name in self.plugins():
+            registry_name(kind, name)
+
+    def remedies(self) -> list[Any]:
+        """The records of the grid's remedies (``none`` left out), both axes."""
+        from bench.registry import remedy
+
+        found = [remedy(name, axis) for axis in ("regularization", "clipping")
+                 for name in getattr(self, axis)]
+        return [r for r in found if r is not None]
+
+
+def search_names(spec: SuiteSpec | None = None) -> tuple[str, ...]:
+    """The parameters a search may tune: lr, the integer extras, and the remedies' (the
+    built-in ones and, given a spec, its plugins')."""
+    from bench.registry import REMEDIES
+
+    remedies = [*REMEDIES, *(spec.remedies() if spec is not None else ())]
+    return tuple(dict.fromkeys([*BASE_SEARCH, *(p for r in remedies for p in r.search)]))
 
 
 def _validate(raw: Any) -> SuiteSpec:
     spec: SuiteSpec = _record(SuiteSpec)((), raw)
-    for key, value, param in _REQUIRED_SEARCH:
-        if value in getattr(spec, key) and param not in spec.search:
-            raise _Invalid(("search", param), f"required because {key} contains {value}")
+    allowed = search_names(spec)
+    for name in spec.search:
+        if name not in allowed:
+            raise _Invalid(("search", name), f"unknown key; valid keys: {', '.join(allowed)}")
+    if "lr" not in spec.search:
+        raise _Invalid(("search", "lr"), "required: the learning rate is always tuned")
+    for found in spec.remedies():
+        for param in found.search:
+            if param not in spec.search:
+                raise _Invalid(("search", param),
+                               f"required because {found.axis} contains {found.name}")
     return spec
 
 
@@ -566,9 +598,7 @@ def _fields_with_check(cls: type[Any]) -> tuple[str, ...]:
 
 
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "tasks": TASK_NAMES,
     "model": MODEL_KEYS,
-    "search": SEARCH_NAMES,
     "training": _fields_with_check(TrainingSpec),
     "tuning": _fields_with_check(TuningSpec),
     "final": _fields_with_check(FinalSpec),
@@ -580,10 +610,18 @@ def _children(prefix: KeyPath) -> tuple[str, ...] | None:
     """Keys allowed below `prefix` (None: a leaf), for checking ``--set`` paths."""
     if not prefix:
         return _fields_with_check(SuiteSpec)
+    if prefix == ("tasks",):
+        from bench.registry import TASKS
+
+        return TASKS.names()
+    if prefix == ("search",):
+        return search_names()
     if len(prefix) == 1:
         return _SECTION_KEYS.get(prefix[0])
     if len(prefix) == 2 and prefix[0] == "tasks":
-        return tuple(dict.fromkeys(("seq_len", *_TASK_KEYS[prefix[1]])))  # har: a clear error
+        from bench.registry import TASKS
+
+        return tuple(dict.fromkeys(("seq_len", *TASKS.get(prefix[1]).params)))
     if len(prefix) == 2 and prefix[0] == "search":
         return SEARCH_ENTRY_KEYS
     return None
@@ -624,14 +662,19 @@ def _filter_tasks(raw: dict[Any, Any], names: Any) -> dict[str, Any]:
     """Keep `names` (in that order); a task the file lacks gets its default parameters."""
     if isinstance(names, str):
         names = [part.strip() for part in names.split(",") if part.strip()]
-    for name in names:
-        if name not in TASK_NAMES:
-            raise ConfigError(f"--tasks: unknown task {name!r}; valid tasks: "
-                              f"{', '.join(TASK_NAMES)}")
+    from bench.registry import TASKS, PluginError
+
     current = raw.get("tasks")
     if not isinstance(current, dict):
         current = {}
-    return {n: copy.deepcopy(current.get(n, DEFAULT_TASK_PARAMS[n])) for n in names}
+    out = {}
+    for name in names:
+        try:
+            info = TASKS.get(name)
+        except PluginError as err:
+            raise ConfigError(f"--tasks: {err}") from None
+        out[name] = copy.deepcopy(current.get(name, info.shown_defaults()))
+    return out
 
 
 def _flag(key: str, value: Any) -> str:
@@ -741,9 +784,14 @@ def _task_variants(params: Mapping[str, Any]) -> list[tuple[int | None, dict[str
 
 
 def expand(spec: SuiteSpec) -> list[Configuration]:
-    """Every configuration of the suite, ordered by task, T, model, regularization, clipping."""
+    """Every configuration of the suite, ordered by task, T, model, regularization, clipping.
+
+    Plugins appear under their records' names (``np-rnn``, not ``my_models:NP_RNN``).
+    """
     return [
-        Configuration(task, seq_len, params, model, reg, clip)
+        Configuration(registry_name("tasks", task), seq_len, params,
+                      registry_name("models", model), registry_name("regularization", reg),
+                      registry_name("clipping", clip))
         for task, task_params in spec.tasks
         for seq_len, params in _task_variants(task_params)
         for model in spec.models
@@ -755,12 +803,14 @@ def expand(spec: SuiteSpec) -> list[Configuration]:
 def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, SearchParam]:
     """The tuned parameters of one configuration.
 
-    ``lr`` always; ``l2`` only with l2 regularization; ``clip`` only with norm clipping;
-    the extras (batch_size, param_budget, hidden_size) whenever the config has them.
+    ``lr`` always; a remedy's parameters (``l2``, ``clip``, ...) only where the configuration
+    has that remedy; the extras (batch_size, param_budget, hidden_size) whenever the config
+    has them.
     """
-    unused = set()
-    if configuration.regularization != "l2":
-        unused.add("l2")
-    if configuration.clipping != "norm":
-        unused.add("clip")
-    return {name: param for name, param in spec.search.items() if name not in unused}
+    from bench.registry import remedy
+
+    used = set(BASE_SEARCH)
+    for axis in ("regularization", "clipping"):
+        found = remedy(getattr(configuration, axis), axis)
+        used.update(found.search if found else ())
+    return {name: param for name, param in spec.search.items() if name in used}

@@ -93,7 +93,8 @@ class TaskInfo:
     ``seq_len``, when the task has it, is swept: a config gives one T or a list, and each T
     is a configuration; ``min_seq_len`` bounds it. A task of fixed length (``fixed_seq_len``,
     e.g. HAR's 128-step windows) has no ``seq_len`` key. ``build(params, seed=, device=)``
-    returns the task object (``tasks.Task``) from validated parameters with one ``seq_len``.
+    returns the task object (``tasks.Task``) for one ``seq_len``, checking ``params`` with
+    ``resolve``: the config and a direct build go through the same checks.
     """
 
     name: str
@@ -106,13 +107,14 @@ class TaskInfo:
     min_seq_len: int | None = None
     fixed_seq_len: int | None = None
     metric_range: tuple[float, float] = (-math.inf, math.inf)
+    read_at: str = ""  # where the loss reads the states, for the report's gradient figures
     description: str = ""
     rank: int = 100  # display order
 
     def __post_init__(self) -> None:
         if self.direction not in ("minimize", "maximize"):
             raise ValueError(f"task {self.name}: direction must be minimize or maximize")
-        if (self.min_seq_len is None) == ("seq_len" not in self.params):
+        if (self.min_seq_len is None) != ("seq_len" not in self.params):
             raise ValueError(f"task {self.name}: give min_seq_len exactly when it has seq_len")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
@@ -133,8 +135,9 @@ class TaskInfo:
             if integer()(item) < (self.min_seq_len or 1):
                 raise ValueError(f"the {self.name} task needs seq_len >= {self.min_seq_len}, "
                                  f"got {item}")
-        if len(set(values)) != len(values):
-            raise ValueError(f"duplicate value in {values!r}")
+        for i, item in enumerate(values):
+            if item in values[:i]:
+                raise ValueError(f"duplicate value {item!r}")
         return list(values)
 
     def check_param(self, key: str, value: Any) -> Any:
@@ -152,11 +155,11 @@ class TaskInfo:
         """Build parameters: ``params`` (one ``seq_len``) checked, defaults filled in."""
         out = {k: p.default for k, p in self.params.items()}
         for key, value in params.items():
-            if key not in self.params:
-                raise ValueError(f"tasks.{self.name}: unknown key {key}; valid keys: "
-                                 f"{', '.join(self.params)}")
             try:
                 checked = self.check_param(key, value)
+            except KeyError:
+                raise ValueError(f"tasks.{self.name}.{key}: unknown key; valid keys: "
+                                 f"{', '.join(self.params)}") from None
             except ValueError as err:
                 raise ValueError(f"tasks.{self.name}.{key}: {err}") from None
             out[key] = checked[0] if key == "seq_len" else checked
@@ -291,6 +294,7 @@ class Registry(Generic[T]):
         else:
             record = self._from_entry_point(name)
         self._plugins[name] = record
+        self._plugins.setdefault(getattr(record, "name"), record)  # noqa: B009 - found by name too
         return record
 
     def __contains__(self, name: str) -> bool:
@@ -307,9 +311,7 @@ class Registry(Generic[T]):
         points = [ep for ep in metadata.entry_points(group=self.group) if ep.name == name]
         if not points:
             installed = sorted(ep.name for ep in metadata.entry_points(group=self.group))
-            valid = ", ".join([*self.builtin(), *installed])
-            raise PluginError(f"unknown {self.kind} {name!r}; valid: {valid}; or a plugin "
-                              f"as package.module:attribute")
+            raise unknown(self.kind, name, [*self.builtin(), *installed])
         try:
             value = points[0].load()
         except Exception as err:  # the plugin's own import failed
@@ -332,6 +334,12 @@ class Registry(Generic[T]):
                               f"{self.kind}")
         _check_callables(self.kind, where, value)
         return value  # type: ignore[no-any-return]
+
+
+def unknown(what: str, name: str, valid: list[str] | tuple[str, ...]) -> PluginError:
+    """The error of a name that is neither built in, nor installed, nor a reference."""
+    return PluginError(f"unknown {what} {name!r}; valid: {', '.join(valid)} (or a plugin: "
+                       f"package.module:attribute)")
 
 
 def _check_callables(kind: str, where: str, value: Any) -> None:
@@ -383,6 +391,10 @@ def remedy(name: str, axis: str) -> Remedy | None:
     """
     if name == NONE:
         return None
+    if not is_reference(name) and name not in REMEDIES.builtin() and \
+            name not in REMEDIES._plugins and \
+            not any(ep.name == name for ep in metadata.entry_points(group=REMEDIES.group)):
+        raise unknown(axis, name, remedy_names(axis))
     found = REMEDIES.get(name)
     if found.axis != axis:
         raise PluginError(f"remedy {name!r} belongs to {found.axis}, not {axis}")

@@ -1,8 +1,10 @@
-"""Task registry: the synthetic long-range problems and UCI HAR.
+"""The tasks: the synthetic long-range problems and UCI HAR, one module each.
 
-A task pins its own definition (sequence length, data, loss, metric, baseline and
-the "solved" rule) and hands the training loop whole batches as tensors that
-already live on the target device.
+A task module declares its record (``TASK``, a ``bench.registry.TaskInfo``: parameters and
+defaults, minimum T, metric and direction, the solved rule, the baseline) and builds the
+task object, which pins its own definition (sequence length, data, loss, metric, baseline
+and the "solved" rule) and hands the training loop whole batches as tensors that already
+live on the target device. ``bench.registry.TASKS`` finds the modules of this package.
 
 Example:
     >>> import torch
@@ -15,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import torch
@@ -64,37 +66,25 @@ class Task(Protocol):
         ...
 
 
-TaskFactory = Callable[..., Task]
-
-
-def _factories() -> dict[str, TaskFactory]:
-    # Imported here so that `import tasks` stays cheap and the modules stay free of cycles.
-    from tasks import adding, copy, har
-
-    return {"adding": adding.build, "copy": copy.build, "har": har.build}
-
-
-TASK_NAMES = ("adding", "copy", "har")
-
-
 def build(
     name: str, params: Mapping[str, Any], *, seed: int, device: torch.device
 ) -> Task:
     """Build task ``name`` with its config ``params`` (e.g. ``{"seq_len": 100}``).
 
     Args:
-        name: one of ``TASK_NAMES``.
-        params: the task's parameters from the config, one ``seq_len`` at most.
+        name: a task of the registry (``bench.registry.TASKS``): a built-in name, a plugin
+            reference ``package.module:attribute`` or an entry point's name.
+        params: the task's parameters from the config, one ``seq_len`` at most; checked by
+            the task's record.
         seed: fixes the validation and test sets.
         device: where every tensor of the task lives.
 
     Raises:
         ValueError: unknown task name or bad parameters.
     """
-    factories = _factories()
-    if name not in factories:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASK_NAMES)}")
-    return factories[name](dict(params), seed=seed, device=device)
+    from bench.registry import TASKS
+
+    return TASKS.get(name).build(dict(params), seed=seed, device=device)  # type: ignore[no-any-return]
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -14,12 +14,14 @@ Worked example (T = 6):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from tasks._synthetic import SyntheticTask, parse_params
+from bench.registry import TaskInfo
+from tasks.synthetic import SyntheticTask, synthetic_params
 
 BASELINE_MSE = 1.0 / 6.0
 SOLVED_MSE = 0.01
@@ -66,6 +68,14 @@ class AddingTask(SyntheticTask):
 
 
 def build(params: Mapping[str, Any], *, seed: int, device: torch.device) -> AddingTask:
-    """The adding task from its config parameters (``seq_len`` >= 2)."""
-    return AddingTask(make_batch, parse_params("adding", params, min_seq_len=2),
-                      seed=seed, device=device)
+    """The adding task from its config parameters (``seq_len`` >= 2), checked by ``TASK``."""
+    return AddingTask(make_batch, TASK.resolve(params), seed=seed, device=device)
+
+
+TASK = TaskInfo(
+    name="adding", rank=0, build=build, params=synthetic_params(default_seq_len=100),
+    min_seq_len=2, metric="mse", direction="minimize", metric_range=(0.0, math.inf),
+    solved=f"test MSE < {SOLVED_MSE}", baseline="predict 1: MSE 1/6",
+    read_at="The loss is read at the last step, so the gradient flows from right to left.",
+    description="the sum of the two marked values of a (T, 2) sequence, read at the last step",
+)

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from tasks._synthetic import SyntheticTask, parse_params
+from bench.registry import TaskInfo
+from tasks.synthetic import SyntheticTask, synthetic_params
 
 N_SYMBOLS = 10
 N_DATA = 8  # data symbols are 1..8
@@ -78,5 +79,14 @@ class CopyTask(SyntheticTask):
 
 def build(params: Mapping[str, Any], *, seed: int, device: torch.device) -> CopyTask:
     """The copy task from its config parameters (``seq_len`` is the delay T >= 1)."""
-    return CopyTask(make_batch, parse_params("copy", params, min_seq_len=1),
-                    seed=seed, device=device)
+    return CopyTask(make_batch, TASK.resolve(params), seed=seed, device=device)
+
+
+TASK = TaskInfo(
+    name="copy", rank=1, build=build, params=synthetic_params(default_seq_len=50),
+    min_seq_len=1, metric="recall_acc", direction="maximize", metric_range=(0.0, 1.0),
+    solved=f"recall accuracy >= {SOLVED_ACC}", baseline="memoryless: 10 ln 8 / (T + 20)",
+    read_at="The recall that needs memory happens in the last 10 steps and the symbols to "
+            "recall are in the first 10, so the gradient that matters flows from right to left.",
+    description="recall 10 symbols after a delay of T blanks (T + 20 steps, one-hot)",
+)

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from bench.registry import TaskInfo, TaskParam, boolean
 from tasks import har_data, make_generator, stream_seed
 from tasks.har_data import (
     CLASS_NAMES,
@@ -54,7 +55,6 @@ from tasks.har_data import (
 __all__ = [
     "CLASS_NAMES",
     "DEFAULT_VAL_SUBJECTS",
-    "PARAM_KEYS",
     "SIGNALS",
     "SOLVED_ACC",
     "HarData",
@@ -67,7 +67,6 @@ __all__ = [
     "f1_from_confusion",
     "find_har",
     "load_har",
-    "parse_params",
 ]
 
 DEFAULT_VAL_SUBJECTS = 4
@@ -289,57 +288,66 @@ class HarTask:
 # Config
 # --------------------------------------------------------------------------------------
 
-PARAM_KEYS = ("cache_dir", "data_dir", "download", "val_subjects")
+HAR_SUBJECTS = 30
 
 
-def _optional_path(params: Mapping[str, Any], key: str) -> Path | None:
-    value = params.get(key)
+def _path(value: Any) -> str | os.PathLike[str] | None:
+    """A parameter check: a path (a string) or null."""
     if value is None:
         return None
     if not isinstance(value, str | os.PathLike) or not str(value):
-        raise ValueError(f"tasks.har.{key}: expected a path or null, got {value!r}")
-    return Path(value).expanduser()
+        raise ValueError(f"expected a path or null, got {value!r}")
+    return value
 
 
-def _val_subjects_param(value: Any) -> int | tuple[int, ...]:
+def _val_subjects(value: Any) -> int | list[int]:
+    """A parameter check: how many training subjects validate (a count), or which (ids)."""
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
         return value
-    if isinstance(value, list | tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return tuple(value)
-    raise ValueError(f"tasks.har.val_subjects: expected a count or a list of subject ids, "
-                     f"got {value!r}")
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"expected a count or a non-empty list of subject ids, got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= HAR_SUBJECTS:
+            raise ValueError(f"subject ids run from 1 to {HAR_SUBJECTS}, got {item!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate subject id in {list(value)!r}")
+    return list(value)
 
 
-def parse_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``tasks.har`` parameters; returns all of ``PARAM_KEYS`` with defaults."""
-    if "seq_len" in params:
-        raise ValueError(f"tasks.har.seq_len: HAR windows are fixed at {WINDOW} steps "
-                         "(2.56 s at 50 Hz); remove the key")
-    unknown = sorted(set(params) - set(PARAM_KEYS))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(f'tasks.har.{k}' for k in unknown)}; "
-                         f"valid keys: {', '.join(PARAM_KEYS)}")
-    download = params.get("download", True)
-    if not isinstance(download, bool):
-        raise ValueError(f"tasks.har.download: expected true or false, got {download!r}")
-    return {
-        "data_dir": _optional_path(params, "data_dir"),
-        "cache_dir": _optional_path(params, "cache_dir"),
-        "download": download,
-        "val_subjects": _val_subjects_param(params.get("val_subjects", DEFAULT_VAL_SUBJECTS)),
-    }
+def _optional(value: Any) -> Path | None:
+    return None if value is None else Path(value).expanduser()
 
 
 def build(params: Mapping[str, Any], *, seed: int, device: torch.device) -> HarTask:
-    """The HAR task from its config parameters (see ``PARAM_KEYS``).
+    """The HAR task from its config parameters (see ``TASK.params``).
 
     Raises:
         ValueError: bad parameters; ``HarDataError`` (a ValueError) when the data are
             missing or broken.
     """
-    opts = parse_params(params)
-    source = find_har(opts["data_dir"], download=opts["download"])
-    data = load_har(source, cache_dir=opts["cache_dir"])
-    return HarTask(data, seed=seed, device=device, val_subjects=opts["val_subjects"])
+    opts = TASK.resolve(params)
+    source = find_har(_optional(opts["data_dir"]), download=opts["download"])
+    data = load_har(source, cache_dir=_optional(opts["cache_dir"]))
+    subjects = opts["val_subjects"]
+    return HarTask(data, seed=seed, device=device,
+                   val_subjects=subjects if isinstance(subjects, int) else tuple(subjects))
+
+
+TASK = TaskInfo(
+    name="har", rank=2, build=build, fixed_seq_len=WINDOW,
+    params={
+        "data_dir": TaskParam(None, _path, "the archive or extracted folder; null: the "
+                              "cache, else a download", shown=True),
+        "val_subjects": TaskParam(DEFAULT_VAL_SUBJECTS, _val_subjects,
+                                  "held-out training subjects: a count or a list of ids"),
+        "download": TaskParam(True, boolean, "download the archive when no copy is found"),
+        "cache_dir": TaskParam(None, _path, "where the parsed arrays are cached"),
+    },
+    metric="acc", direction="maximize", metric_range=(0.0, 1.0),
+    solved=f"test accuracy >= {SOLVED_ACC:.2f}", baseline="the training class prior",
+    read_at="The class is predicted at the last step, so the gradient flows from right to "
+            "left.",
+    description="UCI HAR: 6 activities from 9 raw inertial channels, 128 steps",
+)

@@ -623,8 +623,8 @@ def test_clear_memo_forgets_data_and_prepared_tensors(sources: Sources, tmp_path
 
 
 @pytest.mark.parametrize(("params", "match"), [
-    ({"foo": 1}, r"tasks\.har\.foo.*valid keys: cache_dir, data_dir, download, val_subjects"),
-    ({"seq_len": 128}, r"tasks\.har\.seq_len: HAR windows are fixed at 128"),
+    ({"foo": 1}, r"tasks\.har\.foo.*valid keys: data_dir, val_subjects, download, cache_dir"),
+    ({"seq_len": 128}, r"tasks\.har\.seq_len: har sequences are fixed at 128"),
     ({"download": "yes"}, r"tasks\.har\.download"),
     ({"data_dir": 3}, r"tasks\.har\.data_dir"),
     ({"val_subjects": 2.5}, r"tasks\.har\.val_subjects"),

@@ -109,9 +109,9 @@ def test_splits_fixed_per_seed_and_distinct(module) -> None:
 @pytest.mark.parametrize(
     ("module", "params", "message"),
     [
-        (adding, {"seq_len": 1}, "tasks.adding.seq_len: 1 is too small"),
-        (copy, {"seq_len": 0}, "tasks.copy.seq_len: 0 is too small"),
-        (adding, {"seq_len": 10, "bogus": 1}, "tasks.adding: unknown key(s) bogus"),
+        (adding, {"seq_len": 1}, "tasks.adding.seq_len: the adding task needs seq_len >= 2"),
+        (copy, {"seq_len": 0}, "tasks.copy.seq_len: the copy task needs seq_len >= 1"),
+        (adding, {"seq_len": 10, "bogus": 1}, "tasks.adding.bogus: unknown key"),
         (copy, {"seq_len": "10"}, "tasks.copy.seq_len: expected an integer"),
         (adding, {"seq_len": 10, "val_size": 0}, "tasks.adding.val_size: must be >= 1"),
     ],

@@ -1,4 +1,9 @@
-"""Shared plumbing of the synthetic tasks: seeded streams and fixed evaluation sets."""
+"""Shared plumbing of the synthetic tasks: parameters, seeded streams, fixed evaluation sets.
+
+A synthetic task supplies ``make_batch(batch_size, seq_len, generator, device) -> (x, y)``
+and subclasses ``SyntheticTask`` for its loss, metrics and baseline; its module declares a
+``TASK`` record whose parameters are ``synthetic_params(...)``.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +12,21 @@ from typing import Any
 
 import torch
 
+from bench.registry import TaskParam, integer
 from tasks import make_generator, stream_seed
 
 BatchFn = Callable[[int, int, torch.Generator, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
 
-def parse_params(
-    name: str, params: Mapping[str, Any], *, min_seq_len: int
-) -> dict[str, int]:
-    """Validate a synthetic task's parameters; returns seq_len, val_size, test_size."""
-    allowed = {"seq_len", "val_size", "test_size"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValueError(
-            f"tasks.{name}: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"valid keys: {', '.join(sorted(allowed))}"
-        )
-    out = {"seq_len": params.get("seq_len", 100), "val_size": params.get("val_size", 1000),
-           "test_size": params.get("test_size", 2000)}
-    for key, value in out.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"tasks.{name}.{key}: expected an integer, got {value!r}")
-    if out["seq_len"] < min_seq_len:
-        raise ValueError(
-            f"tasks.{name}.seq_len: {out['seq_len']} is too small; "
-            f"the {name} task needs seq_len >= {min_seq_len}"
-        )
-    for key in ("val_size", "test_size"):
-        if out[key] < 1:
-            raise ValueError(f"tasks.{name}.{key}: must be >= 1, got {out[key]}")
-    return out
+def synthetic_params(*, default_seq_len: int) -> dict[str, TaskParam]:
+    """The parameter schema of a synthetic task: the swept ``seq_len`` and the sizes of the
+    fixed validation and test sets."""
+    return {
+        "seq_len": TaskParam([default_seq_len], integer(), "T, one or a list to sweep",
+                             shown=True),
+        "val_size": TaskParam(1000, integer(1), "examples in the fixed validation set"),
+        "test_size": TaskParam(2000, integer(1), "examples in the fixed test set"),
+    }
 
 
 class SyntheticTask:
