@@ -7,8 +7,6 @@ import gc
 import sys
 from collections.abc import Callable, Sequence
 
-MODELS = ("rnn", "irnn", "lstm", "gru")
-
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,9 +14,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="train one model on one task and print its curve and gradient summary",
         description="Train one configuration once (no tuning, no tracking): a quick look.",
     )
-    p.add_argument("--task", default="adding", help="adding | copy | har (default: adding)")
+    p.add_argument("--task", default="adding", help="a task of the registry (adding, copy, "
+                   "har, ...) or a plugin package.module:attribute (default: adding)")
     p.add_argument("--seq-len", type=int, default=50, help="T for adding/copy (default: 50)")
-    p.add_argument("--model", default="lstm", choices=MODELS)
+    p.add_argument("--model", default="lstm", help="a model of the registry (rnn, lstm, ...; "
+                   "see the README) or a plugin package.module:attribute (default: lstm)")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)

@@ -480,14 +480,18 @@ class SuiteSpec:
 
 
     def plugins(self) -> list[tuple[str, str]]:
-        """(kind, reference) of every plugin the grid names (``package.module:attribute``)."""
-        from bench.registry import is_reference
+        """(kind, name) of every plugin the grid names: a reference
+        (``package.module:attribute``) or an installed entry point's name."""
+        from bench.registry import MODELS, NONE, REMEDIES, TASKS
 
+        builtin = {"tasks": TASKS.names(), "models": MODELS.names(),
+                   "regularization": (NONE, *REMEDIES.names()),
+                   "clipping": (NONE, *REMEDIES.names())}
         named = [("tasks", name) for name, _ in self.tasks] + \
             [("models", name) for name in self.models] + \
             [(axis, name) for axis in ("regularization", "clipping")
              for name in getattr(self, axis)]
-        return [(kind, name) for kind, name in named if is_reference(name)]
+        return [(kind, name) for kind, name in named if name not in builtin[kind]]
 
     def load_plugins(self) -> None:
         """Import the grid's plugins in this process, so their records are found by name
@@ -526,7 +530,26 @@ def _validate(raw: Any) -> SuiteSpec:
             if param not in spec.search:
                 raise _Invalid(("search", param),
                                f"required because {found.axis} contains {found.name}")
+    _exercise_plugins(spec)
     return spec
+
+
+def _exercise_plugins(spec: SuiteSpec) -> None:
+    """Build each plugin model and task once, tiny, on the CPU (``bench.plugins``)."""
+    from bench import plugins
+    from bench.registry import MODELS, TASKS, PluginError
+
+    params = dict(spec.tasks)
+    for kind, name in spec.plugins():
+        try:
+            if kind == "models":
+                plugins.check_model(MODELS.get(name))
+            elif kind == "tasks":
+                plugins.check_task(TASKS.get(name), params[name])
+        except ValueError as err:  # PluginError, or the task's own parameter check
+            path = ("tasks", name) if kind == "tasks" else (kind,)
+            raise _Invalid(path, str(err) if isinstance(err, PluginError) else
+                           f"{name}: {err}") from None
 
 
 # --------------------------------------------------------------------------- files

@@ -345,7 +345,10 @@ def unknown(what: str, name: str, valid: list[str] | tuple[str, ...]) -> PluginE
 def _check_callables(kind: str, where: str, value: Any) -> None:
     for f in fields(value):
         item = getattr(value, f.name)
-        if f.name in ("build", "layer", "init", "cell") and not callable(item):
+        hooks = ("penalty", "after_backward", "after_step", "optimizer_args")
+        if item is None and f.name in hooks:
+            continue
+        if f.name in ("build", "layer", "init", "cell", *hooks) and not callable(item):
             raise PluginError(f"{kind} {where}: {f.name} must be callable, got "
                               f"{type(item).__name__}")
 
