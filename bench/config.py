@@ -659,7 +659,7 @@ def _parse_set(item: str) -> tuple[KeyPath, Any]:
         allowed = _children(path[:depth])
         if allowed is None:
             raise ConfigError(f"--set {item}: {'.'.join(path[:depth])} has no sub-keys")
-        if part not in allowed:
+        if part not in allowed and path[:depth] != ("search",):  # plugins add their own
             raise ConfigError(f"--set {item}: unknown key {'.'.join(path[:depth + 1])}; "
                               f"valid keys: {', '.join(allowed)}")
     try:
