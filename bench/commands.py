@@ -30,7 +30,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def load_suite_spec(args: argparse.Namespace) -> SuiteSpec:
     """A config file, else the resolved config of a suite that ran, else a packaged one;
     ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked)."""
-    from bench.runner import runs_root
+    from bench.suite import runs_root
 
     where = {k: getattr(args, k) for k in ("storage", "tracking_uri")
              if getattr(args, k, None) is not None}
@@ -51,7 +51,8 @@ def load_suite_spec(args: argparse.Namespace) -> SuiteSpec:
 
 def run(args: argparse.Namespace) -> int:
     """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
-    from bench import runner
+    from bench import pool
+    from bench import suite as suites
     from bench.view import SuiteProgress, leaderboard_table, make_console
 
     if args.workers < 1:
@@ -59,29 +60,29 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
     spec = config.load(path, _overrides(args))
-    run_dir = runner.run_dir_for(spec, args.runs_dir)
-    runner.check_writable(run_dir)
+    run_dir = suites.run_dir_for(spec, args.runs_dir)
+    suites.check_writable(run_dir)
     start = time.perf_counter()
-    with runner.run_lock(run_dir):
-        pool = runner.WorkerPool(args.workers)  # their imports overlap with prepare
+    with suites.run_lock(run_dir):
+        workers = pool.WorkerPool(args.workers)  # their imports overlap with prepare
         try:
-            suite = runner.prepare(spec, args.runs_dir)
+            suite = suites.prepare(spec, args.runs_dir)
         except BaseException:
-            pool.cancel()
+            workers.cancel()
             raise
         suite.workers = args.workers
         for task, reason in suite.skipped.items():
             console.print(f"[yellow]skipped task {task}:[/] {reason}")
-        done = runner.progress_snapshot(suite)
+        done = suites.progress_snapshot(suite)
         per = suite.jobs_per_configuration()
         total = per * len(suite.configurations)
         console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} configurations x "
                       f"({spec.tuning.trials} trials + {spec.final.seeds} seeds), "
                       f"{args.workers} worker(s); runs in {suite.run_dir}")
-        stats = runner.RunStats()
+        stats = pool.RunStats()
         with SuiteProgress(console, total, done, per, args.workers) as progress:
-            errors = pool.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
-        rows = runner.leaderboard(suite)
+            errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
+        rows = suites.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
     console.print(stats.summary())
@@ -94,12 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """``gradbench status``: per configuration, trials by outcome and final seeds."""
-    from bench import runner
+    from bench import suite as suites
     from bench.view import make_console, status_table
 
     spec = load_suite_spec(args)
-    run_dir = runner.run_dir_for(spec, args.runs_dir)
-    rows = runner.status_rows(spec, run_dir)
+    run_dir = suites.run_dir_for(spec, args.runs_dir)
+    rows = suites.status_rows(spec, run_dir)
     console = make_console()
     if not rows:
         console.print(f"suite {spec.name!r} has not started (no studies in {run_dir})")
@@ -110,11 +111,11 @@ def status(args: argparse.Namespace) -> int:
 
 def ui(args: argparse.Namespace) -> int:
     """``gradbench ui``: the MLflow UI on the suite's store, stopped cleanly on Ctrl-C."""
-    from bench import runner
+    from bench import suite as suites
     from bench.tracking import default_tracking_uri
 
     spec = load_suite_spec(args)
-    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
         default_tracking_uri(run_dir)
     if uri.startswith("http"):
@@ -190,16 +191,16 @@ def report(args: argparse.Namespace) -> int:
 
 def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str | None]:
     """(tracking URI, experiment, run directory if any, Optuna storage URL) of the report."""
-    from bench import runner
+    from bench import suite as suites
     from bench.tracking import default_tracking_uri
 
     if args.tracking_uri:
         experiment = args.experiment or args.suite
-        run_dir = runner.runs_root(args.runs_dir) / experiment
+        run_dir = suites.runs_root(args.runs_dir) / experiment
         return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, \
             args.storage
     spec = load_suite_spec(args)
-    run_dir = runner.run_dir_for(spec, args.runs_dir)
+    run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
         default_tracking_uri(run_dir)
     if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():

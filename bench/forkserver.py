@@ -1,4 +1,4 @@
-"""Preloaded by the workers' fork server (``runner.WorkerPool``), and by nothing else.
+"""Preloaded by the workers' fork server (``pool.WorkerPool``), and by nothing else.
 
 The server imports what every worker needs once; each worker is forked from it with these
 modules loaded. The server ends when the ``gradbench`` process that started it does.

@@ -4,33 +4,43 @@ One study per configuration (``<suite>/<configuration>``) holds the tuning trial
 the same budget; a second study per configuration (``.../final``) holds the re-runs of the
 best parameters with fresh seeds, one enqueued trial per seed. Workers claim work through
 the storage, so any number of processes (on any number of machines, with an RDB storage)
-can share a suite. Trial outcomes:
+can share a suite. A worker sees plain data only: a ``Claim`` (role, number, params, seed),
+a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialRecord``s.
+Trial outcomes (``bench.outcomes.Outcome``, mapped to trial states in ``_STATES``):
 
 - COMPLETE: trained to the end; value = final validation loss.
 - PRUNED: stopped early by the pruner.
 - FAIL with ``outcome=diverged``: a non-finite loss or gradient (counts in the budget).
 - FAIL with ``outcome=interrupted``: the worker died or was stopped; retried with the same
   parameters (``retry_of``) and not counted.
+- FAIL with ``outcome=failed``: an unexpected error while training; not counted, not retried.
 - FAIL with ``outcome=over_budget``: claimed in a race after the budget was used up; dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import socket
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets
+from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets, search_space
+from bench.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from bench.train import TrainResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -38,14 +48,27 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 # RDB storages: a RUNNING trial without a heartbeat for GRACE_S seconds is stale.
 HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))
 GRACE_S = int(os.environ.get("GRADBENCH_GRACE_S", "40"))
-COUNTED = ("complete", "pruned", "diverged", "running", "waiting")
+# Internal bookkeeping states besides the outcomes: a trial claimed and not yet told, one
+# queued (a final seed, a retry), one dropped because the budget was used up meanwhile.
+RUNNING, WAITING, OVER_BUDGET = "running", "waiting", "over_budget"
+COUNTED = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, RUNNING, WAITING)
+_STATES = {Outcome.COMPLETE: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED,
+           Outcome.DIVERGED: TrialState.FAIL, Outcome.INTERRUPTED: TrialState.FAIL,
+           Outcome.FAILED: TrialState.FAIL}
+_OF_STATE = {TrialState.COMPLETE: str(Outcome.COMPLETE), TrialState.PRUNED: str(Outcome.PRUNED),
+             TrialState.RUNNING: RUNNING, TrialState.WAITING: WAITING}
+
+
+# ------------------------------------------------------------------------------ storage
 
 
 def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     """The Optuna storage: a journal file under ``run_dir`` by default, else ``url``.
 
     RDB URLs (``postgresql://``, ``sqlite:///``, ``mysql://``) get heartbeats so that a
-    trial whose worker was killed is detected and retried.
+    trial whose worker was killed is detected and retried. Pass the object returned here to
+    the functions below: it is how they tell an RDB storage (a study loaded from it holds a
+    caching wrapper instead).
     """
     if url is None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +99,18 @@ def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return mask_secrets(lines[0] if lines else type(err).__name__)[:300]
 
+
+def _heartbeats(storage: BaseStorage) -> bool:
+    """Whether ``storage`` (as ``open_storage`` returned it) records heartbeats."""
+    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+
+
+def _trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+# ------------------------------------------------------------------------------ studies
 
 FINAL_SUFFIX = "/final"
 
@@ -164,7 +199,7 @@ def create_studies(
     storage: BaseStorage, spec: SuiteSpec, configurations: Sequence[Configuration]
 ) -> None:
     """Create every study once, before any worker starts (creation races otherwise)."""
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
+    existing = study_names(storage)
     for configuration in configurations:
         for final in (False, True):
             name = study_name(spec, configuration, final)
@@ -177,6 +212,11 @@ def create_studies(
                 continue  # another process made it meanwhile
             study.set_user_attr("configuration", configuration.name)
             study.set_user_attr("role", "final" if final else "tuning")
+
+
+def study_names(storage: BaseStorage) -> set[str]:
+    """The names of the studies in the storage (no trial is loaded)."""
+    return {s.study_name for s in storage.get_all_studies()}
 
 
 def suggest(trial: Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
@@ -195,116 +235,82 @@ def suggest(trial: Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ accounting
 
 
-def outcome(trial: FrozenTrial) -> str:
-    """complete | pruned | diverged | interrupted | over_budget | running | waiting."""
-    if trial.state == TrialState.COMPLETE:
-        return "complete"
-    if trial.state == TrialState.PRUNED:
-        return "pruned"
-    if trial.state == TrialState.RUNNING:
-        return "running"
-    if trial.state == TrialState.WAITING:
-        return "waiting"
-    return str(trial.user_attrs.get("outcome", "interrupted"))
-
-
-def counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
-    """How many trials ended each way."""
-    out = dict.fromkeys(("complete", "pruned", "diverged", "interrupted", "over_budget",
-                         "running", "waiting"), 0)
-    for t in trials:
-        out[outcome(t)] = out.get(outcome(t), 0) + 1
-    return out
-
-
-def used_budget(trials: Sequence[FrozenTrial]) -> int:
-    """Trials that count against the budget: finished for real, running or queued."""
-    return sum(1 for t in trials if outcome(t) in COUNTED)
-
-
 @dataclass(frozen=True)
-class Claim:
-    """One unit of work a worker has claimed: a tuning trial or a final seed."""
+class TrialRecord:
+    """A trial as plain data: what claims, status, progress and leaderboards read.
 
-    study: optuna.Study
-    trial: Trial
-    final: bool
-
-
-def claim_tuning(
-    study: optuna.Study, spec: SuiteSpec, configuration: Configuration
-) -> Claim | None:
-    """Ask for a tuning trial if the budget allows (retries come first)."""
-    budget = spec.tuning.trials
-    trials = study.get_trials(deepcopy=False)
-    waiting = any(t.state == TrialState.WAITING for t in trials)
-    if not waiting and used_budget(trials) >= budget:
-        return None
-    study.sampler = make_sampler(spec, configuration, salt=len(trials))
-    trial = study.ask()
-    _beat(study, trial)
-    if _duplicate_retry(study, trial):
-        return None
-    if "retry_of" not in trial.user_attrs and "fixed" not in trial.user_attrs:
-        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        if used_budget(before) >= budget:  # lost a race with another worker
-            trial.set_user_attr("outcome", "over_budget")
-            study.tell(trial, state=TrialState.FAIL)
-            return None
-    return Claim(study, trial, final=False)
-
-
-def _beat(study: optuna.Study, trial: Trial) -> None:
-    """A first heartbeat at once: a trial killed before it would stay RUNNING forever."""
-    storage = study._storage
-    if isinstance(storage, RDBStorage):
-        storage.record_heartbeat(trial._trial_id)
-
-
-def _drop(study: optuna.Study, trial: Trial) -> None:
-    trial.set_user_attr("outcome", "over_budget")
-    study.tell(trial, state=TrialState.FAIL)
-
-
-def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
-    """Two workers may queue the same interrupted trial again: run only the first copy."""
-    retry_of = trial.user_attrs.get("retry_of")
-    if retry_of is None:
-        return False
-    twins = [t for t in study.get_trials(deepcopy=False)
-             if t.user_attrs.get("retry_of") == retry_of and t.number < trial.number
-             and outcome(t) != "over_budget"]
-    if twins:
-        _drop(study, trial)
-        return True
-    return False
-
-
-def trials_begun(storage: BaseStorage) -> dict[str, int]:
-    """Trials asked for so far, per tuning study's name: a count per study, no trial loaded.
-
-    (``optuna.get_all_study_summaries`` would load every trial of every study: on a shared
-    database, at every claim, that grows with the suite.)
+    ``outcome``: an ``Outcome`` value, or ``running`` | ``waiting`` | ``over_budget``.
+    ``last_report``: the last validation loss reported to the pruner, if any.
     """
-    return {s.study_name: storage.get_n_trials(s._study_id)
-            for s in storage.get_all_studies() if not s.study_name.endswith(FINAL_SUFFIX)}
+
+    number: int
+    outcome: str
+    value: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    last_report: float | None = None
 
 
-def tuning_done(trials: Sequence[FrozenTrial], budget: int) -> bool:
+def outcome(trial: FrozenTrial) -> str:
+    """An ``Outcome`` value, or ``running`` | ``waiting`` | ``over_budget``."""
+    if trial.state in _OF_STATE:
+        return _OF_STATE[trial.state]
+    return str(trial.user_attrs.get("outcome", Outcome.INTERRUPTED))
+
+
+def _record(trial: FrozenTrial) -> TrialRecord:
+    reports = trial.intermediate_values
+    return TrialRecord(trial.number, outcome(trial), trial.value, trial.params, trial.user_attrs,
+                       reports[max(reports)] if reports else None)
+
+
+def _records(study: optuna.Study) -> list[TrialRecord]:
+    return [_record(t) for t in study.get_trials(deepcopy=False)]
+
+
+def trial_records(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration,
+                  final: bool = False) -> list[TrialRecord]:
+    """Every trial of a configuration's tuning (or ``final``) study.
+
+    Raises:
+        KeyError: no such study in the storage.
+    """
+    return _records(load_study(storage, spec, configuration, final))
+
+
+def counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
+    """How many trials ended each way."""
+    out = dict.fromkeys((*Outcome, OVER_BUDGET, RUNNING, WAITING), 0)
+    for t in trials:
+        out[t.outcome] = out.get(t.outcome, 0) + 1
+    return {str(k): v for k, v in out.items()}
+
+
+def used_budget(trials: Sequence[TrialRecord]) -> int:
+    """Trials that count against the budget: finished for real, running or queued."""
+    return sum(1 for t in trials if t.outcome in COUNTED)
+
+
+def tuning_done(trials: Sequence[TrialRecord], budget: int) -> bool:
     """The budget is spent and nothing is still running or queued."""
     c = counts(trials)
     return c["complete"] + c["pruned"] + c["diverged"] >= budget and not (
         c["running"] or c["waiting"])
 
 
-def best_trial(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+def finals_done(trials: Sequence[TrialRecord], n_seeds: int) -> bool:
+    c = counts(trials)
+    return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
+
+
+def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
     """Lowest final validation loss among complete trials; else the best pruned one."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+    complete = [t for t in trials if t.outcome == Outcome.COMPLETE and _finite(t.value)]
     if complete:
         return min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    pruned = [t for t in trials if t.outcome == Outcome.PRUNED and t.last_report is not None]
     if pruned:
-        return min(pruned, key=lambda t: t.intermediate_values[max(t.intermediate_values)])
+        return min(pruned, key=lambda t: float(t.last_report))  # type: ignore[arg-type]
     return None
 
 
@@ -317,6 +323,102 @@ def final_seeds(spec: SuiteSpec) -> list[int]:
     return [spec.seed + 1000 + i for i in range(spec.final.seeds)]
 
 
+def trials_begun(storage: BaseStorage) -> dict[str, int]:
+    """Trials asked for so far, per tuning study's name: a count per study, no trial loaded.
+
+    (``optuna.get_all_study_summaries`` would load every trial of every study: on a shared
+    database, at every claim, that grows with the suite. Optuna offers no public study id,
+    hence the one private read of this module.)
+    """
+    return {s.study_name: storage.get_n_trials(s._study_id)
+            for s in storage.get_all_studies() if not s.study_name.endswith(FINAL_SUFFIX)}
+
+
+# ------------------------------------------------------------------------------ claims
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One unit of work a worker has claimed: a tuning trial or a final seed.
+
+    A worker reads the plain attributes and hands the claim back to this module
+    (``started``, ``pruning_callback``, ``heartbeat``, ``tell``, ``fail``); the Optuna
+    objects behind it are this module's own.
+    """
+
+    role: str  # "trial" (tuning) | "final" (a final seed)
+    number: int  # the trial's number in its study
+    study_name: str
+    params: dict[str, Any]  # tuned parameters (the best trial's, for a final seed)
+    seed: int  # training seed: the suite's for tuning, the queued one for a final seed
+    _study: optuna.Study = field(repr=False, compare=False)
+    _trial: Trial = field(repr=False, compare=False)
+    _storage: BaseStorage = field(repr=False, compare=False)
+    _trial_id: int | None = field(default=None, repr=False, compare=False)  # RDB only
+
+    @property
+    def final(self) -> bool:
+        return self.role == "final"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one try to claim work in a configuration found."""
+
+    claim: Claim | None = None
+    pending: bool = True  # the configuration still has work, here or on another worker
+    queued: TrialRecord | None = None  # this try queued the final seeds: the best trial
+    exhausted: bool = False  # every tuning trial diverged: no final seed will run
+
+
+def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> Attempt:
+    """The next job of a configuration: a tuning trial while the budget allows (retries
+    first), then, once tuning is done, its final seeds (queued by the first try that sees
+    it done). Local callers serialise claims; remote ones rely on the checks made here."""
+    study = load_study(storage, spec, configuration)
+    found = _claim_tuning(storage, study, spec, configuration)
+    if found is not None:
+        return Attempt(found)
+    trials = _records(study)
+    if not tuning_done(trials, spec.tuning.trials):
+        return Attempt(pending=True)  # the last trials run elsewhere
+    final = load_study(storage, spec, configuration, final=True)
+    best = None
+    if not final.get_trials(deepcopy=False):
+        best = best_trial(trials)
+        if best is None:  # every trial diverged: nothing to re-run
+            return Attempt(pending=False, exhausted=True)
+        enqueue_finals(final, best.params, final_seeds(spec), best.number)
+    found = _claim_final(storage, final)
+    if found is not None:
+        return Attempt(found, queued=best)
+    done = finals_done(_records(final), spec.final.seeds)
+    return Attempt(pending=not done, queued=best)
+
+
+def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
+                  configuration: Configuration) -> Claim | None:
+    """Ask for a tuning trial if the budget allows (retries come first)."""
+    budget = spec.tuning.trials
+    trials = _records(study)
+    waiting = any(t.outcome == WAITING for t in trials)
+    if not waiting and used_budget(trials) >= budget:
+        return None
+    study.sampler = make_sampler(spec, configuration, salt=len(trials))
+    trial = study.ask()
+    trial_id = _beat(storage, study, trial)
+    if _duplicate_retry(study, trial):
+        return None
+    if "retry_of" not in trial.user_attrs and "fixed" not in trial.user_attrs:
+        before = [t for t in _records(study) if t.number < trial.number]
+        if used_budget(before) >= budget:  # lost a race with another worker
+            _drop(study, trial)
+            return None
+    params = suggest(trial, search_space(spec, configuration))
+    return Claim("trial", trial.number, study.study_name, params, spec.seed,
+                 study, trial, storage, trial_id)
+
+
 def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],
                    best_number: int) -> None:
     """One queued trial per seed, once (a seed already queued or run is skipped)."""
@@ -326,82 +428,210 @@ def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequen
                             skip_if_exists=True)
 
 
-def claim_final(final: optuna.Study) -> Claim | None:
+def _claim_final(storage: BaseStorage, final: optuna.Study) -> Claim | None:
     """Pop a queued final seed, if any; a seed some other trial already holds is dropped."""
-    trials = final.get_trials(deepcopy=False)
-    if not any(t.state == TrialState.WAITING for t in trials):
+    waiting = {t.number for t in _records(final) if t.outcome == WAITING}
+    if not waiting:
         return None
     trial = final.ask()
-    _beat(final, trial)
-    if trial.number not in {t.number for t in trials if t.state == TrialState.WAITING}:
+    trial_id = _beat(storage, final, trial)
+    if trial.number not in waiting:
         _drop(final, trial)  # the queue was emptied under us
         return None
     seed = trial.suggest_int("seed", 0, 2**31 - 1)
-    if _seed_taken(final, trial, seed):
+    if _seed_taken(final, trial.number, seed):
         _drop(final, trial)
         return None
-    return Claim(final, trial, final=True)
+    return Claim("final", trial.number, final.study_name, dict(trial.user_attrs["params"]), seed,
+                 final, trial, storage, trial_id)
 
 
-def _seed_taken(final: optuna.Study, trial: Trial, seed: int) -> bool:
+def _beat(storage: BaseStorage, study: optuna.Study, trial: Trial) -> int | None:
+    """A first heartbeat at once (RDB storages): a trial whose worker is killed before its
+    training starts would otherwise never look stale and stay RUNNING forever. Returns the
+    trial's id for later heartbeats, None where the storage has none."""
+    if not _heartbeats(storage):
+        return None
+    trial_id = _trial_id(storage, study.study_name, trial.number)
+    storage.record_heartbeat(trial_id)
+    return trial_id
+
+
+def _drop(study: optuna.Study, trial: Trial) -> None:
+    trial.set_user_attr("outcome", OVER_BUDGET)
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
+    """Two workers may queue the same interrupted trial again: run only the first copy."""
+    retry_of = trial.user_attrs.get("retry_of")
+    if retry_of is None:
+        return False
+    twins = [t for t in _records(study)
+             if t.attrs.get("retry_of") == retry_of and t.number < trial.number
+             and t.outcome != OVER_BUDGET]
+    if twins:
+        _drop(study, trial)
+        return True
+    return False
+
+
+def _seed_taken(final: optuna.Study, number: int, seed: int) -> bool:
     """Another trial has run this seed, or runs it and claimed it first."""
-    for t in final.get_trials(deepcopy=False):
-        if t.number == trial.number or t.params.get("seed") != seed:
+    for t in _records(final):
+        if t.number == number or t.params.get("seed") != seed:
             continue
-        state = outcome(t)
-        if state in ("complete", "diverged") or (state == "running" and t.number < trial.number):
+        if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED) or (
+                t.outcome == RUNNING and t.number < number):
             return True
     return False
 
 
-def finals_done(trials: Sequence[FrozenTrial], n_seeds: int) -> bool:
-    c = counts(trials)
-    return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
+# ------------------------------------------------------------------------------ a claimed job
+
+
+def started(claim: Claim, mlflow_run_id: str) -> None:
+    """Note on the trial which MLflow run records it and which process runs it."""
+    claim._trial.set_user_attr("mlflow_run_id", mlflow_run_id)
+    claim._trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+
+
+def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]:
+    """``on_eval(step, val_metrics) -> stop?``: reports the validation loss to the pruner
+    and answers whether to prune. A final seed is never pruned, nor reported."""
+
+    def should_stop(step: int, metrics: Mapping[str, float]) -> bool:
+        if claim.final or not math.isfinite(metrics["loss"]):
+            return False
+        claim._trial.report(float(metrics["loss"]), step)
+        return bool(claim._trial.should_prune())
+
+    return should_stop
+
+
+@contextlib.contextmanager
+def heartbeat(claim: Claim) -> Iterator[None]:
+    """While the claim runs, record its heartbeat every ``HEARTBEAT_S`` (RDB storages; a
+    journal file has none: its suite runs under one process's run lock)."""
+    storage, trial_id = claim._storage, claim._trial_id
+    if trial_id is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial_id)
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
+    """Tell Optuna how the run ended: the commit point, from here the result is kept.
+
+    The user attributes say what the leaderboard and the report need: the task's headline
+    ``metric`` and its ``direction``, time and steps, and the test metrics (or where and
+    why the run diverged).
+    """
+    ended, trial = Outcome.of(result), claim._trial
+    trial.set_user_attr("metric", metric)
+    trial.set_user_attr("direction", direction)
+    trial.set_user_attr("wall_time", result.wall_time)
+    trial.set_user_attr("steps_done", result.steps_done)
+    if ended == Outcome.DIVERGED:
+        trial.set_user_attr("outcome", str(ended))
+        trial.set_user_attr("diverged_at", result.diverged_at)
+        trial.set_user_attr("reason", result.reason)
+        claim._study.tell(trial, state=_STATES[ended])
+        return ended
+    trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
+    trial.set_user_attr("solved", bool(result.solved))
+    if ended == Outcome.COMPLETE:
+        claim._study.tell(trial, float(result.val["loss"]))
+    else:
+        claim._study.tell(trial, state=_STATES[ended])
+    return ended
+
+
+def fail(claim: Claim, ended: Outcome) -> None:
+    """End a claim that produced no result: ``interrupted`` (run again) or ``failed``."""
+    claim._trial.set_user_attr("outcome", str(ended))
+    claim._study.tell(claim._trial, state=_STATES[ended])
 
 
 # ------------------------------------------------------------------------------ recovery
 
 
-def fail_stale(study: optuna.Study, *, all_running: bool) -> list[FrozenTrial]:
-    """Mark trials whose worker is gone as interrupted; returns them.
+def recover(storage: BaseStorage, spec: SuiteSpec, configurations: Sequence[Configuration],
+            *, all_running: bool) -> dict[str, int]:
+    """Mark the trials of dead workers interrupted and queue them again, in every study.
 
-    With an RDB storage the heartbeat tells which RUNNING trials are stale. A journal file
-    has no heartbeat: the caller holds the suite's run lock, so every RUNNING trial found
-    at start-up (``all_running``) belongs to a process that no longer exists.
+    ``all_running``: every RUNNING trial is dead (a journal file at start-up, under the
+    suite's run lock). Otherwise an RDB storage's heartbeats tell which are.
     """
-    storage = study._storage
-    if isinstance(storage, RDBStorage) and not all_running:
-        optuna.storages.fail_stale_trials(study)
+    found = {"interrupted": 0, "requeued": 0}
+    for configuration in configurations:
+        for final in (False, True):
+            study = load_study(storage, spec, configuration, final)
+            found["interrupted"] += len(fail_stale(storage, study, all_running=all_running))
+            found["requeued"] += len(requeue_interrupted(study))
+    return found
+
+
+def fail_stale(storage: BaseStorage, study: optuna.Study, *, all_running: bool) -> list[int]:
+    """Mark trials whose worker is gone as interrupted; returns their numbers.
+
+    ``storage`` is the one ``open_storage`` returned: with heartbeats, a RUNNING trial is
+    stale when its last heartbeat is older than ``GRACE_S``. Without (a journal file) only
+    ``all_running`` can tell: the caller holds the suite's run lock, so every RUNNING trial
+    found at start-up belongs to a process that no longer exists.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if all_running:
+        for t in running:
+            trial_id = _trial_id(storage, study.study_name, t.number)
+            storage.set_trial_user_attr(trial_id, "outcome", str(Outcome.INTERRUPTED))
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return [t.number for t in running]
+    if not _heartbeats(storage) or not running:
         return []
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:
-        storage.set_trial_user_attr(t._trial_id, "outcome", "interrupted")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return stale
+    optuna.storages.fail_stale_trials(study)  # FAIL without an outcome: interrupted
+    numbers = {t.number for t in running}
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.number in numbers and "outcome" not in t.user_attrs]
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue once more, with the same parameters, every interrupted trial not yet retried;
+    returns their numbers."""
+    trials = _records(study)
+    retried = {t.attrs.get("retry_of") for t in trials}
+    queued = []
+    for t in trials:
+        if t.outcome != Outcome.INTERRUPTED or t.number in retried or not t.params:
+            continue
+        attrs = {k: v for k, v in t.attrs.items() if k in ("params", "fixed", "best_trial")}
+        study.enqueue_trial(dict(t.params), user_attrs={**attrs, "retry_of": t.number})
+        queued.append(t.number)
+    return queued
 
 
 def trial_outcomes(storage: BaseStorage) -> dict[tuple[str, int], str]:
     """(study name, trial number) -> outcome, for every trial in the storage."""
     out = {}
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    for name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
         for t in study.get_trials(deepcopy=False):
-            out[(summary.study_name, t.number)] = outcome(t)
+            out[(name, t.number)] = outcome(t)
     return out
-
-
-def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
-    """Queue once more, with the same parameters, every interrupted trial not yet retried."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    queued = []
-    for t in trials:
-        if outcome(t) != "interrupted" or t.number in retried or not t.params:
-            continue
-        attrs = {k: v for k, v in t.user_attrs.items() if k in ("params", "fixed", "best_trial")}
-        study.enqueue_trial(dict(t.params), user_attrs={**attrs, "retry_of": t.number})
-        queued.append(t)
-    return queued
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -417,11 +647,7 @@ def param_importances(storage: BaseStorage, names: Sequence[str], *, min_trials:
     trials. A study with fewer than ``min_trials`` complete trials, or a single tuned
     parameter, gets a one-line reason instead of numbers.
     """
-    import warnings
-
-    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
-
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, False)}
+    existing = study_names(storage)
     out: dict[str, dict[str, float] | str] = {}
     for name in names:
         if name not in existing:
@@ -434,12 +660,17 @@ def param_importances(storage: BaseStorage, names: Sequence[str], *, min_trials:
         elif len({p for t in complete for p in t.params}) < 2:
             out[name] = "a single tuned parameter"
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-                except Exception as err:  # degenerate values (all equal, NaN): say so
-                    out[name] = f"not computable ({type(err).__name__})"
-                    continue
-            out[name] = {k: float(v) for k, v in found.items()}
+            out[name] = _importances(study)
     return out
+
+
+def _importances(study: optuna.Study) -> dict[str, float] | str:
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+        except Exception as err:  # degenerate values (all equal, NaN): say so
+            return f"not computable ({type(err).__name__})"
+    return {k: float(v) for k, v in found.items()}

@@ -1,34 +1,34 @@
 """A worker: claims tuning trials and final seeds from the storage and runs them.
 
-Workers are separate processes with one torch thread each. Everything they learn goes to
-Optuna (the trial's outcome: the commit point) and MLflow (params, curves, diagnostics);
-progress goes to the parent process through ``emit``.
+Workers are separate processes with one torch thread each (``bench.pool`` starts them).
+A job is: claim (under the claim lock) -> start its MLflow run -> build and train it
+(``bench.job``) -> tell Optuna (``tuning.tell``: the commit point) -> record it in MLflow
+-> end the run. Optuna is reached through ``bench.tuning`` only; progress goes to the
+parent process through ``emit``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
-import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 
 import tasks
 from bench import tuning
-from bench.config import Configuration, search_space
-from bench.diagnostics import GradientDiagnostics, every
-from bench.models import ModelSizes, build_model, n_parameters, select_device
-from bench.runner import Emit, Suite, parent_tags, recover
+from bench.config import Configuration
+from bench.job import build, run_job, suite_job
+from bench.models import n_parameters, select_device
+from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.suite import Suite, board_row, parent_tags, recover
 from bench.tracking import STEPS_TABLE, Tracker, csv_text, provenance
-from bench.train import TrainConfig, TrainResult, configure_torch, train
+from bench.train import TrainResult, configure_torch
 
 IDLE_SLEEP_S = 0.5
+Emit = Callable[[str, dict[str, Any]], None]  # (kind, payload) to the parent's progress view
 
 
 class Worker:
@@ -101,28 +101,14 @@ class Worker:
 
     def _claim(self, configuration: Configuration) -> tuple[tuning.Claim | None, bool]:
         """A claim in this configuration, and whether the configuration still has work."""
-        study = tuning.load_study(self.storage, self.spec, configuration)
-        claim = tuning.claim_tuning(study, self.spec, configuration)
-        if claim is not None:
-            return claim, True
-        trials = study.get_trials(deepcopy=False)
-        if not tuning.tuning_done(trials, self.spec.tuning.trials):
-            return None, True  # the last trials run elsewhere
-        final = tuning.load_study(self.storage, self.spec, configuration, final=True)
-        if not final.get_trials(deepcopy=False):
-            best = tuning.best_trial(trials)
-            if best is None:  # every trial diverged: nothing to re-run
-                if self._end_parent(configuration, "FAILED", {"state": "all_trials_diverged"}):
-                    self.emit("skipped", {"worker": self.index, "configuration": configuration.name,
-                                          "jobs": self.spec.final.seeds})
-                return None, False
-            tuning.enqueue_finals(final, best.params, tuning.final_seeds(self.spec), best.number)
-            self._note_best(configuration, best)
-        claim = tuning.claim_final(final)
-        if claim is not None:
-            return claim, True
-        done = tuning.finals_done(final.get_trials(deepcopy=False), self.spec.final.seeds)
-        return None, not done
+        attempt = tuning.claim(self.storage, self.spec, configuration)
+        if attempt.exhausted and self._end_parent(configuration, "FAILED",
+                                                  {"state": "all_trials_diverged"}):
+            self.emit("skipped", {"worker": self.index, "configuration": configuration.name,
+                                  "jobs": self.spec.final.seeds})
+        if attempt.queued is not None:
+            self._note_best(configuration, attempt.queued)
+        return attempt.claim, attempt.pending
 
     def _end_parent(self, configuration: Configuration, status: str,
                     tags: dict[str, str]) -> bool:
@@ -134,9 +120,9 @@ class Worker:
         self.tracker.end_run(parent, status)
         return True
 
-    def _note_best(self, configuration: Configuration, best: Any) -> None:
+    def _note_best(self, configuration: Configuration, best: tuning.TrialRecord) -> None:
         parent = self._parent(configuration)
-        tags = {f"best.{k}": v for k, v in best.params.items()}
+        tags: dict[str, Any] = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
             tags["best.val_loss"] = best.value
@@ -145,45 +131,36 @@ class Worker:
     # ------------------------------------------------------------------ one job
 
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
-        """Run one claimed trial or final seed; record it in MLflow, then tell Optuna."""
-        trial, started = claim.trial, time.perf_counter()
-        if claim.final:
-            params = dict(trial.user_attrs["params"])
-            seed = trial.suggest_int("seed", 0, 2**31 - 1)
-        else:
-            params = tuning.suggest(trial, search_space(self.spec, configuration))
-            seed = self.spec.seed
-        role = "final" if claim.final else "trial"
-        name = f"final-seed{seed}" if claim.final else f"trial-{trial.number}"
-        opening = time.perf_counter()
-        parent = self._parent(configuration)
-        run_id = self.tracker.start_run(parent, name, {
-            **self._parent_tags(configuration), "configuration": configuration.name,
-            "role": role, "study": claim.study.study_name,
-            "trial_number": str(trial.number), "seed": str(seed), "worker": str(self.index)})
-        opening = time.perf_counter() - opening
-        trial.set_user_attr("mlflow_run_id", run_id)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
+        started = time.perf_counter()
+        run_id = self._start_run(configuration, claim)
+        opening = time.perf_counter() - started
+        tuning.started(claim, run_id)
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
-                            "role": role, "steps": self.spec.training.steps})
-        with self._heartbeat(trial):
-            try:
-                result, info = self._train(configuration, params, seed, claim)
-            except KeyboardInterrupt:
-                self._interrupted(claim, run_id)
-                raise
-        self._tell(claim, result, info)  # the commit point: from here the result is kept
-        recording = time.perf_counter()
-        self._record(run_id, configuration, params, seed, result, info)
-        self.tracker.end_run(run_id, "FAILED" if result.status == "diverged" else "FINISHED")
+                            "role": claim.role, "steps": self.spec.training.steps})
+        result, info = self._train_claimed(configuration, claim, run_id)
+        task = info["task"]
+        outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+        recording = time.perf_counter()  # the result is kept from here on
+        self._record(run_id, configuration, claim.params, claim.seed, result, info)
+        self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
         done = time.perf_counter()
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
-                          "role": role, "outcome": _outcome(result),
+                          "role": claim.role, "outcome": str(outcome),
                           "steps": result.steps_done, "job_s": done - started,
                           "train_s": result.wall_time,
                           "tracking_s": (done - recording) + opening})
         if claim.final:
             self._maybe_finish_configuration(configuration)
+
+    def _start_run(self, configuration: Configuration, claim: tuning.Claim) -> str:
+        """The claim's nested MLflow run under its configuration's parent run."""
+        name = f"final-seed{claim.seed}" if claim.final else f"trial-{claim.number}"
+        return self.tracker.start_run(self._parent(configuration), name, {
+            **self._parent_tags(configuration), "configuration": configuration.name,
+            "role": claim.role, "study": claim.study_name,
+            "trial_number": str(claim.number), "seed": str(claim.seed),
+            "worker": str(self.index)})
 
     def _parent(self, configuration: Configuration) -> str:
         """The configuration's parent run id (looked up once per worker)."""
@@ -199,66 +176,46 @@ class Worker:
                                            seed=self.spec.seed, device=self.device)
         return self._tasks[key]
 
-    def _train(self, configuration: Configuration, params: dict[str, Any], seed: int,
+    def _train_claimed(self, configuration: Configuration, claim: tuning.Claim,
+                       run_id: str) -> tuple[TrainResult, dict[str, Any]]:
+        """Train under the claim's heartbeat. A claim that ends without a result is told so
+        (interrupted: run again; an unexpected error: failed), its run ended, and the
+        exception goes on."""
+        with tuning.heartbeat(claim):
+            try:
+                return self._train(configuration, claim)
+            except KeyboardInterrupt:
+                self._abandon(claim, run_id, Outcome.INTERRUPTED)
+                raise
+            except Exception:
+                self._abandon(claim, run_id, Outcome.FAILED)
+                raise
+
+    def _train(self, configuration: Configuration,
                claim: tuning.Claim) -> tuple[TrainResult, dict[str, Any]]:
         task = self._task(configuration)
-        sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-        torch.manual_seed(seed)
-        size = self.spec.model.size(params)
-        model = build_model(configuration.model, sizes, **size).to(self.device)
-        training = self.spec.training
-        cfg = TrainConfig(
-            steps=training.steps, batch_size=int(params.get("batch_size", training.batch_size)),
-            lr=params["lr"], optimizer=training.optimizer, eval_every=training.eval_every,
-            regularization=configuration.regularization, l2=params.get("l2", 0.0),
-            clipping=configuration.clipping, clip=params.get("clip", 1.0), seed=seed)
-        observer = GradientDiagnostics(task, every(self.spec.diagnostics.probe_every),
-                                       seed=self.spec.seed)
-        result = train(cfg, task, model, on_eval=self._on_eval(claim), observer=observer)
+        job = suite_job(self.spec, configuration, claim.params, claim.seed)
+        model = build(job, task, self.device)
+        result = run_job(job, task, model, on_eval=self._on_eval(claim))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
-                "task": task, "cfg": cfg, "model": model, "final": claim.final}
+                "task": task, "cfg": job.train, "model": model, "final": claim.final}
         return result, info
 
-    def _on_eval(self, claim: tuning.Claim):  # noqa: ANN202
-        def on_eval(step: int, metrics: Any) -> bool:
+    def _on_eval(self, claim: tuning.Claim) -> Callable[[int, Mapping[str, float]], bool]:
+        should_stop = tuning.pruning_callback(claim)
+
+        def on_eval(step: int, metrics: Mapping[str, float]) -> bool:
             self.emit("step", {"worker": self.index, "step": step})
-            if claim.final or not math.isfinite(metrics["loss"]):
-                return False
-            claim.trial.report(float(metrics["loss"]), step)
-            return bool(claim.trial.should_prune())
+            return should_stop(step, metrics)
 
         return on_eval
 
-    @contextlib.contextmanager
-    def _heartbeat(self, trial: Any) -> Iterator[None]:
-        """RDB storages: record a heartbeat while the trial runs (a journal has none)."""
-        storage = self.storage
-        if self.embedded or not hasattr(storage, "record_heartbeat"):
-            yield
-            return
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(tuning.HEARTBEAT_S):
-                with contextlib.suppress(Exception):
-                    storage.record_heartbeat(trial._trial_id)
-
-        storage.record_heartbeat(trial._trial_id)
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-
-    def _interrupted(self, claim: tuning.Claim, run_id: str) -> None:
+    def _abandon(self, claim: tuning.Claim, run_id: str, outcome: Outcome) -> None:
         with contextlib.suppress(Exception):
-            claim.trial.set_user_attr("outcome", "interrupted")
-            claim.study.tell(claim.trial, state=tuning.TrialState.FAIL)
+            tuning.fail(claim, outcome)
         with contextlib.suppress(Exception):
-            self.tracker.set_tags(run_id, {"state": "interrupted"})
-            self.tracker.end_run(run_id, "KILLED")
+            self.tracker.set_tags(run_id, {"state": str(outcome)})
+            self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
 
     # ------------------------------------------------------------------ recording
 
@@ -270,7 +227,7 @@ class Worker:
         from bench.records import result_metrics, run_params, step_rows
 
         task = info["task"]
-        tags = {"state": _outcome(result), "device": str(self.device),
+        tags = {"state": str(Outcome.of(result)), "device": str(self.device),
                 "diverged_at": result.diverged_at or "", "reason": result.reason or "",
                 "solved": str(result.solved), "metric": task.metric,
                 "direction": task.direction, **self._provenance}
@@ -288,34 +245,13 @@ class Worker:
                                                        self.spec),
                              tags=tags, metrics=result_metrics(result, task), files=files)
 
-    def _tell(self, claim: tuning.Claim, result: TrainResult, info: dict[str, Any]) -> None:
-        trial, task = claim.trial, info["task"]
-        trial.set_user_attr("metric", task.metric)
-        trial.set_user_attr("wall_time", result.wall_time)
-        trial.set_user_attr("steps_done", result.steps_done)
-        if result.status == "diverged":
-            trial.set_user_attr("outcome", "diverged")
-            trial.set_user_attr("diverged_at", result.diverged_at)
-            trial.set_user_attr("reason", result.reason)
-            claim.study.tell(trial, state=tuning.TrialState.FAIL)
-            return
-        trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
-        trial.set_user_attr("solved", bool(result.solved))
-        if result.status == "stopped":
-            claim.study.tell(trial, state=tuning.TrialState.PRUNED)
-        else:
-            claim.study.tell(trial, float(result.val["loss"]))
-
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
         """After the last final seed: the seeds' summary on the parent run, which ends."""
-        from bench.runner import board_row
-
-        study = tuning.load_study(self.storage, self.spec, configuration)
-        final = tuning.load_study(self.storage, self.spec, configuration, final=True)
-        finals = final.get_trials(deepcopy=False)
+        finals = tuning.trial_records(self.storage, self.spec, configuration, final=True)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
-        row = board_row(configuration, study.get_trials(deepcopy=False), finals)
+        trials = tuning.trial_records(self.storage, self.spec, configuration)
+        row = board_row(configuration, trials, finals)
         parent = self._parent(configuration)
         metric = row["metric"]
         self.tracker.log_metrics(parent, [
@@ -323,10 +259,6 @@ class Worker:
             ("final/solved_rate", row["solved_rate"], 0),
             ("final/diverged_rate", row["diverged_rate"], 0)])
         self.tracker.end_run(parent, "FINISHED")
-
-
-def _outcome(result: TrainResult) -> str:
-    return {"completed": "complete", "stopped": "pruned"}.get(result.status, result.status)
 
 
 @torch.no_grad()
@@ -349,35 +281,3 @@ def _task_yaml(task: tasks.Task) -> str:
     import yaml
 
     return yaml.safe_dump(task.describe(), sort_keys=False)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def worker_main(index: int, inbox: Any, queue: Any) -> None:
-    """Entry point of a worker process: waits for the suite and the parent's working
-    directory and environment on ``inbox`` (None: stop), then works; progress goes to
-    ``queue``."""
-
-    def emit(kind: str, payload: dict[str, Any]) -> None:
-        queue.put((kind, payload))
-
-    try:
-        message = inbox.get()
-        if message is None:
-            return
-        suite, context = message
-        os.chdir(context["cwd"])
-        os.environ.clear()
-        os.environ.update(context["environ"])
-        jobs = Worker(suite, index, emit).run()
-        emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
-    except KeyboardInterrupt:
-        emit("interrupted", {"worker": index})
-    except Exception as err:  # reported by the parent, which exits non-zero
-        emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
-        raise

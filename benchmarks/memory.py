@@ -21,8 +21,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench import config, runner
-from bench.worker import Worker, peak_rss_mb
+from bench import config
+from bench.pool import peak_rss_mb
+from bench.suite import prepare
+from bench.worker import Worker
 
 
 def rss_mb() -> float:
@@ -53,7 +55,7 @@ def main() -> None:
             samples.append(rss_mb())
 
     with tempfile.TemporaryDirectory(prefix="gradbench-memory-") as tmp:
-        suite = runner.prepare(spec, tmp)
+        suite = prepare(spec, tmp)
         Worker(suite, 0, on_event).run()
     first = samples[min(9, len(samples) - 1)]
     last = samples[-1]

@@ -49,10 +49,10 @@ def spent(runs_dir: Path, suite: str, pruner: str, args: argparse.Namespace) -> 
     out = {}
     for configuration in config.expand(spec):
         try:
-            trials = tuning.load_study(storage, spec, configuration).get_trials(deepcopy=False)
+            trials = tuning.trial_records(storage, spec, configuration)
         except KeyError:
             continue  # HAR skipped (no data)
-        steps = sum(int(t.user_attrs.get("steps_done", 0)) for t in trials)
+        steps = sum(int(t.attrs.get("steps_done", 0)) for t in trials)
         best = tuning.best_trial(trials)
         value = best.value if best is not None and best.value is not None else float("nan")
         out[configuration.name] = (steps, value, tuning.counts(trials)["pruned"])

@@ -38,7 +38,7 @@ import yaml
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
 from bench.records import curve, step_rows
-from bench.runner import parent_tags
+from bench.suite import parent_tags
 from bench.tracking import STEPS_TABLE, Tracker, default_tracking_uri, provenance
 from bench.train import TrainResult
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -66,7 +67,17 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "adding: test mse over final seeds" in out and "lstm" in out
     run_dir = runs_dir / "small"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "small"
+    _check_small_studies(run_dir)
+    runs = _check_small_runs(run_dir, tmp_path)
 
+    # Running it again changes nothing: everything is done.
+    assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
+    assert len(_runs(run_dir, "small")[0]) == len(runs)
+    assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
+    assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
+
+
+def _check_small_studies(run_dir: Path) -> None:
     studies = _studies(run_dir)
     assert sorted(studies) == sorted(
         f"small/adding-T8/{m}/none/norm{suffix}" for m in ("rnn", "lstm")
@@ -81,6 +92,8 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
             assert all(set(t.params) == {"lr", "clip"} for t in study.trials)
             assert all(sorted(t.intermediate_values) == [10] for t in study.trials)
 
+
+def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
     runs, client = _runs(run_dir, "small")
     parents = [r for r in runs if r.data.tags.get("role") == "configuration"]
     trials = [r for r in runs if r.data.tags.get("role") == "trial"]
@@ -98,7 +111,11 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
                 "git_commit", "version.torch"} <= set(parent.data.tags)
         assert "final/mse_mean" in parent.data.metrics and "best.lr" in parent.data.tags
         assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
-    run = finals[0]
+    _check_final_run(client, finals[0], tmp_path)
+    return runs
+
+
+def _check_final_run(client: MlflowClient, run: Any, tmp_path: Path) -> None:
     assert {"lr", "clip", "model", "hidden_size", "n_params", "seed", "steps"} <= set(
         run.data.params)
     assert {"train/loss", "grad/norm", "val/loss", "test/mse", "grad/clip_rate",
@@ -120,12 +137,6 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     local = client.download_artifacts(run.info.run_id, "diagnostics/profiles.csv", str(tmp_path))
     header, *rows = Path(local).read_text().splitlines()
     assert header == "step,t,norm,kind" and len(rows) >= 3 * 8
-
-    # Running it again changes nothing: everything is done.
-    assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
-    assert len(_runs(run_dir, "small")[0]) == len(runs)
-    assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
-    assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
 
 
 def test_workers_take_the_callers_directory_and_environment(
@@ -251,3 +262,31 @@ def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
     assert len(finished_finals) == 4
     assert len({(r.data.tags["configuration"], r.data.tags["seed"])
                 for r in finished_finals}) == 4
+
+
+def test_an_error_while_training_fails_the_trial_and_its_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Told to Optuna as failed (not counted, not run again), its MLflow run ended FAILED,
+    and the error goes on to the worker's caller."""
+    from bench import suite as suites
+    from bench import worker
+
+    spec = config.load(_write(tmp_path, {**SMALL, "name": "broken", "models": ["rnn"]}))
+    suite = suites.prepare(spec, tmp_path / "runs")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(worker, "run_job", broken)
+    events: list[str] = []
+    with pytest.raises(RuntimeError, match="out of memory"):
+        worker.Worker(suite, 0, lambda kind, payload: events.append(kind)).run()
+    assert events == ["start"]
+    [trial] = _studies(suite.run_dir)["broken/adding-T8/rnn/none/norm"].trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["outcome"] == "failed"
+    runs, _ = _runs(suite.run_dir, "broken")
+    [run] = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert (run.info.status, run.data.tags["state"]) == ("FAILED", "failed")
+    assert suites.recover(suite, tuning.open_storage(None, suite.run_dir)) == {
+        "interrupted": 0, "requeued": 0}

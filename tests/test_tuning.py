@@ -1,14 +1,20 @@
-"""Tuning helpers: sampler seeding and the halving rungs."""
+"""Tuning: sampler seeding, halving rungs, claims, telling, recovery; reading a suite."""
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 
 from bench import config, tuning
+from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.suite import board_row, end_orphan_runs
+from bench.train import TrainResult
 
 
 def _first_draws(spec: config.SuiteSpec, configuration: config.Configuration,
@@ -50,3 +56,164 @@ def test_halving_rungs_start_near_a_ninth_on_evaluation_steps() -> None:
     assert tuning.halving_rungs(spec) == [200, 600]
     spec = config.load("default", {"set": ["training.steps=20", "training.eval_every=10"]})
     assert tuning.halving_rungs(spec) == [10]
+
+
+# ------------------------------------------------------------------------------ claims
+
+
+def _smoke(*sets: str) -> tuple[config.SuiteSpec, config.Configuration]:
+    spec = config.load("smoke", {"set": list(sets)})
+    return spec, config.expand(spec)[1]  # adding-T10/rnn/none/norm: lr and clip searched
+
+
+def _result(status: str = "completed", loss: float = 0.25) -> TrainResult:
+    return TrainResult(status, steps_done=20, val={"loss": loss},
+                       test={"loss": loss, "mse": loss}, solved=False)
+
+
+def test_a_claim_is_plain_data_and_tell_keeps_metric_and_direction(tmp_path: Path) -> None:
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claim = tuning.claim(storage, spec, configuration).claim
+    assert claim is not None and (claim.role, claim.number, claim.seed) == ("trial", 0, spec.seed)
+    assert claim.study_name == tuning.study_name(spec, configuration)
+    assert set(claim.params) == {"lr", "clip"} and not claim.final
+    should_stop = tuning.pruning_callback(claim)
+    assert should_stop(10, {"loss": 0.5}) is False  # too early for the median pruner
+    assert should_stop(20, {"loss": math.nan}) is False  # not reported
+    tuning.started(claim, "run-1")
+    with tuning.heartbeat(claim):  # a journal file: no heartbeat, nothing to do
+        pass
+    assert tuning.tell(claim, _result(), metric="mse", direction="minimize") == Outcome.COMPLETE
+    [record] = tuning.trial_records(storage, spec, configuration)
+    assert (record.outcome, record.value, record.last_report) == ("complete", 0.25, 0.5)
+    assert dict(record.params) == claim.params
+    assert {k: record.attrs[k] for k in ("metric", "direction", "mlflow_run_id", "solved")} == {
+        "metric": "mse", "direction": "minimize", "mlflow_run_id": "run-1", "solved": False}
+
+
+def test_final_seeds_are_claimed_with_the_best_parameters(tmp_path: Path) -> None:
+    spec, configuration = _smoke("final.seeds=2")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claims = [tuning.claim(storage, spec, configuration).claim for _ in range(2)]
+    assert tuning.claim(storage, spec, configuration) == tuning.Attempt(pending=True)
+    for claim, loss in zip(claims, (0.3, 0.2), strict=True):
+        assert claim is not None
+        tuning.tell(claim, _result(loss=loss), metric="mse", direction="minimize")
+    attempt = tuning.claim(storage, spec, configuration)
+    final = attempt.claim
+    assert attempt.queued is not None and attempt.queued.number == 1
+    assert final is not None and final.final and final.params == claims[1].params
+    assert final.seed == tuning.final_seeds(spec)[0] == spec.seed + 1000
+    assert tuning.pruning_callback(final)(20, {"loss": 9.0}) is False  # never pruned
+    tuning.tell(final, _result("diverged"), metric="mse", direction="minimize")
+    second = tuning.claim(storage, spec, configuration)
+    assert second.claim is not None and second.claim.seed == spec.seed + 1001
+    assert second.queued is None  # queued once
+    outcomes = [t.outcome for t in tuning.trial_records(storage, spec, configuration, True)]
+    assert outcomes == ["diverged", "running"]
+
+
+def test_a_failed_claim_is_neither_counted_nor_run_again(tmp_path: Path) -> None:
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    failed = tuning.claim(storage, spec, configuration).claim
+    interrupted = tuning.claim(storage, spec, configuration).claim
+    assert failed is not None and interrupted is not None
+    tuning.fail(failed, Outcome.FAILED)
+    tuning.fail(interrupted, Outcome.INTERRUPTED)
+    found = tuning.recover(storage, spec, [configuration], all_running=True)
+    assert found == {"interrupted": 0, "requeued": 1}
+    trials = tuning.trial_records(storage, spec, configuration)
+    assert [t.outcome for t in trials] == ["failed", "interrupted", "waiting"]
+    assert tuning.used_budget(trials) == 1 and tuning.counts(trials)["failed"] == 1
+    retry = tuning.claim(storage, spec, configuration).claim
+    assert retry is not None and retry.params == interrupted.params  # the same parameters
+
+
+def test_recovery_fails_a_stale_trial_and_keeps_a_fresh_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an RDB storage (here sqlite), a claim writes a first heartbeat at once; recovery
+    fails only the trials whose last heartbeat is older than the grace period."""
+    monkeypatch.setattr(tuning, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tuning, "GRACE_S", 2)
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    stale = tuning.claim(storage, spec, configuration).claim
+    time.sleep(3.5)  # its worker died right after claiming: no heartbeat since
+    fresh = tuning.claim(storage, spec, configuration).claim
+    assert stale is not None and fresh is not None
+    found = tuning.recover(storage, spec, [configuration], all_running=False)
+    assert found == {"interrupted": 1, "requeued": 1}
+    outcomes = {t.number: t.outcome for t in tuning.trial_records(storage, spec, configuration)}
+    assert outcomes == {stale.number: "interrupted", fresh.number: "running", 2: "waiting"}
+
+
+def test_outcomes_map_train_results_and_mlflow_statuses() -> None:
+    assert [Outcome.of(_result(s)) for s in ("completed", "stopped", "diverged")] == [
+        Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED]
+    assert set(MLFLOW_STATUS) == set(Outcome)
+    assert MLFLOW_STATUS[Outcome.INTERRUPTED] == "KILLED"
+    assert MLFLOW_STATUS[Outcome.DIVERGED] == MLFLOW_STATUS[Outcome.FAILED] == "FAILED"
+    assert f"{Outcome.PRUNED}" == "pruned" and Outcome.parse("running") is None
+
+
+# ------------------------------------------------------------------------------ reading a suite
+
+
+def test_a_leaderboard_row_from_trial_records() -> None:
+    _, configuration = _smoke()
+    acc = {"metric": "acc", "direction": "maximize"}
+    finals = [tuning.TrialRecord(0, "complete", 0.1, {}, {**acc, "test": {"acc": 0.9},
+                                                          "solved": True}),
+              tuning.TrialRecord(1, "complete", 0.1, {}, {**acc, "test": {"acc": 0.7}}),
+              tuning.TrialRecord(2, "diverged", None, {}, acc),
+              tuning.TrialRecord(3, "running")]
+    trials = [tuning.TrialRecord(0, "complete", 0.2), tuning.TrialRecord(1, "pruned"),
+              tuning.TrialRecord(2, "interrupted")]
+    row = board_row(configuration, trials, finals)
+    assert (row["metric"], row["direction"], row["seeds"]) == ("acc", "maximize", 3)
+    assert row["mean"] == pytest.approx(0.8) and row["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert row["solved_rate"] == pytest.approx(1 / 3)
+    assert row["diverged_rate"] == pytest.approx(1 / 3)
+    assert (row["complete"], row["pruned"], row["diverged"], row["running"]) == (1, 1, 0, 0)
+    empty = board_row(configuration, [], [])
+    assert (empty["metric"], empty["direction"], empty["seeds"]) == ("", "", 0)
+    assert math.isnan(empty["mean"]) and math.isnan(empty["solved_rate"])
+
+
+class _Tracker:
+    """The part of ``tracking.Tracker`` that ``end_orphan_runs`` uses, in memory."""
+
+    def __init__(self, runs: dict[str, tuple[str, int]]) -> None:
+        self.runs = [SimpleNamespace(info=SimpleNamespace(run_id=run_id), data=SimpleNamespace(
+            tags={"study": study, "trial_number": str(number)}))
+            for run_id, (study, number) in runs.items()]
+        self.tags: dict[str, dict] = {}
+        self.status: dict[str, str] = {}
+
+    def find_runs(self, filter_string: str) -> list:
+        return self.runs
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        self.tags[run_id] = dict(tags)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.status[run_id] = status
+
+
+def test_orphan_runs_end_with_their_trials_outcome() -> None:
+    tracker = _Tracker({"done": ("s", 0), "bad": ("s", 1), "live": ("s", 2), "lost": ("s", 3),
+                        "gone": ("other", 0)})
+    outcomes = {("s", 0): "pruned", ("s", 1): "failed", ("s", 2): "running",
+                ("s", 3): "over_budget"}
+    assert end_orphan_runs(tracker, outcomes) == 4
+    assert tracker.status == {"done": "FINISHED", "bad": "FAILED", "lost": "KILLED",
+                              "gone": "KILLED"}
+    assert tracker.tags["done"] == {"state": "pruned", "tracking": "incomplete"}
+    assert tracker.tags["bad"] == {"state": "failed"}
+    assert tracker.tags["gone"] == {"state": "interrupted"}

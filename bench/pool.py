@@ -1,0 +1,189 @@
+"""The worker processes of ``gradbench run``: started early, handed the suite, watched.
+
+``WorkerPool`` starts ``--workers`` processes (one torch thread each) while the parent
+prepares the suite (``bench.suite.prepare``); each then runs ``bench.worker`` until every
+configuration is done, and reports its progress as events (``RunStats`` sums them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.suite import Suite
+
+
+def _worker_entry(index: int, inbox: Any, events: Any) -> None:
+    """A worker process: waits for the suite and the parent's working directory and
+    environment on ``inbox`` (None: stop), then works; progress goes to ``events``.
+
+    Kept in this light module (the worker's modules are imported here, in the child, while
+    the parent prepares the suite), so that the parent need not import torch first.
+    """
+    from bench.worker import Worker
+
+    def emit(kind: str, payload: dict[str, Any]) -> None:
+        events.put((kind, payload))
+
+    try:
+        message = inbox.get()
+        if message is None:
+            return
+        suite, context = message
+        os.chdir(context["cwd"])
+        os.environ.clear()
+        os.environ.update(context["environ"])
+        jobs = Worker(suite, index, emit).run()
+        emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
+    except KeyboardInterrupt:
+        emit("interrupted", {"worker": index})
+    except Exception as err:  # reported by the parent, which exits non-zero
+        emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _start_context() -> Any:
+    """A fork server with the worker's modules preloaded, else (no fork: Windows) spawn.
+
+    Spawned workers each import torch, MLflow and Optuna: about 3 s of CPU apiece, and on a
+    2-core machine N workers' imports compete with ``prepare`` and with each other. The fork
+    server imports them once, alongside ``prepare``, and forks each worker with them loaded.
+    It forks from a process that has run no torch op and opened no store, so nothing
+    fork-unsafe (thread pools, CUDA, connections) is inherited.
+    """
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["bench.forkserver"])  # no effect once this process's server runs
+    return ctx
+
+
+class WorkerPool:
+    """Worker processes (one torch thread each), started before the suite is ready.
+
+    A worker costs seconds of imports (torch, MLflow, Optuna); starting them first lets
+    that overlap with ``prepare`` in the parent. Each worker then waits for the prepared
+    suite (``run``), or for ``cancel``. With the suite it gets the parent's working
+    directory and environment as they are then: a forked worker would otherwise have the
+    fork server's, which can be older (a server lives as long as the process that started
+    it, and serves every pool of that process).
+    """
+
+    def __init__(self, workers: int) -> None:
+        import threading
+
+        ctx = _start_context()
+        self.events: Any = ctx.Queue()
+        self.inbox: Any = ctx.Queue()
+        self.procs = [ctx.Process(target=_worker_entry, args=(i, self.inbox, self.events),
+                                  name=f"gradbench-w{i}") for i in range(workers)]
+        self._start_error: BaseException | None = None
+        # A fork server answers once its imports are done: start the workers from a thread,
+        # so that this process prepares the suite meanwhile.
+        self._starter = threading.Thread(target=self._start, name="gradbench-start",
+                                         daemon=True)
+        self._starter.start()
+
+    def _start(self) -> None:
+        try:
+            for proc in self.procs:
+                proc.start()
+        except BaseException as err:  # raised in the caller's thread by _started
+            self._start_error = err
+
+    def _started(self) -> None:
+        self._starter.join()
+        if self._start_error is not None:
+            raise RuntimeError(f"could not start the worker processes: "
+                               f"{self._start_error}") from self._start_error
+
+    def cancel(self) -> None:
+        """Stop the workers before they got a suite (bad input found meanwhile); the error
+        being reported is the caller's, not a failed start."""
+        self._starter.join()
+        for proc in self.procs:
+            if proc.pid is not None:
+                self.inbox.put(None)
+        self._join()
+
+    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
+        """Hand the suite out and run to the end; returns the workers' error messages.
+
+        ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
+        reaches the workers too (same process group): each marks its trial interrupted.
+        """
+        import queue as queue_module
+
+        self._started()
+        context = {"cwd": os.getcwd(), "environ": dict(os.environ)}
+        for _ in self.procs:
+            self.inbox.put((suite, context))
+        errors: list[str] = []
+        try:
+            while any(p.is_alive() for p in self.procs) or not self.events.empty():
+                try:
+                    kind, payload = self.events.get(timeout=0.2)
+                except queue_module.Empty:
+                    continue
+                if kind == "error":
+                    errors.append(f"worker {payload['worker']}: {payload['error']}")
+                on_event(kind, payload)
+        except KeyboardInterrupt:
+            for proc in self.procs:
+                proc.join(timeout=30)
+            raise
+        finally:
+            self._join()
+        errors += [f"worker {i} exited with code {p.exitcode}"
+                   for i, p in enumerate(self.procs) if p.exitcode not in (0, None)
+                   and not any(e.startswith(f"worker {i}:") for e in errors)]
+        return errors
+
+    def _join(self) -> None:
+        for proc in self.procs:
+            if proc.pid is None:  # never started
+                continue
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+
+
+class RunStats:
+    """What the workers report as they go: steps trained, time in tracking, memory."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+        self.steps = 0
+        self.job_s = 0.0
+        self.tracking_s = 0.0
+        self.peak_rss_mb: dict[int, float] = {}
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "end":
+            self.jobs += 1
+            self.steps += int(payload.get("steps", 0))
+            self.job_s += float(payload.get("job_s", 0.0))
+            self.tracking_s += float(payload.get("tracking_s", 0.0))
+        elif kind == "done":
+            self.peak_rss_mb[payload["worker"]] = float(payload.get("peak_rss_mb", 0.0))
+
+    def summary(self) -> str:
+        if not self.jobs:
+            return "no runs this time"
+        share = self.tracking_s / self.job_s if self.job_s else 0.0
+        memory = ", ".join(f"{v:.0f}" for _, v in sorted(self.peak_rss_mb.items())) or "-"
+        return (f"{self.jobs} runs, {self.steps} training steps; tracking took "
+                f"{self.tracking_s:.1f} s of {self.job_s:.0f} s of run time ({share:.1%}); "
+                f"peak memory per worker: {memory} MiB")

@@ -1,0 +1,349 @@
+"""A suite: configurations x studies, where it lives, how it starts, resumes and reads.
+
+``prepare`` expands the config, sets the run directory up, creates every Optuna study
+before any worker starts, and recovers what an interrupted run left behind (trials
+marked interrupted and queued again; their MLflow runs ended as KILLED). The workers
+(``bench.pool``, ``bench.worker``) then claim tuning trials and final seeds through the
+storage until every configuration is done. ``leaderboard``, ``status_rows`` and
+``progress_snapshot`` read where a suite stands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.config import Configuration, SuiteSpec, expand
+from bench.outcomes import MLFLOW_STATUS, Outcome
+
+PARENT_SETTLE_S = 2.0  # see create_parent_runs
+
+
+@dataclass
+class Suite:
+    """A suite ready to run: where it lives and what it will run."""
+
+    spec: SuiteSpec
+    run_dir: Path
+    configurations: list[Configuration]
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was left out
+    workers: int = 1
+
+    @property
+    def storage_url(self) -> str | None:
+        return self.spec.storage
+
+    @property
+    def embedded(self) -> bool:
+        """Optuna's journal file in the run directory (one ``gradbench run`` at a time, under
+        the run lock), not a database shared by machines."""
+        return self.storage_url is None or self.storage_url.startswith("journal:")
+
+    @property
+    def tracking_uri(self) -> str:
+        from bench.tracking import default_tracking_uri
+
+        return self.spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+            default_tracking_uri(self.run_dir)
+
+    def jobs_per_configuration(self) -> int:
+        return self.spec.tuning.trials + self.spec.final.seeds
+
+
+def runs_root(runs_dir: str | Path | None) -> Path:
+    """``--runs-dir``, else ``$GRADBENCH_HOME``, else ``./runs``."""
+    return Path(runs_dir or os.environ.get("GRADBENCH_HOME") or "runs")
+
+
+def run_dir_for(spec: SuiteSpec, runs_dir: str | Path | None) -> Path:
+    return runs_root(runs_dir) / spec.name
+
+
+# ------------------------------------------------------------------------------ preparation
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, with the path, when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"run directory {run_dir} is not writable: {err.strerror}") from err
+
+
+def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
+    """Expand the grid; leave HAR out (with the reason) when no copy of its data exists.
+
+    Only absence at the default location (``tasks.har.data_dir: null``, offline) skips
+    HAR. A ``data_dir`` that holds nothing, or an archive that is truncated or tampered
+    with, is bad input: its ``HarDataError`` propagates.
+    """
+    configurations = expand(spec)
+    skipped: dict[str, str] = {}
+    if any(c.task == "har" for c in configurations):
+        import torch
+
+        import tasks
+        from tasks.har import HarDataError, find_har
+
+        params = dict(spec.tasks).get("har", {})
+        if params.get("data_dir") is None:
+            try:
+                find_har(None, download=params.get("download", True))
+            except HarDataError as err:
+                skipped["har"] = str(err)
+                return [c for c in configurations if c.task != "har"], skipped
+        tasks.build("har", params, seed=spec.seed, device=torch.device("cpu"))
+    return configurations, skipped
+
+
+def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:
+    """Everything before the workers: directory, resolved config, studies, recovery."""
+    from bench import tuning
+
+    run_dir = run_dir_for(spec, runs_dir)
+    check_writable(run_dir)
+    configurations, skipped = available_configurations(spec)
+    if not configurations:
+        raise ValueError(f"suite {spec.name!r}: nothing to run (skipped: "
+                         f"{', '.join(skipped) or 'none'})")
+    suite = Suite(spec, run_dir, configurations, skipped)
+    storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
+    tracker = _tracker(suite)
+    tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
+    _write_resolved_config(suite)
+    tuning.create_studies(storage, spec, configurations)
+    create_parent_runs(suite, tracker)
+    recover(suite, storage, tracker=tracker)
+    return suite
+
+
+def _tracker(suite: Suite) -> Any:
+    """The main process's tracker: fails fast (10 s of retries) when the store is down."""
+    from bench.tracking import RETRY_S, Tracker
+
+    return Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
+                   retry_s=min(RETRY_S, 10.0))
+
+
+def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]:
+    return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
+
+
+def create_parent_runs(suite: Suite, tracker: Any) -> None:
+    """One MLflow parent run per configuration, with the resolved config and provenance.
+
+    With a shared storage other machines may be preparing the same suite right now: their
+    parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
+    (an embedded storage has one ``gradbench run`` at a time: no wait).
+    """
+    from bench.tracking import provenance
+
+    config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
+    info = provenance()
+    parents = tracker.ensure_parent_runs(
+        {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
+        settle_s=0.0 if suite.embedded else PARENT_SETTLE_S)
+    for run_id, created in parents.values():
+        if created:
+            tracker.set_tags(run_id, info)
+            tracker.log_text(run_id, config_text, "config.yaml")
+
+
+def _write_resolved_config(suite: Suite) -> None:
+    target = suite.run_dir / "config.yaml"
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(suite.spec.public_dict(), sort_keys=False))
+    tmp.replace(target)
+
+
+# ------------------------------------------------------------------------------ resuming
+
+
+def recover(suite: Suite, storage: Any, *, at_start: bool = True,
+            tracker: Any = None) -> dict[str, int]:
+    """Mark trials of dead workers as interrupted, queue them again, end their MLflow runs.
+
+    At start-up on an embedded (journal) storage every RUNNING trial is dead: the run lock
+    is held. On an RDB storage only trials whose heartbeat went stale are; workers call
+    this now and then (``at_start=False``) to pick up the work of a worker that died.
+    ``storage`` is the one ``tuning.open_storage`` returned.
+    """
+    from bench import tuning
+
+    found = tuning.recover(storage, suite.spec, suite.configurations,
+                           all_running=suite.embedded and at_start)
+    tracker = tracker or _tracker(suite)
+    end_orphan_runs(tracker, tuning.trial_outcomes(storage))
+    return found
+
+
+def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str]) -> int:
+    """End nested MLflow runs left RUNNING by a worker that died.
+
+    Its trial was interrupted: KILLED. Its trial finished but the worker died (or lost the
+    tracking server) before closing the run: the outcome's status, tagged
+    ``tracking=incomplete``. A trial still running or queued keeps its run open.
+    """
+    from bench.tuning import RUNNING, WAITING
+
+    running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
+    ended = 0
+    for run in running:
+        key = (run.data.tags.get("study", ""), int(run.data.tags.get("trial_number", -1)))
+        state = outcomes.get(key, Outcome.INTERRUPTED)
+        if state in (RUNNING, WAITING):
+            continue
+        outcome = Outcome.parse(state) or Outcome.INTERRUPTED
+        tags = {"state": str(outcome)}
+        if outcome.kept:
+            tags["tracking"] = "incomplete"
+        tracker.set_tags(run.info.run_id, tags)
+        tracker.end_run(run.info.run_id, MLFLOW_STATUS[outcome])
+        ended += 1
+    return ended
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Only one ``gradbench run`` of a suite at a time on an embedded storage."""
+    path = run_dir / ".run.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise RuntimeError(
+                f"suite {run_dir.name!r} is already running (pid {pid}); "
+                f"wait for it or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------ where it stands
+
+
+def leaderboard(suite: Suite) -> list[dict[str, Any]]:
+    """Per configuration: the final seeds' test metric (mean, std), solved and diverged rates
+    (``board_row``)."""
+    from bench import tuning
+
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    rows = [board_row(c, tuning.trial_records(storage, suite.spec, c),
+                      tuning.trial_records(storage, suite.spec, c, final=True))
+            for c in suite.configurations]
+    for row in rows:  # suites begun before trials recorded a direction
+        row["direction"] = row["direction"] or _task_direction(row["task"])
+    return rows
+
+
+def board_row(configuration: Configuration, trials: Sequence[Any],
+              finals: Sequence[Any]) -> dict[str, Any]:
+    """One configuration's leaderboard row from its tuning trials and final seeds
+    (``tuning.TrialRecord``s): the one leaderboard computation of the terminal.
+
+    ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
+    """
+    from bench.tuning import counts
+
+    metric = _recorded(finals, "metric")
+    direction = _recorded([*finals, *trials], "direction")
+    done = [t for t in finals if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED)]
+    values = [float(t.attrs["test"][metric]) for t in done
+              if t.outcome == Outcome.COMPLETE and metric in t.attrs.get("test", {})]
+    c = counts(trials)
+    return {
+        "configuration": configuration.name,
+        "task": configuration.task,
+        "seq_len": configuration.seq_len,
+        "model": configuration.model,
+        "regularization": configuration.regularization,
+        "clipping": configuration.clipping,
+        "metric": metric,
+        "direction": direction,
+        "mean": statistics.fmean(values) if values else math.nan,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan,
+        "seeds": len(done),
+        "solved_rate": _rate(done, lambda t: bool(t.attrs.get("solved"))),
+        "diverged_rate": _rate(done, lambda t: t.outcome == Outcome.DIVERGED),
+        "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
+        "running": c["running"],
+    }
+
+
+def _recorded(trials: Sequence[Any], attr: str) -> str:
+    return str(next((t.attrs[attr] for t in trials if attr in t.attrs), ""))
+
+
+def _task_direction(task: str) -> str:
+    """The task's direction from the registry, "" where it has no record of the task."""
+    from bench.registry import TASKS, PluginError
+
+    try:
+        return TASKS.get(task).direction
+    except PluginError:
+        return ""
+
+
+def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
+    return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
+
+
+def progress_snapshot(suite: Suite) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds)."""
+    from bench import tuning
+
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    spec, done = suite.spec, {}
+    for configuration in suite.configurations:
+        trials = tuning.trial_records(storage, spec, configuration)
+        finals = tuning.trial_records(storage, spec, configuration, final=True)
+        c, f = tuning.counts(trials), tuning.counts(finals)
+        tuned = min(spec.tuning.trials, c["complete"] + c["pruned"] + c["diverged"])
+        if tuning.tuning_done(trials, spec.tuning.trials) and tuning.best_trial(trials) is None:
+            done[configuration.name] = suite.jobs_per_configuration()  # nothing to re-run
+        else:
+            done[configuration.name] = tuned + min(spec.final.seeds,
+                                                   f["complete"] + f["diverged"])
+    return done
+
+
+def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
+    """Per configuration: trials by outcome, best validation loss, final seeds done."""
+    from bench import tuning
+
+    if spec.storage is None and not (run_dir / "optuna.journal").exists():
+        return []
+    storage = tuning.open_storage(spec.storage, run_dir)
+    existing = tuning.study_names(storage)
+    rows = []
+    for configuration in expand(spec):
+        if tuning.study_name(spec, configuration) not in existing:
+            continue
+        trials = tuning.trial_records(storage, spec, configuration)
+        finals = tuning.trial_records(storage, spec, configuration, final=True)
+        best = tuning.best_trial(trials)
+        f = tuning.counts(finals)
+        rows.append({"configuration": configuration.name, **tuning.counts(trials),
+                     "best": best.value if best is not None and best.value is not None
+                     else math.nan,
+                     "finals": f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
+    return rows
