@@ -84,7 +84,7 @@ def make_console() -> Console:
 def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
     """One task's configurations, best first, as the terminal leaderboard."""
     rows = [r for r in rows if r["task"] == task]
-    maximize = any(r["metric"] in ("recall_acc", "acc") for r in rows)
+    maximize = any(r.get("direction") == "maximize" for r in rows)
     ranked = sorted(rows, key=lambda r: (math.isnan(r["mean"]),
                                          -r["mean"] if maximize else r["mean"]))
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")
