@@ -9,11 +9,12 @@ latest value of every metric under its key (``test/mse``, ``val/loss``, ``grad/l
 - ``ResultsSource.histories(run_ids, keys)``: metric histories, long format
   ``(run_id, key, step, value)``;
 - ``ResultsSource.steps(run_ids, column, key)``: a per-step series at every step (the
-  ``curves.csv`` artifact; the metric of that name is thinned), in the same format;
+  ``tracking.STEPS_TABLE`` artifact; the metric of that name is thinned), in the same format;
 - ``ResultsSource.tables(run_ids, path)``: a CSV artifact (e.g. ``diagnostics/profiles.csv``)
   of several runs stacked, with a ``run_id`` column.
 
-With this module, ``bench.tracking`` is the only place that imports mlflow.
+MLflow itself stays behind ``bench.tracking.RunReader`` (the only module that imports mlflow):
+this module turns its plain ``RunRecord`` values into frames.
 
 Example:
     >>> source = ResultsSource("sqlite:///runs/smoke/mlflow.db", "smoke")  # doctest: +SKIP
@@ -24,28 +25,23 @@ Example:
 from __future__ import annotations
 
 import io
-import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 
-from bench.tracking import STEPS_TABLE
+from bench import tracking
+from bench.tracking import RunRecord
 
-PAGE = 1000  # search_runs page size (MLflow's maximum per request)
 IDENTITY_TAGS = ("role", "configuration", "task", "model", "regularization", "clipping",
                  "state", "study", "metric", "direction", "solved", "diverged_at", "reason",
                  "suite", "config_hash", "device", "worker")
 INT_COLUMNS = ("seq_len", "trial_number", "seed", "n_params", "hidden_size", "steps")
 FLOAT_PARAMS = ("lr", "l2", "clip")
 PROVENANCE_TAGS = ("git_commit", "python", "platform", "machine", "cpu_count", "argv", "device")
-PARENT_RUN_ID = "mlflow.parentRunId"
 
 
 @dataclass
@@ -82,48 +78,34 @@ class Results:
 
 
 class ResultsSource:
-    """The runs of one suite in an MLflow tracking store (SQLite, server, ...)."""
+    """The runs of one suite in an MLflow tracking store (SQLite, server, ...).
+
+    Raises:
+        FileNotFoundError: no such store, or no experiment of that name in it.
+    """
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.uri = tracking_uri
         self.experiment = experiment
-        database = tracking_uri.removeprefix("sqlite:///")
-        if tracking_uri.startswith("sqlite:///") and not Path(database).exists():
-            raise FileNotFoundError(f"no tracking store at {database}")  # don't create one
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            raise FileNotFoundError(f"no MLflow experiment {experiment!r} at "
-                                    f"{_masked(tracking_uri)}; run the suite first")
-        self.experiment_id = str(found.experiment_id)
-        self._artifact_uri: dict[str, str] = {}
+        self.reader = tracking.RunReader(tracking_uri, experiment)
+        self.experiment_id = self.reader.experiment_id
 
     # ------------------------------------------------------------------ runs
 
-    def search(self) -> list[Any]:
-        """Every run of the experiment (all statuses), in pages of 1,000."""
-        runs: list[Any] = []
-        token = None
-        while True:
-            page = self.client.search_runs([self.experiment_id], "", max_results=PAGE,
-                                           page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+    def search(self) -> list[RunRecord]:
+        """Every run of the experiment (all statuses)."""
+        return self.reader.runs()
 
     def load(self) -> Results:
         """All runs as a frame, plus the provenance and config of the suite."""
-        entities = self.search()
-        runs = runs_frame(entities)
-        self._artifact_uri = dict(zip(runs["run_id"], runs["artifact_uri"], strict=True)) \
-            if len(runs) else {}
-        results = Results(self.experiment, runs, tracking_uri=_masked(self.uri))
+        records = self.search()
+        runs = runs_frame(records)
+        results = Results(self.experiment, runs, tracking_uri=tracking.mask_url(self.uri))
         parents = runs[runs["role"] == "configuration"].sort_values("start_time")
         if len(parents):
-            latest = next(e for e in entities if e.info.run_id == parents["run_id"].iloc[-1])
-            results.provenance = provenance_of(latest.data.tags)
-            text = self.text(latest.info.run_id, "config.yaml")
+            latest = next(r for r in records if r.run_id == parents["run_id"].iloc[-1])
+            results.provenance = provenance_of(latest.tags)
+            text = self.text(latest.run_id, tracking.CONFIG_FILE)
             if text:
                 results.config_text = text
                 loaded = yaml.safe_load(text)
@@ -134,11 +116,8 @@ class ResultsSource:
 
     def histories(self, run_ids: Iterable[str], keys: Sequence[str]) -> pd.DataFrame:
         """Metric histories of some runs, long format: run_id, key, step, value."""
-        rows = []
-        for run_id in dict.fromkeys(run_ids):
-            for key in keys:
-                for m in self.client.get_metric_history(run_id, key):
-                    rows.append((run_id, key, int(m.step), float(m.value)))
+        rows = [(run_id, key, step, value) for run_id in dict.fromkeys(run_ids) for key in keys
+                for step, value in self.reader.metric_history(run_id, key)]
         frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
         return frame.sort_values(["run_id", "key", "step"], ignore_index=True)
 
@@ -146,7 +125,7 @@ class ResultsSource:
         """A per-step series at every step, in the format of ``histories``: ``column`` of
         the runs' ``STEPS_TABLE``, else (runs recorded without one) the metric ``key``."""
         ids = list(dict.fromkeys(run_ids))
-        table = self.tables(ids, STEPS_TABLE)
+        table = self.tables(ids, tracking.STEPS_TABLE)
         if column in table:
             table = table[["run_id", "step", column]].rename(columns={column: "value"})
             table.insert(1, "key", key)
@@ -172,57 +151,32 @@ class ResultsSource:
 
     def text(self, run_id: str, path: str) -> str | None:
         """An artifact as text, or None when the run has no such artifact."""
-        local = _local_dir(self._artifact_uri.get(run_id, ""))
-        if local is not None:
-            target = local / path
-            return target.read_text() if target.is_file() else None
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
-            except Exception:  # absent artifact: MlflowException / OSError, by store
-                return None
-
-
-def _local_dir(artifact_uri: str) -> Path | None:
-    """The folder of a ``file://`` artifact location (read directly: much faster)."""
-    if artifact_uri.startswith("file:"):
-        return Path(unquote(urlparse(artifact_uri).path))
-    if artifact_uri.startswith("/"):
-        return Path(artifact_uri)
-    return None
-
-
-def _masked(uri: str) -> str:
-    from bench.config import mask_secrets
-
-    return mask_secrets(uri)
+        return self.reader.text(run_id, path)
 
 
 # ------------------------------------------------------------------------------ frames
 
 
-def run_row(run: Any) -> dict[str, Any]:
-    """One MLflow run as a flat row (tags, then params, then metrics under their keys)."""
-    info, data = run.info, run.data
-    tags = data.tags
+def run_row(run: RunRecord) -> dict[str, Any]:
+    """One run as a flat row (identity tags, then params, then metrics under their keys)."""
+    tags = run.tags
     row: dict[str, Any] = {
-        "run_id": info.run_id, "parent_id": tags.get(PARENT_RUN_ID, ""),
-        "status": info.status, "artifact_uri": info.artifact_uri or "",
-        "start_time": info.start_time, "end_time": info.end_time,
-        "name": tags.get("mlflow.runName", ""),
+        "run_id": run.run_id, "parent_id": run.parent_id, "status": run.status,
+        "artifact_uri": run.artifact_uri, "start_time": run.start_time,
+        "end_time": run.end_time, "name": run.name,
     }
     for key in IDENTITY_TAGS + ("seq_len", "trial_number", "seed"):
         row[key] = tags.get(key, "")
     for key, value in tags.items():
         if key.startswith("best."):
             row[key] = value
-    for key, value in data.params.items():
+    for key, value in run.params.items():
         row.setdefault(key, value)
-    row.update(data.metrics)
+    row.update(run.metrics)
     return row
 
 
-def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
+def runs_frame(runs: Sequence[RunRecord]) -> pd.DataFrame:
     """Rows of ``run_row`` as a typed frame: ints, floats, times (s), a derived ``state``."""
     frame = pd.DataFrame([run_row(r) for r in runs])
     if frame.empty:
@@ -255,7 +209,7 @@ def _state(tag: str, status: str) -> str:
             "FAILED": "failed"}.get(status, "unknown")
 
 
-def provenance_of(tags: dict[str, str]) -> dict[str, str]:
+def provenance_of(tags: Mapping[str, str]) -> dict[str, str]:
     """The provenance tags of a run: versions, machine, git commit, argv."""
     out = {k: tags[k] for k in PROVENANCE_TAGS if k in tags}
     out.update({k: v for k, v in sorted(tags.items()) if k.startswith("version.")})

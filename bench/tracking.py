@@ -6,6 +6,15 @@ Layout (SPEC section 4): one MLflow experiment per suite; a parent run per confi
 global step, logged in batches with ``MlflowClient.log_batch`` (one call per 1,000 points);
 tables (gradient profiles, spectra, ...) go to CSV artifacts, and so does every training
 step (``STEPS_TABLE``), whose curves are metrics only thinned.
+
+This module owns that layout on both sides: where a suite's store is (``resolve_uri``), the
+names of the metrics and artifacts and how a finished run becomes them (``result_metrics``,
+``step_rows``, ``run_params``), writing (``Tracker``) and reading back (``RunReader``, plain
+``RunRecord`` values: no MLflow type leaves this module on the read side).
+
+Nothing happens at import: ``configure()`` quiets MLflow's loggers and bounds its HTTP
+retries (``Tracker`` and ``RunReader`` call it), ``preload()`` imports the stores a fork
+server should hold before it forks.
 """
 
 from __future__ import annotations
@@ -15,22 +24,22 @@ import io
 import logging
 import math
 import os
+import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-for _noisy in ("mlflow", "alembic"):  # table creation and migrations are not news to a user
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
-
-# MLflow's own HTTP retries (7, backoff factor 2) can hang a worker for minutes without a word;
-# the tracker retries itself, with a bounded budget, and then fails with a clear message.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+if TYPE_CHECKING:
+    from bench.config import Configuration, SuiteSpec
+    from bench.train import TrainResult
+    from tasks import Task
 
 RETRY_S = float(os.environ.get("GRADBENCH_TRACKING_RETRY_S", "60"))
 TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out",
@@ -38,8 +47,51 @@ TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out"
              "database is locked", "RemoteDisconnected", "Connection aborted")
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
+PAGE = 1000  # search_runs page size (MLflow's maximum per request)
 MetricPoint = tuple[str, float, int]  # (key, value, step)
+
+# Artifacts of a run (paths inside its artifact folder).
 STEPS_TABLE = "curves.csv"  # a run's every step: step, train_loss, grad_norm, clipped
+CONFIG_FILE = "config.yaml"  # the resolved suite config, on each configuration run
+CONFUSION_TABLE = "test/confusion.csv"  # HAR final seeds: true, predicted, count
+
+
+def diagnostics_table(name: str) -> str:
+    """The artifact path of a diagnostics table (``profiles`` -> ``diagnostics/profiles.csv``)."""
+    return f"diagnostics/{name}.csv"
+
+
+PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def configure() -> None:
+    """Quiet MLflow's own logging and bound its HTTP retries. Idempotent; called by
+    ``Tracker`` and ``RunReader``, and by an entry point before anything else talks to MLflow.
+
+    Table creation and migrations (``mlflow``, ``alembic`` loggers) are not news to a user.
+    MLflow's own HTTP retries (7, backoff factor 2) can hang a worker for minutes without a
+    word; the tracker retries itself, with a bounded budget, and then fails with a clear
+    message. Values the user set in the environment are kept.
+    """
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def preload() -> None:
+    """Import the tracking stores of sqlite/postgresql URIs, for a process that forks
+    workers: each worker then starts with them loaded."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def resolve_uri(configured: str | None, run_dir: Path) -> str:
+    """A suite's tracking URI: the configured one, else ``$MLFLOW_TRACKING_URI``, else the
+    embedded store in its run directory."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(run_dir)
 
 
 def default_tracking_uri(run_dir: Path) -> str:
@@ -53,6 +105,120 @@ def artifact_root(run_dir: Path) -> str:
 
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in uri
+
+
+def find_experiment_id(uri: str, name: str) -> str | None:
+    """The id of the experiment ``name`` in the store at ``uri``, or None (creates nothing)."""
+    configure()
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    return None if found is None else str(found.experiment_id)
+
+
+# ------------------------------------------------------------------------------ names
+
+
+# The metrics a report reads back by name (every key is ``namespace/name``).
+TRAIN_LOSS = "train/loss"  # task loss per step (thinned; every step in STEPS_TABLE)
+GRAD_NORM = "grad/norm"  # global gradient norm before clipping, per step (thinned)
+VAL_LOSS = "val/loss"  # validation loss at the evaluation steps
+TEST_LOSS = "test/loss"
+TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's loss
+SPECTRAL_RADIUS = "weights/spectral_radius"  # of W_hh, largest over gate blocks
+
+# Per-step curves (train/loss, grad/norm) as MLflow metrics are thinned evenly to this many
+# points: enough for MLflow's charts, and a metric point costs ~0.1 ms to record, a run's
+# largest tracking cost. Every step is kept in the run's ``STEPS_TABLE`` artifact.
+MAX_CURVE_POINTS = 200
+
+
+def metric_key(namespace: str, name: str) -> str:
+    """A metric's key: ``metric_key("test", "mse")`` -> ``test/mse``."""
+    return f"{namespace}/{name}"
+
+
+def curve(key: str, values: list[float], max_points: int = MAX_CURVE_POINTS) -> list[MetricPoint]:
+    """A per-step series (steps from 1) as metric points, thinned evenly; the last kept."""
+    stride = max(1, math.ceil(len(values) / max_points))
+    points = [(key, v, i + 1) for i, v in enumerate(values) if i % stride == 0]
+    if values and (len(values) - 1) % stride:  # always keep the last step
+        points.append((key, values[-1], len(values)))
+    return points
+
+
+def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
+    """Every metric of a run with its global step (steps count from 1; 0 = initialisation)."""
+    points = curve(TRAIN_LOSS, result.train_loss) + curve(GRAD_NORM, result.grad_norm)
+    for row in result.evals:
+        step = int(row["step"])
+        points += [(metric_key("val", k), float(v), step) for k, v in row.items() if k != "step"]
+    end = result.steps_done
+    points += [(metric_key("test", k), float(v), end) for k, v in result.test.items()]
+    points += [("grad/clip_rate", result.clip_rate, end),
+               ("train/wall_time", result.wall_time, end),
+               ("train/steps_done", float(end), end)]
+    if result.test:
+        points.append(("test/solved", float(result.solved), end))
+        points.append((TEST_NORMALIZED, normalized_score(result.test, task), end))
+    if result.diverged_at is not None:
+        points.append(("train/diverged_at", float(result.diverged_at), end))
+    if result.diagnostics is not None:
+        points += diagnostic_metrics(result.diagnostics)
+    return points
+
+
+def step_rows(result: TrainResult) -> list[dict[str, Any]]:
+    """Every training step (from 1): task loss, global gradient norm before clipping, and
+    whether clipping rescaled it. The ``STEPS_TABLE`` artifact of a run."""
+    return [{"step": i + 1, "train_loss": loss, "grad_norm": norm, "clipped": int(clipped)}
+            for i, (loss, norm, clipped) in enumerate(
+                zip(result.train_loss, result.grad_norm, result.clipped, strict=True))]
+
+
+def normalized_score(test: Mapping[str, float], task: Task) -> float:
+    """Test loss over the task's baseline loss: 1 = no better than the trivial predictor."""
+    return float(test["loss"]) / task.baseline if task.baseline else math.nan
+
+
+def diagnostic_metrics(diagnostics: Any) -> list[MetricPoint]:
+    """Summaries of the probe-step tables as metrics; the full tables go to artifacts."""
+    points: list[MetricPoint] = []
+    for row in diagnostics.summaries:
+        prefix = "grad" if row.kind == "h" else f"grad/{row.kind}"
+        points += [(f"{prefix}/log10_ratio", row.log10_ratio, row.step),
+                   (f"{prefix}/decay_rate", row.decay_rate, row.step),
+                   (f"{prefix}/horizon", row.horizon, row.step)]
+    radius: dict[int, float] = {}
+    for row in diagnostics.spectra:
+        points += [(f"weights/spectral_norm/{row.block}", row.spectral_norm, row.step),
+                   (f"{SPECTRAL_RADIUS}/{row.block}", row.spectral_radius, row.step)]
+        radius[row.step] = max(radius.get(row.step, -math.inf), row.spectral_radius)
+    points += [(SPECTRAL_RADIUS, value, step) for step, value in radius.items()]
+    for row in diagnostics.groups:
+        points.append((f"grad/{row.source}/{row.group}", row.norm, row.step))
+    for row in diagnostics.saturation:
+        points.append((f"act/{row.block}/{row.measure}", row.value, row.step))
+    steps = diagnostics.steps
+    if steps is not None:
+        points.append(("grad/nonfinite_steps", float(steps.n_nonfinite), steps.steps))
+    return points
+
+
+def run_params(configuration: Configuration, params: Mapping[str, Any], seed: int,
+               info: Mapping[str, Any], spec: SuiteSpec) -> dict[str, Any]:
+    """The params of a trial or final run: tuned values, then everything fixed."""
+    cfg = info["cfg"]
+    fixed = {
+        "task": configuration.task, "seq_len": configuration.seq_len, "model": configuration.model,
+        "regularization": configuration.regularization, "clipping": configuration.clipping,
+        "hidden_size": info["hidden_size"], "n_params": info["n_params"], "seed": seed,
+        "data_seed": spec.seed, "steps": cfg.steps, "batch_size": cfg.batch_size,
+        "optimizer": cfg.optimizer, "eval_every": cfg.eval_every,
+        "probe_every": spec.diagnostics.probe_every,
+    }
+    return {**params, **fixed}
+
+
+# ------------------------------------------------------------------------------ writing
 
 
 class TrackingUnavailable(RuntimeError):
@@ -119,6 +285,7 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None,
                  retry_s: float | None = None) -> None:
+        configure()
         self.uri = uri
         self.client = _RetryingClient(MlflowClient(tracking_uri=uri), uri,
                                       RETRY_S if retry_s is None else retry_s)
@@ -151,15 +318,7 @@ class Tracker:
 
     def find_runs(self, filter_string: str, max_results: int = 10_000) -> list[Any]:
         """Runs of this suite's experiment matching an MLflow filter string."""
-        runs: list[Any] = []
-        token = None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string,
-                                           max_results=min(max_results, 1000), page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token or len(runs) >= max_results:
-                return runs
+        return list(_search(self.client, self.experiment_id, filter_string, max_results))
 
     def parent_run(self, name: str, tags: Mapping[str, str]) -> str:
         """The configuration's parent run: found by its ``configuration`` tag, or created."""
@@ -259,8 +418,6 @@ class Tracker:
         for i in range(room, len(points), BATCH):
             self.client.log_batch(run_id, metrics=points[i : i + BATCH], synchronous=True)
         if files:
-            import tempfile
-
             with tempfile.TemporaryDirectory(prefix="gradbench-artifacts-") as tmp:
                 for path, text in files.items():
                     target = Path(tmp, path)
@@ -273,7 +430,97 @@ class Tracker:
 
     def load_table(self, run_id: str, path: str) -> list[dict[str, str]]:
         """Read back a CSV artifact written by ``log_table``."""
-        return list(csv.DictReader(io.StringIO(_load_text(self.client, run_id, path))))
+        text = _download_text(self.client, run_id, path)
+        if text is None:
+            raise FileNotFoundError(f"run {run_id} has no artifact {path}")
+        return list(csv.DictReader(io.StringIO(text)))
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as read back: plain values, no MLflow types.
+
+    ``start_time`` and ``end_time`` are in ms since the epoch (None: not set); ``metrics``
+    holds the latest value of every metric key.
+    """
+
+    run_id: str
+    parent_id: str
+    name: str
+    status: str  # RUNNING, SCHEDULED, FINISHED, FAILED or KILLED
+    artifact_uri: str
+    start_time: int | None
+    end_time: int | None
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+
+
+def _record(run: Any) -> RunRecord:
+    info, data = run.info, run.data
+    return RunRecord(run_id=str(info.run_id), parent_id=data.tags.get(MLFLOW_PARENT_RUN_ID, ""),
+                     name=data.tags.get(MLFLOW_RUN_NAME, ""), status=str(info.status),
+                     artifact_uri=info.artifact_uri or "", start_time=info.start_time,
+                     end_time=info.end_time, tags=dict(data.tags), params=dict(data.params),
+                     metrics=dict(data.metrics))
+
+
+class RunReader:
+    """The runs of one suite's experiment, read and never written (nothing is created).
+
+    Raises:
+        FileNotFoundError: an embedded (SQLite) store that does not exist, or no experiment
+            of that name in the store.
+    """
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        configure()
+        self.uri, self.experiment = uri, experiment
+        database = uri.removeprefix("sqlite:///")
+        if uri.startswith("sqlite:///") and not Path(database).exists():
+            raise FileNotFoundError(f"no tracking store at {database}")  # don't create one
+        self._client = MlflowClient(tracking_uri=uri)
+        found = self._client.get_experiment_by_name(experiment)
+        if found is None:
+            raise FileNotFoundError(f"no MLflow experiment {experiment!r} at "
+                                    f"{mask_url(uri)}; run the suite first")
+        self.experiment_id = str(found.experiment_id)
+        self._artifact_uri: dict[str, str] = {}
+
+    def runs(self) -> list[RunRecord]:
+        """Every run of the experiment (all statuses), in pages of 1,000."""
+        records = [_record(run) for run in _search(self._client, self.experiment_id)]
+        self._artifact_uri.update((r.run_id, r.artifact_uri) for r in records)
+        return records
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every logged (step, value) of one metric of a run, in logging order."""
+        return [(int(m.step), float(m.value))
+                for m in self._client.get_metric_history(run_id, key)]
+
+    def text(self, run_id: str, path: str) -> str | None:
+        """An artifact as text, or None when the run has no such artifact. Artifacts in a
+        local folder are read directly (much faster than a download)."""
+        local = _local_dir(self._artifact_uri.get(run_id, ""))
+        if local is not None:
+            target = local / path
+            return target.read_text() if target.is_file() else None
+        return _download_text(self._client, run_id, path)
+
+
+def _local_dir(artifact_uri: str) -> Path | None:
+    """The folder of a ``file://`` artifact location."""
+    if artifact_uri.startswith("file:"):
+        return Path(unquote(urlparse(artifact_uri).path))
+    if artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+# ------------------------------------------------------------------------------ helpers
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -285,12 +532,31 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _load_text(client: MlflowClient, run_id: str, path: str) -> str:
-    import tempfile
+def _search(client: Any, experiment_id: str, filter_string: str = "",
+            max_results: int | None = None) -> Iterator[Any]:
+    """The runs of an experiment matching a filter (all of them: ``max_results`` None), in
+    pages of up to 1,000 (MLflow's maximum per request)."""
+    token, count = None, 0
+    while True:
+        size = PAGE if max_results is None else min(max_results, PAGE)
+        page = client.search_runs([experiment_id], filter_string, max_results=size,
+                                  page_token=token)
+        yield from page
+        count += len(page)
+        token = page.token
+        if not token or (max_results is not None and count >= max_results):
+            return
 
+
+def _download_text(client: Any, run_id: str, path: str) -> str | None:
+    """An artifact of a run as text, or None when the run has no such artifact."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return Path(local).read_text()
+        try:
+            return Path(client.download_artifacts(run_id, path, tmp)).read_text()
+        except TrackingUnavailable:
+            raise
+        except Exception:  # absent artifact: MlflowException / OSError, by store
+            return None
 
 
 def _param_value(value: Any) -> str:
