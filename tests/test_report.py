@@ -152,6 +152,7 @@ def test_tuning_curve_sweep_and_classes() -> None:
     assert set(curve["remedy"]) == {"L2 + clip"}
 
     board = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"], "remedy": ["none"] * 4,
+                          "regularization": ["none"] * 4, "clipping": ["none"] * 4,
                           "seq_len": [50, 100, 50, 100], "solved_rate": [1.0, 0.0, 1.0, 0.5]})
     longest = an.longest_solved(board)
     assert longest.loc["lstm", "none"] == 100 and longest.loc["rnn", "none"] == 50
@@ -376,10 +377,11 @@ def test_intervals_stay_in_the_metric_range() -> None:
 
     _, _, low, high = mean_ci([0.001, 0.2])  # two seeds far apart: a wide t-interval
     assert low < 0
-    assert clip_to_range("mse", low, high) == (0.0, high)
+    assert clip_to_range("adding", "mse", low, high) == (0.0, high)
     _, _, low, high = mean_ci([0.99, 0.5])
-    assert high > 1 and clip_to_range("acc", low, high)[1] == 1.0
-    assert clip_to_range("recall_acc", math.nan, math.nan)[0] != 0.0  # NaN stays NaN
+    assert high > 1 and clip_to_range("har", "acc", low, high)[1] == 1.0
+    assert clip_to_range("copy", "recall_acc", math.nan, math.nan)[0] != 0.0  # NaN stays NaN
+    assert clip_to_range("adding", "not-its-metric", -1.0, 2.0) == (-1.0, 2.0)
 
 
 def test_per_step_curves_are_thinned_as_metrics_and_whole_in_the_steps_table(
@@ -420,3 +422,53 @@ def test_per_step_curves_are_thinned_as_metrics_and_whole_in_the_steps_table(
     assert frame[frame["run_id"] == older]["step"].tolist() == norm_steps  # the metric
     table = source.tables([whole], STEPS_TABLE)
     assert table["clipped"].sum() == sum(n > 5 for n in norms)
+
+
+# ------------------------------------------------------------------------------ registry facts
+
+
+def test_order_labels_and_colours_come_from_the_registries() -> None:
+    from bench.registry import MODELS
+    from bench.report import plots
+
+    assert an.model_order(["gru", "zz-plugin", "lstm", "rnn", "irnn"]) == [
+        "rnn", "irnn", "lstm", "gru", "zz-plugin"]  # unknown last
+    assert an.task_order(["har", "mine", "adding", "copy"]) == ["adding", "copy", "har", "mine"]
+    pairs = [("l2", "norm"), ("none", "norm"), ("l2", "none"), ("none", "none"),
+             ("mystery", "none")]
+    frame = pd.DataFrame(pairs, columns=["regularization", "clipping"])
+    assert an.remedy_order(frame) == ["none", "L2", "clip", "L2 + clip", "mystery"]
+    assert an.remedy_label("l2", "mystery") == "L2 + mystery"
+    assert [plots.remedy_style(*p) for p in pairs] == ["-", "--", "-.", ":", "--"]
+    assert plots.remedy_style("l2", "mystery") == "-"
+    assert an.metric_of("copy", pd.DataFrame()) == ("recall_acc", "maximize")
+    assert an.metric_of("mine", pd.DataFrame()) == ("loss", "minimize")
+    assert an.solved_rule("adding") == "test MSE < 0.01"
+
+    # the colorblind palette entries the report always used for the four built-ins
+    assert {m: plots.model_hex(m) for m in ("rnn", "irnn", "lstm", "gru")} == {
+        "rnn": "#d55e00", "irnn": "#cc78bc", "lstm": "#0173b2", "gru": "#029e73"}
+    assert plots.model_hex("orth-rnn") == MODELS.get("orth-rnn").color
+    others = [plots.model_hex(m) for m in ("zz-plugin", "pkg.mod:NP_RNN")]
+    builtin = {plots.model_hex(m) for m in MODELS.names()}
+    assert all(c not in builtin and c != plots.GREY for c in others)
+    assert plots.model_hex("zz-plugin") == others[0]  # stable
+
+
+@pytest.mark.slow
+def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Path) -> None:
+    fake = Fake(tmp_path / "runs" / "odd", "odd")
+    for name in ("adding-T8/lstm/none/norm", "adding-T8/nowhere.mod:NET/none/weird"):
+        parent = fake.parent(name)
+        fake.run(parent, "trial", 0, "complete")
+        for n in range(2):
+            fake.run(parent, "final", n, "complete", {"loss": 0.02 + n / 100,
+                                                      "mse": 0.02 + n / 100, "normalized": 0.1})
+        fake.tracker.end_run(parent[0])
+    out = tmp_path / "odd.html"
+    assert main(["report", "--tracking-uri", fake.uri, "--experiment", "odd",
+                 "--runs-dir", str(tmp_path / "none"), "--out", str(out)]) == 0
+    page = out.read_text()
+    _check_self_contained(page)
+    assert ">nowhere.mod:NET<" in page and ">weird<" in page
+    assert ".dot.m-nowhere-mod-net { background: #" in page

@@ -2,23 +2,29 @@
 
 Inputs are the frames of ``bench.results`` (one row per run; histories and artifact tables
 in long format). Every function returns a new frame; nothing here knows MLflow or HTML.
+
+Facts about tasks, models and remedies (display order, labels, a task's metric, direction,
+range and solved rule) are looked up in ``bench.registry``. A name the registry does not
+know here (a plugin that does not import where the report runs, a run of an older version)
+still renders: under its own name, after the known ones.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-MODEL_ORDER = ("rnn", "irnn", "lstm", "gru")
-REMEDY_ORDER = ("none", "L2", "clip", "L2 + clip")
+from bench import registry
+from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
+from bench.tracking import TEST_LOSS, TEST_NORMALIZED, VAL_LOSS, metric_key
+
 PARAM_ORDER = ("lr", "l2", "clip", "batch_size", "param_budget", "hidden_size")
-TASK_METRIC = {"adding": ("mse", "minimize"), "copy": ("recall_acc", "maximize"),
-               "har": ("acc", "maximize")}
 SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
 FAILED_STATES = ("diverged", "interrupted", "failed")
 BOOTSTRAP = 2000
@@ -30,14 +36,93 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
-# ------------------------------------------------------------------------------ basics
+# ------------------------------------------------------------------------------ registry facts
 
 
+def _lookup(kind: registry.Registry[Any], name: str) -> Any:
+    """The record of ``name``, or None where the registry cannot give one here."""
+    if not name or name == NONE:
+        return None
+    try:
+        return kind.get(name)
+    except Exception:  # unknown, or a plugin whose import fails here: the report goes on
+        return None
+
+
+@functools.cache
+def model_info(name: str) -> ModelInfo | None:
+    return _lookup(MODELS, name)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def task_info(name: str) -> TaskInfo | None:
+    return _lookup(TASKS, name)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def remedy_info(name: str) -> Remedy | None:
+    return _lookup(REMEDIES, name)  # type: ignore[no-any-return]
+
+
+def model_order(models: Iterable[str]) -> list[str]:
+    """Distinct models in display order: the registry's rank, unknown ones last by name."""
+    def key(name: str) -> tuple[int, int, str]:
+        info = model_info(name)
+        return (0, info.rank, name) if info is not None else (1, 0, name)
+
+    return sorted(dict.fromkeys(models), key=key)
+
+
+def task_order(tasks: Iterable[str]) -> list[str]:
+    """Distinct tasks in display order: the registry's rank, unknown ones last by name."""
+    def key(name: str) -> tuple[int, int, str]:
+        info = task_info(name)
+        return (0, info.rank, name) if info is not None else (1, 0, name)
+
+    return sorted(dict.fromkeys(tasks), key=key)
+
+
+def _known(name: str) -> str:
+    """The name for ``bench.registry``'s pair helpers: none where the registry lacks it."""
+    return name if name in ("", NONE) or remedy_info(name) is not None else NONE
+
+
+def unknown_remedies(regularization: str, clipping: str) -> list[str]:
+    """The remedies of a pair that the registry does not know here."""
+    return [n for n in (regularization, clipping) if _known(n) != n]
+
+
+@functools.cache
 def remedy_label(regularization: str, clipping: str) -> str:
-    """``none`` / ``L2`` / ``clip`` / ``L2 + clip`` for a (regularization, clipping) pair."""
-    parts = [name for flag, name in ((regularization not in ("", "none"), "L2"),
-                                     (clipping not in ("", "none"), "clip")) if flag]
-    return " + ".join(parts) or "none"
+    """The label of a (regularization, clipping) pair (``none``, ``L2``, ``clip``, ``L2 +
+    clip``, ...); a remedy the registry does not know shows under its own name."""
+    label = registry.remedy_label(_known(regularization), _known(clipping))
+    parts = ([] if label == NONE else [label]) + unknown_remedies(regularization, clipping)
+    return " + ".join(parts) or NONE
+
+
+def remedy_rank(regularization: str, clipping: str) -> tuple[Any, ...]:
+    """Sort key of a pair: the registry's, pairs with an unknown remedy last."""
+    return (bool(unknown_remedies(regularization, clipping)),
+            *registry.remedy_rank(_known(regularization), _known(clipping)),
+            remedy_label(regularization, clipping))
+
+
+def remedy_order(frame: pd.DataFrame) -> list[str]:
+    """The remedy labels of a frame's (regularization, clipping) pairs, in display order."""
+    pairs = dict.fromkeys(zip(frame["regularization"].astype(str),
+                              frame["clipping"].astype(str), strict=True))
+    return list(dict.fromkeys(remedy_label(*p) for p in sorted(pairs,
+                                                               key=lambda p: remedy_rank(*p))))
+
+
+def solved_rule(task: str) -> str:
+    """The task's solved rule in words (from the registry)."""
+    info = task_info(task)
+    return info.solved if info is not None and info.solved else "see the task"
+
+
+# ------------------------------------------------------------------------------ basics
 
 
 def t_quantile(df: int) -> float:
@@ -62,26 +147,34 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float, float]:
     return mean, std, mean - half, mean + half
 
 
-METRIC_RANGE = {"mse": (0.0, math.inf), "acc": (0.0, 1.0), "recall_acc": (0.0, 1.0),
-                "macro_f1": (0.0, 1.0), "loss": (0.0, math.inf)}
+def metric_range(task: str, metric: str) -> tuple[float, float]:
+    """The range of the task's headline metric (from the registry); unbounded otherwise."""
+    info = task_info(task)
+    if info is not None and info.metric == metric:
+        return info.metric_range
+    return -math.inf, math.inf
 
 
-def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
+def clip_to_range(task: str, metric: str, low: float, high: float) -> tuple[float, float]:
     """A t-interval of few seeds can leave the metric's range (a negative MSE): clip it."""
-    lo, hi = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+    lo, hi = metric_range(task, metric)
     if math.isnan(low) or math.isnan(high):
         return low, high
     return max(low, lo), min(high, hi)
 
 
 def metric_of(task: str, nested: pd.DataFrame) -> tuple[str, str]:
-    """The task's headline metric and its direction, from the runs' tags (or the defaults)."""
+    """The task's headline metric and its direction: from the runs' tags (``metric``,
+    ``direction``, written with each run), else from the registry, else the loss."""
     if len(nested) and "metric" in nested:
         tagged = nested[nested["metric"].fillna("") != ""]
         if len(tagged):
             row = tagged.iloc[0]
-            return str(row["metric"]), str(row.get("direction") or "minimize")
-    return TASK_METRIC.get(task, ("loss", "minimize"))
+            info = task_info(task)
+            fallback = info.direction if info is not None else "minimize"
+            return str(row["metric"]), str(row.get("direction") or fallback)
+    info = task_info(task)
+    return (info.metric, info.direction) if info is not None else ("loss", "minimize")
 
 
 def at_seq_len(frame: pd.DataFrame, seq_len: Any) -> pd.DataFrame:
@@ -137,11 +230,11 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
     finals = nested[nested["role"] == "final"]
     done = finals[finals["state"].isin(("complete", "diverged"))]
     complete = finals[finals["state"] == "complete"]
-    key = f"test/{metric}"
+    key = metric_key("test", metric)
     values = complete[key].dropna().tolist() if key in complete else []
     mean, std, low, high = mean_ci(values)
-    low, high = clip_to_range(metric, low, high)
-    normalized = complete["test/normalized"].dropna() if "test/normalized" in complete \
+    low, high = clip_to_range(str(parent["task"]), metric, low, high)
+    normalized = complete[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in complete \
         else pd.Series([], dtype=float)
     counts = trial_counts(trials)
     solved = done["solved"].fillna(False).astype(bool) if "solved" in done else done["state"]
@@ -163,9 +256,9 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
 
 def _best_val(trials: pd.DataFrame) -> float:
     """The lowest final validation loss among complete tuning trials (Optuna's best)."""
-    if trials.empty or "val/loss" not in trials:
+    if trials.empty or VAL_LOSS not in trials:
         return math.nan
-    values = trials.loc[trials["state"] == "complete", "val/loss"].dropna()
+    values = trials.loc[trials["state"] == "complete", VAL_LOSS].dropna()
     return float(values.min()) if len(values) else math.nan
 
 
@@ -209,10 +302,7 @@ def score_grid(board: pd.DataFrame) -> pd.DataFrame:
     """Model x remedy grid of the normalised score (test loss / baseline; < 1 beats it)."""
     grid = board.pivot_table(index="model", columns="remedy", values="normalized",
                              aggfunc="first", dropna=False)
-    models = [m for m in MODEL_ORDER if m in set(board["model"])] + sorted(
-        set(board["model"]) - set(MODEL_ORDER))
-    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
-    return grid.reindex(index=models, columns=remedies)
+    return grid.reindex(index=model_order(board["model"]), columns=remedy_order(board))
 
 
 def best_rows(board: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -233,8 +323,8 @@ def representative_runs(runs: pd.DataFrame, configuration: str) -> list[str]:
     if len(finals):
         return finals.sort_values("seed")["run_id"].tolist()
     trials = nested[(nested["role"] == "trial") & nested["state"].isin(("complete", "pruned"))]
-    if len(trials) and "val/loss" in trials:
-        return [str(trials.sort_values("val/loss")["run_id"].iloc[0])]
+    if len(trials) and VAL_LOSS in trials:
+        return [str(trials.sort_values(VAL_LOSS)["run_id"].iloc[0])]
     return nested.sort_values("start_time")["run_id"].head(1).tolist()
 
 
@@ -248,15 +338,6 @@ def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
     last = h.loc[h.groupby(["run_id", "when"])["t"].idxmax()].set_index(["run_id", "when"])
     ratio = np.log10(first["norm"] / last["norm"])
     return ratio.rename("log10_ratio").reset_index()
-
-
-def _model_index(model: str) -> int:
-    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-
-
-def model_order(models: Sequence[str]) -> list[str]:
-    present = list(dict.fromkeys(models))
-    return [m for m in MODEL_ORDER if m in present] + [m for m in present if m not in MODEL_ORDER]
 
 
 # ------------------------------------------------------------------------------ significance
@@ -319,7 +400,7 @@ def verdict(p: float, min_p: float) -> str:
 
 def seed_values(runs: pd.DataFrame, configuration: str, metric: str) -> list[float]:
     """The test metric of each completed final seed of a configuration."""
-    key = f"test/{metric}"
+    key = metric_key("test", metric)
     finals = runs[(runs["role"] == "final") & (runs["configuration"] == configuration)
                   & (runs["state"] == "complete")]
     return finals[key].dropna().astype(float).tolist() if key in finals else []
@@ -358,11 +439,12 @@ def significance(board: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and trial number: the trial's final validation loss (complete trials
     only, as Optuna counts them) and the best value so far."""
-    columns = ["configuration", "model", "remedy", "trial_number", "value", "best"]
-    if trials.empty or "val/loss" not in trials:
+    columns = ["configuration", "model", "regularization", "clipping", "remedy",
+               "trial_number", "value", "best"]
+    if trials.empty or VAL_LOSS not in trials:
         return pd.DataFrame(columns=columns)
     frame = trials[trials["trial_number"].notna()].copy()
-    frame["value"] = frame["val/loss"].where(frame["state"] == "complete")
+    frame["value"] = frame[VAL_LOSS].where(frame["state"] == "complete")
     frame["remedy"] = [remedy_label(r, c) for r, c in
                        zip(frame["regularization"], frame["clipping"], strict=True)]
     frame = frame.sort_values(["configuration", "trial_number"])
@@ -377,8 +459,9 @@ def importance_table(importances: dict[str, dict[str, float] | str],
     studies = {c: v for c, v in importances.items() if isinstance(v, dict)}
     notes = {c: v for c, v in importances.items() if isinstance(v, str)}
     known = board[board["configuration"].isin(studies)]
-    order = sorted(known["configuration"], key=lambda c: (
-        _model_index(str(c).split("/")[1]), c))
+    model_of = dict(zip(known["configuration"], known["model"].astype(str), strict=True))
+    rank = {m: i for i, m in enumerate(model_order(model_of.values()))}
+    order = sorted(model_of, key=lambda c: (rank[model_of[c]], c))
     table = pd.DataFrame([studies[c] for c in order], index=order)
     known_params = [p for p in PARAM_ORDER if p in table.columns]
     table = table[known_params + sorted(set(table.columns) - set(known_params))]
@@ -393,9 +476,7 @@ def longest_solved(board: pd.DataFrame, threshold: float = SOLVED_THRESHOLD) -> 
     ``threshold`` over final seeds); NaN where it solves none of the T tried."""
     solved = board[board["solved_rate"] >= threshold]
     grid = solved.pivot_table(index="model", columns="remedy", values="seq_len", aggfunc="max")
-    models = model_order(board["model"].tolist())
-    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
-    return grid.reindex(index=models, columns=remedies)
+    return grid.reindex(index=model_order(board["model"]), columns=remedy_order(board))
 
 
 # ------------------------------------------------------------------------------ HAR
@@ -451,7 +532,7 @@ def seed_band(histories: pd.DataFrame, key: str) -> pd.DataFrame:
 
 def baseline_of(finals: pd.DataFrame) -> float:
     """The task's baseline loss: test loss / normalised score of any completed seed."""
-    if finals.empty or "test/normalized" not in finals or "test/loss" not in finals:
+    if finals.empty or TEST_NORMALIZED not in finals or TEST_LOSS not in finals:
         return math.nan
-    ok = finals[(finals["test/normalized"] > 0) & finals["test/loss"].notna()]
-    return float((ok["test/loss"] / ok["test/normalized"]).median()) if len(ok) else math.nan
+    ok = finals[(finals[TEST_NORMALIZED] > 0) & finals[TEST_LOSS].notna()]
+    return float((ok[TEST_LOSS] / ok[TEST_NORMALIZED]).median()) if len(ok) else math.nan

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench import tracking
 from bench.report import analysis as an
 from bench.report import plots
 from bench.report.html import Figure, Heading, Note, Page, Row, Section, Table, render
 from bench.results import Results, ResultsSource
 
-TASK_ORDER = ("adding", "copy", "har")
-SOLVED_RULE = {"adding": "test MSE < 0.01", "copy": "recall accuracy >= 0.99",
-               "har": "test accuracy >= 0.90"}
 READ_AT = {
     "adding": "The loss is read at the last step, so the gradient flows from right to left.",
     "copy": "The recall that needs memory happens in the last 10 steps and the symbols to "
@@ -44,13 +42,12 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         storage: the suite's Optuna storage (for hyperparameter importance), or None.
         storage_note: why there is no storage, shown in place of the importance figure.
     """
+    plots.configure()
     results = source.load()
     board = an.leaderboard(results.runs, expected_counts(results.config))
     importances = suite_importances(results, storage) if storage is not None else None
     sections = [overview(board, results)]
-    tasks = [t for t in TASK_ORDER if t in set(board.get("task", []))]
-    tasks += sorted(set(board.get("task", [])) - set(TASK_ORDER))
-    for task in tasks:
+    for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
         report = TaskReport(task, results, board[board["task"] == task], source)
         sections.append(report.section(importances, storage_note))
     page = Page(title=f"rnn-gradbench report: suite {results.suite}",
@@ -190,10 +187,44 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
         rows, row_classes=classes, model_column=2,
         caption="Models are listed best first; the first row of each task (bold) is the "
                 "overall winner. test metric: mean over final seeds of the task's headline "
-                "metric (adding: MSE; copy: recall accuracy; har: accuracy). score / baseline: "
-                "test loss divided by the trivial predictor's loss (below 1 beats it). solved: "
-                "share of final seeds meeting the task's solved rule."))
+                f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "
+                "the trivial predictor's loss (below 1 beats it). solved: share of final seeds "
+                "meeting the task's solved rule."))
     return section
+
+
+def _headline_metrics(board: pd.DataFrame) -> str:
+    """``adding: mse; har: acc``: each task's headline metric, as its runs recorded it."""
+    metrics = board.groupby("task", sort=False)["metric"].first()
+    return "; ".join(f"{task}: {metrics[task]}" for task in an.task_order(metrics.index))
+
+
+def _and(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def bounded_models(models: Iterable[str]) -> list[str]:
+    """The models, in display order, that have the theory bound (a plain RNN's gain), from
+    their records."""
+    return [m for m in an.model_order(models)
+            if (info := an.model_info(m)) is not None and info.gain is not None]
+
+
+def radius_caption(models: Iterable[str]) -> str:
+    """The caption of the spectral-radius figure: which of the suite's models have gate
+    blocks and which the bound that rho governs (from their records)."""
+    shown = an.model_order(models)
+    gated = "/".join(info.label or m for m in shown
+                     if (info := an.model_info(m)) is not None and len(info.blocks) > 1)
+    plain = "/".join(bounded_models(shown))
+    text = ("rho(W_hh), the largest |eigenvalue|"
+            + (f" ({gated}: largest over gate blocks)" if gated else "")
+            + " at the probe steps, mean over the seeds (band: lowest to highest).")
+    if plain:
+        text += (f" For {plain}, rho < 1 makes W_hh^k shrink (gradients vanish over many "
+                 "steps) and rho > 1 lets it grow (explode); irnn starts at 1 by construction.")
+    return text
 
 
 def provenance(results: Results) -> dict[str, str]:
@@ -262,7 +293,7 @@ class TaskReport:
         ts = ", ".join(t_label(t) for t in sorted(self.board["seq_len"].dropna().unique()))
         baseline = an.baseline_of(self.runs[self.runs["role"] == "final"])
         notes.append(Note(f"Headline metric: test {self.metric} ({better} is better); solved: "
-                          f"{SOLVED_RULE.get(self.task, 'see the task')}; baseline loss "
+                          f"{an.solved_rule(self.task)}; baseline loss "
                           f"(trivial predictor): {num(baseline)}"
                           + (f"; T tried: {ts}." if ts else ".")))
         ranked = self.top[self.top["rank"].notna()]
@@ -340,7 +371,7 @@ class TaskReport:
 
     def gradients(self) -> list[Any]:
         ids = self._first_runs(self.per_model["configuration"])
-        profiles = self.source.tables(ids, "diagnostics/profiles.csv")
+        profiles = self.source.tables(ids, tracking.PROFILES_TABLE)
         if profiles.empty:
             return [Note("No gradient profiles recorded for these runs.", "warn")]
         snaps = an.profile_snapshots(profiles)
@@ -355,8 +386,9 @@ class TaskReport:
             f"final seed. {READ_AT.get(self.task, '')} A line that falls to the left means "
             "gradients vanish on their way back (the model cannot learn dependencies that far "
             "back); a line that rises to the left means they explode; flat is what long memory "
-            "needs. Dashed: the theory bound ||dL/dh_T|| (gamma ||W_hh||_2)^(T-t) for rnn and "
-            "irnn (gamma = 1 for tanh and ReLU); a measured line far below its bound is "
+            "needs. Dashed: the theory bound ||dL/dh_T|| (gamma ||W_hh||_2)^(T-t) for "
+            f"{_and(bounded_models(self.board['model'])) or 'plain RNNs (none here)'} "
+            "(gamma = 1 for tanh and ReLU); a measured line far below its bound is "
             "vanishing caused by the activation derivatives, not only by the weights. Left: "
             "at initialisation; right: after training. The y range follows the measured "
             "lines; bounds beyond it are cut off.")
@@ -381,7 +413,7 @@ class TaskReport:
     def traces(self) -> list[Any]:
         picks = self.per_clip
         ids = self._first_runs(picks["configuration"])
-        hist = self.source.steps(ids, "grad_norm", "grad/norm")
+        hist = self.source.steps(ids, "grad_norm", tracking.GRAD_NORM)
         if hist.empty:
             return [Note("No gradient-norm traces recorded for these runs.", "warn")]
         info = self.runs.set_index("run_id")
@@ -399,7 +431,7 @@ class TaskReport:
 
     def curves(self) -> list[Any]:
         ids = [i for c in self.per_model["configuration"] for i in self.seeds.get(c, [])]
-        hist = self.source.histories(ids, ["val/loss", "weights/spectral_radius"])
+        hist = self.source.histories(ids, [tracking.VAL_LOSS, tracking.SPECTRAL_RADIUS])
         if hist.empty:
             return [Note("No learning curves recorded for these runs.", "warn")]
         info = self.runs.set_index("run_id")
@@ -407,7 +439,8 @@ class TaskReport:
         hist["configuration"] = hist["run_id"].map(info["configuration"])
         bands = []
         for _, r in self.per_model.iterrows():
-            band = an.seed_band(hist[hist["configuration"] == r["configuration"]], "val/loss")
+            band = an.seed_band(hist[hist["configuration"] == r["configuration"]],
+                                tracking.VAL_LOSS)
             seeds = plural(int(band["n"].max()) if len(band) else 0, "seed")
             label = f"{r['model']} ({r['remedy']}, {seeds})"
             bands.append(band.assign(model=r["model"], label=label))
@@ -420,16 +453,13 @@ class TaskReport:
             "from the lowest to the highest seed (band). The dotted line is the trivial "
             "predictor: a curve that stays on it has learned nothing; the gap between "
             "curves is the gap between the models.")
-        radius = hist[hist["key"] == "weights/spectral_radius"]
+        radius = hist[hist["key"] == tracking.SPECTRAL_RADIUS]
         blocks: list[Any] = [curves]
         if len(radius):
             blocks.append(Figure(
                 "Spectral radius of the recurrent weights",
                 plots.to_data_uri(plots.spectral_radius(radius)),
-                "rho(W_hh), the largest |eigenvalue| (LSTM/GRU: largest over gate blocks) at "
-                "the probe steps, mean over the seeds (band: lowest to highest). For "
-                "rnn/irnn, rho < 1 makes W_hh^k shrink (gradients vanish over many steps) and "
-                "rho > 1 lets it grow (explode); irnn starts at 1 by construction."))
+                radius_caption(self.board["model"])))
         return [Row(blocks)]
 
     # -------------------------------------------------------------- tuning
@@ -489,7 +519,7 @@ class TaskReport:
         table = Table("Longest T solved", ["model", *grid.columns], rows, model_column=0,
                       caption=f"The longest sequence length (of {ts}) at which at least half "
                               f"the final seeds of the configuration meet the solved rule "
-                              f"({SOLVED_RULE.get(self.task, '')}); 'none': not even the "
+                              f"({an.solved_rule(self.task)}); 'none': not even the "
                               f"shortest.")
         fig = Figure("Normalised score against T", plots.to_data_uri(plots.seq_len_sweep(
             self.board[self.board["normalized"].notna()])),
@@ -505,7 +535,7 @@ class TaskReport:
         best = ranked.iloc[0]
         rows = self.source.tables(self.seeds.get(best["configuration"]) or
                                   an.representative_runs(self.runs, best["configuration"]),
-                                  "test/confusion.csv")
+                                  tracking.CONFUSION_TABLE)
         if rows.empty:
             return [Note("No confusion matrix was recorded for the best HAR configuration "
                          "(runs made before test/confusion.csv was logged).", "warn")]

@@ -11,7 +11,8 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.report.plots import MODEL_COLORS
+from bench.report.analysis import model_order
+from bench.report.plots import model_hex
 
 
 @dataclass(frozen=True)
@@ -148,12 +149,20 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _model_css() -> str:
-    lines = []
-    for model, rgb in MODEL_COLORS.items():
-        hex_color = "#" + "".join(f"{round(c * 255):02x}" for c in rgb)
-        lines.append(f".dot.m-{model} {{ background: {hex_color}; }}")
-    return "\n".join(lines)
+def _model_css(sections: Sequence[Section]) -> str:
+    """A colour dot per model named in the page's model columns (the figures' colours)."""
+    models = model_order(str(row[t.model_column]) for t in _tables(sections)
+                         if t.model_column is not None
+                         for row in t.rows if t.model_column < len(row))
+    return "\n".join(f".dot.m-{_css_class(m)} {{ background: {model_hex(m)}; }}"
+                     for m in models)
+
+
+def _tables(sections: Sequence[Section]) -> list[Table]:
+    blocks: list[Block] = [b for s in sections for b in s.blocks]
+    while any(isinstance(b, Row) for b in blocks):
+        blocks = [x for b in blocks for x in (b.blocks if isinstance(b, Row) else [b])]
+    return [b for b in blocks if isinstance(b, Table)]
 
 
 def _css_class(text: str) -> str:
@@ -230,4 +239,5 @@ def render(page: Page) -> str:
                   f"<pre>{_e(page.config_text)}</pre></details>")
     return TEMPLATE.format(csp=CSP, title=_e(page.title), subtitle=_e(page.subtitle), nav=nav,
                            sections="\n".join(render_section(s) for s in page.sections),
-                           provenance=provenance, config=config, model_css=_model_css())
+                           provenance=provenance, config=config,
+                           model_css=_model_css(page.sections))

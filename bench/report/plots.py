@@ -2,45 +2,110 @@
 
 Each function takes tidy frames from ``analysis`` (or ``results``) and returns a matplotlib
 ``Figure``; ``to_data_uri`` encodes a figure as an embedded PNG and closes it. One colour
-per model everywhere (``MODEL_COLORS``); remedies are told apart by line style.
+per model everywhere (``model_hex``: the model's record in ``bench.registry``); remedies
+are told apart by line style (``remedy_style``, from their records). Call ``configure()``
+once before drawing: it selects the Agg backend and the theme.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import TwoSlopeNorm, to_hex, to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
+from bench import registry
+from bench.registry import MODELS
+from bench.report import analysis as an
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from bench.report.analysis import MODEL_ORDER, REMEDY_ORDER  # noqa: E402
-
-_PALETTE = sns.color_palette("colorblind", 10)
-MODEL_COLORS = {"rnn": _PALETTE[3], "irnn": _PALETTE[4], "lstm": _PALETTE[0],
-                "gru": _PALETTE[2]}
-REMEDY_STYLES = {"none": ":", "L2": "-.", "clip": "--", "L2 + clip": "-"}
+PALETTE = "colorblind"  # 10 colours; the built-in models' colours are entries of it
+GREY = "#949494"  # the palette's grey: it reads as a reference line, never a model's colour
 WIDTH = 10.5  # inches; at DPI that is about the page's content width
 DPI = 100
 OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
-sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+
+
+def configure() -> None:
+    """Draw off-screen (Agg) in the report's theme. Idempotent; the report builder calls it
+    before its first figure."""
+    matplotlib.use("Agg")
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+
+
+# ------------------------------------------------------------------------------ colours
+
+
+def _record_color(model: str) -> str | None:
+    """The colour of the model's record as ``#rrggbb``, or None (no record, no colour, or
+    one matplotlib does not read)."""
+    info = an.model_info(model)
+    if info is None or not info.color:
+        return None
+    try:
+        return to_hex(info.color)
+    except ValueError:
+        return None
+
+
+@functools.cache
+def _spare_colors() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(built-in models without a colour, the palette's entries that no record uses)."""
+    try:
+        builtin = MODELS.names()
+    except Exception:  # a built-in model that does not import here: colours by name only
+        builtin = ()
+    used = {c for c in map(_record_color, builtin) if c}
+    spare = tuple(c for c in sns.color_palette(PALETTE, 10).as_hex() if c not in used | {GREY})
+    return tuple(m for m in builtin if _record_color(m) is None), spare or (GREY,)
+
+
+@functools.cache
+def model_hex(model: str) -> str:
+    """The model's colour as ``#rrggbb``: its record's; else a spare palette entry, the same
+    for that name in every figure and report (built-ins without a colour take them in turn,
+    other names by a hash of the name)."""
+    own = _record_color(model)
+    if own is not None:
+        return own
+    colourless, spare = _spare_colors()
+    if model in colourless:
+        return spare[colourless.index(model) % len(spare)]
+    return spare[(len(colourless) + zlib.crc32(model.encode())) % len(spare)]
 
 
 def color(model: str) -> tuple[float, float, float]:
-    """The model's colour (grey for a model outside the four)."""
-    return MODEL_COLORS.get(model, (0.4, 0.4, 0.4))
+    """The model's colour as RGB (see ``model_hex``)."""
+    return to_rgb(model_hex(model))
+
+
+def palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """Model -> colour, for seaborn's ``palette=``."""
+    return {m: color(m) for m in models}
+
+
+def remedy_style(regularization: str, clipping: str) -> str:
+    """Line style of a (regularization, clipping) pair, from the remedies' records (dotted:
+    none, solid: both). A remedy the registry does not know here counts as present: dashed
+    alone, solid with another."""
+    unknown = an.unknown_remedies(regularization, clipping)
+    if not unknown:
+        return registry.remedy_style(regularization, clipping)
+    known = [registry.NONE if n in unknown else n for n in (regularization, clipping)]
+    alone = len(unknown) == 1 and registry.remedy_style(*known) == ":"
+    return "--" if alone else "-"
 
 
 def to_data_uri(fig: Figure) -> str:
@@ -65,8 +130,7 @@ def _log_y(ax: plt.Axes) -> None:
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(frame["model"].tolist()))
-    return [m for m in MODEL_ORDER if m in present] + [m for m in present if m not in MODEL_ORDER]
+    return an.model_order(frame["model"].astype(str))
 
 
 def _model_legend(models: Sequence[str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
@@ -113,7 +177,7 @@ def score_heatmap(grids: Mapping[str, pd.DataFrame]) -> Figure:
 
 def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
     """||dL/dh_t|| against t (log scale) per model, at initialisation and after training;
-    dashed: the theory bound (rnn / irnn)."""
+    dashed: the theory bound (models that have one: plain RNNs)."""
     whens = [w for w in ("at initialisation", "after training")
              if w in set(snapshots["when"])]
     fig, axes = plt.subplots(1, max(1, len(whens)), figsize=(WIDTH, 3.8), sharey=True,
@@ -193,8 +257,9 @@ def spectral_radius(history: pd.DataFrame) -> Figure:
     """Spectral radius of the recurrent weights (largest over gate blocks) at the probe
     steps, per model (mean over the runs shown); the line rho = 1 dashed."""
     fig, ax = plt.subplots(figsize=(WIDTH * 0.38, 3.6))
-    sns.lineplot(data=history, x="step", y="value", hue="model", hue_order=_models(history),
-                 palette=MODEL_COLORS, estimator="mean", errorbar=("pi", 100), marker="o",
+    models = _models(history)
+    sns.lineplot(data=history, x="step", y="value", hue="model", hue_order=models,
+                 palette=palette(models), estimator="mean", errorbar=("pi", 100), marker="o",
                  markersize=4, lw=2, ax=ax)
     ax.axhline(1.0, color="black", ls="--", lw=1, label="rho = 1")
     ax.set_xlabel("training step")
@@ -214,10 +279,12 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 2.9), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         part = frame[frame["model"] == model]
-        for remedy, rows in part.groupby("remedy"):
+        for _, rows in part.groupby("remedy"):
             ok = rows[rows["best"].notna()]
+            style = remedy_style(str(rows["regularization"].iloc[0]),
+                                 str(rows["clipping"].iloc[0]))
             ax.plot(ok["trial_number"], ok["best"], color=color(model), lw=1.8, marker="o",
-                    ms=3, ls=REMEDY_STYLES.get(str(remedy), "-"), drawstyle="steps-post")
+                    ms=3, ls=style, drawstyle="steps-post")
         ax.set_title(model, color=color(model))
         ax.set_xlabel("trial")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -225,8 +292,9 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
     if len(positive) and (positive > 0).all():
         _log_y(axes[0][0])
     axes[0][0].set_ylabel("best validation loss so far")
-    handles = [Line2D([], [], color="0.3", ls=REMEDY_STYLES[r], label=r) for r in REMEDY_ORDER
-               if r in set(frame["remedy"])]
+    styles = {str(r["remedy"]): remedy_style(str(r["regularization"]), str(r["clipping"]))
+              for _, r in frame.drop_duplicates("remedy").iterrows()}
+    handles = [Line2D([], [], color="0.3", ls=styles[r], label=r) for r in an.remedy_order(frame)]
     axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE, title="remedy",
                        title_fontsize=8)
     fig.tight_layout()
@@ -256,13 +324,14 @@ def importance_heatmap(table: pd.DataFrame) -> Figure:
 
 def seq_len_sweep(board: pd.DataFrame) -> Figure:
     """Normalised score against T: one panel per remedy, one line per model."""
-    remedies = [r for r in REMEDY_ORDER if r in set(board["remedy"])]
+    remedies = an.remedy_order(board)
     fig, axes = plt.subplots(1, len(remedies), figsize=(WIDTH, 2.9), sharey=True,
                              squeeze=False)
     data = board.assign(T=board["seq_len"].astype(float))
     for ax, remedy in zip(axes[0], remedies, strict=True):
         part = data[data["remedy"] == remedy]
-        sns.lineplot(data=part, x="T", y="normalized", hue="model", palette=MODEL_COLORS,
+        sns.lineplot(data=part, x="T", y="normalized", hue="model",
+                     palette=palette(_models(part)),
                      marker="o", markersize=5, lw=2, ax=ax, legend=False)
         ax.axhline(1.0, color="0.35", ls=":", lw=1.2)
         ax.set_title(remedy)
