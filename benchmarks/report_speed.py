@@ -37,9 +37,18 @@ import yaml
 
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
-from bench.records import curve, step_rows
 from bench.suite import parent_tags
-from bench.tracking import STEPS_TABLE, Tracker, default_tracking_uri, provenance
+from bench.tracking import (
+    CONFIG_FILE,
+    CONFUSION_TABLE,
+    STEPS_TABLE,
+    Tracker,
+    curve,
+    default_tracking_uri,
+    diagnostics_table,
+    provenance,
+    step_rows,
+)
 from bench.train import TrainResult
 
 LIMIT_S = 30.0
@@ -167,11 +176,11 @@ class SyntheticRun:
         tracker.log_table(run_id, step_rows(steps), STEPS_TABLE)
         for table, rows in probe_tables(self.rng, c.model, self.seq_len if c.task != "copy"
                                         else self.seq_len + 20, self.steps).items():
-            tracker.log_table(run_id, rows, f"diagnostics/{table}.csv")
+            tracker.log_table(run_id, rows, diagnostics_table(table))
         tracker.log_text(run_id, yaml.safe_dump({"task": c.task, "seq_len": self.seq_len,
                                                  "baseline": BASELINE[c.task]}), "task.yaml")
         if final and c.task == "har" and not self.diverged_at:
-            tracker.log_table(run_id, confusion_rows(self.rng, self.ratio), "test/confusion.csv")
+            tracker.log_table(run_id, confusion_rows(self.rng, self.ratio), CONFUSION_TABLE)
         tracker.end_run(run_id, "FAILED" if self.diverged_at else "FINISHED")
 
 
@@ -202,7 +211,7 @@ def write_suite(run_dir: Path, spec: SuiteSpec) -> int:
         tags = parent_tags(spec, c)
         parent = tracker.parent_run(c.name, tags)
         tracker.set_tags(parent, info)
-        tracker.log_text(parent, text, "config.yaml")
+        tracker.log_text(parent, text, CONFIG_FILE)
         study = tuning.load_study(storage, spec, c)
         best: tuple[float, dict[str, Any]] = (math.inf, {})
         for _ in range(spec.tuning.trials):
