@@ -147,13 +147,13 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _ui_link(uri: str, experiment: str, args: argparse.Namespace) -> str:
     """The UI's page of the suite's runs (MLflow 3 opens on its GenAI view otherwise)."""
-    from mlflow import MlflowClient
+    from bench.tracking import find_experiment_id
 
     base = f"http://{args.host}:{args.port}"
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    found = find_experiment_id(uri, experiment)
     if found is None:
         return base
-    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}/#/experiments/{found}/runs?workflowType=machine_learning"
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

@@ -11,8 +11,8 @@ that output would wait. Its objects are frozen at exit instead, so it ends at on
 import atexit
 import gc
 
-import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the store of sqlite/postgresql URIs
-
 import bench.worker  # noqa: F401 - torch, Optuna, MLflow, the tasks
+from bench import tracking
 
+tracking.preload()  # the store of sqlite/postgresql URIs
 atexit.register(gc.freeze)

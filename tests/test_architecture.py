@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "tasks")
 
@@ -60,9 +58,8 @@ def test_optuna_is_imported_by_tuning_only() -> None:
     assert _importers_of("optuna") == {"bench.tuning"}
 
 
-@pytest.mark.xfail(strict=False, reason="tracking boundary pending")
 def test_mlflow_is_imported_by_tracking_only() -> None:
-    assert _importers_of("mlflow") <= {"bench.tracking", "bench.forkserver"}
+    assert _importers_of("mlflow") == {"bench.tracking"}
 
 
 def _bench_graph() -> dict[str, set[str]]:
