@@ -15,9 +15,6 @@ from bench import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(p for package in ("bench", "tasks") for p in (ROOT / package).rglob("*.py"))
-# Modules that still import mlflow themselves; each has a function of bench.tracking to call
-# instead (commands: find_experiment_id, resolve_uri; forkserver: preload).
-PENDING = {"bench/commands.py", "bench/forkserver.py"}
 
 
 def _imports_mlflow(path: Path) -> list[int]:
@@ -35,10 +32,7 @@ def _imports_mlflow(path: Path) -> list[int]:
     return lines
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=False, reason="call site to switch"))
-    if p.relative_to(ROOT).as_posix() in PENDING else p
-    for p in MODULES], ids=[p.relative_to(ROOT).as_posix() for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=[p.relative_to(ROOT).as_posix() for p in MODULES])
 def test_only_tracking_imports_mlflow(path: Path) -> None:
     lines = _imports_mlflow(path)
     if path == ROOT / "bench" / "tracking.py":
