@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradbench`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        _configure(args.command)
         return int(args.func(args))
     except KeyboardInterrupt:
         print("gradbench: interrupted", file=sys.stderr)
@@ -158,6 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"gradbench: error: {mask_secrets(str(err))}", file=sys.stderr)
         return 2
+
+
+def _configure(command: str) -> None:
+    """Quiet the libraries a command uses (explicit set-up, nothing at import time)."""
+    if command in ("run", "status", "report", "ui"):
+        from bench import tracking, tuning
+
+        tracking.configure()
+        tuning.configure()
 
 
 def script() -> None:

@@ -112,12 +112,11 @@ def status(args: argparse.Namespace) -> int:
 def ui(args: argparse.Namespace) -> int:
     """``gradbench ui``: the MLflow UI on the suite's store, stopped cleanly on Ctrl-C."""
     from bench import suite as suites
-    from bench.tracking import default_tracking_uri
+    from bench.tracking import resolve_uri
 
     spec = load_suite_spec(args)
     run_dir = suites.run_dir_for(spec, args.runs_dir)
-    uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-        default_tracking_uri(run_dir)
+    uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri.startswith("http"):
         print(f"suite {spec.name!r} is tracked on a server: open {uri}")
         return 0
@@ -192,7 +191,7 @@ def report(args: argparse.Namespace) -> int:
 def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str | None]:
     """(tracking URI, experiment, run directory if any, Optuna storage URL) of the report."""
     from bench import suite as suites
-    from bench.tracking import default_tracking_uri
+    from bench.tracking import default_tracking_uri, resolve_uri
 
     if args.tracking_uri:
         experiment = args.experiment or args.suite
@@ -201,8 +200,7 @@ def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str
             args.storage
     spec = load_suite_spec(args)
     run_dir = suites.run_dir_for(spec, args.runs_dir)
-    uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-        default_tracking_uri(run_dir)
+    uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():
         raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
                                 f"run it first: gradbench run {args.suite}")

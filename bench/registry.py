@@ -108,6 +108,8 @@ class TaskInfo:
     fixed_seq_len: int | None = None
     metric_range: tuple[float, float] = (-math.inf, math.inf)
     read_at: str = ""  # where the loss reads the states, for the report's gradient figures
+    classes: tuple[str, ...] = ()  # class names of a classification task: the report draws
+    # its test confusion matrix (written when the task object has ``confusion_matrix``)
     description: str = ""
     rank: int = 100  # display order
 

@@ -50,10 +50,9 @@ class Suite:
 
     @property
     def tracking_uri(self) -> str:
-        from bench.tracking import default_tracking_uri
+        from bench.tracking import resolve_uri
 
-        return self.spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-            default_tracking_uri(self.run_dir)
+        return resolve_uri(self.spec.tracking_uri, self.run_dir)
 
     def jobs_per_configuration(self) -> int:
         return self.spec.tuning.trials + self.spec.final.seeds

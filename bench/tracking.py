@@ -369,6 +369,10 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
         return str(run.info.run_id)
 
+    def run_status(self, run_id: str) -> str:
+        """RUNNING, FINISHED, FAILED or KILLED."""
+        return str(self.client.get_run(run_id).info.status)
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """``status``: FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status=status)

@@ -42,8 +42,14 @@ from bench.outcomes import Outcome
 if TYPE_CHECKING:
     from bench.train import TrainResult
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def configure() -> None:
+    """Quiet Optuna for a command line: warnings and errors only, and no notice that the
+    heartbeat arguments the project relies on are experimental. Called at the entry points
+    (the CLI, a worker process); idempotent."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 # RDB storages: a RUNNING trial without a heartbeat for GRACE_S seconds is stale.
 HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))

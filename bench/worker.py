@@ -36,6 +36,8 @@ class Worker:
 
     def __init__(self, suite: Suite, index: int, emit: Emit) -> None:
         configure_torch(1)
+        tuning.configure()
+        suite.spec.load_plugins()  # a forked worker imports the grid's plugins itself
         self.suite, self.spec, self.index, self.emit = suite, suite.spec, index, emit
         self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
@@ -114,7 +116,7 @@ class Worker:
                     tags: dict[str, str]) -> bool:
         """End a configuration's parent run, once: True if this call ended it."""
         parent = self._parent(configuration)
-        if self.tracker.client.get_run(parent).info.status != "RUNNING":
+        if self.tracker.run_status(parent) != "RUNNING":
             return False
         self.tracker.set_tags(parent, tags)
         self.tracker.end_run(parent, status)
@@ -224,7 +226,7 @@ class Worker:
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
                 seed: int, result: TrainResult, info: dict[str, Any]) -> None:
-        from bench.records import result_metrics, run_params, step_rows
+        from bench.tracking import result_metrics, run_params, step_rows
 
         task = info["task"]
         tags = {"state": str(Outcome.of(result)), "device": str(self.device),

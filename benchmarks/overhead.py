@@ -78,8 +78,7 @@ def record(task: Task, model: RecurrentModel, cfg: TrainConfig, result) -> None:
     import tempfile
     from pathlib import Path
 
-    from bench.records import result_metrics
-    from bench.tracking import Tracker, default_tracking_uri
+    from bench.tracking import Tracker, default_tracking_uri, result_metrics
 
     global _TRACKER
     if _TRACKER is None:

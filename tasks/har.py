@@ -345,7 +345,7 @@ TASK = TaskInfo(
         "download": TaskParam(True, boolean, "download the archive when no copy is found"),
         "cache_dir": TaskParam(None, _path, "where the parsed arrays are cached"),
     },
-    metric="acc", direction="maximize", metric_range=(0.0, 1.0),
+    metric="acc", direction="maximize", metric_range=(0.0, 1.0), classes=CLASS_NAMES,
     solved=f"test accuracy >= {SOLVED_ACC:.2f}", baseline="the training class prior",
     read_at="The class is predicted at the last step, so the gradient flows from right to "
             "left.",

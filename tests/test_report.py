@@ -389,9 +389,8 @@ def test_per_step_curves_are_thinned_as_metrics_and_whole_in_the_steps_table(
     import torch
 
     import tasks
-    from bench.records import MAX_CURVE_POINTS, result_metrics, step_rows
     from bench.results import ResultsSource
-    from bench.tracking import STEPS_TABLE
+    from bench.tracking import MAX_CURVE_POINTS, STEPS_TABLE, result_metrics, step_rows
     from bench.train import TrainResult
 
     steps = 450

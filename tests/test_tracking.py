@@ -126,9 +126,5 @@ def test_reading_creates_nothing(tmp_path: Path) -> None:
     assert tracking.find_experiment_id(uri, "suite") is None
 
 
-def test_the_old_records_module_is_the_same_functions() -> None:
-    from bench import records
-
-    assert records.result_metrics is tracking.result_metrics
-    assert records.step_rows is tracking.step_rows and records.run_params is tracking.run_params
+def test_metric_keys_are_namespace_slash_name() -> None:
     assert tracking.metric_key("test", "mse") == "test/mse"

@@ -23,12 +23,6 @@ from bench.report import plots
 from bench.report.html import Figure, Heading, Note, Page, Row, Section, Table, render
 from bench.results import Results, ResultsSource
 
-READ_AT = {
-    "adding": "The loss is read at the last step, so the gradient flows from right to left.",
-    "copy": "The recall that needs memory happens in the last 10 steps and the symbols to "
-            "recall are in the first 10, so the gradient that matters flows from right to left.",
-    "har": "The class is predicted at the last step, so the gradient flows from right to left.",
-}
 Importances = Mapping[str, dict[str, float] | str]
 
 
@@ -223,7 +217,7 @@ def radius_caption(models: Iterable[str]) -> str:
             + " at the probe steps, mean over the seeds (band: lowest to highest).")
     if plain:
         text += (f" For {plain}, rho < 1 makes W_hh^k shrink (gradients vanish over many "
-                 "steps) and rho > 1 lets it grow (explode); irnn starts at 1 by construction.")
+                 "steps) and rho > 1 lets it grow (explode).")
     return text
 
 
@@ -277,9 +271,10 @@ class TaskReport:
         if self.board["seq_len"].dropna().nunique() > 1:
             blocks.append(Heading("Sequence-length sweep", f"{self.task}-sweep"))
             blocks += self.sweep()
-        if self.task == "har":
-            blocks.append(Heading("HAR: classes", "har-classes"))
-            blocks += self.har()
+        info = an.task_info(self.task)
+        if info is not None and info.classes:
+            blocks.append(Heading(f"{self.task}: classes", f"{self.task}-classes"))
+            blocks += self.classes()
         blocks.append(Heading("Significance", f"{self.task}-significance"))
         blocks += self.significance()
         self.elapsed = time.perf_counter() - started
@@ -383,7 +378,7 @@ class TaskReport:
             f"||dL/dh_t||: the norm of the total gradient of the loss with respect to the "
             f"hidden state at step t (through every later step), mean over a fixed probe "
             f"batch; best configuration of each model{where(self.longest)}: {shown}; first "
-            f"final seed. {READ_AT.get(self.task, '')} A line that falls to the left means "
+            f"final seed. {read_at(self.task)} A line that falls to the left means "
             "gradients vanish on their way back (the model cannot learn dependencies that far "
             "back); a line that rises to the left means they explode; flat is what long memory "
             "needs. Dashed: the theory bound ||dL/dh_T|| (gamma ||W_hh||_2)^(T-t) for "
@@ -528,16 +523,17 @@ class TaskReport:
             "where the model stops carrying information across the sequence.")
         return [table, fig]
 
-    def har(self) -> list[Any]:
+    def classes(self) -> list[Any]:
         ranked = self.top[self.top["rank"].notna()]
         if ranked.empty:
-            return [Note("No finished HAR configuration yet.", "warn")]
+            return [Note(f"No finished {self.task} configuration yet.", "warn")]
         best = ranked.iloc[0]
         rows = self.source.tables(self.seeds.get(best["configuration"]) or
                                   an.representative_runs(self.runs, best["configuration"]),
                                   tracking.CONFUSION_TABLE)
         if rows.empty:
-            return [Note("No confusion matrix was recorded for the best HAR configuration "
+            return [Note(f"No confusion matrix was recorded for the best {self.task} "
+                         "configuration "
                          "(runs made before test/confusion.csv was logged).", "warn")]
         matrix = an.confusion_matrix(rows)
         scores = an.per_class_f1(matrix)
@@ -548,7 +544,7 @@ class TaskReport:
                 matrix)), f"Test windows of each true activity (row) by predicted activity "
                 f"(column), summed over {n} final seed(s); share of the row and count. The "
                 f"diagonal is correct; off-diagonal blocks show which activities are "
-                f"confused (typically sitting vs standing)."),
+                f"confused."),
             Figure(f"Per-class F1: {who}", plots.to_data_uri(plots.f1_bars(scores,
                                                                            str(best["model"]))),
                    f"F1 = harmonic mean of precision and recall per activity, from the "
@@ -578,3 +574,9 @@ class TaskReport:
                     f"difference (2,000 resamples of each group). With {n_best} seeds for "
                     f"the best configuration the smallest attainable p here is {min_p:.3g}"
                     f"{advice}")]
+
+
+def read_at(task: str) -> str:
+    """Where the task's loss reads the hidden states (its record's ``read_at``)."""
+    info = an.task_info(task)
+    return info.read_at if info is not None else ""
