@@ -27,20 +27,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_suite_spec(args: argparse.Namespace) -> SuiteSpec:
+def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True) -> SuiteSpec:
     """A config file, else the resolved config of a suite that ran, else a packaged one;
-    ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked)."""
+    ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked).
+    ``plugins=False``: the suite's plugins need not import here (see ``config.load``)."""
     from bench.suite import runs_root
 
     where = {k: getattr(args, k) for k in ("storage", "tracking_uri")
              if getattr(args, k, None) is not None}
     path = Path(args.suite)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        spec = config.load(path, where)
+        spec = config.load(path, where, plugins=plugins)
     elif (runs_root(args.runs_dir) / args.suite / "config.yaml").exists():
-        spec = config.load(runs_root(args.runs_dir) / args.suite / "config.yaml", where)
+        spec = config.load(runs_root(args.runs_dir) / args.suite / "config.yaml", where,
+                           plugins=plugins)
     else:
-        spec = config.load(config.resolve_config(args.suite), where)
+        spec = config.load(config.resolve_config(args.suite), where, plugins=plugins)
     for key in ("storage", "tracking_uri"):
         if "***" in (getattr(spec, key) or ""):
             flag = "--" + key.replace("_", "-")
@@ -114,7 +116,7 @@ def ui(args: argparse.Namespace) -> int:
     from bench import suite as suites
     from bench.tracking import resolve_uri
 
-    spec = load_suite_spec(args)
+    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri.startswith("http"):
@@ -198,7 +200,7 @@ def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str
         run_dir = suites.runs_root(args.runs_dir) / experiment
         return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, \
             args.storage
-    spec = load_suite_spec(args)
+    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():

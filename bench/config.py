@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import hashlib
@@ -47,6 +48,7 @@ CONFIG_DIR = Path(__file__).with_name("configs")  # packaged suites (default, sm
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
+_LENIENT = contextvars.ContextVar("lenient_plugins", default=False)  # see `load`
 KeyPath = tuple[str, ...]
 Check = Callable[[KeyPath, Any], Any]  # (key path, raw value) -> validated value
 
@@ -164,14 +166,20 @@ def _nonempty_list(path: KeyPath, value: Any, what: str) -> list[Any]:
 
 
 def _lookup(path: KeyPath, name: Any, find: Callable[[str], Any]) -> Any:
-    """The registry record of ``name``; a problem (unknown, bad plugin) names the key."""
-    from bench.registry import PluginError
+    """The registry record of ``name``; a problem (unknown, bad plugin) names the key.
+
+    In lenient loading (``load(..., plugins=False)``) a plugin reference that does not
+    import gives None instead.
+    """
+    from bench.registry import PluginError, is_reference
 
     if not isinstance(name, str):
         raise _Invalid(path, f"expected a name, got {_show(name)}")
     try:
         return find(name)
     except PluginError as err:
+        if _LENIENT.get() and is_reference(name):
+            return None
         raise _Invalid(path, str(err)) from None
 
 
@@ -185,10 +193,12 @@ def _names(what: str) -> Check:
         find: Callable[[str], Any] = registry.MODELS.get
         if what != "models":
             find = lambda name: registry.remedy(name, what)  # noqa: E731
-        for item in _nonempty_list(path, value, f"{what} names"):
-            _lookup(path, item, find)
+        found = [_lookup(path, item, find) for item in
+                 _nonempty_list(path, value, f"{what} names")]
         _unique(path, value)
-        _unique(path, [registry_name(what, item) for item in value])
+        if all(record is not None or item == registry.NONE
+               for record, item in zip(found, value, strict=True)):
+            _unique(path, [registry_name(what, item) for item in value])
         return tuple(value)
 
     return check
@@ -312,6 +322,8 @@ def _task_params(path: KeyPath, name: Any, value: Any) -> dict[str, Any]:
 
     info = _lookup(path, name, TASKS.get)
     data = _mapping(path, value)
+    if info is None:  # lenient loading, the plugin is not importable here
+        return dict(data)
     checked = {}
     for key, item in data.items():
         try:
@@ -329,7 +341,8 @@ def _tasks(path: KeyPath, value: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
     if not data:
         raise _Invalid(path, f"name at least one task, e.g. {', '.join(DEFAULT_TASKS)}")
     out = tuple((str(k), _task_params(path + (str(k),), k, v)) for k, v in data.items())
-    _unique(path, [registry_name("tasks", name) for name, _ in out])
+    if not _LENIENT.get():
+        _unique(path, [registry_name("tasks", name) for name, _ in out])
     return out
 
 
@@ -519,6 +532,8 @@ def search_names(spec: SuiteSpec | None = None) -> tuple[str, ...]:
 
 def _validate(raw: Any) -> SuiteSpec:
     spec: SuiteSpec = _record(SuiteSpec)((), raw)
+    if _LENIENT.get() and _unresolved(spec):
+        return spec  # a plugin does not import here: its search and checks are its own
     allowed = search_names(spec)
     for name in spec.search:
         if name not in allowed:
@@ -532,6 +547,16 @@ def _validate(raw: Any) -> SuiteSpec:
                                f"required because {found.axis} contains {found.name}")
     _exercise_plugins(spec)
     return spec
+
+
+def _unresolved(spec: SuiteSpec) -> bool:
+    from bench.registry import PluginError
+
+    try:
+        spec.load_plugins()
+    except PluginError:
+        return True
+    return False
 
 
 def _exercise_plugins(spec: SuiteSpec) -> None:
@@ -741,7 +766,8 @@ def _blame(origins: Mapping[KeyPath, str], path: KeyPath, source: str) -> str:
     return label
 
 
-def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SuiteSpec:
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+         plugins: bool = True) -> SuiteSpec:
     """Read, override and validate a suite.
 
     Args:
@@ -750,18 +776,24 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SuiteS
             ``seeds``, ``steps``, ``device``, ``storage``, ``tracking_uri`` (None: not given),
             and ``set``, a list of ``"key.path=value"`` with the value parsed as YAML.
             They are applied to the raw data, so they are validated like the file.
+        plugins: False: names that are plugin references are kept unchecked when they do
+            not import here (``report`` and ``ui`` read a suite's results, which does not
+            need its plugins' code); the grid of such a spec cannot be expanded.
 
     Raises:
         ConfigError: one line naming the file (or flag), the key path and the problem.
     """
     source = resolve_config(path)
     raw, origins = _apply_overrides(_read_yaml(source), overrides or {})
+    token = _LENIENT.set(not plugins)
     try:
         spec = _validate(raw)
     except _Invalid as err:
         where = f"{'.'.join(err.path)}: " if err.path else ""
         label = _blame(origins, err.path, str(source))
         raise ConfigError(f"{label}: {where}{err.problem}") from None
+    finally:
+        _LENIENT.reset(token)
     return dataclasses.replace(spec, source=source)
 
 

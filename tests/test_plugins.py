@@ -223,3 +223,67 @@ def test_entry_points_register_plugins(plugin_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown model 'np-rnx'; valid: rnn, irnn, lstm, "
                                           r"gru, orth-rnn, np-rnn"):
         config.load("plugins.yaml", {"models": ["np-rnx"]})
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _suite_runs(run_dir: Path, name: str) -> list:
+    from bench.results import ResultsSource
+    from bench.tracking import default_tracking_uri
+
+    return ResultsSource(default_tracking_uri(run_dir), name).search()
+
+
+@pytest.mark.slow
+def test_the_example_plugins_run_as_a_suite_end_to_end(plugin_dir: Path) -> None:
+    """Tuning, final seeds, MLflow runs with the exact profiles, and the report."""
+    from bench.results import ResultsSource
+    from bench.tracking import PROFILES_TABLE, default_tracking_uri
+
+    runs = plugin_dir / "runs"
+    run = subprocess.run([*GRADBENCH, "run", "plugins.yaml", "--workers", "2", "--runs-dir",
+                          str(runs)], capture_output=True, text=True, cwd=plugin_dir,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "first-sign: test acc over final seeds (higher is better)" in run.stdout
+    records = _suite_runs(runs / "plugins", "plugins")
+    finals = [r for r in records if r.tags.get("role") == "final"]
+    assert {r.tags["configuration"] for r in finals} == {
+        f"{task}-T10/{model}/none/{clip}" for task in ("first-sign", "adding")
+        for model in ("rnn", "np-rnn") for clip in ("none", "norm")}
+    assert all(r.status == "FINISHED" for r in records if r.tags.get("role") != "configuration")
+    source = ResultsSource(default_tracking_uri(runs / "plugins"), "plugins")
+    np_final = next(r for r in finals if r.tags["model"] == "np-rnn")
+    profile = source.tables([np_final.run_id], PROFILES_TABLE)
+    assert set(profile["kind"]) == {"h", "bound"}  # the record's gain gives the bound
+    assert sorted(set(profile["t"])) == list(range(1, 11))
+    report = subprocess.run([*GRADBENCH, "report", "plugins", "--runs-dir", str(runs)],
+                            capture_output=True, text=True, cwd=plugin_dir, timeout=300)
+    assert report.returncode == 0, report.stderr
+    page = (plugin_dir / "reports" / "plugins" / "index.html").read_text()
+    assert "np-RNN (ReLU)" in page or "np-rnn" in page
+    assert "test accuracy &gt;= 0.99" in page or "test accuracy >= 0.99" in page
+
+
+@pytest.mark.slow
+def test_orth_rnn_runs_in_a_suite_like_the_others(tmp_path: Path) -> None:
+    from bench.results import ResultsSource
+    from bench.tracking import PROFILES_TABLE, default_tracking_uri
+
+    runs = tmp_path / "runs"
+    run = subprocess.run([*GRADBENCH, "run", "smoke", "--tasks", "adding", "--models",
+                          "orth-rnn,rnn", "--runs-dir", str(runs), "--set", "name=orth"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    records = _suite_runs(runs / "orth", "orth")
+    finals = [r for r in records if r.tags.get("role") == "final"
+              and r.tags["model"] == "orth-rnn"]
+    assert finals and all(r.status in ("FINISHED", "FAILED") for r in finals)
+    source = ResultsSource(default_tracking_uri(runs / "orth"), "orth")
+    profile = source.tables([finals[0].run_id], PROFILES_TABLE)
+    first = profile[(profile["step"] == 0) & (profile["kind"] == "h")]
+    assert len(first) == 10  # T=10, at initialisation
+    spectra = source.tables([finals[0].run_id], "diagnostics/spectra.csv")
+    at_init = spectra[spectra["step"] == 0]
+    assert float(at_init["spectral_norm"].iloc[0]) == pytest.approx(1.0, abs=1e-5)  # orthogonal
