@@ -11,9 +11,14 @@ from rich.table import Table
 
 
 def _task_params(args: argparse.Namespace) -> dict[str, Any]:
-    if args.task == "har":
-        return {"data_dir": args.data_dir}
-    return {"seq_len": args.seq_len}
+    """``--seq-len`` for a task with a T, ``--data-dir`` for one that reads data."""
+    from bench.registry import TASKS
+
+    info = TASKS.get(args.task)
+    params: dict[str, Any] = {"seq_len": args.seq_len} if info.swept else {}
+    if "data_dir" in info.params and args.data_dir is not None:
+        params["data_dir"] = args.data_dir
+    return params
 
 
 def run_one(args: argparse.Namespace) -> int:

@@ -95,6 +95,9 @@ class TaskInfo:
     e.g. HAR's 128-step windows) has no ``seq_len`` key. ``build(params, seed=, device=)``
     returns the task object (``tasks.Task``) for one ``seq_len``, checking ``params`` with
     ``resolve``: the config and a direct build go through the same checks.
+    ``unavailable(params)``, for a task that reads data: why the data are absent where the
+    task looks by default (a suite then runs without the task and says why), or None; data
+    that are given but broken raise (bad input).
     """
 
     name: str
@@ -110,6 +113,7 @@ class TaskInfo:
     read_at: str = ""  # where the loss reads the states, for the report's gradient figures
     classes: tuple[str, ...] = ()  # class names of a classification task: the report draws
     # its test confusion matrix (written when the task object has ``confusion_matrix``)
+    unavailable: Callable[[Mapping[str, Any]], str | None] | None = None  # see below
     description: str = ""
     rank: int = 100  # display order
 

@@ -82,29 +82,22 @@ def check_writable(run_dir: Path) -> None:
 
 
 def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
-    """Expand the grid; leave HAR out (with the reason) when no copy of its data exists.
+    """Expand the grid; leave a task out (with the reason) when its data are absent.
 
-    Only absence at the default location (``tasks.har.data_dir: null``, offline) skips
-    HAR. A ``data_dir`` that holds nothing, or an archive that is truncated or tampered
-    with, is bad input: its ``HarDataError`` propagates.
+    The task's record says (``TaskInfo.unavailable``; HAR: no copy at the default location,
+    offline). Data that are given but hold nothing, or an archive that is truncated or
+    tampered with, are bad input: the task's error propagates.
     """
+    from bench.registry import TASKS
+
     configurations = expand(spec)
     skipped: dict[str, str] = {}
-    if any(c.task == "har" for c in configurations):
-        import torch
-
-        import tasks
-        from tasks.har import HarDataError, find_har
-
-        params = dict(spec.tasks).get("har", {})
-        if params.get("data_dir") is None:
-            try:
-                find_har(None, download=params.get("download", True))
-            except HarDataError as err:
-                skipped["har"] = str(err)
-                return [c for c in configurations if c.task != "har"], skipped
-        tasks.build("har", params, seed=spec.seed, device=torch.device("cpu"))
-    return configurations, skipped
+    for name, params in spec.tasks:
+        info = TASKS.get(name)
+        reason = info.unavailable(params) if info.unavailable is not None else None
+        if reason is not None:
+            skipped[info.name] = reason
+    return [c for c in configurations if c.task not in skipped], skipped
 
 
 def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:

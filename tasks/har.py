@@ -335,8 +335,21 @@ def build(params: Mapping[str, Any], *, seed: int, device: torch.device) -> HarT
                    val_subjects=subjects if isinstance(subjects, int) else tuple(subjects))
 
 
+def unavailable(params: Mapping[str, Any]) -> str | None:
+    """Why a suite must run without HAR here (no copy at the default location, offline),
+    or None. Given data that are missing or broken raise ``HarDataError``: bad input."""
+    opts = TASK.resolve(params)
+    if opts["data_dir"] is None:
+        try:
+            find_har(None, download=opts["download"])
+        except HarDataError as err:
+            return str(err)
+    build(params, seed=0, device=torch.device("cpu"))  # reads and checks the data now
+    return None
+
+
 TASK = TaskInfo(
-    name="har", rank=2, build=build, fixed_seq_len=WINDOW,
+    name="har", unavailable=unavailable, rank=2, build=build, fixed_seq_len=WINDOW,
     params={
         "data_dir": TaskParam(None, _path, "the archive or extracted folder; null: the "
                               "cache, else a download", shown=True),

@@ -101,3 +101,27 @@ def test_no_import_cycle_among_bench_modules() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    long = []
+    for module, path in _sources().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{module}.{node.name} ({lines} lines)")
+    assert long == []
+
+
+def test_nothing_outside_the_records_branches_on_a_model_or_task_name() -> None:
+    """Facts live in the records: no ``kind == "lstm"``, ``task == "har"`` and the like."""
+    names = {"rnn", "irnn", "lstm", "gru", "orth-rnn", "adding", "copy", "har", "l2", "norm"}
+    found = []
+    for module, path in _sources().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(c, ast.Constant) and c.value in names
+                    for c in [node.left, *node.comparators]):
+                found.append(f"{module}:{node.lineno}")
+    assert found == []
