@@ -24,6 +24,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty lambda (0: none)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the global norm at tau (0: none)")
+    p.add_argument("--regularization", default=None, help="a regularization remedy by name "
+                   "or package.module:attribute (default: l2 with --l2, else none)")
+    p.add_argument("--clipping", default=None, help="a clipping remedy by name or "
+                   "package.module:attribute (default: norm with --clip, else none)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a remedy's parameter, e.g. --param clip=0.5 (repeatable)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--param-budget", type=int, default=None)
     size.add_argument("--hidden-size", type=int, default=None)

@@ -21,6 +21,20 @@ def _task_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _remedy_params(args: argparse.Namespace) -> dict[str, float]:
+    """``--l2`` and ``--clip``, then every ``--param NAME=VALUE``."""
+    params = {"l2": args.l2, "clip": args.clip or 1.0}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--param {item}: expected NAME=NUMBER") from None
+        if not sep or not name.strip():
+            raise ValueError(f"--param {item}: expected NAME=NUMBER")
+    return params
+
+
 def run_one(args: argparse.Namespace) -> int:
     """Train ``args.model`` on ``args.task`` and print the curve and the outcome."""
     import tasks
@@ -38,9 +52,9 @@ def run_one(args: argparse.Namespace) -> int:
         {"param_budget": args.param_budget or 10_000}
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-        regularization="l2" if args.l2 > 0 else "none",
-        clipping="norm" if args.clip > 0 else "none",
-        hparams={"l2": args.l2, "clip": args.clip or 1.0}, seed=args.seed,
+        regularization=args.regularization or ("l2" if args.l2 > 0 else "none"),
+        clipping=args.clipping or ("norm" if args.clip > 0 else "none"),
+        hparams=_remedy_params(args), seed=args.seed,
     )
     job = Job(args.model, size, cfg)
     model = build(job, task, device)

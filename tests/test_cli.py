@@ -232,3 +232,15 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_train_takes_any_remedy_and_its_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--task", "adding", "--seq-len", "8", "--steps", "10", "--eval-every",
+            "10", "--hidden-size", "4", "--device", "cpu"]
+    assert main([*args, "--model", "orth-rnn", "--clipping", "norm", "--param",
+                 "clip=1e-4"]) == 0
+    assert "clip rate 1.00" in capsys.readouterr().out  # every step clipped at tau 1e-4
+    assert main([*args, "--regularization", "norm"]) == 2
+    assert "belongs to clipping, not regularization" in capsys.readouterr().err
+    assert main([*args, "--param", "clip"]) == 2
+    assert "--param clip: expected NAME=NUMBER" in capsys.readouterr().err
