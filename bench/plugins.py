@@ -93,5 +93,9 @@ def _check_sizes(where: str, info: TaskInfo, task: Any, x: torch.Tensor) -> None
     if x.ndim != 3 or x.shape[0] != 2 or x.shape[2] != task.input_size:
         raise PluginError(f"{where}: a batch of 2 must be (2, T, {task.input_size}), got "
                           f"{tuple(x.shape)}")
+    if info.classes and (len(info.classes) != task.output_size
+                         or not callable(getattr(task, "confusion_matrix", None))):
+        raise PluginError(f"{where}: with {len(info.classes)} classes it needs output_size "
+                          f"{len(info.classes)} and a confusion_matrix(output, target) method")
     if not isinstance(task.baseline, float | int) or not math.isfinite(task.baseline):
         raise PluginError(f"{where}: baseline must be a finite number, got {task.baseline!r}")

@@ -45,6 +45,10 @@ class PluginError(ValueError):
     """A task, model or remedy that cannot be used; the message is one line."""
 
 
+class UnknownName(PluginError):
+    """A name that is neither built in, nor an installed entry point, nor a reference."""
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -111,8 +115,8 @@ class TaskInfo:
     fixed_seq_len: int | None = None
     metric_range: tuple[float, float] = (-math.inf, math.inf)
     read_at: str = ""  # where the loss reads the states, for the report's gradient figures
-    classes: tuple[str, ...] = ()  # class names of a classification task: the report draws
-    # its test confusion matrix (written when the task object has ``confusion_matrix``)
+    classes: tuple[str, ...] = ()  # class names of a classification task, whose object has
+    # ``confusion_matrix``: final seeds record it, the report draws it
     unavailable: Callable[[Mapping[str, Any]], str | None] | None = None  # see below
     description: str = ""
     rank: int = 100  # display order
@@ -303,12 +307,16 @@ class Registry(Generic[T]):
         self._plugins.setdefault(getattr(record, "name"), record)  # noqa: B009 - found by name too
         return record
 
-    def __contains__(self, name: str) -> bool:
+    def find(self, name: str) -> T | None:
+        """The record of ``name``, or None where it cannot be had here (unknown, or a plugin
+        that does not import): for readers of results, which go on without it."""
         try:
-            self.get(name)
+            return self.get(name)
         except PluginError:
-            return False
-        return True
+            return None
+
+    def __contains__(self, name: str) -> bool:
+        return self.find(name) is not None
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.builtin().values())
@@ -317,7 +325,7 @@ class Registry(Generic[T]):
         points = [ep for ep in metadata.entry_points(group=self.group) if ep.name == name]
         if not points:
             installed = sorted(ep.name for ep in metadata.entry_points(group=self.group))
-            raise unknown(self.kind, name, [*self.builtin(), *installed])
+            raise UnknownName(unknown_text(self.kind, name, [*self.builtin(), *installed]))
         try:
             value = points[0].load()
         except Exception as err:  # the plugin's own import failed
@@ -342,10 +350,10 @@ class Registry(Generic[T]):
         return value  # type: ignore[no-any-return]
 
 
-def unknown(what: str, name: str, valid: list[str] | tuple[str, ...]) -> PluginError:
-    """The error of a name that is neither built in, nor installed, nor a reference."""
-    return PluginError(f"unknown {what} {name!r}; valid: {', '.join(valid)} (or a plugin: "
-                       f"package.module:attribute)")
+def unknown_text(what: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """The message of an ``UnknownName``: what the valid names are."""
+    return (f"unknown {what} {name!r}; valid: {', '.join(valid)} (or a plugin: "
+            f"package.module:attribute)")
 
 
 def _check_callables(kind: str, where: str, value: Any) -> None:
@@ -400,11 +408,10 @@ def remedy(name: str, axis: str) -> Remedy | None:
     """
     if name == NONE:
         return None
-    if not is_reference(name) and name not in REMEDIES.builtin() and \
-            name not in REMEDIES._plugins and \
-            not any(ep.name == name for ep in metadata.entry_points(group=REMEDIES.group)):
-        raise unknown(axis, name, remedy_names(axis))
-    found = REMEDIES.get(name)
+    try:
+        found = REMEDIES.get(name)
+    except UnknownName:
+        raise UnknownName(unknown_text(axis, name, remedy_names(axis))) from None
     if found.axis != axis:
         raise PluginError(f"remedy {name!r} belongs to {found.axis}, not {axis}")
     return found
@@ -431,9 +438,4 @@ def remedy_rank(regularization: str, clipping: str) -> tuple[int, int]:
 
 
 def _maybe(name: str) -> Remedy | None:
-    if name in ("", NONE):
-        return None
-    try:
-        return REMEDIES.get(name)
-    except PluginError:
-        return None
+    return None if name in ("", NONE) else REMEDIES.find(name)

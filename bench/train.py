@@ -131,14 +131,19 @@ def configure_torch(threads: int = 1) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, split: str) -> dict[str, float]:
-    """Metrics of ``model`` on a whole fixed split, in chunks to bound memory."""
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` in eval mode, in chunks of ``EVAL_CHUNK`` examples to bound memory."""
     was_training = model.training
     model.eval()
-    x, y = task.split(split)
     outputs = [model(x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)]
     model.train(was_training)
-    return task.evaluate(torch.cat(outputs), y)
+    return torch.cat(outputs)
+
+
+def evaluate(model: nn.Module, task: Task, split: str) -> dict[str, float]:
+    """Metrics of ``model`` on a whole fixed split."""
+    x, y = task.split(split)
+    return task.evaluate(predict(model, x), y)
 
 
 class _Loop:

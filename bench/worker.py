@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,9 +23,17 @@ from bench.config import Configuration
 from bench.job import build, run_job, suite_job
 from bench.models import n_parameters, select_device
 from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.registry import TASKS
 from bench.suite import Suite, board_row, parent_tags, recover
-from bench.tracking import STEPS_TABLE, Tracker, csv_text, provenance
-from bench.train import TrainResult, configure_torch
+from bench.tracking import (
+    CONFUSION_TABLE,
+    STEPS_TABLE,
+    Tracker,
+    csv_text,
+    diagnostics_table,
+    provenance,
+)
+from bench.train import TrainResult, configure_torch, predict
 
 IDLE_SLEEP_S = 0.5
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, payload) to the parent's progress view
@@ -239,10 +247,10 @@ class Worker:
         if result.diagnostics is not None:
             for table, rows in result.diagnostics.tables().items():
                 if rows:
-                    files[f"diagnostics/{table}.csv"] = csv_text(rows)
-        if info.get("final") and result.status != "diverged" and \
-                hasattr(task, "confusion_matrix"):  # HAR: for the report's confusion matrix
-            files["test/confusion.csv"] = csv_text(_confusion_rows(task, info["model"]))
+                    files[diagnostics_table(table)] = csv_text(rows)
+        classes = TASKS.get(configuration.task).classes  # a classification task: HAR
+        if info.get("final") and result.status != "diverged" and classes:
+            files[CONFUSION_TABLE] = csv_text(_confusion_rows(task, info["model"], classes))
         self.tracker.log_run(run_id, params=run_params(configuration, params, seed, info,
                                                        self.spec),
                              tags=tags, metrics=result_metrics(result, task), files=files)
@@ -263,19 +271,13 @@ class Worker:
         self.tracker.end_run(parent, "FINISHED")
 
 
-@torch.no_grad()
-def _confusion_rows(task: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
-    """The test confusion matrix of a trained model as tidy rows (true, predicted, count)."""
-    from bench.train import EVAL_CHUNK
-
+def _confusion_rows(task: Any, model: torch.nn.Module,
+                    classes: Sequence[str]) -> list[dict[str, Any]]:
+    """The test confusion matrix of a trained model as tidy rows (true, predicted, count);
+    the task computes the matrix (``confusion_matrix``), its record names the classes."""
     x, y = task.split("test")
-    was_training = model.training
-    model.eval()
-    output = torch.cat([model(x[i : i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
-    model.train(was_training)
-    matrix = task.confusion_matrix(output, y)
-    names = list(task.describe().get("class_names") or range(len(matrix)))
-    return [{"true": names[i], "predicted": names[j], "count": int(n)}
+    matrix = task.confusion_matrix(predict(model, x), y)
+    return [{"true": classes[i], "predicted": classes[j], "count": int(n)}
             for i, row in enumerate(matrix) for j, n in enumerate(row)]
 
 

@@ -87,6 +87,13 @@ def build(
     return TASKS.get(name).build(dict(params), seed=seed, device=device)  # type: ignore[no-any-return]
 
 
+def pinned(task: Task) -> dict[str, Any]:
+    """The head of every task's ``describe()``: its name, sizes, metric and baseline."""
+    return {"task": task.name, "seq_len": task.seq_len, "input_size": task.input_size,
+            "output_size": task.output_size, "per_step": task.per_step,
+            "metric": task.metric, "baseline": task.baseline}
+
+
 def stream_seed(seed: int, stream: str) -> int:
     """Deterministic, well separated seed for one named data stream of a base seed."""
     offsets = {"train": 0, "val": 1, "test": 2, "probe": 3}

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import TaskInfo, TaskParam, boolean
-from tasks import har_data, make_generator, stream_seed
+from tasks import har_data, make_generator, pinned, stream_seed
 from tasks.har_data import (
     CLASS_NAMES,
     SIGNALS,
@@ -262,13 +262,7 @@ class HarTask:
     def describe(self) -> dict[str, Any]:
         subjects = self.data.subject_train
         return {
-            "task": self.name,
-            "seq_len": self.seq_len,
-            "input_size": self.input_size,
-            "output_size": self.output_size,
-            "per_step": self.per_step,
-            "metric": self.metric,
-            "baseline": self.baseline,
+            **pinned(self),
             "solved_acc": SOLVED_ACC,
             "data_seed": self.seed,
             "source": self.data.source,

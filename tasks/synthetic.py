@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from bench.registry import TaskParam, integer
-from tasks import make_generator, stream_seed
+from tasks import make_generator, pinned, stream_seed
 
 BatchFn = Callable[[int, int, torch.Generator, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,13 +67,7 @@ class SyntheticTask:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "task": self.name,
-            "seq_len": self.seq_len,
-            "input_size": self.input_size,
-            "output_size": self.output_size,
-            "per_step": self.per_step,
-            "metric": self.metric,
-            "baseline": self.baseline,
+            **pinned(self),
             "val_size": self._sizes["val"],
             "test_size": self._sizes["test"],
             "data_seed": self.seed,

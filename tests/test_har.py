@@ -652,3 +652,20 @@ def test_real_data(tmp_path: Path) -> None:
     info = task.describe()
     assert len(info["val_subjects"]) == 4 and info["train_size"] + info["val_size"] == 7352
     assert 1.7 < task.baseline < math.log(6)
+
+
+def test_final_seeds_record_the_confusion_matrix_under_the_records_class_names(
+    fx_data: har_data.HarData,
+) -> None:
+    from bench.models import ModelSizes, build_model
+    from bench.registry import TASKS
+    from bench.worker import _confusion_rows
+
+    task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=1)
+    torch.manual_seed(0)
+    model = build_model("gru", ModelSizes(9, 6, False), hidden_size=4)
+    classes = TASKS.get("har").classes
+    assert classes == har.CLASS_NAMES
+    rows = _confusion_rows(task, model, classes)
+    assert len(rows) == 36 and {r["true"] for r in rows} == set(har.CLASS_NAMES)
+    assert sum(r["count"] for r in rows) == len(task.split("test")[1])

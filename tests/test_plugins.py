@@ -262,6 +262,14 @@ def test_the_example_plugins_run_as_a_suite_end_to_end(plugin_dir: Path) -> None
                             capture_output=True, text=True, cwd=plugin_dir, timeout=300)
     assert report.returncode == 0, report.stderr
     page = (plugin_dir / "reports" / "plugins" / "index.html").read_text()
+    elsewhere = plugin_dir.parent / "elsewhere"  # the plugins do not import from here
+    elsewhere.mkdir()
+    again = subprocess.run([*GRADBENCH, "report", "plugins", "--runs-dir", str(runs)],
+                           capture_output=True, text=True, cwd=elsewhere, timeout=300)
+    assert again.returncode == 0, again.stderr
+    status = subprocess.run([*GRADBENCH, "status", "plugins", "--runs-dir", str(runs)],
+                            capture_output=True, text=True, cwd=elsewhere, timeout=300)
+    assert status.returncode == 2 and "cannot import my_tasks" in status.stderr
     assert "np-RNN (ReLU)" in page or "np-rnn" in page
     assert "test accuracy &gt;= 0.99" in page or "test accuracy >= 0.99" in page
 

@@ -43,10 +43,7 @@ def _lookup(kind: registry.Registry[Any], name: str) -> Any:
     """The record of ``name``, or None where the registry cannot give one here."""
     if not name or name == NONE:
         return None
-    try:
-        return kind.get(name)
-    except Exception:  # unknown, or a plugin whose import fails here: the report goes on
-        return None
+    return kind.find(name)  # unknown, or a plugin that does not import here: None
 
 
 @functools.cache
