@@ -8,6 +8,7 @@ configuration is done, and reports its progress as events (``RunStats`` sums the
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,14 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
     def emit(kind: str, payload: dict[str, Any]) -> None:
         events.put((kind, payload))
 
+    die_with_parent()
+    verbose = False
     try:
         message = inbox.get()
         if message is None:
             return
         suite, context = message
+        verbose = bool(context.get("verbose"))
         os.chdir(context["cwd"])
         os.environ.clear()
         os.environ.update(context["environ"])
@@ -39,9 +43,48 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
         emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
-    except Exception as err:  # reported by the parent, which exits non-zero
-        emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
-        raise
+    except Exception as err:  # reported by the parent in one line, which exits non-zero
+        emit("error", {"worker": index, "error": error_line(err)})
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(1)
+
+
+def error_line(err: BaseException) -> str:
+    """An error as one line, passwords masked: ``Type: first line of the message``."""
+    from bench.config import mask_secrets
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return mask_secrets(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))[:500]
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """A worker ends when the process that forked it does (Linux: the parent-death signal).
+
+    Workers are forked by the fork server, which ends when ``gradbench run`` does, however
+    it ends (``kill -9`` included): SIGKILL then reaches each worker, so none goes on
+    claiming trials free of the run lock. Its trial, left running, is recovered as an
+    interrupted one (at the next start, or by another machine once its heartbeat is stale).
+    Elsewhere (no prctl) nothing is done.
+    """
+    import ctypes
+    import ctypes.util
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
 
 
 def peak_rss_mb() -> float:
@@ -117,8 +160,10 @@ class WorkerPool:
                 self.inbox.put(None)
         self._join()
 
-    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
-        """Hand the suite out and run to the end; returns the workers' error messages.
+    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None], *,
+            verbose: bool = False) -> list[str]:
+        """Hand the suite out and run to the end; returns the workers' errors, one line per
+        cause (``verbose``: each worker also prints its traceback).
 
         ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
         reaches the workers too (same process group): each marks its trial interrupted.
@@ -126,10 +171,10 @@ class WorkerPool:
         import queue as queue_module
 
         self._started()
-        context = {"cwd": os.getcwd(), "environ": dict(os.environ)}
+        context = {"cwd": os.getcwd(), "environ": dict(os.environ), "verbose": verbose}
         for _ in self.procs:
             self.inbox.put((suite, context))
-        errors: list[str] = []
+        causes: dict[str, list[int]] = {}  # error line -> the workers it ended
         try:
             while any(p.is_alive() for p in self.procs) or not self.events.empty():
                 try:
@@ -137,7 +182,7 @@ class WorkerPool:
                 except queue_module.Empty:
                     continue
                 if kind == "error":
-                    errors.append(f"worker {payload['worker']}: {payload['error']}")
+                    causes.setdefault(payload["error"], []).append(payload["worker"])
                 on_event(kind, payload)
         except KeyboardInterrupt:
             for proc in self.procs:
@@ -145,9 +190,12 @@ class WorkerPool:
             raise
         finally:
             self._join()
+        reported = {i for workers in causes.values() for i in workers}
+        errors = [f"worker{'s' if len(w) > 1 else ''} {', '.join(map(str, sorted(w)))}: {cause}"
+                  for cause, w in causes.items()]
         errors += [f"worker {i} exited with code {p.exitcode}"
                    for i, p in enumerate(self.procs) if p.exitcode not in (0, None)
-                   and not any(e.startswith(f"worker {i}:") for e in errors)]
+                   and i not in reported]
         return errors
 
     def _join(self) -> None:
