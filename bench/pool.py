@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bench.suite import Suite
 
 
-def _worker_entry(index: int, inbox: Any, events: Any) -> None:
+def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int) -> None:
     """A worker process: waits for the suite and the parent's working directory and
     environment on ``inbox`` (None: stop), then works; progress goes to ``events``.
 
@@ -28,7 +28,7 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
     def emit(kind: str, payload: dict[str, Any]) -> None:
         events.put((kind, payload))
 
-    die_with_parent()
+    die_with(command_pid)
     verbose = False
     try:
         message = inbox.get()
@@ -60,31 +60,58 @@ def error_line(err: BaseException) -> str:
     return mask_secrets(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))[:500]
 
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+GRACE_AFTER_COMMAND_S = 5.0  # a worker whose command died: time to mark its trial
 
 
-def die_with_parent() -> None:
-    """A worker ends when the process that forked it does (Linux: the parent-death signal).
+def die_with(command_pid: int) -> None:
+    """End this worker when ``gradbench run`` (``command_pid``) ends, however it ends.
 
-    Workers are forked by the fork server, which ends when ``gradbench run`` does, however
-    it ends (``kill -9`` included): SIGKILL then reaches each worker, so none goes on
-    claiming trials free of the run lock. Its trial, left running, is recovered as an
-    interrupted one (at the next start, or by another machine once its heartbeat is stale).
-    Elsewhere (no prctl) nothing is done.
+    Workers are forked by the fork server, not by the command, and each holds the pipe
+    whose end tells that server its command is gone: so neither notices a ``kill -9`` of
+    the command by itself, and such workers would go on claiming trials free of the run
+    lock. A thread watches the command (a pidfd on Linux, else a poll each second); when
+    it is gone the worker gets SIGTERM, which here stops it as Ctrl-C does (SIGINT may be
+    ignored: a shell's background job): its trial is marked interrupted (retried at the
+    next start) and it exits, or is ended ``GRACE_AFTER_COMMAND_S`` later if that hangs
+    (a tracking server that does not answer). Call from the worker's main thread.
     """
-    import ctypes
-    import ctypes.util
     import signal
+    import threading
 
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent ended before the signal was armed
+    signal.signal(signal.SIGTERM, _stop)
+
+    def watch() -> None:
+        _wait_for_exit(command_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(GRACE_AFTER_COMMAND_S)
         os._exit(1)
+
+    threading.Thread(target=watch, name="gradbench-watch", daemon=True).start()
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_exit(pid: int) -> None:
+    import select
+    import time
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+    select.select([fd], [], [])
+    os.close(fd)
 
 
 def peak_rss_mb() -> float:
@@ -129,7 +156,8 @@ class WorkerPool:
         ctx = _start_context()
         self.events: Any = ctx.Queue()
         self.inbox: Any = ctx.Queue()
-        self.procs = [ctx.Process(target=_worker_entry, args=(i, self.inbox, self.events),
+        self.procs = [ctx.Process(target=_worker_entry,
+                                  args=(i, self.inbox, self.events, os.getpid()),
                                   name=f"gradbench-w{i}") for i in range(workers)]
         self._start_error: BaseException | None = None
         # A fork server answers once its imports are done: start the workers from a thread,
