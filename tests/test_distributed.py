@@ -284,3 +284,70 @@ def test_machines_agree_on_a_parent_run_stamped_earlier_but_seen_later(tmp_path:
     assert ours[name] == (theirs, False)
     left = tracker.find_runs("tags.role = 'configuration'")
     assert [r.info.run_id for r in left] == [theirs]
+
+
+def test_a_machine_started_mid_trial_takes_nothing_from_the_other(
+        tmp_path: Path, postgres: str, mlflow_server: MlflowServer) -> None:
+    """The second machine's start-up recovery and its periodic ones read the heartbeats:
+    the first machine's live trials are left alone, and both machines end with exit 0."""
+    url = create_database(postgres, "mid_trial")
+    config = _config(tmp_path, training={"steps": 2000, "batch_size": 16, "eval_every": 500},
+                     tuning={"trials": TRIALS, "sampler": "tpe", "pruner": "none"})
+    flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
+    env = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
+    first = _start(config, tmp_path / "first", *flags, env=env)
+    deadline = time.monotonic() + 120
+    while not _running_trial_of(url, first.pid):
+        assert time.monotonic() < deadline, "the first machine never ran a trial"
+        time.sleep(0.3)
+    second = _start(config, tmp_path / "second", *flags, env=env)
+    outputs = [_finish(first), _finish(second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    studies = _studies(url)
+    _check_budget_and_uniqueness(studies)
+    taken = [(name, t.number) for name, s in studies.items() for t in s.trials
+             if t.user_attrs.get("outcome") == "interrupted" or "retry_of" in t.user_attrs]
+    assert not taken, taken
+    assert all("s3cret-pw" not in out and "View run" not in out for out in outputs)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies, dead but not reaped by a
+    container's init, do not count)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
+    """``kill -9`` of ``gradbench run`` alone: its workers (forked by the fork server, not
+    by it) stop within seconds, their trial marked interrupted; a rerun finishes the suite."""
+    config = _config(tmp_path, training={"steps": 2000, "batch_size": 16, "eval_every": 500})
+    run_dir = tmp_path / "runs" / "dist"
+    proc = _start(config, tmp_path / "runs", "--workers", "2")
+    deadline = time.monotonic() + 120
+    while not _training(run_dir):
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    assert len(_live_members(proc.pid)) >= 3  # the command, the fork server, workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 8
+    while _live_members(proc.pid):
+        assert time.monotonic() < deadline, f"left running: {_live_members(proc.pid)}"
+        time.sleep(0.2)
+    outcomes = [t.user_attrs.get("outcome") for t in _journal_trials(run_dir)
+                if t.state == optuna.trial.TrialState.FAIL]
+    assert "interrupted" in outcomes
+    again = _start(config, tmp_path / "runs")
+    out = _finish(again)
+    assert again.returncode == 0, out
+    done = [t for t in _journal_trials(run_dir) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 * (TRIALS + SEEDS)
