@@ -415,6 +415,13 @@ def trials_begun(storage: BaseStorage) -> dict[str, int]:
             for s in storage.get_all_studies() if not s.study_name.endswith(FINAL_SUFFIX)}
 
 
+def retries_queued(storage: BaseStorage) -> set[str]:
+    """The tuning studies with a trial queued again (an interrupted one): counts only."""
+    return {s.study_name for s in storage.get_all_studies()
+            if not s.study_name.endswith(FINAL_SUFFIX)
+            and storage.get_n_trials(s._study_id, state=TrialState.WAITING)}
+
+
 def active_trials(storage: BaseStorage, spec: SuiteSpec,
                   configurations: Sequence[Configuration]) -> int:
     """Trials running or queued in the configurations' studies, on any machine."""

@@ -99,7 +99,8 @@ class Worker:
         return configurations[shift:] + configurations[:shift]
 
     def _ranked(self, order: list[Configuration]) -> list[Configuration]:
-        """Tuning goes breadth-first: configurations with the fewest trials begun come first.
+        """Interrupted trials queued again come first (they wait for nothing); then tuning
+        goes breadth-first: configurations with the fewest trials begun come first.
 
         A worker runs the next trial where the fewest have been asked for, and final seeds
         once no tuning trial is left to start. So a suite's last jobs are final seeds, which
@@ -108,7 +109,9 @@ class Worker:
         its own order (the sort is stable). The counts are only a hint: claims re-check.
         """
         begun = tuning.trials_begun(self.storage)
-        return sorted(order, key=lambda c: begun.get(tuning.study_name(self.spec, c), 0))
+        retries = tuning.retries_queued(self.storage)
+        return sorted(order, key=lambda c: (tuning.study_name(self.spec, c) not in retries,
+                                            begun.get(tuning.study_name(self.spec, c), 0)))
 
     @contextlib.contextmanager
     def _claim_lock(self) -> Iterator[None]:

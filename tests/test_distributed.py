@@ -351,3 +351,56 @@ def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
     assert again.returncode == 0, out
     done = [t for t in _journal_trials(run_dir) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2 * (TRIALS + SEEDS)
+
+
+def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> None:
+    """The README's "Running on many machines", on one host: roles and databases made with
+    psql, an MLflow server on PostgreSQL that checks the Host header, a tracking URI under a
+    host name (with a password, as a proxy might want), the storage password from
+    PGPASSWORD. Nothing prints a password; without --allowed-hosts the run is refused in one
+    line that names the fix."""
+    import socket
+
+    host, port = postgres.split(":")
+    sql = ["CREATE ROLE gradbench LOGIN PASSWORD 's3cret-pw'",
+           "CREATE DATABASE gradbench OWNER gradbench",
+           "CREATE ROLE mlflow LOGIN PASSWORD 's3cret-pw'", "CREATE DATABASE mlflow OWNER mlflow"]
+    subprocess.run(["psql", "-h", host, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                    *[arg for command in sql for arg in ("-c", command)]],
+                   check=True, capture_output=True)
+    name = socket.gethostname()  # resolves to this host, and is not "localhost"
+    backend = f"postgresql+psycopg2://mlflow:s3cret-pw@{postgres}/mlflow"
+    config = _config(tmp_path, tuning={"trials": 2, "sampler": "tpe", "pruner": "none"},
+                     final={"seeds": 1})
+    storage = f"postgresql+psycopg2://gradbench@{postgres}/gradbench"
+    env = {"PGPASSWORD": "s3cret-pw", "GRADBENCH_TRACKING_RETRY_S": "3"}
+
+    strict = MlflowServer(tmp_path / "strict", backend=backend).start()
+    try:
+        uri = f"http://alice:s3cret-pw@{name}:{strict.port}"
+        refused = _start(config, tmp_path / "refused", "--storage", storage,
+                         "--tracking-uri", uri, env=env)
+        out = _finish(refused)
+        assert refused.returncode == 2 and "--allowed-hosts" in out, out
+        assert len(out.strip().splitlines()) == 1 and "s3cret-pw" not in out
+    finally:
+        strict.stop()
+
+    allowed = f"{name}:{strict.port},{name}"
+    server = MlflowServer(tmp_path / "server", strict.port, backend=backend,
+                          extra=("--allowed-hosts", allowed)).start()
+    try:
+        procs = [_start(config, tmp_path / f"machine{i}", "--workers", "2", "--storage",
+                        storage, "--tracking-uri", uri, env=env) for i in (1, 2)]
+        outputs = [_finish(p) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        status = subprocess.run([sys.executable, "-m", "bench", "status", "dist", "--runs-dir",
+                                 str(tmp_path / "machine1")], capture_output=True, text=True,
+                                env={**os.environ, **env})
+        assert status.returncode == 0 and "1/1" in status.stdout, status.stderr
+        for text in [*outputs, status.stdout, status.stderr]:
+            assert "s3cret-pw" not in text and "View run" not in text
+        recorded = (tmp_path / "machine1" / "dist" / "config.yaml").read_text()
+        assert f"http://alice:***@{name}:{strict.port}" in recorded and "s3cret" not in recorded
+    finally:
+        server.stop()
