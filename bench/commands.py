@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
     console.print(stats.summary())
+    for note in stats.notes:
+        console.print(f"[yellow]note:[/] {note}")
     console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                   f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:

@@ -245,6 +245,7 @@ class RunStats:
         self.job_s = 0.0
         self.tracking_s = 0.0
         self.peak_rss_mb: dict[int, float] = {}
+        self.notes: list[str] = []  # one line each, shown after the run
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "end":
@@ -254,6 +255,8 @@ class RunStats:
             self.tracking_s += float(payload.get("tracking_s", 0.0))
         elif kind == "done":
             self.peak_rss_mb[payload["worker"]] = float(payload.get("peak_rss_mb", 0.0))
+        elif kind == "note":
+            self.notes.append(f"worker {payload['worker']}: {payload['message']}")
 
     def summary(self) -> str:
         if not self.jobs:

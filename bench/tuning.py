@@ -638,13 +638,37 @@ def heartbeat(claim: Claim) -> Iterator[None]:
         thread.join(timeout=5)
 
 
+class TrialTaken(RuntimeError):
+    """The claimed trial was ended meanwhile by another process: its heartbeat went stale
+    (a worker stalled for longer than ``GRACE_S``), so it was marked interrupted and queued
+    again. Its result is not kept; the retry runs it."""
+
+
+@contextlib.contextmanager
+def _owned(claim: Claim) -> Iterator[None]:
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError:
+        raise TrialTaken(f"trial {claim.number} of {claim.study_name} was taken over (no "
+                         f"heartbeat for {GRACE_S} s): its result is dropped, its retry "
+                         f"runs it") from None
+
+
 def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     """Tell Optuna how the run ended: the commit point, from here the result is kept.
 
     The user attributes say what the leaderboard and the report need: the task's headline
     ``metric`` and its ``direction``, time and steps, and the test metrics (or where and
     why the run diverged).
+
+    Raises:
+        TrialTaken: another process ended the trial meanwhile (its heartbeat went stale).
     """
+    with _owned(claim):
+        return _tell(claim, result, metric=metric, direction=direction)
+
+
+def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     ended, trial = Outcome.of(result), claim._trial
     trial.set_user_attr("metric", metric)
     trial.set_user_attr("direction", direction)

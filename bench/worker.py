@@ -164,7 +164,12 @@ class Worker:
                             "role": claim.role, "steps": self.spec.training.steps})
         result, info = self._train_claimed(configuration, claim, run_id)
         task = info["task"]
-        outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+        try:
+            outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+        except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
+            self._abandon(claim, run_id, Outcome.INTERRUPTED)
+            self.emit("note", {"worker": self.index, "message": str(taken)})
+            return
         recording = time.perf_counter()  # the result is kept from here on
         self._record(run_id, configuration, claim.params, claim.seed, result, info)
         self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])

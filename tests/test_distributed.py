@@ -247,6 +247,8 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         out = _finish(proc)
         assert proc.returncode != 0
         assert "unreachable" in out and server.url in out, out[-2000:]
+        assert "Traceback" not in out, out[-3000:]  # one line per cause (--verbose: more)
+        assert len([line for line in out.splitlines() if "unreachable" in line]) == 1, out
         assert optuna.trial.TrialState.COMPLETE in _journal_states(run_dir)  # kept
         server.start()  # back: the same command finishes the suite
         again = _start(config, tmp_path / "runs", "--tracking-uri", server.url)

@@ -301,3 +301,18 @@ def test_heartbeats_are_read_through_the_study_wrapper(
     assert [t.outcome for t in tuning.trial_records(rdb, spec, configuration)] == ["running"]
     journal = tuning.open_storage(None, tmp_path / "journal")
     assert not tuning._heartbeats(journal) and tuning._heartbeats(wrapper)
+
+
+def test_a_trial_taken_over_meanwhile_is_not_told_twice(tmp_path: Path) -> None:
+    """A worker that stalled past the grace period finds its trial interrupted and queued
+    again by another: telling it raises TrialTaken (one line), and the retry is intact."""
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claim = tuning.claim(storage, spec, configuration).claim
+    assert claim is not None
+    tuning.recover(storage, spec, [configuration], all_running=True)  # "stale": taken
+    with pytest.raises(tuning.TrialTaken, match=r"trial 0 of .* was taken over"):
+        tuning.tell(claim, _result(), metric="mse", direction="minimize")
+    outcomes = [t.outcome for t in tuning.trial_records(storage, spec, configuration)]
+    assert outcomes == ["interrupted", "waiting"]
