@@ -400,7 +400,14 @@ def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> 
                                  str(tmp_path / "machine1")], capture_output=True, text=True,
                                 env={**os.environ, **env})
         assert status.returncode == 0 and "1/1" in status.stdout, status.stderr
-        for text in [*outputs, status.stdout, status.stderr]:
+        report = subprocess.run([sys.executable, "-m", "bench", "report", "dist", "--runs-dir",
+                                 str(tmp_path / "machine1"), "--tracking-uri", uri, "--out",
+                                 str(tmp_path / "report.html")], capture_output=True,
+                                text=True, env={**os.environ, **env})
+        assert report.returncode == 0, report.stderr  # no --storage needed
+        page = (tmp_path / "report.html").read_text()
+        for text in [*outputs, status.stdout, status.stderr, report.stdout, report.stderr,
+                     page]:
             assert "s3cret-pw" not in text and "View run" not in text
         recorded = (tmp_path / "machine1" / "dist" / "config.yaml").read_text()
         assert f"http://alice:***@{name}:{strict.port}" in recorded and "s3cret" not in recorded
