@@ -214,16 +214,19 @@ def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
 
 
 def grad_norm_traces(traces: pd.DataFrame) -> Figure:
-    """Global gradient norm (before clipping) per step: one panel per model, the best run
-    without clipping (dotted) and with norm clipping (solid), the threshold tau dashed."""
+    """Global gradient norm (before clipping) per step: one panel per model, the best run of
+    each clipping remedy (line style: the remedy's; dotted: none), norm clipping's threshold
+    tau dashed black."""
     models = _models(traces)
     fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.0), sharey=True, squeeze=False)
+    clippings = sorted(traces["clipping"].unique(),
+                       key=lambda c: registry.remedy_rank("none", str(c)))
     for ax, model in zip(axes[0], models, strict=True):
         part = traces[traces["model"] == model]
         for clipping, rows in part.groupby("clipping"):
             clipped = clipping != "none"
             ax.plot(rows["step"], rows["value"], color=color(model), lw=0.9,
-                    ls="-" if clipped else ":", alpha=1.0 if clipped else 0.8)
+                    ls=remedy_style("none", str(clipping)), alpha=1.0 if clipped else 0.8)
             tau = rows["tau"].dropna()
             if clipped and len(tau):
                 ax.axhline(float(tau.iloc[0]), color="black", ls="--", lw=1)
@@ -231,9 +234,12 @@ def grad_norm_traces(traces: pd.DataFrame) -> Figure:
         ax.set_title(model, color=color(model))
         ax.set_xlabel("training step")
     axes[0][0].set_ylabel("global gradient norm")
-    handles = [Line2D([], [], color="0.3", ls=":", label="no clipping"),
-               Line2D([], [], color="0.3", ls="-", label="norm clipping"),
-               Line2D([], [], color="black", ls="--", label="clipping threshold tau")]
+    handles = [Line2D([], [], color="0.3", ls=remedy_style("none", str(c)),
+                      label=an.remedy_label("none", str(c)) if c != "none" else "no clipping")
+               for c in clippings]
+    if traces["tau"].notna().any():
+        handles.append(Line2D([], [], color="black", ls="--", lw=1,
+                              label="norm clipping's tau"))
     axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE)
     fig.tight_layout()
     return fig
