@@ -186,14 +186,14 @@ def test_two_factors_on_hand_built_activations() -> None:
     assert out["w_log10_norm"] == pytest.approx(math.log10(0.5))
     assert out["w_log10_radius"] == pytest.approx(math.log10(0.25))
     assert out["act_log10"] == pytest.approx(math.log10(0.64))
-    assert out["predicted"] == pytest.approx(math.log10(0.5 * 0.64))
+    assert out["predicted"] == pytest.approx(math.log10(0.25 * 0.64))  # radius, not norm
     assert (out["measured"], out["act_nonzero"]) == (-0.5, 1.0)
-    # ReLU: half the activations zero -> the active fraction, log10 0.5
+    # ReLU: the path runs through the active units at gain 1; half of them are active
     relu = torch.tensor([0.0, 2.0, 0.0, 3.0]).view(1, 1, 4)
     out = two_factors(_model("irnn", 4), {"h": relu}, spectra, measured=0.0)
-    assert out["act_log10"] == pytest.approx(math.log10(0.5))
+    assert out["act_log10"] == 0.0
     assert out["act_nonzero"] == 0.5
-    # every unit dead: -inf has no finite value, NaN beside a nonzero fraction of 0
+    # every unit dead: no path, NaN beside a nonzero fraction of 0
     dead = two_factors(_model("irnn", 4), {"h": torch.zeros(1, 2, 4)}, spectra, 0.0)
     assert math.isnan(dead["act_log10"]) and dead["act_nonzero"] == 0.0
     # gated cells: the carry gate's values, not W_hh (LSTM f, GRU z)
@@ -207,10 +207,10 @@ def test_two_factors_on_hand_built_activations() -> None:
     assert gru["act_log10"] == pytest.approx(-1.0)
 
 
-def test_log10_mean_factor_is_the_mean_of_logs_of_the_nonzero_entries() -> None:
+def test_log10_mean_factor_is_the_mean_log_of_the_nonzero_entries() -> None:
     value, fraction = log10_mean_factor(torch.tensor([1.0, 0.01, 0.0, float("nan")]))
     assert fraction == 0.5
-    assert value == pytest.approx((0.0 + -2.0) / 2 + math.log10(0.5))
+    assert value == pytest.approx((0.0 + -2.0) / 2)
 
 
 def test_predicted_decay_matches_the_measured_one_on_a_near_linear_rnn() -> None:
