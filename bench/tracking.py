@@ -171,7 +171,7 @@ def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
 
 def step_rows(result: TrainResult) -> list[dict[str, Any]]:
     """Every training step (from 1): task loss, global gradient norm before clipping, and
-    whether clipping rescaled it. The ``STEPS_TABLE`` artifact of a run."""
+    whether a clipping remedy acted. The ``STEPS_TABLE`` artifact of a run."""
     return [{"step": i + 1, "train_loss": loss, "grad_norm": norm, "clipped": int(clipped)}
             for i, (loss, norm, clipped) in enumerate(
                 zip(result.train_loss, result.grad_norm, result.clipped, strict=True))]

@@ -230,3 +230,51 @@ def test_predicted_decay_matches_the_measured_one_on_a_near_linear_rnn() -> None
     assert row.act_log10 == pytest.approx(0.0, abs=1e-6)
     assert row.measured == pytest.approx(math.log10(0.5), abs=1e-3)
     assert row.predicted == pytest.approx(row.measured, abs=1e-3)
+
+
+def test_the_remedies_benchmark_prints_a_row_per_remedy() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "remedies.py"
+    out = subprocess.run([sys.executable, str(script), "clipping", "--seq-len", "5", "--steps",
+                          "5", "--seeds", "1", "--lrs", "0.1", "--budget", "300"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("rnn ")]
+    assert [row[3] for row in rows] == ["none", "norm", "value", "weight"]
+    assert all(row[5].endswith("/1") for row in rows)  # diverged counts out of the seeds
+
+
+def test_the_new_remedies_run_in_a_suite_and_are_recorded(tmp_path) -> None:  # noqa: ANN001
+    """decay and weight clipping through the real suite path: tuned params, the clip rate,
+    the factors table and metrics in MLflow."""
+    import subprocess
+    import sys
+
+    from bench.results import ResultsSource
+    from bench.tracking import default_tracking_uri
+
+    runs = tmp_path / "runs"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "smoke", "--tasks", "adding", "--models", "rnn",
+         "--runs-dir", str(runs), "--set", "name=remedies", "--set", "regularization=[decay]",
+         "--set", "clipping=[weight,value]"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    source = ResultsSource(default_tracking_uri(runs / "remedies"), "remedies")
+    records = [r for r in source.search() if r.tags.get("role") == "final"]
+    by_clipping = {r.tags["clipping"]: r for r in records}
+    assert set(by_clipping) == {"weight", "value"}
+    weight_run, value_run = by_clipping["weight"], by_clipping["value"]
+    assert {"decay", "w_max", "lr"} <= set(weight_run.params)
+    assert {"decay", "clip_value", "lr"} <= set(value_run.params)
+    assert 0.5 <= float(weight_run.params["w_max"]) <= 2.0  # the remedy's default range
+    assert "grad/clip_rate" in weight_run.metrics
+    factors = source.tables([weight_run.run_id], "diagnostics/factors.csv")
+    assert set(factors["step"]) >= {0} and set(factors["path"]) == {"W_hh, tanh'"}
+    assert "factors/predicted" in weight_run.metrics
+    # weight clipping held every probe's W_hh at or below its tau
+    spectra = source.tables([weight_run.run_id], "diagnostics/spectra.csv")
+    later = spectra[spectra["step"] > 0]
+    assert (later["spectral_norm"] <= float(weight_run.params["w_max"]) * (1 + 1e-5)).all()
