@@ -690,9 +690,13 @@ def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> 
 
 
 def fail(claim: Claim, ended: Outcome) -> None:
-    """End a claim that produced no result: ``interrupted`` (run again) or ``failed``."""
-    claim._trial.set_user_attr("outcome", str(ended))
-    claim._study.tell(claim._trial, state=_STATES[ended])
+    """End a claim that produced no result: ``interrupted`` (queued again at once, so that
+    no new trial takes its place in the budget meanwhile) or ``failed``."""
+    with _owned(claim):
+        claim._trial.set_user_attr("outcome", str(ended))
+        claim._study.tell(claim._trial, state=_STATES[ended])
+    if ended == Outcome.INTERRUPTED:
+        requeue_interrupted(claim._study)
 
 
 # ------------------------------------------------------------------------------ recovery
