@@ -3,7 +3,7 @@
 Two ``gradbench run`` processes (one worker each, their own run directories) stand for two
 machines sharing a suite through PostgreSQL (Optuna) and ``mlflow server`` (tracking), both
 real servers on loopback (the test helpers in ``tests/servers.py`` start them). In each
-scenario one fault is injected while machine A trains a trial:
+scenario one fault is injected once both machines train a trial:
 
 - ``worker``: ``kill -9`` of A's worker process (A's command reports its worker died);
 - ``command``: ``kill -9`` of A's ``gradbench run`` alone (its worker stops by itself);
@@ -62,7 +62,7 @@ class Scenario:
 
     def __init__(self, root: Path, pg: str, config: Path, spec: dict) -> None:
         self.root, self.pg, self.config, self.spec = root, pg, config, spec
-        self.url = create_database(pg, root.name)
+        self.url = create_database(pg, f"chaos_{root.name}")
         self.server = MlflowServer(root / "mlflow").start()
         self.procs: list[subprocess.Popen] = []
 
@@ -130,7 +130,8 @@ def inject(kind: str, s: Scenario, a: subprocess.Popen, worker: int) -> None:
         data = Path(s.pg_data)
         bindir = Path(s.pg_bin)
         subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "restart"]), check=True, capture_output=True)
+                                     "-l", str(data / "server.log"), "-w", "restart"]),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_scenario(kind: str, pg: str, pg_data: str, pg_bin: str, steps: int,
@@ -151,7 +152,10 @@ def run_scenario(kind: str, pg: str, pg_data: str, pg_bin: str, steps: int,
             time.sleep(0.3)
             worker = s.running_worker_of(a)
         b = s.start("b")
-        time.sleep(8)  # B joins and takes work too
+        while s.running_worker_of(b) is None:  # B has joined and trains too
+            if time.monotonic() > deadline + 120 or b.poll() is not None:
+                raise RuntimeError(f"{kind}: machine B never trained a trial")
+            time.sleep(0.3)
         worker = s.running_worker_of(a) or worker
         before = s.complete()
         fault = time.monotonic()
