@@ -149,7 +149,7 @@ def test_tuning_curve_sweep_and_classes() -> None:
         _run("adding-T10/lstm/l2/norm", "trial", trial_number=2, **{"val/loss": 0.3})])
     curve = an.best_so_far(trials)
     assert curve["best"].tolist() == [0.5, 0.5, 0.3]  # a pruned trial sets no value
-    assert set(curve["remedy"]) == {"L2 + clip"}
+    assert set(curve["remedy"]) == {"L2 + norm clip"}
 
     board = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"], "remedy": ["none"] * 4,
                           "regularization": ["none"] * 4, "clipping": ["none"] * 4,
@@ -436,10 +436,13 @@ def test_order_labels_and_colours_come_from_the_registries() -> None:
     pairs = [("l2", "norm"), ("none", "norm"), ("l2", "none"), ("none", "none"),
              ("mystery", "none")]
     frame = pd.DataFrame(pairs, columns=["regularization", "clipping"])
-    assert an.remedy_order(frame) == ["none", "L2", "clip", "L2 + clip", "mystery"]
+    assert an.remedy_order(frame) == ["none", "L2", "norm clip", "L2 + norm clip", "mystery"]
     assert an.remedy_label("l2", "mystery") == "L2 + mystery"
-    assert [plots.remedy_style(*p) for p in pairs] == ["-", "--", "-.", ":", "--"]
-    assert plots.remedy_style("l2", "mystery") == "-"
+    # line style from the clipping remedy, marker from the regularization remedy
+    assert [plots.remedy_style(*p) for p in pairs] == ["--", "--", ":", ":", ":"]
+    assert [plots.remedy_marker(*p) for p in pairs] == ["s", "o", "s", "o", "*"]
+    assert plots.remedy_style("l2", "mystery") == (0, (3, 1, 1, 1, 1, 1))  # unknown here
+    assert plots.remedy_style("none", "weight") == "-"
     assert an.metric_of("copy", pd.DataFrame()) == ("recall_acc", "maximize")
     assert an.metric_of("mine", pd.DataFrame()) == ("loss", "minimize")
     assert an.solved_rule("adding") == "test MSE < 0.01"
