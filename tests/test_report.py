@@ -474,3 +474,21 @@ def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Pa
     _check_self_contained(page)
     assert ">nowhere.mod:NET<" in page and ">weird<" in page
     assert ".dot.m-nowhere-mod-net { background: #" in page
+
+
+def test_the_literature_file_is_complete_and_names_its_sources() -> None:
+    from bench.report import literature
+
+    entries = literature.load()
+    assert entries and {e.task for e in entries} <= {"adding", "copy", "har"}
+    for e in entries:
+        assert e.source and e.where and e.setting and e.url.startswith("https://")
+        assert e.comparable or e.note  # what differs is said where it is not comparable
+    with pytest.raises(ValueError, match=r"results\[0\]: missing url"):
+        literature.load("results:\n  - {task: adding, seq_len: 100, model: LSTM, metric: mse,"
+                        " value: 0.1, source: x, where: y, setting: z, comparable: true, "
+                        "note: ''}\n")
+    with pytest.raises(ValueError, match=r"results\[0\]\.value: expected a number or null"):
+        literature.load("results:\n  - {task: adding, seq_len: 100, model: LSTM, metric: mse,"
+                        " value: 'about 0.1', source: x, url: u, where: y, setting: z, "
+                        "comparable: true, note: ''}\n")

@@ -223,6 +223,7 @@ def remedies_table(board: pd.DataFrame) -> list[Table]:
     if not rows:
         return []
     return [Table("Remedies", ["label", "name", "axis", "what it does", "default range"], rows,
+                  wrap=True,
                   caption="W_hh is the recurrent matrix (all its gate blocks), the lecture's "
                           "W_r. The range tuned is the suite's config's where it gives one, "
                           "else the default shown.")]
@@ -317,6 +318,7 @@ class TaskReport:
         if info is not None and info.classes:
             blocks.append(Heading(f"{self.task}: classes", f"{self.task}-classes"))
             blocks += self.classes()
+        blocks += self.literature()
         blocks.append(Heading("Significance", f"{self.task}-significance"))
         blocks += self.significance()
         self.elapsed = time.perf_counter() - started
@@ -678,6 +680,43 @@ class TaskReport:
                 f"F1 = harmonic mean of precision and recall per activity, from the confusion "
                 f"matrix; macro-F1 = {scores['f1'].mean():.3f}.",
                 scores, ids)])]
+
+    def literature(self) -> list[Any]:
+        """Published results on this task (``literature.yaml``), ours beside the comparable
+        ones."""
+        from bench.report import literature
+
+        entries = literature.for_task(self.task)
+        if not entries:
+            return []
+        rows = []
+        for e in entries:
+            rows.append([e.model, "-" if e.seq_len is None else str(e.seq_len), e.metric,
+                         "figure only" if e.value is None else
+                         f"{e.value:,}" if float(e.value).is_integer() else num(e.value),
+                         self._ours(e) if e.comparable else "not comparable",
+                         f"{e.source} {e.where}. {e.url}", e.setting, e.note])
+        return [Heading("Published results", f"{self.task}-literature"), Table(
+            "Published results on this task", ["model", "T", "metric", "published", "ours",
+                                               "source", "setting", "what differs"], rows,
+            wrap=True,
+            caption="Read from each source (bench/report/literature.yaml; no number from "
+                    "memory). ours: this suite's best configuration of the same model at the "
+                    "same T, mean test metric over its final seeds, where the published "
+                    "setting matches this task, T and metric; 'not comparable' where it "
+                    "does not (see what differs).")]
+
+    def _ours(self, entry: Any) -> str:
+        model = entry.model.split()[0].strip(";,").lower()
+        board = self.board[(self.board["model"] == model) & (self.board["metric"] ==
+                                                             entry.metric)]
+        if entry.seq_len is not None:
+            board = board[board["seq_len"] == entry.seq_len]
+        ranked = an.best_rows(board, ["model"]) if len(board) else board
+        if ranked.empty or pd.isna(ranked["mean"].iloc[0]):
+            return "-"
+        r = ranked.iloc[0]
+        return f"{num(r['mean'])} ({r['model']}, {r['remedy']})"
 
     def significance(self) -> list[Any]:
         table = an.significance(self.top, self.runs)

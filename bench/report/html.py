@@ -44,6 +44,7 @@ class Table:
     caption: str = ""
     row_classes: Sequence[str] = ()
     model_column: int | None = None  # cells of this column get the model's colour dot
+    wrap: bool = False  # text cells wrap (tables of sentences)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: 
   white-space: nowrap; }}
 th {{ background: #f6f8fa; position: sticky; top: 0; }}
 td.text, th.text {{ text-align: left; }}
+table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
 tr.status-running td {{ background: #fff8c5; }}
 tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
 tr.status-diverged td, tr.status-all-trials-diverged td {{ background: #ffebe9; }}
@@ -240,7 +242,8 @@ def render_table(block: Table) -> str:
         + "</tr>" for row, cls in zip(block.rows, classes, strict=False))
     title = f"<h4>{_e(block.title)}</h4>" if block.title else ""
     caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
-    return f"<div>{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
+    table = '<table class="wrap">' if block.wrap else "<table>"
+    return f"<div>{title}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
         f"{caption}</div>"
 
 
