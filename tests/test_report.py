@@ -332,6 +332,32 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
                                               "adding-T8/rnn/none/norm"]
     assert (table["seeds"] == 2).all() and (table["complete"] == 3).all()
     assert table["mean"].between(0, 1).all() and (table["metric"] == "mse").all()
+    assert (table["suite"] == "tiny").all() and table["parent_run_id"].notna().all()
+    assert (table["final_run_ids"].str.split().str.len() == 2).all()
+    # the gradient flow, the two factors, and every figure's data beside the page
+    for text in ("Gradient flow over training", "The two factors of the decay per step",
+                 "Drawn from MLflow runs", "config hash", "redraw: gradbench report tiny"):
+        assert text in page, text
+    flow = pd.read_csv(tmp_path / "figures" / "adding-flow.csv")
+    assert {"run_id", "step", "t", "value", "model"} <= set(flow.columns)
+    assert sorted(flow["step"].unique())[:2] == [0, 10] and flow["t"].max() == 8
+    last = flow[flow["t"] == 8]["value"]
+    assert (last.abs() < 1e-12).all()  # log10 of ||dL/dh_T|| / itself
+    assert (tmp_path / "figures" / "adding-profiles.csv").exists()
+
+    # a second suite side by side on one page
+    config.write_text(yaml.safe_dump({**spec, "name": "tiny2", "models": ["lstm"],
+                                      "tuning": {**spec["tuning"], "trials": 1}}))
+    assert main(["run", str(config), "--runs-dir", str(runs)]) == 0
+    both = tmp_path / "both"
+    assert main(["report", "tiny", "tiny2", "--runs-dir", str(runs), "--out", str(both)]) == 0
+    page = (both / "index.html").read_text()
+    _check_self_contained(page)
+    assert "Suites side by side" in page and "Task adding (suite tiny2)" in page
+    assert 'id="task-tiny-adding"' in page and 'id="task-tiny2-adding"' in page
+    combined = pd.read_csv(both / "leaderboard.csv")
+    assert sorted(combined["suite"].unique()) == ["tiny", "tiny2"] and len(combined) == 3
+    assert (both / "figures" / "tiny2-adding-flow.csv").exists()
 
 
 def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,

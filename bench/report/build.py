@@ -38,7 +38,8 @@ SHOWN_IDS = 6  # run ids listed under a figure (all of them are in its CSV)
 
 
 def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
-                 storage_note: str = "") -> Path:
+                 storage_note: str = "",
+                 others: Sequence[tuple[ResultsSource, Any, str]] = ()) -> Path:
     """Read the suite from ``source``, write the report to ``out`` (an .html file).
 
     Args:
@@ -46,26 +47,89 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         out: the HTML file to write (its folder is created).
         storage: the suite's Optuna storage (for hyperparameter importance), or None.
         storage_note: why there is no storage, shown in place of the importance figure.
+        others: more suites ``(source, storage, storage_note)`` to put side by side on the
+            same page: a comparison of their best results first, then each suite's sections.
     """
     plots.configure()
-    results = source.load()
-    board = an.leaderboard(results.runs, expected_counts(results.config))
-    importances = suite_importances(results, storage) if storage is not None else None
-    sections = [overview(board, results)]
-    for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
-        report = TaskReport(task, results, board[board["task"] == task], source)
-        sections.append(report.section(importances, storage_note))
-    page = Page(title=f"rnn-gradbench report: suite {results.suite}",
-                subtitle=subtitle(results, board), sections=sections,
+    suites = [(source, storage, storage_note), *others]
+    many = len(suites) > 1
+    loaded = [suite_sections(*entry, suite_label=many) for entry in suites]
+    boards = [board.assign(suite=results.suite) for results, board, _ in loaded]
+    results = loaded[0][0]
+    if many:
+        sections = [comparison(loaded)]
+        title = "rnn-gradbench report: suites " + ", ".join(r.suite for r, _, _ in loaded)
+        subtitle_text = " | ".join(f"{r.suite}: {subtitle(r, b)}" for r, b, _ in loaded)
+    else:
+        sections = [overview(loaded[0][1], results)]
+        title, subtitle_text = f"rnn-gradbench report: suite {results.suite}", \
+            subtitle(results, loaded[0][1])
+    sections += [section for _, _, parts in loaded for section in parts]
+    page = Page(title=title, subtitle=subtitle_text, sections=sections,
                 provenance=provenance(results), config_text=results.config_text)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render(page), encoding="utf-8")
     tmp.replace(out)
-    write_table(board, leaderboard_path(out))
+    write_table(pd.concat(boards, ignore_index=True), leaderboard_path(out))
     for relative, frame in figure_data(sections).items():
         write_figure_table(frame, out.parent / relative)
     return out
+
+
+def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
+                   suite_label: bool) -> tuple[Results, pd.DataFrame, list[Section]]:
+    """One suite read back: its results, its leaderboard and one section per task."""
+    results = source.load()
+    board = an.leaderboard(results.runs, expected_counts(results.config))
+    board = board.merge(final_run_ids(results.runs), on="configuration", how="left") \
+        if "configuration" in board else board
+    importances = suite_importances(results, storage) if storage is not None else None
+    sections = []
+    for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
+        report = TaskReport(task, results, board[board["task"] == task], source,
+                            suite_label=suite_label)
+        sections.append(report.section(importances, storage_note))
+    return results, board, sections
+
+
+def final_run_ids(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: its parent MLflow run and its final seeds' runs (space between)."""
+    parents = runs[runs["role"] == "configuration"].groupby("configuration")["run_id"].last()
+    finals = runs[runs["role"] == "final"].groupby("configuration")["run_id"].agg(" ".join)
+    return pd.DataFrame({"parent_run_id": parents, "final_run_ids": finals}) \
+        .rename_axis("configuration").reset_index()
+
+
+def comparison(loaded: Sequence[tuple[Results, pd.DataFrame, list[Section]]]) -> Section:
+    """Several suites: per task, T and model, each suite's best configuration side by side."""
+    section = Section("overview", "Suites side by side")
+    names = [results.suite for results, _, _ in loaded]
+    best: dict[tuple[str, str, str], dict[str, str]] = {}
+    for results, board, _ in loaded:
+        if board.empty:
+            continue
+        for (task, seq_len), part in board.groupby(
+                ["task", board["seq_len"].astype("Float64")], sort=False, dropna=False):
+            for _, r in an.best_rows(part, ["model"]).iterrows():
+                key = (str(task), t_label(seq_len), str(r["model"]))
+                best.setdefault(key, {})[results.suite] = (
+                    f"{r['metric']} {num(r['mean'])} ({r['remedy']}; {num(r['normalized'], 3)}"
+                    f" x baseline; solved {pct(r['solved_rate'])})")
+    rows = [[task, t, model, *(cells.get(n, "-") for n in names)]
+            for (task, t, model), cells in best.items()]
+    if not rows:
+        section.blocks.append(Note("No configuration has been recorded yet.", "warn"))
+        return section
+    section.blocks.append(Table(
+        "Best configuration of each model, per task and T, in each suite",
+        ["task", "T", "model", *names], rows, model_column=2, wrap=True,
+        caption="Each cell: that suite's best configuration of the model at that T: mean test "
+                "metric over its final seeds, its remedy, test loss over the trivial "
+                "predictor's, and the share of final seeds that solved the task. The suites' "
+                "own sections follow, one per suite and task; leaderboard.csv has every "
+                "configuration of every suite with a suite column."))
+    return section
 
 
 def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
@@ -76,10 +140,11 @@ def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-BOARD_COLUMNS = ("task", "seq_len", "model", "regularization", "clipping", "configuration",
-                 "metric", "seeds", "mean", "std", "ci_low", "ci_high", "normalized",
-                 "solved_rate", "diverged_rate", "complete", "pruned", "diverged", "failed",
-                 "running", "best_val", "time_s", "status")
+BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
+                 "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
+                 "normalized", "solved_rate", "diverged_rate", "complete", "pruned", "diverged",
+                 "failed", "running", "best_val", "time_s", "status", "parent_run_id",
+                 "final_run_ids")
 
 
 def leaderboard_path(out: Path) -> Path:
@@ -285,8 +350,11 @@ class TaskReport:
     """The section of one task: tables, the gradient picture, tuning, HAR extras."""
 
     def __init__(self, task: str, results: Results, board: pd.DataFrame,
-                 source: ResultsSource) -> None:
+                 source: ResultsSource, *, suite_label: bool = False) -> None:
         self.task, self.results, self.board, self.source = task, results, board, source
+        # with several suites on one page: anchors, figure files and titles name the suite
+        self.key = f"{results.suite}-{task}" if suite_label else task
+        self.suffix = f" (suite {results.suite})" if suite_label else ""
         self.runs = results.runs[results.runs["task"] == task]
         self.longest = an.longest_seq_len(board)
         self.top = an.at_seq_len(board, self.longest)
@@ -300,26 +368,26 @@ class TaskReport:
 
     def section(self, importances: Importances | None, storage_note: str) -> Section:
         started = time.perf_counter()
-        section = Section(f"task-{self.task}", f"Task {self.task}")
+        section = Section(f"task-{self.key}", f"Task {self.task}{self.suffix}")
         blocks = section.blocks
         blocks += self.summary()
         blocks += self.leaderboard()
-        blocks.append(Heading("Why, in gradients", f"{self.task}-gradients"))
+        blocks.append(Heading("Why, in gradients", f"{self.key}-gradients"))
         blocks += self.gradients()
         blocks += self.factors()
         blocks += self.traces()
         blocks += self.curves()
-        blocks.append(Heading("Tuning (Optuna)", f"{self.task}-tuning"))
+        blocks.append(Heading("Tuning (Optuna)", f"{self.key}-tuning"))
         blocks += self.tuning(importances, storage_note)
         if self.board["seq_len"].dropna().nunique() > 1:
-            blocks.append(Heading("Sequence-length sweep", f"{self.task}-sweep"))
+            blocks.append(Heading("Sequence-length sweep", f"{self.key}-sweep"))
             blocks += self.sweep()
         info = an.task_info(self.task)
         if info is not None and info.classes:
-            blocks.append(Heading(f"{self.task}: classes", f"{self.task}-classes"))
+            blocks.append(Heading(f"{self.task}: classes", f"{self.key}-classes"))
             blocks += self.classes()
         blocks += self.literature()
-        blocks.append(Heading("Significance", f"{self.task}-significance"))
+        blocks.append(Heading("Significance", f"{self.key}-significance"))
         blocks += self.significance()
         self.elapsed = time.perf_counter() - started
         return section
@@ -330,7 +398,7 @@ class TaskReport:
                run_ids: Sequence[str] = (), configurations: Iterable[str] = ()) -> Figure:
         """A figure of this task with its data (``figures/<task>-<name>.csv``) and a line
         saying which runs and configurations it was drawn from and how to redraw it."""
-        return Figure(title, plots.to_data_uri(fig), caption, name=f"{self.task}-{name}",
+        return Figure(title, plots.to_data_uri(fig), caption, name=f"{self.key}-{name}",
                       data=data, source=self.source_line(run_ids, configurations))
 
     def source_line(self, run_ids: Sequence[str], configurations: Iterable[str]) -> str:
@@ -696,7 +764,7 @@ class TaskReport:
                          f"{e.value:,}" if float(e.value).is_integer() else num(e.value),
                          self._ours(e) if e.comparable else "not comparable",
                          f"{e.source} {e.where}. {e.url}", e.setting, e.note])
-        return [Heading("Published results", f"{self.task}-literature"), Table(
+        return [Heading("Published results", f"{self.key}-literature"), Table(
             "Published results on this task", ["model", "T", "metric", "published", "ours",
                                                "source", "setting", "what differs"], rows,
             wrap=True,
