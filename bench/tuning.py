@@ -2,7 +2,10 @@
 
 One study per configuration (``<suite>/<configuration>``) holds the tuning trials, all on
 the same budget; a second study per configuration (``.../final``) holds the re-runs of the
-best parameters with fresh seeds, one enqueued trial per seed. Workers claim work through
+best parameters with fresh seeds, one enqueued trial per seed (when a resumed suite's extra
+trials find better parameters, their seeds are queued and the earlier ones are superseded:
+``current_finals``). The tuning study records the settings behind its results
+(``config.meaning``); ``meaning_changes`` compares them on resume. Workers claim work through
 the storage, so any number of processes (on any number of machines, with an RDB storage)
 can share a suite. A worker sees plain data only: a ``Claim`` (role, number, params, seed),
 a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialRecord``s.
