@@ -59,6 +59,21 @@ def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True,
     return spec
 
 
+NARROWING = ("tasks", "models")  # flags that run a subset; the whole suite is recorded
+
+
+def _whole_suite(path: Path, overrides: dict[str, Any], spec: SuiteSpec) -> SuiteSpec | None:
+    """The suite without ``--tasks`` / ``--models`` (None: they are not given), plus any
+    task or model they name that the file lacks."""
+    if not any(key in overrides for key in NARROWING):
+        return None
+    whole = config.load(path, {k: v for k, v in overrides.items() if k not in NARROWING})
+    known = {name for name, _ in whole.tasks}
+    return dataclasses.replace(
+        whole, tasks=whole.tasks + tuple(t for t in spec.tasks if t[0] not in known),
+        models=tuple(dict.fromkeys((*whole.models, *spec.models))))
+
+
 def run(args: argparse.Namespace) -> int:
     """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
     from bench import pool
@@ -71,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
     overrides = _overrides(args)
     spec = config.load(path, overrides)
-    narrowing = ("tasks", "models")  # a subset of the suite runs; the whole is recorded
-    whole = config.load(path, {k: v for k, v in overrides.items() if k not in narrowing}) \
-        if any(k in overrides for k in narrowing) else None
+    whole = _whole_suite(path, overrides, spec)
     suites.check_inputs(spec, args.runs_dir)  # bad input: one line, nothing written
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     suites.check_writable(run_dir)
