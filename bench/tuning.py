@@ -28,11 +28,12 @@ import math
 import os
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -120,7 +121,29 @@ def _no_driver(url: str, module: str | None) -> str:
 
 
 class StorageUnavailable(RuntimeError):
-    """The Optuna storage cannot be opened."""
+    """The Optuna storage cannot be opened, or stayed unreachable."""
+
+
+STORAGE_RETRY_S = float(os.environ.get("GRADBENCH_STORAGE_RETRY_S", "60"))
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], retry_s: float | None = None) -> T:
+    """``call()``, made again with backoff while the database does not answer (a restart,
+    a network blip: Optuna's StorageInternalError) for up to ``retry_s`` seconds (default
+    ``GRADBENCH_STORAGE_RETRY_S``, 60), then StorageUnavailable in one line. For reads and
+    claims, which are safe to repeat."""
+    limit = STORAGE_RETRY_S if retry_s is None else retry_s
+    deadline, delay = time.monotonic() + limit, 0.5
+    while True:
+        try:
+            return call()
+        except optuna.exceptions.StorageInternalError as err:
+            if time.monotonic() + delay > deadline:
+                raise StorageUnavailable(f"the Optuna storage did not answer for {limit:.0f} s: "
+                                         f"{_first_line(err.__cause__ or err)}") from err
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _first_line(err: BaseException) -> str:

@@ -70,12 +70,14 @@ class Worker:
         while True:
             if not self.embedded and time.monotonic() - last_recovery > tuning.GRACE_S:
                 with self._claim_lock():  # pick up the trials of workers that died
-                    recover(self.suite, self.storage, at_start=False, tracker=self.tracker)
+                    tuning.retrying(lambda: recover(self.suite, self.storage, at_start=False,
+                                                    tracker=self.tracker))
                 last_recovery = time.monotonic()
             pending = False
-            for configuration in self._ranked(order):
+            for configuration in tuning.retrying(lambda: self._ranked(order)):
                 with self._claim_lock():
-                    claim, open_work = self._claim(configuration)
+                    claim, open_work = tuning.retrying(
+                        lambda c=configuration: self._claim(c))
                 pending = pending or open_work
                 if claim is not None:
                     self.execute(configuration, claim)
@@ -84,8 +86,8 @@ class Worker:
             else:
                 if not pending:
                     return jobs
-                idle = 0 if tuning.active_trials(self.storage, self.spec,
-                                                 self.suite.configurations) else idle + 1
+                idle = 0 if tuning.retrying(lambda: tuning.active_trials(
+                    self.storage, self.spec, self.suite.configurations)) else idle + 1
                 if idle >= STALL_CHECKS:
                     raise Stalled("nothing to claim and no trial running or queued on any "
                                   "machine, yet the suite is not done; `gradbench status` "

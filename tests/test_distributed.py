@@ -413,3 +413,48 @@ def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> 
         assert f"http://alice:***@{name}:{strict.port}" in recorded and "s3cret" not in recorded
     finally:
         server.stop()
+
+
+def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
+    """The PostgreSQL server stops for 4 s: a plain read fails, the worker's way of reading
+    and claiming (``tuning.retrying``) waits and goes on once it is back."""
+    import tempfile
+    import threading
+
+    from bench import config as configs
+    from bench import tuning
+    from tests.servers import _as_postgres, postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed")
+    tuning.configure()
+    with postgres_server() as server:
+        url = create_database(server, "outage")
+        spec = configs.load("smoke", {"storage": url}, plugins=False)
+        configuration = configs.expand(spec)[0]
+        storage = tuning.open_storage(url, tmp_path)
+        tuning.create_studies(storage, spec, [configuration])
+        data = next(p for p in Path(tempfile.gettempdir()).glob("gradbench-pg-*/data")
+                    if f"-p {server.split(':')[1]} " in (p / "postmaster.opts").read_text()
+                    or f'"{server.split(":")[1]}"' in (p / "postmaster.opts").read_text())
+        pg_ctl = str(postgres_bin() / "pg_ctl")
+
+        def outage() -> None:
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+                           capture_output=True, check=True)
+            time.sleep(4)
+            options = f"-p {server.split(':')[1]} -k {data} -c listen_addresses=127.0.0.1"
+            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
+                                         str(data / "server.log"), "-w", "start"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+        thread = threading.Thread(target=outage)
+        thread.start()
+        time.sleep(2.5)  # stopped by now (fast shutdown: well under a second here)
+        with pytest.raises(optuna.exceptions.StorageInternalError):
+            tuning.trials_begun(storage)
+        assert tuning.retrying(lambda: tuning.trials_begun(storage), retry_s=30) == {
+            tuning.study_name(spec, configuration): 0}
+        attempt = tuning.retrying(lambda: tuning.claim(storage, spec, configuration))
+        assert attempt.claim is not None and attempt.claim.number == 0
+        thread.join()
