@@ -167,7 +167,8 @@ class Worker:
         result, info = self._train_claimed(configuration, claim, run_id)
         task = info["task"]
         try:
-            outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+            outcome = tuning.retrying(lambda: tuning.tell(
+                claim, result, metric=task.metric, direction=task.direction))
         except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
             self._abandon(claim, run_id, Outcome.INTERRUPTED)
             self.emit("note", {"worker": self.index, "message": str(taken)})
