@@ -17,7 +17,8 @@ from bench.config import SuiteSpec
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("tasks", "models", "trials", "seeds", "steps", "device", "storage", "tracking_uri")
+    names = ("tasks", "models", "trials", "seeds", "steps", "device", "storage", "tracking_uri",
+             "data_dir")
     out: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     for key in ("tasks", "models"):
         if key in out:
@@ -55,13 +56,12 @@ def run(args: argparse.Namespace) -> int:
     """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
     from bench import pool
     from bench import suite as suites
-    from bench.view import SuiteProgress, leaderboard_table, make_console
+    from bench.view import leaderboard_table, make_console
 
     if args.workers < 1:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     console = make_console()
-    path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
-    spec = config.load(path, _overrides(args))
+    spec = load_run_spec(args)
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     suites.check_writable(run_dir)
     start = time.perf_counter()
@@ -75,34 +75,63 @@ def run(args: argparse.Namespace) -> int:
         suite.workers = args.workers
         for task, reason in suite.skipped.items():
             console.print(f"[yellow]skipped task {task}:[/] {reason}")
-        done = suites.progress_snapshot(suite)
-        per = suite.jobs_per_configuration()
-        total = per * len(suite.configurations)
-        console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} configurations x "
-                      f"({spec.tuning.trials} trials + {spec.final.seeds} seeds), "
-                      f"{args.workers} worker(s); runs in {suite.run_dir}")
+        if not args.quiet:
+            console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} "
+                          f"configurations x ({spec.tuning.trials} trials + "
+                          f"{spec.final.seeds} seeds), {args.workers} worker(s); runs in "
+                          f"{suite.run_dir}")
         stats = pool.RunStats()
-        with SuiteProgress(console, total, done, per, args.workers) as progress:
+        with _progress(console, suite, args) as progress:
             errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
         rows = suites.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
-    console.print(stats.summary())
-    console.print(f"wall time {time.perf_counter() - start:.0f} s; "
-                  f"tracking: {config.mask_secrets(suite.tracking_uri)}")
+    if not args.quiet:
+        console.print(stats.summary())
+        console.print(f"wall time {time.perf_counter() - start:.0f} s; "
+                      f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:
         console.print(f"[red]error:[/] {error}")
     return 1 if errors else 0
 
 
+def load_run_spec(args: argparse.Namespace) -> SuiteSpec:
+    """The suite ``run`` (and ``cost``) read: a config file or a packaged name, overridden."""
+    path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
+    return config.load(path, _overrides(args))
+
+
+def _progress(console: Any, suite: Any, args: argparse.Namespace) -> Any:
+    """Bars on a terminal, plain lines in a log, nothing with ``--quiet``. Both count the
+    whole suite's work: the runs done before, and other machines' on a shared storage."""
+    from bench import suite as suites
+    from bench.view import PlainProgress, SuiteProgress
+
+    if args.quiet:
+        return contextlib.nullcontext(lambda kind, payload: None)
+    done = suites.progress_snapshot(suite)
+    per = suite.jobs_per_configuration()
+    total = per * len(suite.configurations)
+    refresh = None if suite.embedded else (lambda: suites.progress_snapshot(suite))
+    if console.is_terminal:
+        return SuiteProgress(console, total, done, per, args.workers, refresh=refresh)
+    return PlainProgress(console, total, done, refresh=refresh)
+
+
 def status(args: argparse.Namespace) -> int:
     """``gradbench status``: per configuration, trials by outcome and final seeds."""
     from bench import suite as suites
-    from bench.view import make_console, status_table
+    from bench.view import make_console, status_csv, status_json, status_table
 
     spec = load_suite_spec(args)
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     rows = suites.status_rows(spec, run_dir)
+    if args.format == "json":
+        print(status_json(spec.name, rows))
+        return 0
+    if args.format == "csv":
+        print(status_csv(rows), end="")
+        return 0
     console = make_console()
     if not rows:
         console.print(f"suite {spec.name!r} has not started (no studies in {run_dir})")

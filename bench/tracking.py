@@ -76,8 +76,9 @@ def configure() -> None:
     word; the tracker retries itself, with a bounded budget, and then fails with a clear
     message. Values the user set in the environment are kept.
     """
+    level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(level)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 

@@ -48,6 +48,9 @@ def configure() -> None:
     """Quiet Optuna for a command line: warnings and errors only, and no notice that the
     heartbeat arguments the project relies on are experimental. Called at the entry points
     (the CLI, a worker process); idempotent."""
+    if os.environ.get("GRADBENCH_VERBOSE"):  # --verbose: Optuna's notices and warnings too
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
