@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,63 +137,55 @@ def status(args: argparse.Namespace) -> int:
 
 
 def ui(args: argparse.Namespace) -> int:
-    """``gradbench ui``: the MLflow UI on the suite's store, stopped cleanly on Ctrl-C."""
+    """``gradbench ui``: the MLflow UI and optuna-dashboard on the suite, until Ctrl-C."""
+    from bench import serve
     from bench import suite as suites
-    from bench.tracking import resolve_uri
+    from bench.tracking import find_experiment_id, resolve_uri
 
     spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
+    servers = []
     if uri.startswith("http"):
         print(f"suite {spec.name!r} is tracked on a server: open {uri}")
-        return 0
-    if uri.startswith("sqlite") and not (run_dir / "mlflow.db").exists():
+    elif uri.startswith("sqlite") and not (run_dir / "mlflow.db").exists():
         raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
                                 f"run it first: gradbench run {args.suite}")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port), "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI for suite {spec.name!r}: {_ui_link(uri, spec.name, args)}  "
-          f"(Ctrl-C stops it)")
-    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, _interrupt)  # also a `kill`, a closed terminal, a background job
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        _stop_group(proc)
+    else:
+        found = find_experiment_id(uri, spec.name)  # MLflow 3 opens on its GenAI view
+        link = "/" if found is None else \
+            f"/#/experiments/{found}/runs?workflowType=machine_learning"
+        servers.append(serve.mlflow_server(uri, args.host, args.port, link))
+    dashboard = _dashboard(spec, run_dir, args, port=args.dashboard_port)
+    if dashboard is None:
+        print(f"suite {spec.name!r} has no Optuna storage at {run_dir} yet: no dashboard")
+    else:
+        servers.append(dashboard)
+    return serve.run_servers(servers) if servers else 0
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """Any stop signal ends ``ui`` as Ctrl-C does, so that its server is stopped with it."""
-    raise KeyboardInterrupt
+def dashboard(args: argparse.Namespace) -> int:
+    """``gradbench dashboard``: optuna-dashboard on the suite's Optuna storage."""
+    from bench import suite as suites
+
+    spec = load_suite_spec(args, plugins=False)
+    run_dir = suites.run_dir_for(spec, args.runs_dir)
+    server = _dashboard(spec, run_dir, args, port=args.port)
+    if server is None:
+        raise FileNotFoundError(f"no Optuna storage for suite {spec.name!r} at {run_dir}; "
+                                f"run it first: gradbench run {args.suite}")
+    from bench import serve
+
+    return serve.run_servers([server])
 
 
-def _ui_link(uri: str, experiment: str, args: argparse.Namespace) -> str:
-    """The UI's page of the suite's runs (MLflow 3 opens on its GenAI view otherwise)."""
-    from bench.tracking import find_experiment_id
+def _dashboard(spec: SuiteSpec, run_dir: Path, args: argparse.Namespace, *, port: int) -> Any:
+    """optuna-dashboard's server for the suite, or None when its storage does not exist."""
+    from bench import serve, tuning
 
-    base = f"http://{args.host}:{args.port}"
-    found = find_experiment_id(uri, experiment)
-    if found is None:
-        return base
-    return f"{base}/#/experiments/{found}/runs?workflowType=machine_learning"
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Stop the server and every process it started (its own process group)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if not tuning.storage_exists(spec.storage, run_dir):
+        return None
+    return serve.dashboard_server(spec.storage, run_dir, args.host, port)
 
 
 def report(args: argparse.Namespace) -> int:

@@ -161,7 +161,8 @@ class PlainProgress:
         done = min(self.total, sum(self.done.values()))
         elapsed = time.monotonic() - self.start
         pace = (done - self.at_start) / elapsed if elapsed > 0 else 0.0
-        left = (f"about {_duration((self.total - done) / pace)} left" if pace > 0
+        left = ("done" if done >= self.total else
+                f"about {_duration((self.total - done) / pace)} left" if pace > 0
                 else "time left unknown")
         share = done / self.total if self.total else 1.0
         return (f"{time.strftime('%H:%M:%S')} progress: {done}/{self.total} runs done "
