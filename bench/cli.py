@@ -19,7 +19,8 @@ class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if "default" in text.lower() or action.default is argparse.SUPPRESS or \
-                not action.option_strings or action.default in (None, False, []):
+                not action.option_strings or action.default is None or action.default is False \
+                or action.default == []:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -216,12 +217,12 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
     p = _add(sub, "report", help="write the comparative HTML report of a suite",
-                       description="Read a suite's runs back from MLflow and write one "
-                       "self-contained HTML page (reports/<name>/index.html): leaderboards, "
-                       "gradient pictures, tuning, significance.")
+             description="Read a suite's runs back from MLflow and write one "
+             "self-contained HTML page (reports/<name>/index.html): leaderboards, "
+             "gradient pictures, tuning, significance.")
     _suite_arg(p, "the suite to report on")
-    p.add_argument("--tracking-uri", help="read from this MLflow tracking URI instead of the "
-                   "suite's recorded store (with --experiment)")
+    p.add_argument("--tracking-uri", help="read from this MLflow tracking URI (default: the "
+                   "suite's recorded store)")
     p.add_argument("--experiment", help="the MLflow experiment (default: the suite name)")
     p.add_argument("--storage", help="Optuna storage URL, for hyperparameter importance "
                    "(default: the suite's)")
