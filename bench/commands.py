@@ -213,10 +213,15 @@ def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str
     from bench.tracking import default_tracking_uri, resolve_uri
 
     if args.tracking_uri:
-        experiment = args.experiment or args.suite
-        run_dir = suites.runs_root(args.runs_dir) / experiment
-        return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, \
-            args.storage
+        path = Path(args.suite)
+        if path.suffix in (".yaml", ".yml") or path.is_file():  # the suite the config names
+            spec = config.load(path, {"tracking_uri": args.tracking_uri}, plugins=False)
+            name, storage = spec.name, args.storage or spec.storage
+        else:
+            name, storage = args.suite, args.storage
+        experiment = args.experiment or name
+        run_dir = suites.runs_root(args.runs_dir) / name
+        return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, storage
     spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)

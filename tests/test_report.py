@@ -471,3 +471,19 @@ def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Pa
     _check_self_contained(page)
     assert ">nowhere.mod:NET<" in page and ">weird<" in page
     assert ".dot.m-nowhere-mod-net { background: #" in page
+
+
+def test_report_of_a_config_file_on_a_given_store_reads_the_suite_it_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = Fake(tmp_path / "store", "named")
+    parent = fake.parent("adding-T8/lstm/none/norm")
+    for n in range(2):
+        fake.run(parent, "trial", n, "complete")
+        fake.run(parent, "final", n, "complete", {"loss": 0.01, "mse": 0.01})
+    config_file = tmp_path / "my-experiment.yaml"  # the file's name is not the suite's
+    config_file.write_text(yaml.safe_dump({"name": "named"}))
+    out = tmp_path / "out.html"
+    assert main(["report", str(config_file), "--tracking-uri", fake.uri, "--runs-dir",
+                 str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "report of suite 'named'" in capsys.readouterr().out
+    assert "5 (4 FINISHED, 1 RUNNING)" in out.read_text()  # the runs of suite named
