@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench
+from bench.serve import DASHBOARD_PORT, MLFLOW_PORT
 
 
 class _Help(argparse.HelpFormatter):
@@ -185,8 +186,9 @@ def _ui_parser(sub: argparse._SubParsersAction) -> None:
     _suite_arg(p, "the suite")
     _where_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address")
-    p.add_argument("--port", type=int, default=5000, help="the MLflow UI's port")
-    p.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard's port")
+    p.add_argument("--port", type=int, default=MLFLOW_PORT, help="the MLflow UI's port")
+    p.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
+                   help="optuna-dashboard's port")
     p.set_defaults(func=_cmd_ui)
 
 
@@ -205,7 +207,7 @@ def _dashboard_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: the one recorded for the "
                    "suite)")
     p.add_argument("--host", default="127.0.0.1", help="bind address")
-    p.add_argument("--port", type=int, default=8080, help="the dashboard's port")
+    p.add_argument("--port", type=int, default=DASHBOARD_PORT, help="the dashboard's port")
     p.set_defaults(func=_cmd_dashboard)
 
 

@@ -25,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+MLFLOW_PORT = 5000  # the defaults of `gradbench ui`
+DASHBOARD_PORT = 8080
 PORT_TRIES = 50
 ANSWER_TIMEOUT_S = float(os.environ.get("GRADBENCH_UI_TIMEOUT_S", "120"))
 STORAGE_ENV = "GRADBENCH_DASHBOARD_STORAGE"
+
+
+def default_dashboard_url() -> str:
+    """Where ``gradbench ui`` serves optuna-dashboard when its port is free."""
+    return f"http://127.0.0.1:{DASHBOARD_PORT}"
 
 
 def port_free(host: str, port: int) -> bool:

@@ -62,6 +62,11 @@ def diagnostics_table(name: str) -> str:
 
 
 PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+# A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
+# MLflow's description of the run (shown on the run's page).
+STUDY_TAG = "optuna.study"
+DASHBOARD_TAG = "optuna.dashboard"
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 # ------------------------------------------------------------------------------ set-up

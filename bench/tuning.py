@@ -702,6 +702,17 @@ def dashboard_path(storage: BaseStorage, study: str) -> str:
     return f"/dashboard/studies/{storage.get_study_id_from_name(study)}"
 
 
+def dashboard_links(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration], base: str
+                    ) -> dict[str, tuple[str, str]]:
+    """Configuration -> (its tuning study, the study's page on optuna-dashboard at ``base``)."""
+    out = {}
+    for configuration in configurations:
+        name = study_name(spec, configuration)
+        out[configuration.name] = (name, base + dashboard_path(storage, name))
+    return out
+
+
 def serve_dashboard(url: str | None, run_dir: Path, host: str, port: int) -> None:
     """Serve optuna-dashboard on the suite's storage until the process is stopped.
 

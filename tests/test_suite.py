@@ -133,6 +133,12 @@ def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
         assert {"task", "seq_len", "model", "regularization", "clipping", "config_hash",
                 "git_commit", "version.torch"} <= set(parent.data.tags)
         assert "final/mse_mean" in parent.data.metrics and "best.lr" in parent.data.tags
+        study = f"small/{parent.data.tags['configuration']}"
+        assert parent.data.tags["optuna.study"] == study
+        study_id = _studies(run_dir)[study]._study_id
+        assert parent.data.tags["optuna.dashboard"] == \
+            f"http://127.0.0.1:8080/dashboard/studies/{study_id}"  # where `ui` serves it
+        assert parent.data.tags["optuna.dashboard"] in parent.data.tags["mlflow.note.content"]
         assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
     _check_final_run(client, finals[0], tmp_path)
     return runs
