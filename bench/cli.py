@@ -230,6 +230,9 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: the suite's)")
     p.add_argument("--out", help="the .html file or folder to write (default: "
                    "reports/<name>/index.html)")
+    p.add_argument("--mlflow-url", help="the MLflow UI serving the suite's store (e.g. "
+                   "http://127.0.0.1:5000, what `gradbench ui` prints): leaderboard rows and "
+                   "figures link to their runs there (default: no links)")
     p.set_defaults(func=_cmd_report)
 
 

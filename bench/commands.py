@@ -201,7 +201,8 @@ def report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / experiment
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "index.html"
-    path = build_report(source, out, storage=storage, storage_note=note)
+    path = build_report(source, out, storage=storage, storage_note=note,
+                        mlflow_url=args.mlflow_url)
     print(f"report of suite {experiment!r}: {path} ({time.perf_counter() - start:.1f} s); "
           f"leaderboard table: {leaderboard_path(path)}")
     return 0

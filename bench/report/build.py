@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ Importances = Mapping[str, dict[str, float] | str]
 
 
 def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
-                 storage_note: str = "") -> Path:
+                 storage_note: str = "", mlflow_url: str | None = None) -> Path:
     """Read the suite from ``source``, write the report to ``out`` (an .html file).
 
     Args:
@@ -35,6 +36,9 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         out: the HTML file to write (its folder is created).
         storage: the suite's Optuna storage (for hyperparameter importance), or None.
         storage_note: why there is no storage, shown in place of the importance figure.
+        mlflow_url: the MLflow UI serving ``source``'s store (``http://host:port``): each
+            leaderboard row links to its configuration's parent run and each figure of
+            runs to those runs. None: no links (the page stays self-contained).
     """
     plots.configure()
     results = source.load()
@@ -42,7 +46,8 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
     importances = suite_importances(results, storage) if storage is not None else None
     sections = [overview(board, results)]
     for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
-        report = TaskReport(task, results, board[board["task"] == task], source)
+        report = TaskReport(task, results, board[board["task"] == task], source,
+                            RunLinks(mlflow_url, source.experiment_id) if mlflow_url else None)
         sections.append(report.section(importances, storage_note))
     page = Page(title=f"rnn-gradbench report: suite {results.suite}",
                 subtitle=subtitle(results, board), sections=sections,
@@ -239,12 +244,29 @@ def provenance(results: Results) -> dict[str, str]:
 # ------------------------------------------------------------------------------ one task
 
 
+@dataclass(frozen=True)
+class RunLinks:
+    """Addresses of runs in the MLflow UI at ``base`` (``--mlflow-url``)."""
+
+    base: str
+    experiment_id: str
+
+    def __post_init__(self) -> None:
+        if not self.base.startswith(("http://", "https://")):
+            raise ValueError(f"--mlflow-url {self.base}: expected an http:// or https:// "
+                             f"address of the MLflow UI")
+
+    def run(self, run_id: str) -> str:
+        return f"{self.base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
 class TaskReport:
     """The section of one task: tables, the gradient picture, tuning, HAR extras."""
 
     def __init__(self, task: str, results: Results, board: pd.DataFrame,
-                 source: ResultsSource) -> None:
+                 source: ResultsSource, links: RunLinks | None = None) -> None:
         self.task, self.results, self.board, self.source = task, results, board, source
+        self.links = links
         self.runs = results.runs[results.runs["task"] == task]
         self.longest = an.longest_seq_len(board)
         self.top = an.at_seq_len(board, self.longest)
@@ -333,6 +355,7 @@ class TaskReport:
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
              "95% CI", "score / baseline", "solved", "diverged", "seeds", "trials c/p/f",
              "time"], rows, row_classes=classes, model_column=2,
+            links=self._parent_links(self.board["configuration"]), link_column=3,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
                     f"the final seeds ({better} is better). ± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
@@ -354,6 +377,22 @@ class TaskReport:
             "a column to compare models under one remedy. Grey 'no result': no finished "
             "seed (diverged, still running or not run).")
         return [table, heat]
+
+    def _parent_links(self, configurations: pd.Series) -> list[str]:
+        """Per configuration, its parent run in the MLflow UI ("" without ``--mlflow-url``)."""
+        if self.links is None:
+            return []
+        parents = self.runs[self.runs["role"] == "configuration"].sort_values("start_time")
+        run_of = dict(zip(parents["configuration"], parents["run_id"], strict=True))
+        return [self.links.run(run_of[c]) if c in run_of else "" for c in configurations]
+
+    def _run_links(self, run_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(configuration and role, URL) of the runs a figure draws (none without links)."""
+        if self.links is None:
+            return []
+        info = self.runs.set_index("run_id")
+        return [(f"{info.at[i, 'configuration']} ({info.at[i, 'role']})", self.links.run(i))
+                for i in dict.fromkeys(run_ids) if i in info.index]
 
     def _seq_lens(self) -> list[Any]:
         values = sorted(self.board["seq_len"].dropna().unique())
@@ -388,7 +427,8 @@ class TaskReport:
             "at initialisation; right: after training. The y range follows the measured "
             "lines; bounds beyond it are cut off.")
         fig = Figure("The vanishing / exploding picture: per-time-step gradient norms",
-                     plots.to_data_uri(plots.gradient_profiles(snaps)), caption)
+                     plots.to_data_uri(plots.gradient_profiles(snaps)), caption,
+                     links=self._run_links(ids))
         return [fig, self._ratio_table(ratios)]
 
     def _ratio_table(self, ratios: pd.DataFrame) -> Table:
@@ -422,7 +462,8 @@ class TaskReport:
             f"best configuration{where(self.longest)} without clipping (dotted) and with norm "
             f"clipping (solid), first final seed. Spikes far above the rest are exploding "
             f"gradients; with clipping every step above the dashed threshold tau (tuned) was "
-            f"rescaled to tau. A line that ends early belongs to a run that diverged there.")]
+            f"rescaled to tau. A line that ends early belongs to a run that diverged there.",
+            links=self._run_links(ids))]
 
     def curves(self) -> list[Any]:
         ids = [i for c in self.per_model["configuration"] for i in self.seeds.get(c, [])]
@@ -447,14 +488,14 @@ class TaskReport:
             "Validation loss at the evaluation steps, mean over the final seeds (line) and "
             "from the lowest to the highest seed (band). The dotted line is the trivial "
             "predictor: a curve that stays on it has learned nothing; the gap between "
-            "curves is the gap between the models.")
+            "curves is the gap between the models.", links=self._run_links(ids))
         radius = hist[hist["key"] == tracking.SPECTRAL_RADIUS]
         blocks: list[Any] = [curves]
         if len(radius):
             blocks.append(Figure(
                 "Spectral radius of the recurrent weights",
                 plots.to_data_uri(plots.spectral_radius(radius)),
-                radius_caption(self.board["model"])))
+                radius_caption(self.board["model"]), links=self._run_links(ids)))
         return [Row(blocks)]
 
     # -------------------------------------------------------------- tuning
