@@ -13,8 +13,9 @@ upper bound on training (a pruned trial stops early) and a lower bound on the re
 evaluation, the gradient diagnostics and tracking are not in it. Regularization and clipping
 do not change the time per step, so they are timed once per model.
 
-Nothing is written: no run directory, no store; a task's data are never downloaded here (a
-task whose data are not on this machine is left out, with the reason).
+Nothing is written (no run directory, no store; only a task's own data cache, e.g. HAR's
+parsed arrays the first time a local copy is read) and a task's data are never downloaded
+here: a task whose data are not on this machine is left out, with the reason.
 """
 
 from __future__ import annotations
