@@ -52,6 +52,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=600, help="training steps")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"],
+                   help="adam, sgd (momentum 0.9) or rmsprop (default: adam)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty lambda (0: none)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the global norm at tau (0: none)")
     p.add_argument("--regularization", default=None, help="a regularization remedy by name "

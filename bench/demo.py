@@ -52,6 +52,7 @@ def run_one(args: argparse.Namespace) -> int:
         {"param_budget": args.param_budget or 10_000}
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+        optimizer=args.optimizer,
         regularization=args.regularization or ("l2" if args.l2 > 0 else "none"),
         clipping=args.clipping or ("norm" if args.clip > 0 else "none"),
         hparams=_remedy_params(args), seed=args.seed,

@@ -1,11 +1,11 @@
 """The one training loop. It knows nothing of Optuna or MLflow.
 
 ``train`` runs a model on a task for a fixed number of steps and returns a ``TrainResult``:
-the curves, the cheap per-step gradient quantities (global norm before clipping, whether
-the step was clipped), the final validation and test metrics, and how the run ended
-(``completed``, ``diverged`` with the step, or ``stopped`` by the evaluation callback,
-which is how a tuner prunes). A non-finite loss or gradient is a result, never an
-exception.
+the curves, the cheap per-step gradient quantities (global norm before clipping, whether a
+clipping remedy acted: rescaled or clamped the gradients, or rescaled W_hh), the final
+validation and test metrics, and how the run ended (``completed``, ``diverged`` with the
+step, or ``stopped`` by the evaluation callback, which is how a tuner prunes). A non-finite
+loss or gradient is a result, never an exception.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class TrainResult:
     reason: str | None = None
     train_loss: list[float] = field(default_factory=list)  # task loss, every step
     grad_norm: list[float] = field(default_factory=list)  # global norm before clipping
-    clipped: list[bool] = field(default_factory=list)  # a remedy changed the gradients
+    clipped: list[bool] = field(default_factory=list)  # a clipping remedy acted this step
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
     val: dict[str, float] = field(default_factory=dict)  # final validation metrics
     test: dict[str, float] = field(default_factory=dict)  # final test metrics
@@ -188,9 +188,12 @@ class _Loop:
         self.norms[step] = norm.detach()
         self.optimizer.step()
         if self.on_weights:
+            lr = self.optimizer.param_groups[0]["lr"]
             with torch.no_grad():
                 for act in self.on_weights:
-                    act(self.model, self.hp)
+                    changed = act(self.model, self.hp, lr)
+                    if changed is not None:
+                        self.clipped[step] |= changed
 
     def first_nonfinite(self, start: int, stop: int) -> int | None:
         """Index of the first step in [start, stop) with a non-finite loss or gradient."""
