@@ -108,7 +108,12 @@ def _progress(console: Any, suite: Any, args: argparse.Namespace) -> Any:
     done = suites.progress_snapshot(suite)
     per = suite.jobs_per_configuration()
     total = per * len(suite.configurations)
-    refresh = None if suite.embedded else (lambda: suites.progress_snapshot(suite))
+    refresh = None
+    if not suite.embedded:  # other machines work on it too: read their runs now and then
+        from bench import tuning
+
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+        refresh = lambda: suites.progress_snapshot(suite, storage)  # noqa: E731
     if console.is_terminal:
         return SuiteProgress(console, total, done, per, args.workers, refresh=refresh)
     return PlainProgress(console, total, done, refresh=refresh)

@@ -317,11 +317,13 @@ def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
     return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
 
 
-def progress_snapshot(suite: Suite) -> dict[str, int]:
-    """Jobs done per configuration (finished tuning trials + finished final seeds)."""
+def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds).
+    ``storage``: one opened before, for a caller that asks again and again."""
     from bench import tuning
 
-    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    if storage is None:
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
     spec, done = suite.spec, {}
     for configuration in suite.configurations:
         trials = tuning.trial_records(storage, spec, configuration)
