@@ -41,7 +41,9 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
         emit("interrupted", {"worker": index})
     except Exception as err:  # reported by the parent, which exits non-zero
         emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
-        raise
+        if os.environ.get("GRADBENCH_VERBOSE"):
+            raise  # --verbose: the whole traceback, on stderr
+        raise SystemExit(1) from None  # else the parent's one line says it
 
 
 def peak_rss_mb() -> float:
