@@ -57,7 +57,8 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
 
 BOARD_COLUMNS = ("task", "seq_len", "model", "regularization", "clipping", "configuration",
                  "metric", "seeds", "mean", "std", "ci_low", "ci_high", "normalized",
-                 "solved_rate", "diverged_rate", "complete", "pruned", "diverged", "failed",
+                 "solved_rate", "diverged_rate", "steps_to_solve", "complete", "pruned",
+                 "diverged", "failed",
                  "running", "best_val", "time_s", "status")
 
 
@@ -291,6 +292,7 @@ class TaskReport:
                           f"{an.solved_rule(self.task)}; baseline loss "
                           f"(trivial predictor): {num(baseline)}"
                           + (f"; T tried: {ts}." if ts else ".")))
+        notes.append(self.baselines())
         ranked = self.top[self.top["rank"].notna()]
         if len(ranked):
             r = ranked.iloc[0]
@@ -305,6 +307,22 @@ class TaskReport:
                               f"and marked below.", "warn"))
         return notes
 
+    def baselines(self) -> Note:
+        """The trivial predictor: analytic (the task record's words) beside what it scores
+        on the fixed validation and test sets (score / baseline divides by the test one)."""
+        info = an.task_info(self.task)
+        parts = []
+        for t in self._seq_lens():
+            b = an.empirical_baselines(self.runs, self.task, t, self.metric)
+            parts.append(f"{'T = ' + t_label(t) + ': ' if pd.notna(t) else ''}validation loss "
+                         f"{num(b['val_loss'])}, {self.metric} {num(b['val_' + self.metric])}; "
+                         f"test loss {num(b['test_loss'])}, {self.metric} "
+                         f"{num(b['test_' + self.metric])}")
+        analytic = info.baseline if info is not None else "see the task"
+        return Note(f"Baseline (trivial predictor): analytic {analytic}; measured on the fixed "
+                    f"sets: {'; '.join(parts)}. A diverged final seed counts with the "
+                    f"trivial predictor's test score.")
+
     def leaderboard(self) -> list[Any]:
         rows, classes = [], []
         previous: str | None = None
@@ -318,7 +336,8 @@ class TaskReport:
                 "-" if pd.isna(r["rank"]) else str(int(r["rank"])), t_label(r["seq_len"]),
                 str(r["model"]), str(r["remedy"]), str(r["status"]),
                 mean, ci, num(r["normalized"], 3),
-                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]), str(r["seeds"]),
+                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]),
+                num(r.get("steps_to_solve", math.nan)), str(r["seeds"]),
                 f"{r['complete']}/{r['pruned']}/{r['failed']}{of}"
                 + (f" +{r['running']} running" if r["running"] else ""),
                 duration(float(r["time_s"]))])
@@ -331,13 +350,17 @@ class TaskReport:
         table = Table(
             f"Leaderboard: all {len(self.board)} configurations",
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
-             "95% CI", "score / baseline", "solved", "diverged", "seeds", "trials c/p/f",
-             "time"], rows, row_classes=classes, model_column=2,
+             "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
+             "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
-                    f"the final seeds ({better} is better). ± std: sample standard deviation "
+                    f"all final seeds ({better} is better; a diverged seed counts with the "
+                    f"trivial predictor's score). steps to solve: median over seeds of the "
+                    f"first evaluation step whose validation metrics met the solved rule. "
+                    "± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
                     "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
-                    "score / baseline: test loss / the trivial predictor's loss (< 1 beats it). "
+                    "score / baseline: test loss / the trivial predictor's loss on the same test "
+                    "set (< 1 beats it). "
                     "solved / diverged: share of final seeds that meet the solved rule / whose "
                     "loss became NaN or Inf. trials c/p/f: tuning trials complete / pruned / "
                     "failed (diverged or interrupted) of the budget. time: wall time of all "
