@@ -408,9 +408,14 @@ def _search_param(path: KeyPath, name: str, value: Any) -> SearchParam:
     entry = _mapping(path, value)
     if SEARCH_DEFAULT not in entry:
         return _one_range(path, name, entry)
+    mixed = [key for key in entry if key in SEARCH_ENTRY_KEYS]
+    if mixed:
+        keys = ", ".join(SEARCH_ENTRY_KEYS)
+        raise _Invalid(path + (str(mixed[0]),), f"give either one range ({keys}) or ranges "
+                       f"by model or task under {SEARCH_DEFAULT}, not both")
     default = _one_range(path + (SEARCH_DEFAULT,), name, _mapping(path, entry[SEARCH_DEFAULT]))
-    by = tuple((str(key), _one_range(path + (str(key),), name, _mapping(path, item)))
-               for key, item in entry.items() if key != SEARCH_DEFAULT)
+    by = tuple(sorted((str(key), _one_range(path + (str(key),), name, _mapping(path, item)))
+                      for key, item in entry.items() if key != SEARCH_DEFAULT))
     return dataclasses.replace(default, by=by)
 
 
