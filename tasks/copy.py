@@ -77,6 +77,12 @@ class CopyTask(SyntheticTask):
         logits[:, -MEMORY:, 1 : N_DATA + 1] = 0.0
         return logits
 
+    def memory_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The recall's cross-entropy alone (the last 10 steps): the part of the loss that
+        needs the long memory; the blanks of the other T + 10 steps need none."""
+        return torch.nn.functional.cross_entropy(output[:, -MEMORY:].flatten(0, 1),
+                                                 target[:, -MEMORY:].flatten())
+
     def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         loss = float(self.loss(output.float(), target))
         recalled = output[:, -MEMORY:].argmax(-1) == target[:, -MEMORY:]

@@ -190,6 +190,20 @@ def test_tuning_curve_sweep_and_classes() -> None:
     assert f1.loc["b", "precision"] == pytest.approx(10 / 12)
 
 
+def test_a_run_with_a_memory_profile_shows_it() -> None:
+    rows = [{"run_id": run, "step": 0, "t": t, "kind": kind, "norm": norm}
+            for run, kinds in (("copy", ("h", "h_memory", "bound", "bound_memory", "c")),
+                               ("adding", ("h", "bound")))
+            for kind in kinds for t, norm in ((1, 1.0 if "memory" in kind else 5.0),
+                                              (2, 2.0))]
+    snaps = an.profile_snapshots(pd.DataFrame(rows))
+    copy = snaps[snaps["run_id"] == "copy"]
+    assert sorted(set(copy["kind"])) == ["bound", "h"] and len(copy) == 4
+    assert copy.loc[(copy["kind"] == "h") & (copy["t"] == 1), "norm"].tolist() == [1.0]
+    adding = snaps[snaps["run_id"] == "adding"]
+    assert adding.loc[(adding["kind"] == "h") & (adding["t"] == 1), "norm"].tolist() == [5.0]
+
+
 def test_profile_snapshots_and_ratio() -> None:
     profiles = pd.DataFrame([{"run_id": "r", "step": s, "t": t, "kind": k,
                               "norm": 10.0 ** (t - 3) if k == "h" else 1.0}

@@ -533,11 +533,28 @@ def per_class_f1(matrix: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ curves
 
 
+MEMORY_KINDS = {"h_memory": "h", "bound_memory": "bound"}  # see bench.diagnostics.probing
+
+
+def memory_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """A run that recorded the profile of its task's memory loss (copy: the recall alone)
+    shows that one, as kinds ``h`` and ``bound``: the full loss is dominated by steps that
+    need no memory. Other runs keep their profiles."""
+    if profiles.empty or not profiles["kind"].isin(list(MEMORY_KINDS)).any():
+        return profiles
+    has = set(profiles.loc[profiles["kind"].isin(list(MEMORY_KINDS)), "run_id"])
+    mine = profiles["run_id"].isin(has)
+    keep = profiles[~mine | profiles["kind"].isin(list(MEMORY_KINDS))]
+    return keep.assign(kind=keep["kind"].replace(MEMORY_KINDS))
+
+
 def profile_snapshots(profiles: pd.DataFrame) -> pd.DataFrame:
     """Per run, the first probe (at initialisation) and the last (after training), with a
-    ``when`` column; kinds ``h`` and ``bound`` only."""
+    ``when`` column; kinds ``h`` and ``bound`` only (of the memory loss where a run has it,
+    ``memory_profiles``)."""
     if profiles.empty:
         return profiles.assign(when=pd.Series(dtype=object))
+    profiles = memory_profiles(profiles)
     frame = profiles[profiles["kind"].isin(("h", "bound"))]
     first = frame.groupby("run_id")["step"].transform("min")
     last = frame.groupby("run_id")["step"].transform("max")

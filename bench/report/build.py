@@ -392,6 +392,7 @@ class TaskReport:
         profiles = self.source.tables(ids, tracking.PROFILES_TABLE)
         if profiles.empty:
             return [Note("No gradient profiles recorded for these runs.", "warn")]
+        memory = bool(len(profiles)) and profiles["kind"].isin(list(an.MEMORY_KINDS)).any()
         snaps = an.profile_snapshots(profiles)
         snaps = snaps.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
         ratios = an.gradient_ratios(snaps).merge(self.runs[["run_id", "model"]], on="run_id")
@@ -409,7 +410,10 @@ class TaskReport:
             "(gamma = 1 for tanh and ReLU); a measured line far below its bound is "
             "vanishing caused by the activation derivatives, not only by the weights. Left: "
             "at initialisation; right: after training. The y range follows the measured "
-            "lines; bounds beyond it are cut off.")
+            "lines; bounds beyond it are cut off."
+            + (" L here is the loss of the steps that need the long memory alone (copy: the "
+               "cross-entropy of the 10 recalled symbols), not the full loss, which the blank "
+               "predictions dominate." if memory else ""))
         fig = Figure("The vanishing / exploding picture: per-time-step gradient norms",
                      plots.to_data_uri(plots.gradient_profiles(snaps)), caption)
         return [fig, self._ratio_table(ratios)]
