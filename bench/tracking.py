@@ -225,6 +225,8 @@ def run_params(configuration: Configuration, params: Mapping[str, Any], seed: in
         "optimizer": cfg.optimizer, "eval_every": cfg.eval_every,
         "probe_every": spec.diagnostics.probe_every,
     }
+    optional = {"warmup_steps": cfg.warmup_steps, "stop_when_solved": cfg.stop_when_solved}
+    fixed.update({k: v for k, v in optional.items() if v})  # recorded where they are set
     return {**params, **fixed}
 
 
