@@ -765,6 +765,9 @@ def _put(raw: dict[Any, Any], path: KeyPath, value: Any) -> None:
     if path[0] == "model" and len(path) == 2:  # param_budget and hidden_size exclude each other
         raw["model"] = {path[1]: value}
         return
+    entry = (raw.get("search") or {}).get(path[1]) if path[0] == "search" else None
+    if len(path) == 3 and isinstance(entry, dict) and SEARCH_DEFAULT in entry:
+        path = (*path[:2], SEARCH_DEFAULT, path[2])  # ranges by model: --set sets the default
     node = raw
     for key in path[:-1]:
         if not isinstance(node.get(key), dict):

@@ -357,7 +357,8 @@ def test_set_override_nested_path_and_list_value() -> None:
                                     "search.lr.high=0.05", "model.hidden_size=16"]})
     assert spec.training.batch_size == 32
     assert dict(spec.tasks)["adding"]["seq_len"] == [50, 100]
-    assert spec.search["lr"].high == 0.05
+    assert spec.search["lr"].high == 0.05  # the default range of an entry given by model
+    assert spec.search["lr"].at("adding", "irnn").high == 5e-4
     assert spec.model == config.ModelSpec(param_budget=None, hidden_size=16)
     assert len(expand(spec)) == 4 * 4 * 2 * 2
 
