@@ -22,8 +22,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd", "rmsprop"),
-                   help="adam (default), sgd (momentum 0.9) or rmsprop")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"],
+                   help="adam, sgd (momentum 0.9) or rmsprop (default: adam)")
     p.add_argument("--warmup-steps", type=int, default=0,
                    help="raise the learning rate linearly over this many steps (0: none)")
     p.add_argument("--stop-when-solved", action="store_true",

@@ -591,11 +591,10 @@ def _validate(raw: Any) -> SuiteSpec:
     if "lr" not in spec.search:
         raise _Invalid(("search", "lr"), "required: the learning rate is always tuned")
     _check_search_keys(spec)
-    for found in spec.remedies():
-        for param in found.search:
-            if param not in spec.search:
-                raise _Invalid(("search", param),
-                               f"required because {found.axis} contains {found.name}")
+    for found in spec.remedies():  # a remedy's range the config leaves out: its default
+        for param, default in found.search.items():
+            spec.search.setdefault(param, SearchParam(param, low=default.low,
+                                                      high=default.high, log=default.log))
     _exercise_plugins(spec)
     return spec
 

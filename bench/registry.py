@@ -196,6 +196,10 @@ class ModelInfo:
         activations: activation name -> nonlinearity (tanh, sigmoid, relu), for saturation.
         gain: ``gamma = max |f'|`` of a plain RNN, for the theory bound
             ``(gamma ||W_hh||_2)^(T-t)``; None for gated cells (no such bound).
+        carry: the gate that carries the state along the cell path of the derivation
+            (``f`` of the LSTM: ``dc_t/dc_(t-1) = f_t``; ``z`` of the GRU), whose values are
+            the gated cell's counterpart of the product of f'; None for a plain RNN, whose
+            path runs through ``W_hh`` and the derivative of its activation ``h``.
     """
 
     name: str
@@ -206,6 +210,7 @@ class ModelInfo:
     activations: Mapping[str, str]
     state: tuple[str, ...] = ("h",)
     gain: float | None = None
+    carry: str | None = None
     label: str = ""
     description: str = ""
     color: str | None = None  # a matplotlib colour; None: one from the palette
@@ -230,8 +235,15 @@ class Remedy:
     - ``penalty(model, hp) -> tensor``: added to the loss before backward;
     - ``after_backward(params, norm, hp) -> bool tensor | None``: acts on the gradients
       (``norm`` is their global norm before it acts); returns whether it changed them;
-    - ``after_step(model, hp)``: acts on the weights after the optimizer step;
+    - ``after_step(model, hp, lr) -> bool tensor | None``: acts on the weights after the
+      optimizer step (``lr``: the step's learning rate), under ``torch.no_grad``; returns
+      whether it changed them;
     - ``optimizer_args(hp) -> dict``: extra keyword arguments of the optimizer.
+
+    The "changed" flags make the run's clip rate (the share of steps at which a clipping
+    remedy acted; a regularization remedy, which acts at every step, returns None).
+    ``search`` gives each tuned parameter a default range (``SearchDefault``), used where a
+    suite's config has none.
     """
 
     name: str
@@ -239,7 +251,8 @@ class Remedy:
     label: str
     search: Mapping[str, SearchDefault]
     description: str = ""
-    style: str = "--"  # matplotlib line style in the report
+    style: Any = "--"  # a clipping remedy's matplotlib line style in the report
+    marker: str = "o"  # a regularization remedy's matplotlib marker in the report
     penalty: Callable[..., Any] | None = None
     after_backward: Callable[..., Any] | None = None
     after_step: Callable[..., Any] | None = None
@@ -249,6 +262,16 @@ class Remedy:
     def __post_init__(self) -> None:
         if self.axis not in AXES:
             raise ValueError(f"remedy {self.name}: axis must be one of {', '.join(AXES)}")
+        for param, default in dict(self.search).items():
+            if not isinstance(default, SearchDefault):
+                raise ValueError(f"remedy {self.name}: search parameter {param!r} needs a "
+                                 "default range, SearchDefault(low, high), got "
+                                 f"{type(default).__name__}")
+            valid = default.low < default.high and (default.low > 0 or not default.log)
+            if not valid:
+                raise ValueError(f"remedy {self.name}: search parameter {param!r}: low < high "
+                                 f"(and > 0 on a log scale) needed, got {default.low}, "
+                                 f"{default.high}")
         object.__setattr__(self, "search", MappingProxyType(dict(self.search)))
 
 
@@ -423,12 +446,16 @@ def remedy_label(regularization: str, clipping: str) -> str:
     return " + ".join(parts) or NONE
 
 
-def remedy_style(regularization: str, clipping: str) -> str:
-    """Line style of a pair: dotted without remedies, solid with both, else the remedy's."""
-    found = [r for r in (_maybe(regularization), _maybe(clipping)) if r is not None]
-    if not found:
-        return ":"
-    return found[0].style if len(found) == 1 else "-"
+def remedy_style(regularization: str, clipping: str) -> Any:
+    """Line style of a pair: the clipping remedy's (dotted without clipping)."""
+    clip = _maybe(clipping)
+    return ":" if clip is None else clip.style
+
+
+def remedy_marker(regularization: str, clipping: str) -> str:
+    """Marker of a pair: the regularization remedy's (a circle without regularization)."""
+    reg = _maybe(regularization)
+    return "o" if reg is None else reg.marker
 
 
 def remedy_rank(regularization: str, clipping: str) -> tuple[int, int]:

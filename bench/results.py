@@ -40,8 +40,14 @@ IDENTITY_TAGS = ("role", "configuration", "task", "model", "regularization", "cl
                  "state", "study", "metric", "direction", "solved", "diverged_at", "reason",
                  "suite", "config_hash", "device", "worker")
 INT_COLUMNS = ("seq_len", "trial_number", "seed", "n_params", "hidden_size", "steps")
-FLOAT_PARAMS = ("lr", "l2", "clip")
 PROVENANCE_TAGS = ("git_commit", "python", "platform", "machine", "cpu_count", "argv", "device")
+
+
+def float_params() -> tuple[str, ...]:
+    """The tuned float params: the learning rate and every built-in remedy's parameters."""
+    from bench.registry import REMEDIES
+
+    return ("lr", *dict.fromkeys(p for r in REMEDIES for p in r.search))
 
 
 @dataclass
@@ -187,7 +193,7 @@ def runs_frame(runs: Sequence[RunRecord]) -> pd.DataFrame:
     for column in INT_COLUMNS:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
-    for column in FLOAT_PARAMS:
+    for column in float_params():
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     now_ms = time.time() * 1000

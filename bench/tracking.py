@@ -126,6 +126,9 @@ TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's (same
 STEPS_TO_SOLVE = "val/steps_to_solve"  # first evaluation step meeting the solved rule
 BASELINE = "baseline"  # namespace of the trivial predictor's metrics: baseline/test_loss, ...
 SPECTRAL_RADIUS = "weights/spectral_radius"  # of W_hh, largest over gate blocks
+FACTORS = "factors"  # the two factors of the decay per step, at each probe
+FACTOR_NAMES = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
+                "measured")
 
 # Per-step curves (train/loss, grad/norm) as MLflow metrics are thinned evenly to this many
 # points: enough for MLflow's charts, and a metric point costs ~0.1 ms to record, a run's
@@ -175,7 +178,7 @@ def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
 
 def step_rows(result: TrainResult) -> list[dict[str, Any]]:
     """Every training step (from 1): task loss, global gradient norm before clipping, and
-    whether clipping rescaled it. The ``STEPS_TABLE`` artifact of a run."""
+    whether a clipping remedy acted. The ``STEPS_TABLE`` artifact of a run."""
     return [{"step": i + 1, "train_loss": loss, "grad_norm": norm, "clipped": int(clipped)}
             for i, (loss, norm, clipped) in enumerate(
                 zip(result.train_loss, result.grad_norm, result.clipped, strict=True))]
@@ -207,6 +210,8 @@ def diagnostic_metrics(diagnostics: Any) -> list[MetricPoint]:
         points.append((f"grad/{row.source}/{row.group}", row.norm, row.step))
     for row in diagnostics.saturation:
         points.append((f"act/{row.block}/{row.measure}", row.value, row.step))
+    for row in diagnostics.factors:
+        points += [(f"{FACTORS}/{name}", getattr(row, name), row.step) for name in FACTOR_NAMES]
     steps = diagnostics.steps
     if steps is not None:
         points.append(("grad/nonfinite_steps", float(steps.n_nonfinite), steps.steps))

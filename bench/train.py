@@ -1,14 +1,15 @@
 """The one training loop. It knows nothing of Optuna or MLflow.
 
 ``train`` runs a model on a task for a fixed number of steps and returns a ``TrainResult``:
-the curves, the cheap per-step gradient quantities (global norm before clipping, whether
-the step was clipped), the final validation metrics, the test metrics when the run is
-allowed to read the test split (``TrainConfig.test``: final seeds, not tuning trials), the
-first evaluation step at which the validation metrics met the task's solved rule, and how
-the run ended (``completed``, ``diverged`` with the step, or ``stopped`` by the evaluation
-callback, which is how a tuner prunes). A non-finite loss or gradient is a result, never an
-exception: a diverged run that reads the test split is scored as the trivial predictor
-(``tasks.trivial_metrics``), so that a summary over seeds never drops it.
+the curves, the cheap per-step gradient quantities (global norm before clipping, whether a
+clipping remedy acted: rescaled or clamped the gradients, or rescaled W_hh), the final
+validation metrics, the test metrics when the run is allowed to read the test split
+(``TrainConfig.test``: final seeds, not tuning trials), the first evaluation step at which
+the validation metrics met the task's solved rule, and how the run ended (``completed``,
+``diverged`` with the step, or ``stopped`` by the evaluation callback, which is how a tuner
+prunes). A non-finite loss or gradient is a result, never an exception: a diverged run that
+reads the test split is scored as the trivial predictor (``tasks.trivial_metrics``), so that
+a summary over seeds never drops it.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class TrainResult:
     reason: str | None = None
     train_loss: list[float] = field(default_factory=list)  # task loss, every step
     grad_norm: list[float] = field(default_factory=list)  # global norm before clipping
-    clipped: list[bool] = field(default_factory=list)  # a remedy changed the gradients
+    clipped: list[bool] = field(default_factory=list)  # a clipping remedy acted this step
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
     val: dict[str, float] = field(default_factory=dict)  # final validation metrics
     test: dict[str, float] = field(default_factory=dict)  # final test metrics
@@ -202,12 +203,15 @@ class _Loop:
         self.losses[step] = loss.detach()
         self.norms[step] = norm.detach()
         self.optimizer.step()
-        if self.warmup is not None:
-            self.warmup.step()
         if self.on_weights:
+            lr = self.optimizer.param_groups[0]["lr"]
             with torch.no_grad():
                 for act in self.on_weights:
-                    act(self.model, self.hp)
+                    changed = act(self.model, self.hp, lr)
+                    if changed is not None:
+                        self.clipped[step] |= changed
+        if self.warmup is not None:  # after the remedies: they act with this step's lr
+            self.warmup.step()
 
     def first_nonfinite(self, start: int, stop: int) -> int | None:
         """Index of the first step in [start, stop) with a non-finite loss or gradient."""

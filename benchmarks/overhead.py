@@ -24,9 +24,16 @@ of each, the ratios to ``bare`` (of the medians; ``(min)``: of the fastest round
 figure least disturbed by other load on the machine), the number of probes in one run and
 the time of one probe.
 
+With ``--remedies``, a second table: ``bench.train.train`` (no diagnostics) with each remedy
+alone (``none``, every regularization and every clipping remedy of the registry, at fixed
+values), timed interleaved with the same bare loop (norm clipping), as ms per step and the
+ratio to ``bare``: what each remedy costs per step (weight clipping's spectral norms
+included).
+
 Usage:
     python benchmarks/overhead.py                       # 4 models, budget 10000 parameters
     python benchmarks/overhead.py --models lstm --hidden 128 --steps 200
+    python benchmarks/overhead.py --remedies            # also: the cost of every remedy
 """
 
 from __future__ import annotations
@@ -71,6 +78,62 @@ def bench_train(task: Task, model: RecurrentModel, steps: int, batch_size: int,
     result = train(cfg, task, model, observer=observer)
     if tracked:
         record(task, model, cfg, result)
+
+
+REMEDY_VALUES = {"l2": 1e-4, "decay": 1e-2, "clip": CLIP, "clip_value": 0.01, "w_max": 1.0}
+
+
+def remedy_run(task: Task, model: RecurrentModel, steps: int, batch_size: int, axis: str,
+               name: str) -> None:
+    """``bench.train.train`` with one remedy (``none``: no remedy at all), no diagnostics."""
+    from bench.registry import remedy
+
+    found = remedy(name, axis) if name != "none" else None
+    hparams = {p: REMEDY_VALUES[p] for p in (found.search if found else ())}
+    axes = {"regularization": "none", "clipping": "none"}
+    if found is not None:
+        axes[axis] = name
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=LR, hparams=hparams,
+                      eval_every=steps, seed=SEED, **axes)
+    train(cfg, task, model)
+
+
+def remedy_costs(kind: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of the bare loop and of train() with each remedy alone."""
+    from bench.registry import remedy_names
+
+    task, fresh = _setup(kind, args, device)
+    runs: dict[str, Callable[[], object]] = {
+        "bare": lambda: bare_loop(task, fresh(), args.steps, args.batch_size)}
+    for axis in ("regularization", "clipping"):
+        for name in remedy_names(axis):
+            label = "none" if name == "none" else name
+            runs[label] = (lambda a=axis, n=name: remedy_run(task, fresh(), args.steps,
+                                                             args.batch_size, a, n))
+    timed(runs["bare"], device)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(args.rounds):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in order:
+            times[name].append(timed(runs[name], device) / args.steps)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _setup(kind: str, args: argparse.Namespace, device: torch.device):  # noqa: ANN202
+    """The task and a function returning the model reset to its initial weights."""
+    task = adding.build({"seq_len": args.seq_len, "val_size": 64, "test_size": 64},
+                        seed=SEED, device=device)
+    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
+    size = {"hidden_size": args.hidden} if args.hidden else {"param_budget": args.budget}
+    torch.manual_seed(SEED)
+    initial = build_model(kind, sizes, **size).to(device)
+    state = {k: v.clone() for k, v in initial.state_dict().items()}
+
+    def fresh() -> RecurrentModel:
+        initial.load_state_dict(state)
+        return initial
+
+    return task, fresh
 
 
 def record(task: Task, model: RecurrentModel, cfg: TrainConfig, result) -> None:  # noqa: ANN001
@@ -123,17 +186,8 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 
 def measure(kind: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """Median seconds per step of bare / train / diag, and the probe figures."""
-    task = adding.build({"seq_len": args.seq_len, "val_size": 64, "test_size": 64},
-                        seed=SEED, device=device)
-    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-    size = {"hidden_size": args.hidden} if args.hidden else {"param_budget": args.budget}
-    torch.manual_seed(SEED)
-    initial = build_model(kind, sizes, **size).to(device)
-    state = {k: v.clone() for k, v in initial.state_dict().items()}
-
-    def fresh() -> RecurrentModel:
-        initial.load_state_dict(state)
-        return initial
+    task, fresh = _setup(kind, args, device)
+    initial = fresh()
 
     runs: dict[str, Callable[[], object]] = {
         "bare": lambda: bare_loop(task, fresh(), args.steps, args.batch_size),
@@ -169,6 +223,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=0, help="fixed hidden size (overrides)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--remedies", action="store_true",
+                        help="also time train() with every remedy alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -186,6 +242,18 @@ def main() -> None:
               f"{r['diag'] / r['bare']:9.3f} {r['tracked'] / r['bare']:10.3f} "
               f"{r['tracked_min'] / r['bare_min']:6.3f} {int(r['probes']):6d} "
               f"{1e3 * r['probe']:8.1f} {r['gflops']:8.2f} {r['gflops'] / peak:7.1%}")
+    if args.remedies:
+        print_remedy_costs(args, device)
+
+
+def print_remedy_costs(args: argparse.Namespace, device: torch.device) -> None:
+    print(f"\nper remedy: train() without diagnostics, ms per step (ratio to bare); values "
+          f"{REMEDY_VALUES}")
+    for kind in args.models.split(","):
+        r = remedy_costs(kind, args, device)
+        cells = "  ".join(f"{name} {1e3 * v:.2f} ({v / r['bare']:.3f}x)" for name, v in r.items()
+                          if name != "bare")
+        print(f"{kind:6} bare {1e3 * r['bare']:.2f}  {cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,6 @@ ERRORS = [
     ("empty models", "models: []\n", r"models: expected a non-empty list"),
     ("unknown regularization", "regularization: [none, dropout]\n",
      r"regularization: unknown regularization 'dropout'"),
-    ("unknown clipping", "clipping: [value]\n", r"clipping: unknown clipping 'value'"),
     ("unknown optimizer", "training: {optimizer: lion}\n",
      r"training\.optimizer: expected one of adam, sgd, rmsprop"),
     ("unknown sampler", "tuning: {sampler: grid}\n", r"tuning\.sampler: expected one of"),
@@ -300,10 +299,10 @@ ERRORS = [
     ("both model sizes", "model: {param_budget: 100, hidden_size: 8}\n",
      r"model: give exactly one of param_budget or hidden_size"),
     ("section not a mapping", "training: 5\n", r"training: expected a mapping, got 5"),
-    ("l2 without search.l2", "search: {lr: {low: 1.0e-4, high: 1.0e-2}}\nclipping: [none]\n",
-     r"search\.l2: required because regularization contains l2"),
-    ("norm without search.clip", "search: {lr: {low: 1.0e-4, high: 1.0e-2}}\n"
-     "regularization: [none]\n", r"search\.clip: required because clipping contains norm"),
+    ("unknown clipping", "clipping: [none, spectral]\n",
+     r"clipping: unknown clipping 'spectral'; valid: none, norm, value, weight"),
+    ("remedy on the wrong axis", "regularization: [none, weight]\n",
+     r"regularization: remedy 'weight' belongs to clipping, not regularization"),
     ("top level not a mapping", "- a\n- b\n", r"expected a mapping of keys at the top level"),
     ("YAML syntax error", "seed: 0\ntraining: {steps: 5\nname: x\n", r"line 3, column \d+: "
      r"invalid YAML"),

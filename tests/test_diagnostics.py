@@ -403,7 +403,8 @@ def test_observer_result_structure(kind: str) -> None:
     assert diag.steps.clip_rate == pytest.approx(result.clip_rate)
     assert diag.steps.n_nonfinite == 0
     tables = diag.tables()
-    assert set(tables) == {"profiles", "summaries", "groups", "spectra", "saturation", "steps"}
+    assert set(tables) == {"profiles", "summaries", "groups", "spectra", "saturation", "factors",
+                           "steps"}
     assert set(tables["profiles"][0]) == {"step", "t", "norm", "kind"}
 
 

@@ -19,8 +19,11 @@ from bench.registry import (
     REMEDIES,
     TASKS,
     PluginError,
+    Remedy,
+    SearchDefault,
     remedy,
     remedy_label,
+    remedy_marker,
     remedy_names,
     remedy_rank,
     remedy_style,
@@ -37,8 +40,8 @@ GRADBENCH = [sys.executable, "-m", "bench"]
 def test_builtin_records_are_found_by_scanning_their_packages() -> None:
     assert MODELS.names() == ("rnn", "irnn", "lstm", "gru", "orth-rnn")
     assert TASKS.names() == ("adding", "copy", "har")
-    assert remedy_names("regularization") == ("none", "l2")
-    assert remedy_names("clipping") == ("none", "norm")
+    assert remedy_names("regularization") == ("none", "l2", "l2-all", "decay")
+    assert remedy_names("clipping") == ("none", "norm", "value", "weight")
 
 
 def test_every_model_record_matches_its_layer() -> None:
@@ -57,15 +60,28 @@ def test_task_records_state_what_the_task_objects_do() -> None:
 
 
 def test_remedy_labels_styles_and_order() -> None:
-    pairs = [("l2", "norm"), ("none", "norm"), ("none", "none"), ("l2", "none")]
+    pairs = [("l2", "norm"), ("none", "norm"), ("none", "none"), ("l2", "none"),
+             ("decay", "weight"), ("none", "value")]
     ordered = sorted(pairs, key=lambda p: remedy_rank(*p))
-    assert [remedy_label(*p) for p in ordered] == ["none", "L2", "clip", "L2 + clip"]
-    assert [remedy_style(*p) for p in ordered] == [":", "-.", "--", "-"]
+    assert [remedy_label(*p) for p in ordered] == [
+        "none", "L2", "norm clip", "L2 + norm clip", "value clip", "decay + weight clip"]
+    # the clipping remedy sets the line, the regularization remedy the marker
+    assert [remedy_style(*p) for p in ordered] == [":", ":", "--", "--", "-.", "-"]
+    assert [remedy_marker(*p) for p in ordered] == ["o", "s", "o", "s", "o", "^"]
     assert remedy("none", "clipping") is None
     with pytest.raises(PluginError, match="belongs to regularization, not clipping"):
         remedy("l2", "clipping")
-    with pytest.raises(PluginError, match=r"unknown clipping 'value'; valid: none, norm"):
-        remedy("value", "clipping")
+    with pytest.raises(PluginError, match=r"unknown clipping 'spectral'; valid: none, norm, "
+                                          r"value, weight"):
+        remedy("spectral", "clipping")
+
+
+def test_a_remedy_without_a_default_range_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"remedy bad: search parameter 'tau' needs a default "
+                                         r"range, SearchDefault\(low, high\), got NoneType"):
+        Remedy(name="bad", axis="clipping", label="bad", search={"tau": None})
+    with pytest.raises(ValueError, match=r"remedy bad: search parameter 'tau': low < high"):
+        Remedy(name="bad", axis="clipping", label="bad", search={"tau": SearchDefault(0, 1)})
 
 
 def test_search_space_follows_the_remedies() -> None:
@@ -155,8 +171,8 @@ def _bad_files(work: Path, case: str) -> None:
         "NAMED_LSTM = dataclasses.replace(LSTM)\n")
     (work / "my_remedies.py").write_text(
         "from bench.registry import Remedy, SearchDefault\n"
-        "DECAY = Remedy(name='decay', axis='regularization', label='decay',\n"
-        "    search={'decay': SearchDefault(1e-6, 1e-2)},\n"
+        "DECAY = Remedy(name='shrink', axis='regularization', label='shrink',\n"
+        "    search={'shrink': SearchDefault(1e-6, 1e-2)},\n"
         "    after_step=lambda model, hp: None)\n")
 
 
@@ -195,7 +211,7 @@ def test_a_plugin_remedy_acts_through_its_hooks(plugin_dir: Path) -> None:
         "CALLS = []\n"
         "COUNT = Remedy(name='count', axis='clipping', label='count',\n"
         "    search={'tau': SearchDefault(0.1, 1.0)},\n"
-        "    after_step=lambda model, hp: CALLS.append(hp['tau']))\n")
+        "    after_step=lambda model, hp, lr: CALLS.append(hp['tau']))\n")
     spec = config.load("plugins.yaml", {"set": ["clipping=[counting:COUNT]",
                                                 "search.tau={low: 0.1, high: 1.0}"]})
     assert [c.clipping for c in config.expand(spec)][:1] == ["count"]
@@ -207,9 +223,9 @@ def test_a_plugin_remedy_acts_through_its_hooks(plugin_dir: Path) -> None:
           build_model("rnn", ModelSizes(2, 1, False), hidden_size=3))
     calls = counting.CALLS
     assert calls == [0.5, 0.5, 0.5]
-    with pytest.raises(ConfigError, match=r"search\.tau: required because clipping contains "
-                                          r"count"):
-        config.load("plugins.yaml", {"set": ["clipping=[counting:COUNT]"]})
+    # A range the config leaves out is the remedy's default.
+    spec = config.load("plugins.yaml", {"set": ["clipping=[counting:COUNT]"]})
+    assert (spec.search["tau"].low, spec.search["tau"].high) == (0.1, 1.0)
 
 
 def test_entry_points_register_plugins(plugin_dir: Path) -> None:

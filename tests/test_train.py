@@ -9,16 +9,10 @@ import torch
 
 from bench import train as train_module
 from bench.models import ModelSizes, build_model
-from bench.remedies.l2 import penalty
 from bench.train import TrainConfig, train
 from tasks import adding, copy
 
 ADDING = ModelSizes(2, 1, False)
-
-
-def l2_penalty(model: torch.nn.Module) -> torch.Tensor:
-    """The sum of squared weight-matrix entries (the l2 remedy's penalty at lambda 1)."""
-    return penalty(model, {"l2": 1.0})
 
 
 def _adding_task(seq_len: int = 20):
@@ -107,35 +101,6 @@ def test_clipped_norm_never_exceeds_tau(monkeypatch: pytest.MonkeyPatch) -> None
     _RecordingAdam.applied = []
     train(TrainConfig(steps=60, lr=1e-2), _adding_task(), _model("rnn", 32))
     assert max(_RecordingAdam.applied) > tau  # without clipping they are applied as they are
-
-
-def test_l2_penalty_covers_weight_matrices_only() -> None:
-    model = _model("lstm", 8)
-    weights = [p.detach() for name, p in model.named_parameters() if "bias" not in name]
-    expected = sum(float((w**2).sum()) for w in weights)
-    assert float(l2_penalty(model).detach()) == pytest.approx(expected, rel=1e-5)
-
-
-def test_l2_shrinks_weights_and_leaves_biases_alone() -> None:
-    task = _adding_task()
-    plain = _model("rnn", 16)
-    decayed = _model("rnn", 16)
-    cfg = dict(steps=80, lr=1e-2, optimizer="sgd")
-    train(TrainConfig(**cfg), task, plain)
-    train(TrainConfig(regularization="l2", hparams={"l2": 0.5}, **cfg), task, decayed)
-    assert float(l2_penalty(decayed).detach()) < 0.5 * float(l2_penalty(plain).detach())
-    # One SGD step on a zero-loss-gradient model: only weights feel the penalty.
-    model = _model("rnn", 4)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loss = 0.0 * model(task.split("val")[0][:2]).sum() + 0.1 * l2_penalty(model)
-    loss.backward()
-    for name, p in model.named_parameters():
-        if "bias" in name:
-            assert not p.grad.any(), name
-        else:
-            assert torch.allclose(p.grad, 0.2 * before[name]), name
 
 
 def test_on_eval_can_stop_the_run() -> None:

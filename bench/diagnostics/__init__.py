@@ -9,6 +9,8 @@ One small module per quantity, each returning plain data:
 - ``grad_norms``: the global gradient norm (every step) and norms per parameter group.
 - ``spectra``: spectral norm and radius of each gate block of ``W_hh``.
 - ``saturation``: saturated tanh units and gates, dead ReLU units.
+- ``factors``: the two factors of the decay per step (``W_hh``'s norm, the mean ``f'`` or
+  carry gate) beside the measured decay.
 - ``steps``: summary of the per-step records (clip rate, non-finite steps).
 - ``schedules``: when to probe (``every``, ``log_spaced``).
 - ``probing``: all probe-step quantities at once; ``observer``: ``GradientDiagnostics``, the
@@ -18,12 +20,14 @@ One small module per quantity, each returning plain data:
 from __future__ import annotations
 
 from bench.diagnostics.bound import recurrent_gain, theory_bound
+from bench.diagnostics.factors import log10_mean_factor, two_factors
 from bench.diagnostics.grad_norms import global_grad_norm, group_grad_norms, parameter_group
 from bench.diagnostics.observer import DEFAULT_PROBE_SIZE, GradientDiagnostics
 from bench.diagnostics.probing import probe
 from bench.diagnostics.profiles import ProbeGrads, example_norms, probe_gradients, profile
 from bench.diagnostics.records import (
     Diagnostics,
+    FactorRow,
     GroupRow,
     ProfileRow,
     SaturationRow,
@@ -41,6 +45,7 @@ __all__ = [
     "DEFAULT_PROBE_SIZE",
     "DEFAULT_SCHEDULE",
     "Diagnostics",
+    "FactorRow",
     "GradientDiagnostics",
     "GroupRow",
     "ProbeGrads",
@@ -56,6 +61,7 @@ __all__ = [
     "example_norms",
     "global_grad_norm",
     "group_grad_norms",
+    "log10_mean_factor",
     "log_spaced",
     "never",
     "parameter_group",
@@ -70,5 +76,6 @@ __all__ = [
     "summarize_profile",
     "summarize_steps",
     "theory_bound",
+    "two_factors",
     "unroll",
 ]

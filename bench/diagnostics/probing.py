@@ -10,7 +10,8 @@ as it is), then reads off:
 - the theory bound for the plain RNNs (``bound``);
 - the probe-batch gradient norm per parameter group;
 - the spectral norm and radius of each gate block of ``W_hh``;
-- the saturation of the units.
+- the saturation of the units;
+- the two factors of the decay per step (``factors``) beside the measured decay.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 import torch
 
 from bench.diagnostics.bound import recurrent_gain, theory_bound
+from bench.diagnostics.factors import path_name, two_factors
 from bench.diagnostics.grad_norms import group_grad_norms
 from bench.diagnostics.profiles import LossFn, ProbeGrads, example_norms, probe_gradients
 from bench.diagnostics.records import (
     Diagnostics,
+    FactorRow,
     GroupRow,
     ProfileRow,
     SaturationRow,
@@ -79,7 +82,11 @@ def probe(
                                             s.flag, losses.get(kind, grads.loss)))
     groups = group_grad_norms(grads.params.items())
     out.groups.extend(GroupRow(step, g, v, "probe") for g, v in groups.items())
-    out.spectra.extend(SpectrumRow(step, *row) for row in recurrent_spectra(model))
+    spectra = recurrent_spectra(model)
+    out.spectra.extend(SpectrumRow(step, *row) for row in spectra)
     rows = saturation_fractions(model.info.activations, grads.activations)
     out.saturation.extend(SaturationRow(step, *row) for row in rows)
+    measured = next(row.decay_rate for row in out.summaries if row.kind == "h")
+    factors = two_factors(model, grads.activations, spectra, measured)
+    out.factors.append(FactorRow(step, path_name(model), **factors))
     return out

@@ -77,6 +77,22 @@ class SaturationRow:
     value: float
 
 
+@dataclass(frozen=True)
+class FactorRow:
+    """The two factors of the decay per step at one probe, beside the measured decay (in
+    decades per step; see ``factors``). ``path``: the derivation's path, e.g. ``W_hh, tanh'``
+    or ``gate f``."""
+
+    step: int
+    path: str
+    w_log10_norm: float
+    w_log10_radius: float
+    act_log10: float
+    act_nonzero: float
+    predicted: float
+    measured: float
+
+
 @dataclass
 class Diagnostics:
     """All diagnostics of a run (``TrainResult.diagnostics``), as tidy tables."""
@@ -86,6 +102,7 @@ class Diagnostics:
     groups: list[GroupRow] = field(default_factory=list)
     spectra: list[SpectrumRow] = field(default_factory=list)
     saturation: list[SaturationRow] = field(default_factory=list)
+    factors: list[FactorRow] = field(default_factory=list)
     steps: StepSummary | None = None  # the cheap per-step quantities, summarised
 
     @property
@@ -100,6 +117,7 @@ class Diagnostics:
         self.groups.extend(other.groups)
         self.spectra.extend(other.spectra)
         self.saturation.extend(other.saturation)
+        self.factors.extend(other.factors)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """Every table as a list of plain dicts (``steps`` as a one-row table)."""
@@ -109,6 +127,7 @@ class Diagnostics:
             "groups": _dicts(self.groups),
             "spectra": _dicts(self.spectra),
             "saturation": _dicts(self.saturation),
+            "factors": _dicts(self.factors),
             "steps": [asdict(self.steps)] if self.steps is not None else [],
         }
 

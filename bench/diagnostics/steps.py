@@ -2,7 +2,8 @@
 
 The loop records the global gradient norm before clipping (fused ``_foreach_norm``, or the
 value ``clip_grad_norm_`` returns; kept on the device, no host sync per parameter) and
-whether the step was clipped. This module turns those per-step lists into a few numbers.
+whether the step was clipped (a clipping remedy acted: the gradients rescaled or clamped, or
+a block of W_hh rescaled). This module turns those per-step lists into a few numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class StepSummary:
 
     Attributes:
         steps: steps recorded.
-        clip_rate: fraction of steps whose gradient was clipped (0 without clipping).
+        clip_rate: fraction of steps at which the clipping remedy acted (0 without one).
         n_clipped: number of clipped steps.
         n_nonfinite: steps whose global gradient norm was NaN or inf.
         first_nonfinite: the first such step (0-based), or None.

@@ -1,8 +1,9 @@
-"""``l2``: an L2 penalty on the weight matrices, ``lambda * sum ||W||_F^2``, added to the loss.
+"""``l2``: an L2 penalty on the recurrent matrix, ``lambda * ||W_hh||_F^2``, added to the loss.
 
-It acts on every weight matrix of the model (input, recurrent and head; biases excluded).
-Under Adam a penalty in the loss is not weight decay: its gradient is rescaled by the
-adaptive step like any other.
+It acts on W_hh only (every gate block of it), the lecture's ``W_r``: the matrix whose powers
+``W_r^t`` make gradients explode or vanish. ``l2-all`` widens it to every weight matrix.
+Under Adam or RMSprop a penalty in the loss is not weight decay: its gradient is rescaled by
+the adaptive step like any other (``decay`` is the decoupled form).
 """
 
 from collections.abc import Mapping
@@ -11,16 +12,17 @@ import torch
 
 from bench.registry import Remedy, SearchDefault
 
+LAMBDA = SearchDefault(1.0e-6, 1.0e-2)  # the lambda range of the penalty and of decay
+
 
 def penalty(model: torch.nn.Module, hp: Mapping[str, float]) -> torch.Tensor:
-    """``hp["l2"]`` times the sum of squared entries of the weight matrices."""
-    norms = torch._foreach_norm(model.weight_matrices())
-    return hp["l2"] * torch.stack(norms).square().sum()
+    """``hp["l2"]`` times the sum of squared entries of W_hh."""
+    return hp["l2"] * model.recurrent_weight().square().sum()
 
 
 REMEDY = Remedy(
-    name="l2", axis="regularization", label="L2", style="-.", rank=0,
-    search={"l2": SearchDefault(1.0e-6, 1.0e-2)},
-    description="L2 penalty lambda * sum ||W||_F^2 on the weight matrices, in the loss",
+    name="l2", axis="regularization", label="L2", marker="s", rank=0,
+    search={"l2": LAMBDA},
+    description="L2 penalty lambda * ||W_hh||_F^2 on the recurrent matrix, in the loss",
     penalty=penalty,
 )

@@ -23,7 +23,7 @@ def clip(
 
 
 REMEDY = Remedy(
-    name="norm", axis="clipping", label="clip", style="--", rank=0,
+    name="norm", axis="clipping", label="norm clip", style="--", rank=0,
     search={"clip": SearchDefault(0.1, 10.0)},
     description="global gradient-norm clipping at tau (Pascanu et al. 2013)",
     after_backward=clip,

@@ -22,6 +22,7 @@ import pandas as pd
 
 from bench import registry
 from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
+from bench.results import float_params
 from bench.tracking import (
     BASELINE,
     STEPS_TO_SOLVE,
@@ -31,7 +32,6 @@ from bench.tracking import (
     metric_key,
 )
 
-PARAM_ORDER = ("lr", "l2", "clip", "batch_size", "param_budget", "hidden_size")
 SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
 FAILED_STATES = ("diverged", "interrupted", "failed")
 BOOTSTRAP = 2000
@@ -489,7 +489,8 @@ def importance_table(importances: dict[str, dict[str, float] | str],
     rank = {m: i for i, m in enumerate(model_order(model_of.values()))}
     order = sorted(model_of, key=lambda c: (rank[model_of[c]], c))
     table = pd.DataFrame([studies[c] for c in order], index=order)
-    known_params = [p for p in PARAM_ORDER if p in table.columns]
+    order = (*float_params(), "batch_size", "param_budget", "hidden_size")
+    known_params = [p for p in order if p in table.columns]
     table = table[known_params + sorted(set(table.columns) - set(known_params))]
     return table, notes
 

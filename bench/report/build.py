@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import tracking
+from bench import registry, tracking
 from bench.report import analysis as an
 from bench.report import plots
 from bench.report.html import Figure, Heading, Note, Page, Row, Section, Table, render
@@ -185,7 +185,27 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
                 f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "
                 "the trivial predictor's loss (below 1 beats it). solved: share of final seeds "
                 "meeting the task's solved rule."))
+    section.blocks += remedies_table(board)
     return section
+
+
+def remedies_table(board: pd.DataFrame) -> list[Table]:
+    """What each remedy of the suite does, from its record (W_hh: the recurrent matrix)."""
+    rows = []
+    for axis in ("regularization", "clipping"):
+        for name in dict.fromkeys(str(n) for n in board[axis].dropna()):
+            found = registry.REMEDIES.find(name) if name != registry.NONE else None
+            if found is not None:
+                ranges = ", ".join(f"{p} {d.low:g}-{d.high:g}" for p, d in found.search.items())
+                rows.append([found.label, name, axis, found.description, ranges])
+            elif name != registry.NONE:
+                rows.append([name, name, axis, "(its plugin does not import here)", ""])
+    if not rows:
+        return []
+    return [Table("Remedies", ["label", "name", "axis", "what it does", "default range"], rows,
+                  caption="W_hh is the recurrent matrix (all its gate blocks), the lecture's "
+                          "W_r. The range tuned is the suite's config's where it gives one, "
+                          "else the default shown.")]
 
 
 def _headline_metrics(board: pd.DataFrame) -> str:
@@ -446,10 +466,12 @@ class TaskReport:
             "Gradient norm during training, with the clipping threshold",
             plots.to_data_uri(plots.grad_norm_traces(hist)),
             f"Global gradient norm before clipping at every training step; per model the "
-            f"best configuration{where(self.longest)} without clipping (dotted) and with norm "
-            f"clipping (solid), first final seed. Spikes far above the rest are exploding "
-            f"gradients; with clipping every step above the dashed threshold tau (tuned) was "
-            f"rescaled to tau. A line that ends early belongs to a run that diverged there.")]
+            f"best configuration{where(self.longest)} of each clipping remedy (line style; "
+            f"dotted: no clipping), first final seed. Spikes far above the rest are exploding "
+            f"gradients; with norm clipping every step above the dashed threshold tau (tuned) "
+            f"was rescaled to tau (value clipping clamps each entry, weight clipping bounds "
+            f"W_hh instead: their thresholds are not gradient norms). A line that ends early "
+            f"belongs to a run that diverged there.")]
 
     def curves(self) -> list[Any]:
         ids = [i for c in self.per_model["configuration"] for i in self.seeds.get(c, [])]

@@ -3,8 +3,9 @@
 Each function takes tidy frames from ``analysis`` (or ``results``) and returns a matplotlib
 ``Figure``; ``to_data_uri`` encodes a figure as an embedded PNG and closes it. One colour
 per model everywhere (``model_hex``: the model's record in ``bench.registry``); remedies
-are told apart by line style (``remedy_style``, from their records). Call ``configure()``
-once before drawing: it selects the Agg backend and the theme.
+are told apart by line style and marker (``remedy_style``, ``remedy_marker``, from their
+records: the clipping remedy sets the line, the regularization remedy the marker). Call
+``configure()`` once before drawing: it selects the Agg backend and the theme.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -96,16 +98,20 @@ def palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return {m: color(m) for m in models}
 
 
-def remedy_style(regularization: str, clipping: str) -> str:
-    """Line style of a (regularization, clipping) pair, from the remedies' records (dotted:
-    none, solid: both). A remedy the registry does not know here counts as present: dashed
-    alone, solid with another."""
-    unknown = an.unknown_remedies(regularization, clipping)
-    if not unknown:
-        return registry.remedy_style(regularization, clipping)
-    known = [registry.NONE if n in unknown else n for n in (regularization, clipping)]
-    alone = len(unknown) == 1 and registry.remedy_style(*known) == ":"
-    return "--" if alone else "-"
+def remedy_style(regularization: str, clipping: str) -> Any:
+    """Line style of a (regularization, clipping) pair, from the clipping remedy's record
+    (dotted: no clipping; dash-dot-dot: a remedy the registry does not know here)."""
+    if clipping in an.unknown_remedies(regularization, clipping):
+        return (0, (3, 1, 1, 1, 1, 1))
+    return registry.remedy_style(regularization, clipping)
+
+
+def remedy_marker(regularization: str, clipping: str) -> str:
+    """Marker of a pair, from the regularization remedy's record (circle: none; star: a
+    remedy the registry does not know here)."""
+    if regularization in an.unknown_remedies(regularization, clipping):
+        return "*"
+    return registry.remedy_marker(regularization, clipping)
 
 
 def to_data_uri(fig: Figure) -> str:
@@ -208,16 +214,19 @@ def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
 
 
 def grad_norm_traces(traces: pd.DataFrame) -> Figure:
-    """Global gradient norm (before clipping) per step: one panel per model, the best run
-    without clipping (dotted) and with norm clipping (solid), the threshold tau dashed."""
+    """Global gradient norm (before clipping) per step: one panel per model, the best run of
+    each clipping remedy (line style: the remedy's; dotted: none), norm clipping's threshold
+    tau dashed black."""
     models = _models(traces)
     fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.0), sharey=True, squeeze=False)
+    clippings = sorted(traces["clipping"].unique(),
+                       key=lambda c: registry.remedy_rank("none", str(c)))
     for ax, model in zip(axes[0], models, strict=True):
         part = traces[traces["model"] == model]
         for clipping, rows in part.groupby("clipping"):
             clipped = clipping != "none"
             ax.plot(rows["step"], rows["value"], color=color(model), lw=0.9,
-                    ls="-" if clipped else ":", alpha=1.0 if clipped else 0.8)
+                    ls=remedy_style("none", str(clipping)), alpha=1.0 if clipped else 0.8)
             tau = rows["tau"].dropna()
             if clipped and len(tau):
                 ax.axhline(float(tau.iloc[0]), color="black", ls="--", lw=1)
@@ -225,9 +234,12 @@ def grad_norm_traces(traces: pd.DataFrame) -> Figure:
         ax.set_title(model, color=color(model))
         ax.set_xlabel("training step")
     axes[0][0].set_ylabel("global gradient norm")
-    handles = [Line2D([], [], color="0.3", ls=":", label="no clipping"),
-               Line2D([], [], color="0.3", ls="-", label="norm clipping"),
-               Line2D([], [], color="black", ls="--", label="clipping threshold tau")]
+    handles = [Line2D([], [], color="0.3", ls=remedy_style("none", str(c)),
+                      label=an.remedy_label("none", str(c)) if c != "none" else "no clipping")
+               for c in clippings]
+    if traces["tau"].notna().any():
+        handles.append(Line2D([], [], color="black", ls="--", lw=1,
+                              label="norm clipping's tau"))
     axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE)
     fig.tight_layout()
     return fig
@@ -281,10 +293,10 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
         part = frame[frame["model"] == model]
         for _, rows in part.groupby("remedy"):
             ok = rows[rows["best"].notna()]
-            style = remedy_style(str(rows["regularization"].iloc[0]),
-                                 str(rows["clipping"].iloc[0]))
-            ax.plot(ok["trial_number"], ok["best"], color=color(model), lw=1.8, marker="o",
-                    ms=3, ls=style, drawstyle="steps-post")
+            pair = str(rows["regularization"].iloc[0]), str(rows["clipping"].iloc[0])
+            ax.plot(ok["trial_number"], ok["best"], color=color(model), lw=1.8,
+                    marker=remedy_marker(*pair), ms=3.5, ls=remedy_style(*pair),
+                    drawstyle="steps-post")
         ax.set_title(model, color=color(model))
         ax.set_xlabel("trial")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -292,9 +304,11 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
     if len(positive) and (positive > 0).all():
         _log_y(axes[0][0])
     axes[0][0].set_ylabel("best validation loss so far")
-    styles = {str(r["remedy"]): remedy_style(str(r["regularization"]), str(r["clipping"]))
-              for _, r in frame.drop_duplicates("remedy").iterrows()}
-    handles = [Line2D([], [], color="0.3", ls=styles[r], label=r) for r in an.remedy_order(frame)]
+    pairs = {str(r["remedy"]): (str(r["regularization"]), str(r["clipping"]))
+             for _, r in frame.drop_duplicates("remedy").iterrows()}
+    handles = [Line2D([], [], color="0.3", ls=remedy_style(*pairs[r]),
+                      marker=remedy_marker(*pairs[r]), ms=3.5, label=r)
+               for r in an.remedy_order(frame)]
     axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE, title="remedy",
                        title_fontsize=8)
     fig.tight_layout()
