@@ -260,3 +260,21 @@ def test_orphan_runs_end_with_their_trials_outcome() -> None:
     assert tracker.tags["done"] == {"state": "pruned", "tracking": "incomplete"}
     assert tracker.tags["bad"] == {"state": "failed"}
     assert tracker.tags["gone"] == {"state": "interrupted"}
+
+
+def test_a_suite_job_takes_the_tasks_budget_and_reads_the_test_split_only_when_final() -> None:
+    from bench.job import suite_job
+
+    spec = config.load("smoke", {"set": ["tasks.copy.steps=50", "training.warmup_steps=5",
+                                         "training.stop_when_solved=true"]})
+    copy, adding = (next(c for c in config.expand(spec) if c.task == name)
+                    for name in ("copy", "adding"))
+    trial = suite_job(spec, copy, {"lr": 1e-3}, seed=7)
+    final = suite_job(spec, copy, {"lr": 1e-3}, seed=1000, final=True)
+    assert (trial.train.steps, trial.train.test, final.train.test) == (50, False, True)
+    assert suite_job(spec, adding, {"lr": 1e-3}, seed=7).train.steps == spec.training.steps
+    assert trial.train.warmup_steps == 5 and trial.train.stop_when_solved
+    # The pruner's rungs follow the task's budget.
+    halving = config.load("smoke", {"set": ["tasks.copy.steps=900", "training.eval_every=10"]})
+    assert tuning.halving_rungs(halving, 900) == [100, 300]
+    assert tuning.halving_rungs(halving) == [10]
