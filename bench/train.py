@@ -26,7 +26,7 @@ from torch import nn
 from bench.diagnostics.grad_norms import global_grad_norm
 from bench.models import RecurrentModel
 from bench.registry import Remedy, remedy
-from tasks import Task
+from tasks import Task, trivial_metrics
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -296,8 +296,6 @@ def _stayed_solved(task: Task, evals: list[dict[str, float]]) -> bool:
 def _finish(result: TrainResult, loop: _Loop) -> None:
     """Final evaluation: validation always (unless diverged), the test split only where the
     run may read it; a diverged run that may is scored as the trivial predictor."""
-    from tasks import trivial_metrics
-
     task = loop.task
     result.baseline_val = trivial_metrics(task, "val")
     if loop.cfg.test:
