@@ -181,7 +181,7 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
                                                             "status"],
         rows, row_classes=classes, model_column=2,
         caption="Models are listed best first; the first row of each task (bold) is the "
-                "overall winner. test metric: mean over final seeds of the task's headline "
+                "overall winner. test metric: mean over all final seeds of the task's headline "
                 f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "
                 "the trivial predictor's loss (below 1 beats it). solved: share of final seeds "
                 "meeting the task's solved rule."))
