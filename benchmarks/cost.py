@@ -92,7 +92,7 @@ def main() -> None:
             n = sum(p.numel() for p in model.parameters())
             print(f"{variant:14} {configuration.model:6} {n:7d} {timed[key] * 1e3:8.1f}")
         if key in timed:
-            per_variant[variant] += runs * spec.training.steps * timed[key]
+            per_variant[variant] += runs * configuration.budget(spec) * timed[key]
     total = sum(per_variant.values())
     for variant, seconds in per_variant.items():
         print(f"{variant:14} {seconds / 3600:8.1f} core-hours of training")
