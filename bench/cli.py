@@ -54,6 +54,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"],
                    help="adam, sgd (momentum 0.9) or rmsprop (default: adam)")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="raise the learning rate linearly over this many steps (0: none)")
+    p.add_argument("--stop-when-solved", action="store_true",
+                   help="end once the validation metrics met the solved rule at two "
+                        "evaluations in a row")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty lambda (0: none)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the global norm at tau (0: none)")
     p.add_argument("--regularization", default=None, help="a regularization remedy by name "

@@ -110,20 +110,22 @@ def offline_spec(args: argparse.Namespace) -> SuiteSpec:
 
 
 def _grid(spec: SuiteSpec, configurations: list[Configuration]) -> None:
-    """Per task variant: configurations, runs and training steps (at most: pruning saves)."""
+    """Per task variant: configurations, runs and training steps (at most: pruning saves;
+    a task's own ``steps`` replaces ``training.steps``)."""
     runs_each = spec.tuning.trials + spec.final.seeds
-    per: dict[str, int] = defaultdict(int)
+    count: dict[str, int] = defaultdict(int)
+    steps: dict[str, int] = defaultdict(int)
     for configuration in configurations:
-        per[variant_of(configuration)] += 1
+        count[variant_of(configuration)] += 1
+        steps[variant_of(configuration)] += runs_each * configuration.budget(spec)
     print(f"suite {spec.name}: {len(configurations)} configurations x ({spec.tuning.trials} "
           f"trials + {spec.final.seeds} seeds) of {spec.training.steps} steps, batch "
           f"{spec.training.batch_size}")
     print(f"{'task variant':16} {'configurations':>14} {'runs':>7} {'steps':>11}")
-    for variant, n in per.items():
-        print(f"{variant:16} {n:14d} {n * runs_each:7d} {n * runs_each * spec.training.steps:11,d}")
-    total = len(configurations) * runs_each
-    print(f"{'total':16} {len(configurations):14d} {total:7d} "
-          f"{total * spec.training.steps:11,d}")
+    for variant, n in count.items():
+        print(f"{variant:16} {n:14d} {n * runs_each:7d} {steps[variant]:11,d}")
+    print(f"{'total':16} {len(configurations):14d} {len(configurations) * runs_each:7d} "
+          f"{sum(steps.values()):11,d}")
 
 
 def _estimate(spec: SuiteSpec, configurations: list[Configuration], device: torch.device,
@@ -137,7 +139,7 @@ def _estimate(spec: SuiteSpec, configurations: list[Configuration], device: torc
     per_variant: dict[str, float] = defaultdict(float)
     for configuration in configurations:
         timing = timings[(variant_of(configuration), configuration.model)]
-        per_variant[timing.variant] += runs_each * spec.training.steps * timing.step_s
+        per_variant[timing.variant] += runs_each * configuration.budget(spec) * timing.step_s
     for variant, seconds in per_variant.items():
         print(f"{variant:16} {seconds / 3600:8.2f} core-hours of training")
     total = sum(per_variant.values())

@@ -271,14 +271,17 @@ def board_row(configuration: Configuration, trials: Sequence[Any],
     (``tuning.TrialRecord``s): the one leaderboard computation of the terminal.
 
     ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
+    The mean and std are over every final seed done: a diverged seed counts with the
+    trivial predictor's test score, which it records (``test_from=trivial``); none is
+    dropped. ``diverged_rate`` says how many those are.
     """
     from bench.tuning import counts
 
     metric = _recorded(finals, "metric")
     direction = _recorded([*finals, *trials], "direction")
     done = [t for t in finals if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED)]
-    values = [float(t.attrs["test"][metric]) for t in done
-              if t.outcome == Outcome.COMPLETE and metric in t.attrs.get("test", {})]
+    values = [float(t.attrs["test"][metric]) for t in done if metric in t.attrs.get("test", {})]
+    solved_at = [int(t.attrs["solved_at"]) for t in done if "solved_at" in t.attrs]
     c = counts(trials)
     return {
         "configuration": configuration.name,
@@ -292,6 +295,7 @@ def board_row(configuration: Configuration, trials: Sequence[Any],
         "mean": statistics.fmean(values) if values else math.nan,
         "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan,
         "seeds": len(done),
+        "steps_to_solve": statistics.median(solved_at) if solved_at else math.nan,
         "solved_rate": _rate(done, lambda t: bool(t.attrs.get("solved"))),
         "diverged_rate": _rate(done, lambda t: t.outcome == Outcome.DIVERGED),
         "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
@@ -352,7 +356,7 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
             continue
         trials = tuning.trial_records(storage, spec, configuration)
         finals = tuning.trial_records(storage, spec, configuration, final=True)
-        best = tuning.best_trial(trials)
+        best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
         f = tuning.counts(finals)
         rows.append({"configuration": configuration.name, **tuning.counts(trials),
                      "best": best.value if best is not None and best.value is not None

@@ -8,7 +8,8 @@ can share a suite. A worker sees plain data only: a ``Claim`` (role, number, par
 a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialRecord``s.
 Trial outcomes (``bench.outcomes.Outcome``, mapped to trial states in ``_STATES``):
 
-- COMPLETE: trained to the end; value = final validation loss.
+- COMPLETE: trained to the end; value = the objective (``tuning.objective``): the final
+  validation loss, or the task's validation metric in the task's direction.
 - PRUNED: stopped early by the pruner.
 - FAIL with ``outcome=diverged``: a non-finite loss or gradient (counts in the budget).
 - FAIL with ``outcome=interrupted``: the worker died or was stopped; retried with the same
@@ -158,8 +159,33 @@ def sampler_seed(spec: SuiteSpec, configuration: Configuration, salt: int) -> in
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
 
 
-def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
-    """The pruner on the validation loss, reported every ``eval_every`` steps.
+def trial_seed(spec: SuiteSpec, configuration: Configuration, number: int) -> int:
+    """A tuning trial's training seed (initialisation and training stream): a hash of the
+    suite seed, the configuration and the trial number, so that the best of N trials is not
+    the luckiest draw of one seed. A retry keeps the seed of the trial it re-runs."""
+    key = f"{spec.seed}/{configuration.name}/trial/{number}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
+
+
+def objective_key(spec: SuiteSpec, configuration: Configuration) -> str:
+    """The validation metric tuning optimises: ``loss``, or the task's headline metric."""
+    from bench.registry import TASKS
+
+    return "loss" if spec.tuning.objective == "val_loss" else TASKS.get(configuration.task).metric
+
+
+def objective_direction(spec: SuiteSpec, configuration: Configuration) -> str:
+    """``minimize`` for the loss; the task record's direction for its metric."""
+    from bench.registry import TASKS
+
+    if spec.tuning.objective == "val_loss":
+        return "minimize"
+    return str(TASKS.get(configuration.task).direction)
+
+
+def make_pruner(spec: SuiteSpec, steps: int | None = None) -> optuna.pruners.BasePruner:
+    """The pruner on the objective, reported every ``eval_every`` steps of runs of
+    ``steps`` (default ``training.steps``; a task's own ``steps`` where it has them).
 
     ``median``: stop a trial that is worse than the median of the earlier trials at the same
     step, after two start-up trials and two evaluations. ``halving``: asynchronous successive
@@ -172,10 +198,10 @@ def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if spec.tuning.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=spec.training.eval_every,
-                                              max_resource=spec.training.steps)
+                                              max_resource=steps or spec.training.steps)
     if spec.tuning.pruner == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=halving_rungs(spec)[0], reduction_factor=HALVING_FACTOR)
+            min_resource=halving_rungs(spec, steps)[0], reduction_factor=HALVING_FACTOR)
     return optuna.pruners.MedianPruner(n_startup_trials=2,
                                        n_warmup_steps=2 * spec.training.eval_every)
 
@@ -183,13 +209,13 @@ def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
 HALVING_FACTOR = 3
 
 
-def halving_rungs(spec: SuiteSpec) -> list[int]:
+def halving_rungs(spec: SuiteSpec, steps: int | None = None) -> list[int]:
     """Steps at which successive halving compares trials: the first near 1/9 of the run.
 
     The first rung is rounded up to a whole number of evaluations (the pruner sees the loss
     only when it is reported), and later rungs are 3x apart, below the last step.
     """
-    every, steps = spec.training.eval_every, spec.training.steps
+    every, steps = spec.training.eval_every, steps or spec.training.steps
     first = max(every, -(-steps // HALVING_FACTOR**2 // every) * every)
     rungs = [first]
     while rungs[-1] * HALVING_FACTOR < steps:
@@ -201,7 +227,8 @@ def load_study(
     storage: BaseStorage, spec: SuiteSpec, configuration: Configuration, final: bool = False
 ) -> optuna.Study:
     return optuna.load_study(study_name=study_name(spec, configuration, final), storage=storage,
-                             sampler=make_sampler(spec, configuration), pruner=make_pruner(spec))
+                             sampler=make_sampler(spec, configuration),
+                             pruner=make_pruner(spec, configuration.budget(spec)))
 
 
 def create_studies(
@@ -215,8 +242,9 @@ def create_studies(
             if name in existing:
                 continue
             try:
+                direction = "minimize" if final else objective_direction(spec, configuration)
                 study = optuna.create_study(storage=storage, study_name=name,
-                                            direction="minimize")
+                                            direction=direction)
             except optuna.exceptions.DuplicatedStudyError:
                 continue  # another process made it meanwhile
             study.set_user_attr("configuration", configuration.name)
@@ -312,14 +340,17 @@ def finals_done(trials: Sequence[TrialRecord], n_seeds: int) -> bool:
     return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
 
 
-def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
-    """Lowest final validation loss among complete trials; else the best pruned one."""
+def best_trial(trials: Sequence[TrialRecord], direction: str = "minimize"
+               ) -> TrialRecord | None:
+    """Best objective (lowest, or highest with ``maximize``) among complete trials; else
+    the best pruned one by its last report."""
+    sign = -1.0 if direction == "maximize" else 1.0
     complete = [t for t in trials if t.outcome == Outcome.COMPLETE and _finite(t.value)]
     if complete:
-        return min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        return min(complete, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
     pruned = [t for t in trials if t.outcome == Outcome.PRUNED and t.last_report is not None]
     if pruned:
-        return min(pruned, key=lambda t: float(t.last_report))  # type: ignore[arg-type]
+        return min(pruned, key=lambda t: sign * float(t.last_report))  # type: ignore[arg-type]
     return None
 
 
@@ -359,11 +390,12 @@ class Claim:
     number: int  # the trial's number in its study
     study_name: str
     params: dict[str, Any]  # tuned parameters (the best trial's, for a final seed)
-    seed: int  # training seed: the suite's for tuning, the queued one for a final seed
+    seed: int  # training seed: ``trial_seed`` for tuning, the queued one for a final seed
     _study: optuna.Study = field(repr=False, compare=False)
     _trial: Trial = field(repr=False, compare=False)
     _storage: BaseStorage = field(repr=False, compare=False)
     _trial_id: int | None = field(default=None, repr=False, compare=False)  # RDB only
+    objective: str = "loss"  # the validation metric reported to the pruner and told
 
     @property
     def final(self) -> bool:
@@ -394,7 +426,7 @@ def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -
     final = load_study(storage, spec, configuration, final=True)
     best = None
     if not final.get_trials(deepcopy=False):
-        best = best_trial(trials)
+        best = best_trial(trials, objective_direction(spec, configuration))
         if best is None:  # every trial diverged: nothing to re-run
             return Attempt(pending=False, exhausted=True)
         enqueue_finals(final, best.params, final_seeds(spec), best.number)
@@ -424,8 +456,10 @@ def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
             _drop(study, trial)
             return None
     params = suggest(trial, search_space(spec, configuration))
-    return Claim("trial", trial.number, study.study_name, params, spec.seed,
-                 study, trial, storage, trial_id)
+    seed = trial_seed(spec, configuration, int(trial.user_attrs.get("retry_of", trial.number)))
+    trial.set_user_attr("seed", seed)
+    return Claim("trial", trial.number, study.study_name, params, seed,
+                 study, trial, storage, trial_id, objective=objective_key(spec, configuration))
 
 
 def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],
@@ -506,13 +540,15 @@ def started(claim: Claim, mlflow_run_id: str) -> None:
 
 
 def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]:
-    """``on_eval(step, val_metrics) -> stop?``: reports the validation loss to the pruner
-    and answers whether to prune. A final seed is never pruned, nor reported."""
+    """``on_eval(step, val_metrics) -> stop?``: reports the objective (the validation loss,
+    or metric) to the pruner and answers whether to prune. A final seed is never pruned,
+    nor reported."""
 
     def should_stop(step: int, metrics: Mapping[str, float]) -> bool:
-        if claim.final or not math.isfinite(metrics["loss"]):
+        value = metrics.get(claim.objective, math.nan)
+        if claim.final or not math.isfinite(value):
             return False
-        claim._trial.report(float(metrics["loss"]), step)
+        claim._trial.report(float(value), step)
         return bool(claim._trial.should_prune())
 
     return should_stop
@@ -547,24 +583,30 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
     """Tell Optuna how the run ended: the commit point, from here the result is kept.
 
     The user attributes say what the leaderboard and the report need: the task's headline
-    ``metric`` and its ``direction``, time and steps, and the test metrics (or where and
-    why the run diverged).
+    ``metric`` and its ``direction``, time and steps, the step at which the validation
+    metrics first met the solved rule, and, for a final seed only (tuning trials never read
+    the test split), the test metrics (a diverged seed's are the trivial predictor's:
+    ``test_from``); for a diverged run, where and why.
     """
     ended, trial = Outcome.of(result), claim._trial
     trial.set_user_attr("metric", metric)
     trial.set_user_attr("direction", direction)
     trial.set_user_attr("wall_time", result.wall_time)
     trial.set_user_attr("steps_done", result.steps_done)
+    if result.solved_at is not None:
+        trial.set_user_attr("solved_at", result.solved_at)
+    if result.test:
+        trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
+        trial.set_user_attr("solved", bool(result.solved))
+        trial.set_user_attr("test_from", result.test_from)
     if ended == Outcome.DIVERGED:
         trial.set_user_attr("outcome", str(ended))
         trial.set_user_attr("diverged_at", result.diverged_at)
         trial.set_user_attr("reason", result.reason)
         claim._study.tell(trial, state=_STATES[ended])
         return ended
-    trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
-    trial.set_user_attr("solved", bool(result.solved))
     if ended == Outcome.COMPLETE:
-        claim._study.tell(trial, float(result.val["loss"]))
+        claim._study.tell(trial, float(result.val[claim.objective]))
     else:
         claim._study.tell(trial, state=_STATES[ended])
     return ended

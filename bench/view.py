@@ -198,15 +198,17 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
                                          -r["mean"] if maximize else r["mean"]))
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")
     better = "higher" if maximize else "lower"
-    table = Table(title=f"{task}: test {metric} over final seeds ({better} is better)")
+    table = Table(title=f"{task}: test {metric} over all final seeds ({better} is better; a "
+                  f"diverged seed scores as the trivial predictor)")
     for column in ("T", "model", "reg", "clip", f"{metric} mean", "std", "seeds", "solved",
-                   "diverged", "trials c/p/d"):
+                   "diverged", "steps to solve", "trials c/p/d"):
         table.add_column(column, justify="left" if column in ("model", "reg", "clip") else "right")
     for r in ranked:
         std = _fmt(r["std"]) if r["seeds"] > 1 else "-"
         table.add_row(str(r["seq_len"] or "-"), r["model"], r["regularization"], r["clipping"],
                       _fmt(r["mean"]), std, str(r["seeds"]),
                       _fmt(r["solved_rate"], 2), _fmt(r["diverged_rate"], 2),
+                      _fmt(r.get("steps_to_solve", math.nan), 0),
                       f"{r['complete']}/{r['pruned']}/{r['diverged']}")
     return table
 

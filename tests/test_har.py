@@ -589,6 +589,20 @@ def test_metrics_recomputed_by_hand(fx_data: har_data.HarData) -> None:
     assert task.baseline == pytest.approx(math.log(6))  # balanced fixture: the prior is uniform
 
 
+def test_the_trivial_predictor_is_the_training_prior(fx_data: har.HarData) -> None:
+    from tasks import trivial_metrics
+
+    task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=1)
+    y_train = task.split("train")[1]
+    prior = torch.bincount(y_train, minlength=6).double() / len(y_train)
+    _, y_test = task.split("test")
+    measured = trivial_metrics(task, "test")
+    assert measured["loss"] == pytest.approx(float(-prior.log()[y_test].mean()), rel=1e-5)
+    majority = int(prior.argmax())  # argmax of a constant output: the most frequent class
+    assert measured["acc"] == pytest.approx(float((y_test == majority).double().mean()))
+    assert set(trivial_metrics(task, "val")) == {"loss", "acc", "macro_f1"}
+
+
 def test_task_definition(fx_data: har.HarData) -> None:
     task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=1)
     assert (task.name, task.seq_len, task.input_size, task.output_size) == ("har", 128, 9, 6)

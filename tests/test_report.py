@@ -114,6 +114,30 @@ def test_leaderboard_marks_diverged_running_and_unfinished() -> None:
     assert an.best_rows(board.reset_index(), ["model"])["model"].tolist() == ["gru", "irnn"]
 
 
+def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
+    config = "adding-T10/irnn/none/norm"
+    rows = [_run(config, "configuration", state=""),
+            _run(config, "trial", trial_number=0, **{"val/loss": 0.1}),
+            _run(config, "final", seed=1, metric="mse", direction="minimize",
+                 **{"test/mse": 0.01, "test/normalized": 0.06, "val/steps_to_solve": 200.0,
+                    "baseline/test_loss": 0.17, "baseline/test_mse": 0.17}),
+            _run(config, "final", seed=2, metric="mse", direction="minimize",
+                 **{"test/mse": 0.03, "test/normalized": 0.18, "val/steps_to_solve": 400.0}),
+            _run(config, "final", seed=3, state="diverged", status="FAILED", metric="mse",
+                 direction="minimize", **{"test/mse": 0.17, "test/normalized": 1.0})]
+    frame = _frame(rows)
+    row = an.leaderboard(frame, {"trials": 1, "seeds": 3}).iloc[0]
+    assert row["seeds"] == 3 and row["n_values"] == 3  # none dropped
+    assert row["mean"] == pytest.approx((0.01 + 0.03 + 0.17) / 3)
+    assert row["diverged_rate"] == pytest.approx(1 / 3)
+    assert row["normalized"] == pytest.approx((0.06 + 0.18 + 1.0) / 3)
+    assert row["steps_to_solve"] == 300.0
+    assert an.seed_values(frame, config, "mse") == pytest.approx([0.01, 0.03, 0.17])
+    assert an.baseline_of(frame[frame["role"] == "final"]) == 0.17
+    measured = an.empirical_baselines(frame, "adding", 10, "mse")
+    assert measured["test_loss"] == 0.17 and math.isnan(measured["val_loss"])
+
+
 def test_permutation_test_and_bootstrap_interval() -> None:
     assert an.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)  # exact, two-sided
     assert an.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
@@ -164,6 +188,20 @@ def test_tuning_curve_sweep_and_classes() -> None:
     f1 = an.per_class_f1(matrix).set_index("class")
     assert f1.loc["a", "f1"] == pytest.approx(2 * 8 / (2 * 8 + 2))
     assert f1.loc["b", "precision"] == pytest.approx(10 / 12)
+
+
+def test_a_run_with_a_memory_profile_shows_it() -> None:
+    rows = [{"run_id": run, "step": 0, "t": t, "kind": kind, "norm": norm}
+            for run, kinds in (("copy", ("h", "h_memory", "bound", "bound_memory", "c")),
+                               ("adding", ("h", "bound")))
+            for kind in kinds for t, norm in ((1, 1.0 if "memory" in kind else 5.0),
+                                              (2, 2.0))]
+    snaps = an.profile_snapshots(pd.DataFrame(rows))
+    copy = snaps[snaps["run_id"] == "copy"]
+    assert sorted(set(copy["kind"])) == ["bound", "h"] and len(copy) == 4
+    assert copy.loc[(copy["kind"] == "h") & (copy["t"] == 1), "norm"].tolist() == [1.0]
+    adding = snaps[snaps["run_id"] == "adding"]
+    assert adding.loc[(adding["kind"] == "h") & (adding["t"] == 1), "norm"].tolist() == [5.0]
 
 
 def test_profile_snapshots_and_ratio() -> None:

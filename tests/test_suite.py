@@ -65,7 +65,7 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     runs_dir = tmp_path / "runs"
     assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
-    assert "adding: test mse over final seeds" in out and "lstm" in out
+    assert "adding: test mse over all final seeds" in out and "lstm" in out
     assert "progress: 8/8 runs done (100%), 0 running, 0 diverged" in out  # no terminal: a line
     run_dir = runs_dir / "small"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "small"
@@ -114,6 +114,10 @@ def _check_small_studies(run_dir: Path) -> None:
         else:
             assert all(set(t.params) == {"lr", "clip"} for t in study.trials)
             assert all(sorted(t.intermediate_values) == [10] for t in study.trials)
+            # Tuning never reads the test split; each trial trains on its own seed.
+            assert not any("test" in t.user_attrs or "solved" in t.user_attrs
+                           for t in study.trials)
+            assert len({t.user_attrs["seed"] for t in study.trials}) == 2
 
 
 def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
@@ -127,6 +131,15 @@ def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
     first_round = {r.data.tags["configuration"] for r in started[:2]}
     assert len(first_round) == 2  # tuning goes breadth-first over configurations
     assert all(r.info.status == "FINISHED" for r in runs)
+    for run in trials:  # validation only: no test metric, no trivial test score
+        assert not [k for k in run.data.metrics if k.startswith("test/") or "test_" in k]
+        assert "baseline/val_loss" in run.data.metrics and "solved" not in run.data.tags
+        assert run.data.params["seed"] == run.data.tags["seed"] != "0"
+    for run in finals:
+        assert {"test/mse", "test/normalized", "baseline/test_loss", "baseline/test_mse"} <= \
+            set(run.data.metrics)
+        assert run.data.metrics["test/normalized"] == pytest.approx(
+            run.data.metrics["test/loss"] / run.data.metrics["baseline/test_loss"])
     parent_ids = {r.info.run_id for r in parents}
     assert all(r.data.tags["mlflow.parentRunId"] in parent_ids for r in trials + finals)
     for parent in parents:

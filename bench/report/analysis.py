@@ -12,6 +12,7 @@ still renders: under its own name, after the known ones.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,7 +23,14 @@ import pandas as pd
 from bench import registry
 from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
 from bench.results import float_params
-from bench.tracking import TEST_LOSS, TEST_NORMALIZED, VAL_LOSS, metric_key
+from bench.tracking import (
+    BASELINE,
+    STEPS_TO_SOLVE,
+    TEST_LOSS,
+    TEST_NORMALIZED,
+    VAL_LOSS,
+    metric_key,
+)
 
 SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
 FAILED_STATES = ("diverged", "interrupted", "failed")
@@ -216,17 +224,22 @@ def status_of(parent_status: str, counts: dict[str, int], finals: pd.DataFrame,
 
 def board_row(parent: pd.Series, nested: pd.DataFrame,
               expected: dict[str, int | None]) -> dict[str, Any]:
-    """One configuration's leaderboard entry from its parent run and nested runs."""
+    """One configuration's leaderboard entry from its parent run and nested runs.
+
+    The statistics are over every final seed done: a diverged seed counts with the test
+    metrics it recorded, the trivial predictor's (never dropped); ``diverged_rate`` beside.
+    """
     metric, direction = metric_of(str(parent["task"]), nested)
     trials = nested[nested["role"] == "trial"]
     finals = nested[nested["role"] == "final"]
     done = finals[finals["state"].isin(("complete", "diverged"))]
-    complete = finals[finals["state"] == "complete"]
     key = metric_key("test", metric)
-    values = complete[key].dropna().tolist() if key in complete else []
+    values = done[key].dropna().tolist() if key in done else []
     mean, std, low, high = mean_ci(values)
     low, high = clip_to_range(str(parent["task"]), metric, low, high)
-    normalized = complete[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in complete \
+    normalized = done[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in done \
+        else pd.Series([], dtype=float)
+    to_solve = done[STEPS_TO_SOLVE].dropna() if STEPS_TO_SOLVE in done \
         else pd.Series([], dtype=float)
     counts = trial_counts(trials)
     solved = done["solved"].fillna(False).astype(bool) if "solved" in done else done["state"]
@@ -238,6 +251,7 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
         "metric": metric, "direction": direction, "seeds": len(done), "n_values": len(values),
         "mean": mean, "std": std, "ci_low": low, "ci_high": high,
         "normalized": float(normalized.mean()) if len(normalized) else math.nan,
+        "steps_to_solve": float(to_solve.median()) if len(to_solve) else math.nan,
         "solved_rate": float(solved.mean()) if len(done) else math.nan,
         "diverged_rate": float((done["state"] == "diverged").mean()) if len(done) else math.nan,
         **counts, "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
@@ -318,6 +332,21 @@ def representative_runs(runs: pd.DataFrame, configuration: str) -> list[str]:
     if len(trials) and VAL_LOSS in trials:
         return [str(trials.sort_values(VAL_LOSS)["run_id"].iloc[0])]
     return nested.sort_values("start_time")["run_id"].head(1).tolist()
+
+
+def empirical_baselines(runs: pd.DataFrame, task: str, seq_len: Any,
+                        metric: str) -> dict[str, float]:
+    """The trivial predictor's loss and ``metric`` on the fixed validation and test sets
+    of ``task`` at ``seq_len``, as its runs recorded them (``baseline/val_loss``, ...);
+    NaN where none did."""
+    frame = at_seq_len(runs[(runs["task"] == task) & runs["role"].isin(("trial", "final"))],
+                       seq_len)
+    out = {}
+    for split, name in itertools.product(("val", "test"), ("loss", metric)):
+        key = metric_key(BASELINE, f"{split}_{name}")
+        values = frame[key].dropna() if key in frame else pd.Series([], dtype=float)
+        out[f"{split}_{name}"] = float(values.median()) if len(values) else math.nan
+    return out
 
 
 def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
@@ -402,10 +431,11 @@ def verdict(p: float, min_p: float) -> str:
 
 
 def seed_values(runs: pd.DataFrame, configuration: str, metric: str) -> list[float]:
-    """The test metric of each completed final seed of a configuration."""
+    """The test metric of each final seed of a configuration (a diverged one's: the
+    trivial predictor's)."""
     key = metric_key("test", metric)
     finals = runs[(runs["role"] == "final") & (runs["configuration"] == configuration)
-                  & (runs["state"] == "complete")]
+                  & runs["state"].isin(("complete", "diverged"))]
     return finals[key].dropna().astype(float).tolist() if key in finals else []
 
 
@@ -542,11 +572,28 @@ def per_class_f1(matrix: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ curves
 
 
+MEMORY_KINDS = {"h_memory": "h", "bound_memory": "bound"}  # see bench.diagnostics.probing
+
+
+def memory_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """A run that recorded the profile of its task's memory loss (copy: the recall alone)
+    shows that one, as kinds ``h`` and ``bound``: the full loss is dominated by steps that
+    need no memory. Other runs keep their profiles."""
+    if profiles.empty or not profiles["kind"].isin(list(MEMORY_KINDS)).any():
+        return profiles
+    has = set(profiles.loc[profiles["kind"].isin(list(MEMORY_KINDS)), "run_id"])
+    mine = profiles["run_id"].isin(has)
+    keep = profiles[~mine | profiles["kind"].isin(list(MEMORY_KINDS))]
+    return keep.assign(kind=keep["kind"].replace(MEMORY_KINDS))
+
+
 def profile_snapshots(profiles: pd.DataFrame) -> pd.DataFrame:
     """Per run, the first probe (at initialisation) and the last (after training), with a
-    ``when`` column; kinds ``h`` and ``bound`` only."""
+    ``when`` column; kinds ``h`` and ``bound`` only (of the memory loss where a run has it,
+    ``memory_profiles``)."""
     if profiles.empty:
         return profiles.assign(when=pd.Series(dtype=object))
+    profiles = memory_profiles(profiles)
     frame = profiles[profiles["kind"].isin(("h", "bound"))]
     first = frame.groupby("run_id")["step"].transform("min")
     last = frame.groupby("run_id")["step"].transform("max")
@@ -566,7 +613,12 @@ def seed_band(histories: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def baseline_of(finals: pd.DataFrame) -> float:
-    """The task's baseline loss: test loss / normalised score of any completed seed."""
+    """The task's baseline loss on the test set: the trivial predictor's, as the final
+    seeds measured it (``baseline/test_loss``); for older runs, test loss / normalised
+    score of any completed seed."""
+    measured = metric_key(BASELINE, "test_loss")
+    if measured in finals and finals[measured].notna().any():
+        return float(finals[measured].dropna().median())
     if finals.empty or TEST_NORMALIZED not in finals or TEST_LOSS not in finals:
         return math.nan
     ok = finals[(finals[TEST_NORMALIZED] > 0) & finals[TEST_LOSS].notna()]

@@ -153,9 +153,9 @@ def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
 
 BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
                  "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
-                 "normalized", "solved_rate", "diverged_rate", "complete", "pruned", "diverged",
-                 "failed", "running", "best_val", "time_s", "status", "parent_run_id",
-                 "final_run_ids")
+                 "normalized", "solved_rate", "diverged_rate", "steps_to_solve", "complete",
+                 "pruned", "diverged", "failed", "running", "best_val", "time_s", "status",
+                 "parent_run_id", "final_run_ids")
 
 
 def leaderboard_path(out: Path) -> Path:
@@ -277,7 +277,7 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
                                                             "status"],
         rows, row_classes=classes, model_column=2,
         caption="Models are listed best first; the first row of each task (bold) is the "
-                "overall winner. test metric: mean over final seeds of the task's headline "
+                "overall winner. test metric: mean over all final seeds of the task's headline "
                 f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "
                 "the trivial predictor's loss (below 1 beats it). solved: share of final seeds "
                 "meeting the task's solved rule."))
@@ -471,6 +471,7 @@ class TaskReport:
                           f"{an.solved_rule(self.task)}; baseline loss "
                           f"(trivial predictor): {num(baseline)}"
                           + (f"; T tried: {ts}." if ts else ".")))
+        notes.append(self.baselines())
         ranked = self.top[self.top["rank"].notna()]
         if len(ranked):
             r = ranked.iloc[0]
@@ -485,6 +486,22 @@ class TaskReport:
                               f"and marked below.", "warn"))
         return notes
 
+    def baselines(self) -> Note:
+        """The trivial predictor: analytic (the task record's words) beside what it scores
+        on the fixed validation and test sets (score / baseline divides by the test one)."""
+        info = an.task_info(self.task)
+        parts = []
+        for t in self._seq_lens():
+            b = an.empirical_baselines(self.runs, self.task, t, self.metric)
+            parts.append(f"{'T = ' + t_label(t) + ': ' if pd.notna(t) else ''}validation loss "
+                         f"{num(b['val_loss'])}, {self.metric} {num(b['val_' + self.metric])}; "
+                         f"test loss {num(b['test_loss'])}, {self.metric} "
+                         f"{num(b['test_' + self.metric])}")
+        analytic = info.baseline if info is not None else "see the task"
+        return Note(f"Baseline (trivial predictor): analytic {analytic}; measured on the fixed "
+                    f"sets: {'; '.join(parts)}. A diverged final seed counts with the "
+                    f"trivial predictor's test score.")
+
     def leaderboard(self) -> list[Any]:
         rows, classes = [], []
         previous: str | None = None
@@ -498,7 +515,8 @@ class TaskReport:
                 "-" if pd.isna(r["rank"]) else str(int(r["rank"])), t_label(r["seq_len"]),
                 str(r["model"]), str(r["remedy"]), str(r["status"]),
                 mean, ci, num(r["normalized"], 3),
-                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]), str(r["seeds"]),
+                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]),
+                num(r.get("steps_to_solve", math.nan)), str(r["seeds"]),
                 f"{r['complete']}/{r['pruned']}/{r['failed']}{of}"
                 + (f" +{r['running']} running" if r["running"] else ""),
                 duration(float(r["time_s"]))])
@@ -511,14 +529,18 @@ class TaskReport:
         table = Table(
             f"Leaderboard: all {len(self.board)} configurations",
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
-             "95% CI", "score / baseline", "solved", "diverged", "seeds", "trials c/p/f",
-             "time"], rows, row_classes=classes, model_column=2,
+             "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
+             "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
             links=self._parent_links(), link_column=3,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
-                    f"the final seeds ({better} is better). ± std: sample standard deviation "
+                    f"all final seeds ({better} is better; a diverged seed counts with the "
+                    f"trivial predictor's score). steps to solve: median over seeds of the "
+                    f"first evaluation step whose validation metrics met the solved rule. "
+                    "± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
                     "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
-                    "score / baseline: test loss / the trivial predictor's loss (< 1 beats it). "
+                    "score / baseline: test loss / the trivial predictor's loss on the same test "
+                    "set (< 1 beats it). "
                     "solved / diverged: share of final seeds that meet the solved rule / whose "
                     "loss became NaN or Inf. trials c/p/f: tuning trials complete / pruned / "
                     "failed (diverged or interrupted) of the budget. time: wall time of all "
@@ -553,6 +575,7 @@ class TaskReport:
         profiles = self.source.tables(ids, tracking.PROFILES_TABLE)
         if profiles.empty:
             return [Note("No gradient profiles recorded for these runs.", "warn")]
+        memory = bool(len(profiles)) and profiles["kind"].isin(list(an.MEMORY_KINDS)).any()
         snaps = an.profile_snapshots(profiles)
         snaps = snaps.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
         ratios = an.gradient_ratios(snaps).merge(self.runs[["run_id", "model"]], on="run_id")
@@ -570,17 +593,24 @@ class TaskReport:
             "(gamma = 1 for tanh and ReLU); a measured line far below its bound is "
             "vanishing caused by the activation derivatives, not only by the weights. Left: "
             "at initialisation; right: after training. The y range follows the measured "
-            "lines; bounds beyond it are cut off.")
+            "lines; bounds beyond it are cut off."
+            + (" L here is the loss of the steps that need the long memory alone (copy: the "
+               "cross-entropy of the 10 recalled symbols), not the full loss, which the blank "
+               "predictions dominate." if memory else ""))
         fig = self.figure("profiles", "The vanishing / exploding picture: per-time-step "
                           "gradient norms", plots.gradient_profiles(snaps), caption, snaps, ids)
         return [fig, self._ratio_table(ratios), *self.flow(profiles, ids)]
 
     def flow(self, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any]:
         """The gradient-flow heatmap of the best configuration of each model."""
-        flow = an.gradient_flow(profiles)
+        flow = an.gradient_flow(an.memory_profiles(profiles))
         if flow.empty or flow["step"].nunique() < 2:
             return []
-        flow = flow.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
+        columns = ["run_id", "model", "configuration"]
+        if tracking.STEPS_TO_SOLVE in self.runs:
+            columns.append(tracking.STEPS_TO_SOLVE)
+        flow = flow.merge(self.runs[columns], on="run_id").rename(
+            columns={tracking.STEPS_TO_SOLVE: "solved_step"})
         return [self.figure(
             "flow", "Gradient flow over training", plots.gradient_flow(flow),
             f"Each panel: one model's best configuration{where(self.longest)}, first final "
@@ -589,7 +619,9 @@ class TaskReport:
             f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
             f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
             f"smaller); red: it grew. {read_at(self.task)} Read upwards to see when during "
-            f"training gradients start to flow back to the early steps.", flow, ids)]
+            f"training gradients start to flow back to the early steps. A black line: the "
+            f"first probe after the run met the task's solved rule on the validation set "
+            f"(its steps to solve).", flow, ids)]
 
     def factors(self) -> list[Any]:
         """The two factors of the decay, per configuration, at initialisation and after."""
