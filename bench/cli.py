@@ -20,9 +20,10 @@ class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if "default" in text.lower() or action.default is argparse.SUPPRESS or \
-                not action.option_strings or action.default is None or action.default is False \
-                or action.default == []:
+                not action.option_strings or action.default is None or action.default == []:
             return text
+        if action.default is False and action.nargs == 0:  # a flag
+            return f"{text} (default: off)"
         return f"{text} (default: %(default)s)"
 
 
