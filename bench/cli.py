@@ -78,6 +78,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    "dir; also MLFLOW_TRACKING_URI)")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override any config key, e.g. --set training.batch_size=32")
+    p.add_argument("--verbose", action="store_true",
+                   help="a worker's error prints its traceback too (default: one line)")
     p.set_defaults(func=_cmd_run)
 
 

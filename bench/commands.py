@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -27,10 +28,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True) -> SuiteSpec:
+def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True,
+                    needs: tuple[str, ...] = ("storage", "tracking_uri")) -> SuiteSpec:
     """A config file, else the resolved config of a suite that ran, else a packaged one;
     ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked).
-    ``plugins=False``: the suite's plugins need not import here (see ``config.load``)."""
+    ``plugins=False``: the suite's plugins need not import here (see ``config.load``).
+    ``needs``: the URLs the command uses, whose masked password it cannot do without."""
     from bench.suite import runs_root
 
     where = {k: getattr(args, k) for k in ("storage", "tracking_uri")
@@ -43,12 +46,32 @@ def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True) -> SuiteS
                            plugins=plugins)
     else:
         spec = config.load(config.resolve_config(args.suite), where, plugins=plugins)
-    for key in ("storage", "tracking_uri"):
-        if "***" in (getattr(spec, key) or ""):
+    for key in needs:
+        recorded = getattr(spec, key) or ""
+        if "***" in recorded:
+            env = os.environ.get("MLFLOW_TRACKING_URI") if key == "tracking_uri" else None
+            if env and config.mask_secrets(env) == recorded:  # the environment it ran with
+                spec = dataclasses.replace(spec, tracking_uri=env)
+                continue
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"suite {spec.name!r}: its recorded {key} URL has a masked "
                              f"password; pass {flag} with the full URL")
     return spec
+
+
+NARROWING = ("tasks", "models")  # flags that run a subset; the whole suite is recorded
+
+
+def _whole_suite(path: Path, overrides: dict[str, Any], spec: SuiteSpec) -> SuiteSpec | None:
+    """The suite without ``--tasks`` / ``--models`` (None: they are not given), plus any
+    task or model they name that the file lacks."""
+    if not any(key in overrides for key in NARROWING):
+        return None
+    whole = config.load(path, {k: v for k, v in overrides.items() if k not in NARROWING})
+    known = {name for name, _ in whole.tasks}
+    return dataclasses.replace(
+        whole, tasks=whole.tasks + tuple(t for t in spec.tasks if t[0] not in known),
+        models=tuple(dict.fromkeys((*whole.models, *spec.models))))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     console = make_console()
     path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
-    spec = config.load(path, _overrides(args))
+    overrides = _overrides(args)
+    spec = config.load(path, overrides)
+    whole = _whole_suite(path, overrides, spec)
+    suites.check_inputs(spec, args.runs_dir)  # bad input: one line, nothing written
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     suites.check_writable(run_dir)
     start = time.perf_counter()
     with suites.run_lock(run_dir):
         workers = pool.WorkerPool(args.workers)  # their imports overlap with prepare
         try:
-            suite = suites.prepare(spec, args.runs_dir)
+            suite = suites.prepare(spec, args.runs_dir, whole)
         except BaseException:
             workers.cancel()
             raise
@@ -83,11 +109,14 @@ def run(args: argparse.Namespace) -> int:
                       f"{args.workers} worker(s); runs in {suite.run_dir}")
         stats = pool.RunStats()
         with SuiteProgress(console, total, done, per, args.workers) as progress:
-            errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
+            errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)),
+                                 verbose=bool(getattr(args, "verbose", False)))
         rows = suites.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
     console.print(stats.summary())
+    for note in stats.notes:
+        console.print(f"[yellow]note:[/] {note}")
     console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                   f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:
@@ -100,7 +129,7 @@ def status(args: argparse.Namespace) -> int:
     from bench import suite as suites
     from bench.view import make_console, status_table
 
-    spec = load_suite_spec(args)
+    spec = load_suite_spec(args, needs=("storage",))
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     rows = suites.status_rows(spec, run_dir)
     console = make_console()
@@ -116,11 +145,11 @@ def ui(args: argparse.Namespace) -> int:
     from bench import suite as suites
     from bench.tracking import resolve_uri
 
-    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
+    spec = load_suite_spec(args, plugins=False, needs=())  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri.startswith("http"):
-        print(f"suite {spec.name!r} is tracked on a server: open {uri}")
+        print(f"suite {spec.name!r} is tracked on a server: open {config.mask_secrets(uri)}")
         return 0
     if uri.startswith("sqlite") and not (run_dir / "mlflow.db").exists():
         raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
@@ -208,7 +237,7 @@ def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str
         run_dir = suites.runs_root(args.runs_dir) / experiment
         return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, \
             args.storage
-    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
+    spec = load_suite_spec(args, plugins=False, needs=("tracking_uri",))  # not the plugins
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():
@@ -223,6 +252,9 @@ def _report_storage(url: str | None, run_dir: Path | None) -> tuple[Any, str]:
 
     if url is None and (run_dir is None or not (run_dir / "optuna.journal").exists()):
         return None, "no Optuna storage found for this suite (pass --storage URL)"
+    if url is not None and "***" in url:
+        return None, ("the recorded Optuna storage URL hides its password; pass --storage URL "
+                      "for hyperparameter importance")
     try:
         return tuning.open_storage(url, run_dir or Path(".")), ""
     except Exception as err:  # unreachable database, missing driver: the report goes on
