@@ -703,7 +703,7 @@ _FLAG_PATHS: dict[str, KeyPath] = {
     "storage": ("storage",),
     "tracking_uri": ("tracking_uri",),
 }
-OVERRIDE_KEYS = ("tasks", "set", *_FLAG_PATHS)
+OVERRIDE_KEYS = ("tasks", "set", "data_dir", *_FLAG_PATHS)
 
 
 def _fields_with_check(cls: type[Any]) -> tuple[str, ...]:
@@ -823,7 +823,32 @@ def _apply_overrides(
     if overrides.get("tasks") is not None:
         raw["tasks"] = _filter_tasks(raw, overrides["tasks"])
         origins[("tasks",)] = _flag("tasks", overrides["tasks"])
+    if overrides.get("data_dir") is not None:
+        _put_data_dir(raw, str(overrides["data_dir"]), origins)
     return raw, origins
+
+
+def _put_data_dir(raw: dict[Any, Any], value: str, origins: dict[KeyPath, str]) -> None:
+    """``--data-dir DIR``: the ``data_dir`` of every task of the suite whose record reads one."""
+    from bench.registry import TASKS, PluginError
+
+    entries = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
+    readers = []
+    for name in entries:
+        try:
+            takes = "data_dir" in TASKS.get(name).params
+        except PluginError:
+            continue  # reported by validation, with its key
+        if takes:
+            readers.append(name)
+    if not readers:
+        raise ConfigError(f"--data-dir {value}: none of the suite's tasks "
+                          f"({', '.join(map(str, entries)) or 'none'}) reads a data directory")
+    for name in readers:
+        if not isinstance(entries[name], dict):
+            entries[name] = {}
+        entries[name]["data_dir"] = value
+        origins[("tasks", name, "data_dir")] = f"--data-dir {value}"
 
 
 def _blame(origins: Mapping[KeyPath, str], path: KeyPath, source: str) -> str:

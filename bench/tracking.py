@@ -62,6 +62,11 @@ def diagnostics_table(name: str) -> str:
 
 
 PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+# A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
+# MLflow's description of the run (shown on the run's page).
+STUDY_TAG = "optuna.study"
+DASHBOARD_TAG = "optuna.dashboard"
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -77,8 +82,9 @@ def configure() -> None:
     message. Values the user set in the environment are kept, except one: MLflow's own
     "View run ... at: URL" lines are always off, as they print the tracking URI's password.
     """
+    level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(level)
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")

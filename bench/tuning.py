@@ -60,6 +60,9 @@ def configure() -> None:
     """Quiet Optuna for a command line: warnings and errors only, and no notice that the
     heartbeat arguments the project relies on are experimental. Called at the entry points
     (the CLI, a worker process); idempotent."""
+    if os.environ.get("GRADBENCH_VERBOSE"):  # --verbose: Optuna's notices and warnings too
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Heartbeats are recorded here rather than by Study.optimize, which Optuna expects.
@@ -852,3 +855,51 @@ def _importances(study: optuna.Study) -> dict[str, float] | str:
         except Exception as err:  # degenerate values (all equal, NaN): say so
             return f"not computable ({type(err).__name__})"
     return {k: float(v) for k, v in found.items()}
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+
+def storage_exists(url: str | None, run_dir: Path) -> bool:
+    """Whether the suite's storage is there to read (a journal file, or any database URL)."""
+    if url is None:
+        return (run_dir / "optuna.journal").exists()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).exists()
+    return True
+
+
+def dashboard_path(storage: BaseStorage, study: str) -> str:
+    """The path of a study's page on optuna-dashboard (``/dashboard/studies/<id>``)."""
+    return f"/dashboard/studies/{storage.get_study_id_from_name(study)}"
+
+
+def dashboard_links(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration], base: str
+                    ) -> dict[str, tuple[str, str]]:
+    """Configuration -> (its tuning study, the study's page on optuna-dashboard at ``base``)."""
+    out = {}
+    for configuration in configurations:
+        name = study_name(spec, configuration)
+        out[configuration.name] = (name, base + dashboard_path(storage, name))
+    return out
+
+
+def serve_dashboard(url: str | None, run_dir: Path, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the suite's storage until the process is stopped.
+
+    The storage object is built here (``open_storage``) and handed to the dashboard's WSGI
+    app: its own loader for journal files builds the backend with a lock of its own
+    (``JournalFileOpenLock``), not the one the workers use, and takes no RDB heartbeats.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass  # one line per request would drown the links the command printed
+
+    app = wsgi(open_storage(url, run_dir))
+    with make_server(host, port, app, handler_class=Quiet) as server:
+        server.serve_forever()
