@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True) -> SuiteSpec:
+def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True,
+                    needs: tuple[str, ...] = ("storage", "tracking_uri")) -> SuiteSpec:
     """A config file, else the resolved config of a suite that ran, else a packaged one;
     ``--storage`` / ``--tracking-uri`` replace the recorded ones (which are masked).
-    ``plugins=False``: the suite's plugins need not import here (see ``config.load``)."""
+    ``plugins=False``: the suite's plugins need not import here (see ``config.load``).
+    ``needs``: the URLs the command uses, whose masked password it cannot do without."""
     from bench.suite import runs_root
 
     where = {k: getattr(args, k) for k in ("storage", "tracking_uri")
@@ -40,12 +44,32 @@ def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True) -> SuiteS
                            plugins=plugins)
     else:
         spec = config.load(config.resolve_config(args.suite), where, plugins=plugins)
-    for key in ("storage", "tracking_uri"):
-        if "***" in (getattr(spec, key) or ""):
+    for key in needs:
+        recorded = getattr(spec, key) or ""
+        if "***" in recorded:
+            env = os.environ.get("MLFLOW_TRACKING_URI") if key == "tracking_uri" else None
+            if env and config.mask_secrets(env) == recorded:  # the environment it ran with
+                spec = dataclasses.replace(spec, tracking_uri=env)
+                continue
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"suite {spec.name!r}: its recorded {key} URL has a masked "
                              f"password; pass {flag} with the full URL")
     return spec
+
+
+NARROWING = ("tasks", "models")  # flags that run a subset; the whole suite is recorded
+
+
+def _whole_suite(path: Path, overrides: dict[str, Any], spec: SuiteSpec) -> SuiteSpec | None:
+    """The suite without ``--tasks`` / ``--models`` (None: they are not given), plus any
+    task or model they name that the file lacks."""
+    if not any(key in overrides for key in NARROWING):
+        return None
+    whole = config.load(path, {k: v for k, v in overrides.items() if k not in NARROWING})
+    known = {name for name, _ in whole.tasks}
+    return dataclasses.replace(
+        whole, tasks=whole.tasks + tuple(t for t in spec.tasks if t[0] not in known),
+        models=tuple(dict.fromkeys((*whole.models, *spec.models))))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,13 +82,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     console = make_console()
     spec = load_run_spec(args)
+    whole = _whole_suite(_config_path(args), _overrides(args), spec)
+    suites.check_inputs(spec, args.runs_dir)  # bad input: one line, nothing written
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     suites.check_writable(run_dir)
     start = time.perf_counter()
     with suites.run_lock(run_dir):
         workers = pool.WorkerPool(args.workers)  # their imports overlap with prepare
         try:
-            suite = suites.prepare(spec, args.runs_dir)
+            suite = suites.prepare(spec, args.runs_dir, whole)
         except BaseException:
             workers.cancel()
             raise
@@ -78,12 +104,16 @@ def run(args: argparse.Namespace) -> int:
                           f"{suite.run_dir}")
         stats = pool.RunStats()
         with _progress(console, suite, args) as progress:
-            errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)))
+            errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)),
+                                 verbose=bool(getattr(args, "verbose", False)))
         rows = suites.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))
     if not args.quiet:
         console.print(stats.summary())
+    for note in stats.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if not args.quiet:
         console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                       f"tracking: {config.mask_secrets(suite.tracking_uri)}")
     for error in errors:
@@ -93,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
 
 def load_run_spec(args: argparse.Namespace) -> SuiteSpec:
     """The suite ``run`` (and ``cost``) read: a config file or a packaged name, overridden."""
-    path = Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
-    return config.load(path, _overrides(args))
+    return config.load(_config_path(args), _overrides(args))
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.suite) if Path(args.suite).exists() else config.resolve_config(args.suite)
 
 
 def _progress(console: Any, suite: Any, args: argparse.Namespace) -> Any:
@@ -124,7 +157,7 @@ def status(args: argparse.Namespace) -> int:
     from bench import suite as suites
     from bench.view import make_console, status_csv, status_json, status_table
 
-    spec = load_suite_spec(args)
+    spec = load_suite_spec(args, needs=("storage",))
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     rows = suites.status_rows(spec, run_dir)
     if args.format == "json":
@@ -147,12 +180,12 @@ def ui(args: argparse.Namespace) -> int:
     from bench import suite as suites
     from bench.tracking import find_experiment_id, resolve_uri
 
-    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
+    spec = load_suite_spec(args, plugins=False, needs=())  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     servers = []
     if uri.startswith("http"):
-        print(f"suite {spec.name!r} is tracked on a server: open {uri}")
+        print(f"suite {spec.name!r} is tracked on a server: open {config.mask_secrets(uri)}")
     elif uri.startswith("sqlite") and not (run_dir / "mlflow.db").exists():
         raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
                                 f"run it first: gradbench run {args.suite}")
@@ -235,7 +268,7 @@ def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str
         experiment = args.experiment or name
         run_dir = suites.runs_root(args.runs_dir) / name
         return args.tracking_uri, experiment, run_dir if run_dir.is_dir() else None, storage
-    spec = load_suite_spec(args, plugins=False)  # results, not the plugins' code
+    spec = load_suite_spec(args, plugins=False, needs=("tracking_uri",))  # not the plugins
     run_dir = suites.run_dir_for(spec, args.runs_dir)
     uri = resolve_uri(spec.tracking_uri, run_dir)
     if uri == default_tracking_uri(run_dir) and not (run_dir / "mlflow.db").exists():
@@ -250,6 +283,9 @@ def _report_storage(url: str | None, run_dir: Path | None) -> tuple[Any, str]:
 
     if url is None and (run_dir is None or not (run_dir / "optuna.journal").exists()):
         return None, "no Optuna storage found for this suite (pass --storage URL)"
+    if url is not None and "***" in url:
+        return None, ("the recorded Optuna storage URL hides its password; pass --storage URL "
+                      "for hyperparameter importance")
     try:
         return tuning.open_storage(url, run_dir or Path(".")), ""
     except Exception as err:  # unreachable database, missing driver: the report goes on

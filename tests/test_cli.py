@@ -89,6 +89,10 @@ BAD_WHERE = [
      "storage postgresql+psycopg2://u:***@127.0.0.1:1/nodb unreachable"),
     ("unreachable tracking", lambda tmp: ["--tracking-uri", "http://127.0.0.1:1"],
      "tracking store http://127.0.0.1:1 unreachable"),
+    ("no database driver in the URL", lambda tmp: ["--storage",
+                                                   "postgresql://u:pw@127.0.0.1:1/nodb"],
+     "storage postgresql://u:***@127.0.0.1:1/nodb"),
+    ("cuda without CUDA", lambda tmp: ["--device", "cuda"], "device 'cuda': this machine"),
     ("missing HAR data_dir", lambda tmp: ["--tasks", "har", "--set",
                                           f"tasks.har.data_dir={tmp / 'nowhere'}"],
      "tasks.har.data_dir"),
@@ -106,15 +110,30 @@ BAD_WHERE = [
 def test_bad_places_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, case: str, flags,
                                        message: str) -> None:
+    import torch
+
     import bench.tracking
 
+    if case == "cuda without CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
     monkeypatch.setattr(bench.tracking, "RETRY_S", 1.0)
     code = main(["run", "smoke", "--runs-dir", str(tmp_path / "runs"), *flags(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2, (case, err)
     assert len(err.splitlines()) == 1 and message in err, err
     assert "pw@" not in err
-    assert not (tmp_path / "runs" / "smoke" / "config.yaml").exists()  # nothing half-done
+    assert not (tmp_path / "runs").exists()  # nothing written: no lock, journal or store
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "[adding, copy]\n"])
+def test_an_empty_or_non_mapping_config_is_refused(tmp_path: Path, text: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "suite.yaml" in err, err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_input_loses_nothing_recorded(tmp_path: Path,

@@ -332,3 +332,46 @@ def test_an_error_while_training_fails_the_trial_and_its_run(
     assert (run.info.status, run.data.tags["state"]) == ("FAILED", "failed")
     assert suites.recover(suite, tuning.open_storage(None, suite.run_dir)) == {
         "interrupted": 0, "requeued": 0}
+
+
+def test_resuming_a_suite_after_a_change(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Narrowing runs a subset and the whole suite is recorded; a change of meaning is
+    refused in one line with nothing written; more trials, seeds and configurations are
+    scheduled, finals of a superseded best run again, and the command ends."""
+    config = _write(tmp_path, SMALL)
+    runs_dir, run_dir = tmp_path / "runs", tmp_path / "runs" / "small"
+    base = ["run", str(config), "--runs-dir", str(runs_dir)]
+    assert main([*base, "--models", "rnn", "--trials", "1", "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "adding-T8/rnn/none/norm" in out and "adding-T8/lstm/none/norm" in out  # whole
+
+    journal = (run_dir / "optuna.journal").read_bytes()
+    assert main([*base, "--models", "rnn", "--steps", "30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training.steps was 20, now 30" in err, err
+    assert (run_dir / "optuna.journal").read_bytes() == journal
+
+    assert main([*base, "--trials", "3", "--seeds", "2", "--workers", "2"]) == 0
+    capsys.readouterr()
+    runs, _ = _runs(run_dir, "small")
+    for name, study in _studies(run_dir).items():
+        if not name.endswith("/final"):
+            ended = [t for t in study.trials if t.state.is_finished()
+                     and t.user_attrs.get("outcome") != "over_budget"]
+            assert len(ended) == 3, name
+            continue
+        best = _studies(run_dir)[name.removesuffix("/final")].best_trial.params
+        current = {t.number for t in study.trials if t.user_attrs.get("params") == best
+                   and t.state == optuna.trial.TrialState.COMPLETE}
+        assert sorted(study.trials[n].params["seed"] for n in current) == [1000, 1001], name
+        shown = {int(r.data.tags["trial_number"]) for r in runs
+                 if r.data.tags.get("study") == name and r.data.tags.get("role") == "final"}
+        assert shown == current, name  # finals of an earlier best are marked superseded
+        superseded = {t.number for t in study.trials
+                      if t.state == optuna.trial.TrialState.COMPLETE} - current
+        assert all(r.data.tags.get("role") == "superseded" for r in runs
+                   if r.data.tags.get("study") == name
+                   and int(r.data.tags["trial_number"]) in superseded)
