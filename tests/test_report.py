@@ -426,6 +426,9 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
                                    "i => [i.complete && i.naturalWidth > 0, i.alt])")
             overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            phone = browser.new_page(viewport={"width": 400, "height": 800})
+            phone.goto(mixed_report.as_uri(), wait_until="load")
+            narrow = phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         finally:
             browser.close()
     assert images and all(ok for ok, _ in images), [alt for ok, alt in images if not ok]
@@ -433,6 +436,7 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
     network = [u for u in requests if not u.startswith(("data:", mixed_report.as_uri()))]
     assert network == []
     assert overflow, "the page scrolls sideways"
+    assert narrow, "on a phone-width screen the page scrolls sideways (tables scroll inside)"
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

@@ -125,6 +125,7 @@ th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: 
   white-space: nowrap; }}
 th {{ background: #f6f8fa; position: sticky; top: 0; white-space: normal; }}
 td.text, th.text {{ text-align: left; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
 table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
 tr.status-running td {{ background: #fff8c5; }}
 tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
@@ -257,8 +258,8 @@ def render_table(block: Table) -> str:
     title = f"<h4>{_e(block.title)}</h4>" if block.title else ""
     caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
     table = '<table class="wrap">' if block.wrap else "<table>"
-    return f"<div>{title}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
-        f"{caption}</div>"
+    return f'<div>{title}<div class="scroll">{table}<thead><tr>{head}</tr></thead>' \
+        f"<tbody>{body}</tbody></table></div>{caption}</div>"
 
 
 def render_block(block: Block) -> str:
