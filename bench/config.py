@@ -42,6 +42,9 @@ PRUNERS = ("median", "halving", "hyperband", "none")
 INT_SEARCH = ("batch_size", "param_budget", "hidden_size")  # optional integer extras
 BASE_SEARCH = ("lr", *INT_SEARCH)  # besides these, the search parameters of the remedies
 SEARCH_ENTRY_KEYS = ("low", "high", "log", "choices")
+SEARCH_DEFAULT = "default"  # a search entry given per model or task: its fallback range
+OBJECTIVES = ("val_loss", "val_metric")  # what tuning optimises (the metric: the task's)
+TASK_STEPS = "steps"  # tasks.<name>.steps: that task's budget, overriding training.steps
 MODEL_KEYS = ("param_budget", "hidden_size")
 DEFAULT_TASKS = ("adding", "copy", "har")
 CONFIG_DIR = Path(__file__).with_name("configs")  # packaged suites (default, smoke, full)
@@ -246,6 +249,8 @@ class TrainingSpec:
     batch_size: int = _checked(64, _at_least(1))
     eval_every: int = _checked(50, _at_least(1))  # steps between validation (and pruning) checks
     optimizer: str = _checked("adam", _one_of(OPTIMIZERS))
+    warmup_steps: int = _checked(0, _at_least(0))  # linear learning-rate warm-up; 0: none
+    stop_when_solved: bool = _checked(False, _boolean)  # end a run that stayed solved 2 evals
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,7 @@ class TuningSpec:
     trials: int = _checked(8, _at_least(1))  # trials per configuration
     sampler: str = _checked("tpe", _one_of(SAMPLERS))
     pruner: str = _checked("median", _one_of(PRUNERS))
+    objective: str = _checked("val_loss", _one_of(OBJECTIVES))  # val_metric: the task's
 
 
 @dataclass(frozen=True)
@@ -301,6 +307,18 @@ class SearchParam:
     high: float | int | None = None
     log: bool = False
     choices: tuple[float | int, ...] | None = None
+    # Ranges for some models or tasks (``irnn``, ``copy``, ``copy/irnn``); this one is the
+    # ``default`` of the others.
+    by: tuple[tuple[str, SearchParam], ...] = ()
+
+    def at(self, task: str, model: str) -> SearchParam:
+        """The range of one configuration: ``task/model``, else the model's, else the
+        task's, else the default."""
+        found = dict(self.by)
+        for key in (f"{task}/{model}", model, task):
+            if key in found:
+                return found[key]
+        return dataclasses.replace(self, by=())
 
     @property
     def kind(self) -> str:
@@ -311,6 +329,9 @@ class SearchParam:
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as written in the YAML."""
+        if self.by:
+            default = dataclasses.replace(self, by=()).to_dict()
+            return {SEARCH_DEFAULT: default, **{k: p.to_dict() for k, p in self.by}}
         if self.choices is not None:
             return {"choices": list(self.choices)}
         return {"low": self.low, "high": self.high, "log": self.log}
@@ -326,11 +347,14 @@ def _task_params(path: KeyPath, name: Any, value: Any) -> dict[str, Any]:
         return dict(data)
     checked = {}
     for key, item in data.items():
+        if key == TASK_STEPS:
+            checked[key] = _integer(path + (key,), item, 1)
+            continue
         try:
             checked[key] = info.check_param(str(key), item)
         except KeyError:
             raise _Invalid(path + (str(key),), f"unknown key; valid keys: "
-                           f"{', '.join(info.params)}") from None
+                           f"{', '.join([*info.params, TASK_STEPS])}") from None
         except ValueError as err:
             raise _Invalid(path + (str(key),), str(err)) from None
     return {**copy.deepcopy(info.shown_defaults()), **checked}
@@ -380,7 +404,22 @@ def _range(path: KeyPath, name: str, entry: Mapping[str, Any]) -> SearchParam:
 
 
 def _search_param(path: KeyPath, name: str, value: Any) -> SearchParam:
+    """One entry: a range or choices, or ``{default: ..., <model or task>: ...}``."""
     entry = _mapping(path, value)
+    if SEARCH_DEFAULT not in entry:
+        return _one_range(path, name, entry)
+    mixed = [key for key in entry if key in SEARCH_ENTRY_KEYS]
+    if mixed:
+        keys = ", ".join(SEARCH_ENTRY_KEYS)
+        raise _Invalid(path + (str(mixed[0]),), f"give either one range ({keys}) or ranges "
+                       f"by model or task under {SEARCH_DEFAULT}, not both")
+    default = _one_range(path + (SEARCH_DEFAULT,), name, _mapping(path, entry[SEARCH_DEFAULT]))
+    by = tuple(sorted((str(key), _one_range(path + (str(key),), name, _mapping(path, item)))
+                      for key, item in entry.items() if key != SEARCH_DEFAULT))
+    return dataclasses.replace(default, by=by)
+
+
+def _one_range(path: KeyPath, name: str, entry: Mapping[Any, Any]) -> SearchParam:
     _known_keys(path, entry, SEARCH_ENTRY_KEYS)
     if "choices" not in entry:
         return _range(path, name, entry)
@@ -418,6 +457,17 @@ def _default_tasks() -> tuple[tuple[str, dict[str, Any]], ...]:
 
     return tuple((name, copy.deepcopy(TASKS.get(name).shown_defaults()))
                  for name in DEFAULT_TASKS)
+
+
+# Keys added after suites were run: shown (and hashed) only when set to something else than
+# their default, so that the config hash of a suite that does not use them is unchanged.
+NEW_KEYS = ("warmup_steps", "stop_when_solved", "objective")
+
+
+def _without_defaults(section: Any, keys: Sequence[str]) -> dict[str, Any]:
+    data = dataclasses.asdict(section)
+    defaults = {f.name: f.default for f in dataclasses.fields(section)}
+    return {k: v for k, v in data.items() if k not in keys or v != defaults[k]}
 
 
 def _section(factory: Callable[[], Any], check: Check) -> Any:
@@ -463,9 +513,9 @@ class SuiteSpec:
             "regularization": list(self.regularization),
             "clipping": list(self.clipping),
             "model": self.model.to_dict(),
-            "training": dataclasses.asdict(self.training),
+            "training": _without_defaults(self.training, NEW_KEYS),
             "search": {name: param.to_dict() for name, param in self.search.items()},
-            "tuning": dataclasses.asdict(self.tuning),
+            "tuning": _without_defaults(self.tuning, NEW_KEYS),
             "final": dataclasses.asdict(self.final),
             "diagnostics": dataclasses.asdict(self.diagnostics),
             "storage": self.storage,
@@ -540,12 +590,27 @@ def _validate(raw: Any) -> SuiteSpec:
             raise _Invalid(("search", name), f"unknown key; valid keys: {', '.join(allowed)}")
     if "lr" not in spec.search:
         raise _Invalid(("search", "lr"), "required: the learning rate is always tuned")
+    _check_search_keys(spec)
     for found in spec.remedies():  # a remedy's range the config leaves out: its default
         for param, default in found.search.items():
             spec.search.setdefault(param, SearchParam(param, low=default.low,
                                                       high=default.high, log=default.log))
     _exercise_plugins(spec)
     return spec
+
+
+def _check_search_keys(spec: SuiteSpec) -> None:
+    """Per-model (or per-task) search ranges name a model or task of the grid."""
+    tasks = {name for name, _ in spec.tasks} | {registry_name("tasks", n) for n, _ in spec.tasks}
+    models = set(spec.models) | {registry_name("models", m) for m in spec.models}
+    for name, param in spec.search.items():
+        for key, _ in param.by:
+            task, slash, model = key.rpartition("/")
+            ok = (task in tasks and model in models) if slash else key in tasks | models
+            if not ok:
+                raise _Invalid(("search", name, key),
+                               f"not a model or task of the grid (or task/model); valid: "
+                               f"{', '.join([SEARCH_DEFAULT, *sorted(models | tasks)])}")
 
 
 def _unresolved(spec: SuiteSpec) -> bool:
@@ -638,7 +703,7 @@ _FLAG_PATHS: dict[str, KeyPath] = {
     "storage": ("storage",),
     "tracking_uri": ("tracking_uri",),
 }
-OVERRIDE_KEYS = ("tasks", "set", *_FLAG_PATHS)
+OVERRIDE_KEYS = ("tasks", "set", "data_dir", *_FLAG_PATHS)
 
 
 def _fields_with_check(cls: type[Any]) -> tuple[str, ...]:
@@ -669,7 +734,7 @@ def _children(prefix: KeyPath) -> tuple[str, ...] | None:
     if len(prefix) == 2 and prefix[0] == "tasks":
         from bench.registry import TASKS
 
-        return tuple(dict.fromkeys(("seq_len", *TASKS.get(prefix[1]).params)))
+        return tuple(dict.fromkeys(("seq_len", *TASKS.get(prefix[1]).params, TASK_STEPS)))
     if len(prefix) == 2 and prefix[0] == "search":
         return SEARCH_ENTRY_KEYS
     return None
@@ -684,6 +749,8 @@ def _parse_set(item: str) -> tuple[KeyPath, Any]:
         allowed = _children(path[:depth])
         if allowed is None:
             raise ConfigError(f"--set {item}: {'.'.join(path[:depth])} has no sub-keys")
+        if path[0] == "search" and depth >= 2:  # per-model ranges: checked on validation
+            break
         if part not in allowed and path[:depth] != ("search",):  # plugins add their own
             raise ConfigError(f"--set {item}: unknown key {'.'.join(path[:depth + 1])}; "
                               f"valid keys: {', '.join(allowed)}")
@@ -698,6 +765,9 @@ def _put(raw: dict[Any, Any], path: KeyPath, value: Any) -> None:
     if path[0] == "model" and len(path) == 2:  # param_budget and hidden_size exclude each other
         raw["model"] = {path[1]: value}
         return
+    entry = (raw.get("search") or {}).get(path[1]) if path[0] == "search" else None
+    if len(path) == 3 and isinstance(entry, dict) and SEARCH_DEFAULT in entry:
+        path = (*path[:2], SEARCH_DEFAULT, path[2])  # ranges by model: --set sets the default
     node = raw
     for key in path[:-1]:
         if not isinstance(node.get(key), dict):
@@ -753,7 +823,32 @@ def _apply_overrides(
     if overrides.get("tasks") is not None:
         raw["tasks"] = _filter_tasks(raw, overrides["tasks"])
         origins[("tasks",)] = _flag("tasks", overrides["tasks"])
+    if overrides.get("data_dir") is not None:
+        _put_data_dir(raw, str(overrides["data_dir"]), origins)
     return raw, origins
+
+
+def _put_data_dir(raw: dict[Any, Any], value: str, origins: dict[KeyPath, str]) -> None:
+    """``--data-dir DIR``: the ``data_dir`` of every task of the suite whose record reads one."""
+    from bench.registry import TASKS, PluginError
+
+    entries = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
+    readers = []
+    for name in entries:
+        try:
+            takes = "data_dir" in TASKS.get(name).params
+        except PluginError:
+            continue  # reported by validation, with its key
+        if takes:
+            readers.append(name)
+    if not readers:
+        raise ConfigError(f"--data-dir {value}: none of the suite's tasks "
+                          f"({', '.join(map(str, entries)) or 'none'}) reads a data directory")
+    for name in readers:
+        if not isinstance(entries[name], dict):
+            entries[name] = {}
+        entries[name]["data_dir"] = value
+        origins[("tasks", name, "data_dir")] = f"--data-dir {value}"
 
 
 def _blame(origins: Mapping[KeyPath, str], path: KeyPath, source: str) -> str:
@@ -814,6 +909,11 @@ class Configuration:
     model: str
     regularization: str
     clipping: str
+    steps: int | None = field(default=None, compare=False)  # tasks.<name>.steps, if given
+
+    def budget(self, spec: SuiteSpec) -> int:
+        """Training steps of a run: the task's ``steps``, else ``training.steps``."""
+        return self.steps or spec.training.steps
 
     @property
     def name(self) -> str:
@@ -833,9 +933,11 @@ class Configuration:
 
 
 def _task_variants(params: Mapping[str, Any]) -> list[tuple[int | None, dict[str, Any]]]:
+    """(T, the task's build parameters) per T; ``steps`` is the budget, not a parameter."""
+    params = {k: v for k, v in copy.deepcopy(dict(params)).items() if k != TASK_STEPS}
     if "seq_len" not in params:
-        return [(None, copy.deepcopy(dict(params)))]
-    return [(t, {**copy.deepcopy(dict(params)), "seq_len": t}) for t in params["seq_len"]]
+        return [(None, params)]
+    return [(t, {**copy.deepcopy(params), "seq_len": t}) for t in params["seq_len"]]
 
 
 def expand(spec: SuiteSpec) -> list[Configuration]:
@@ -846,7 +948,7 @@ def expand(spec: SuiteSpec) -> list[Configuration]:
     return [
         Configuration(registry_name("tasks", task), seq_len, params,
                       registry_name("models", model), registry_name("regularization", reg),
-                      registry_name("clipping", clip))
+                      registry_name("clipping", clip), task_params.get(TASK_STEPS))
         for task, task_params in spec.tasks
         for seq_len, params in _task_variants(task_params)
         for model in spec.models
@@ -856,7 +958,8 @@ def expand(spec: SuiteSpec) -> list[Configuration]:
 
 
 def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, SearchParam]:
-    """The tuned parameters of one configuration.
+    """The tuned parameters of one configuration, each with its range for the
+    configuration's model and task (``SearchParam.at``).
 
     ``lr`` always; a remedy's parameters (``l2``, ``clip``, ...) only where the configuration
     has that remedy; the extras (batch_size, param_budget, hidden_size) whenever the config
@@ -868,7 +971,8 @@ def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, Sea
     for axis in ("regularization", "clipping"):
         found = remedy(getattr(configuration, axis), axis)
         used.update(found.search if found else ())
-    return {name: param for name, param in spec.search.items() if name in used}
+    return {name: param.at(configuration.task, configuration.model)
+            for name, param in spec.search.items() if name in used}
 
 
 # --------------------------------------------------------------------------- resuming

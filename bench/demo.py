@@ -52,7 +52,8 @@ def run_one(args: argparse.Namespace) -> int:
         {"param_budget": args.param_budget or 10_000}
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-        optimizer=args.optimizer,
+        optimizer=args.optimizer, warmup_steps=args.warmup_steps,
+        stop_when_solved=args.stop_when_solved,
         regularization=args.regularization or ("l2" if args.l2 > 0 else "none"),
         clipping=args.clipping or ("norm" if args.clip > 0 else "none"),
         hparams=_remedy_params(args), seed=args.seed,
@@ -88,6 +89,8 @@ def _print_result(console: Console, task: Any, result: Any) -> None:
             table.add_row(split, *(f"{metrics[k]:.4f}" for k in keys))
     console.print(table)
     verdict = "solved" if result.solved else "not solved"
+    if result.solved_at is not None:
+        verdict += f" (validation first met the rule at step {result.solved_at})"
     console.print(
         f"{verdict}; {result.steps_done} steps in {result.wall_time:.1f} s; "
         f"clip rate {result.clip_rate:.2f}; baseline loss {task.baseline:.4f}"

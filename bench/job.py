@@ -77,15 +77,19 @@ def run_job(
     return train(job.train, task, model, on_eval=on_eval, observer=observer)
 
 def suite_job(
-    spec: SuiteSpec, configuration: Configuration, params: Mapping[str, Any], seed: int
+    spec: SuiteSpec, configuration: Configuration, params: Mapping[str, Any], seed: int,
+    *, final: bool = False,
 ) -> Job:
-    """The job of a suite's trial or final seed: the config's budget with tuned ``params``."""
+    """The job of a suite's trial or final seed: the config's budget (the task's ``steps``
+    where given) with tuned ``params``; only a ``final`` seed reads the test split."""
     training = spec.training
     cfg = TrainConfig(
-        steps=training.steps, batch_size=int(params.get("batch_size", training.batch_size)),
+        steps=configuration.budget(spec),
+        batch_size=int(params.get("batch_size", training.batch_size)),
         lr=float(params["lr"]), optimizer=training.optimizer, eval_every=training.eval_every,
         regularization=configuration.regularization, clipping=configuration.clipping,
-        hparams=remedy_params(configuration, params), seed=seed)
+        hparams=remedy_params(configuration, params), seed=seed, test=final,
+        warmup_steps=training.warmup_steps, stop_when_solved=training.stop_when_solved)
     return Job(configuration.model, spec.model.size(params), cfg,
                probe_every=spec.diagnostics.probe_every, data_seed=spec.seed)
 

@@ -164,7 +164,10 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
     tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
     _write_resolved_config(suite)
     tuning.create_studies(storage, spec, configurations)
-    create_parent_runs(suite, tracker)
+    from bench.serve import default_dashboard_url
+
+    links = tuning.dashboard_links(storage, spec, configurations, default_dashboard_url())
+    create_parent_runs(suite, tracker, links=links)
     recover(suite, storage, tracker=tracker)
     return suite
 
@@ -181,8 +184,12 @@ def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]
     return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
 
 
-def create_parent_runs(suite: Suite, tracker: Any) -> None:
+def create_parent_runs(suite: Suite, tracker: Any,
+                       links: Mapping[str, tuple[str, str]] | None = None) -> None:
     """One MLflow parent run per configuration, with the resolved config and provenance.
+
+    ``links``: configuration -> (its study, the study's page on optuna-dashboard as
+    ``gradbench ui`` serves it by default), as tags and as the run's description.
 
     With a shared storage other machines may be preparing the same suite right now: their
     parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
@@ -195,9 +202,9 @@ def create_parent_runs(suite: Suite, tracker: Any) -> None:
     parents = tracker.ensure_parent_runs(
         {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
         settle_s=0.0 if suite.embedded else PARENT_SETTLE_S)
-    for run_id, created in parents.values():
+    for name, (run_id, created) in parents.items():
         if created:
-            tracker.set_tags(run_id, info)
+            tracker.set_tags(run_id, {**info, **study_tags(*(links or {}).get(name, ("", "")))})
             tracker.log_text(run_id, config_text, "config.yaml")
 
 
@@ -212,6 +219,17 @@ def recorded_config(suite: Suite) -> dict[str, Any]:
             suite.run_dir):
         data["tracking_uri"] = mask_url(suite.tracking_uri)
     return data
+
+
+def study_tags(study: str, url: str) -> dict[str, str]:
+    """A parent run's tags that lead to its Optuna study (none when unknown)."""
+    from bench.tracking import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
+
+    if not study:
+        return {}
+    return {STUDY_TAG: study, DASHBOARD_TAG: url,
+            DESCRIPTION_TAG: f"Optuna study `{study}`: {url} (served by `gradbench ui` or "
+                             f"`gradbench dashboard`)"}
 
 
 def _write_resolved_config(suite: Suite) -> None:
@@ -314,7 +332,8 @@ def records(storage: Any, spec: SuiteSpec, configuration: Configuration
 
     trials = tuning.trial_records(storage, spec, configuration)
     finals = tuning.trial_records(storage, spec, configuration, final=True)
-    return trials, tuning.current_finals(trials, finals)
+    direction = tuning.objective_direction(spec, configuration)
+    return trials, tuning.current_finals(trials, finals, direction)
 
 
 def board_row(configuration: Configuration, trials: Sequence[Any],
@@ -323,14 +342,17 @@ def board_row(configuration: Configuration, trials: Sequence[Any],
     (``records``): the one leaderboard computation of the terminal.
 
     ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
+    The mean and std are over every final seed done: a diverged seed counts with the
+    trivial predictor's test score, which it records (``test_from=trivial``); none is
+    dropped. ``diverged_rate`` says how many those are.
     """
     from bench.tuning import counts
 
     metric = _recorded(finals, "metric")
     direction = _recorded([*finals, *trials], "direction")
     done = [t for t in finals if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED)]
-    values = [float(t.attrs["test"][metric]) for t in done
-              if t.outcome == Outcome.COMPLETE and metric in t.attrs.get("test", {})]
+    values = [float(t.attrs["test"][metric]) for t in done if metric in t.attrs.get("test", {})]
+    solved_at = [int(t.attrs["solved_at"]) for t in done if "solved_at" in t.attrs]
     c = counts(trials)
     return {
         "configuration": configuration.name,
@@ -344,6 +366,7 @@ def board_row(configuration: Configuration, trials: Sequence[Any],
         "mean": statistics.fmean(values) if values else math.nan,
         "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan,
         "seeds": len(done),
+        "steps_to_solve": statistics.median(solved_at) if solved_at else math.nan,
         "solved_rate": _rate(done, lambda t: bool(t.attrs.get("solved"))),
         "diverged_rate": _rate(done, lambda t: t.outcome == Outcome.DIVERGED),
         "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
@@ -369,11 +392,13 @@ def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
     return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
 
 
-def progress_snapshot(suite: Suite) -> dict[str, int]:
-    """Jobs done per configuration (finished tuning trials + finished final seeds)."""
+def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds).
+    ``storage``: one opened before, for a caller that asks again and again."""
     from bench import tuning
 
-    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    if storage is None:
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
     spec, done = suite.spec, {}
     for configuration in suite.configurations:
         trials, finals = records(storage, spec, configuration)
@@ -404,7 +429,7 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
                          "best": math.nan, "finals": f"0/{spec.final.seeds}"})
             continue
         trials, finals = records(storage, spec, configuration)
-        best = tuning.best_trial(trials)
+        best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
         f = tuning.counts(finals)
         rows.append({"configuration": configuration.name, **tuning.counts(trials),
                      "best": best.value if best is not None and best.value is not None

@@ -62,6 +62,11 @@ def diagnostics_table(name: str) -> str:
 
 
 PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+# A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
+# MLflow's description of the run (shown on the run's page).
+STUDY_TAG = "optuna.study"
+DASHBOARD_TAG = "optuna.dashboard"
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -77,8 +82,9 @@ def configure() -> None:
     message. Values the user set in the environment are kept, except one: MLflow's own
     "View run ... at: URL" lines are always off, as they print the tracking URI's password.
     """
+    level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(level)
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -148,7 +154,9 @@ TRAIN_LOSS = "train/loss"  # task loss per step (thinned; every step in STEPS_TA
 GRAD_NORM = "grad/norm"  # global gradient norm before clipping, per step (thinned)
 VAL_LOSS = "val/loss"  # validation loss at the evaluation steps
 TEST_LOSS = "test/loss"
-TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's loss
+TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's (same test set)
+STEPS_TO_SOLVE = "val/steps_to_solve"  # first evaluation step meeting the solved rule
+BASELINE = "baseline"  # namespace of the trivial predictor's metrics: baseline/test_loss, ...
 SPECTRAL_RADIUS = "weights/spectral_radius"  # of W_hh, largest over gate blocks
 FACTORS = "factors"  # the two factors of the decay per step, at each probe
 FACTOR_NAMES = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
@@ -185,9 +193,14 @@ def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
     points += [("grad/clip_rate", result.clip_rate, end),
                ("train/wall_time", result.wall_time, end),
                ("train/steps_done", float(end), end)]
+    for split, metrics in (("val", result.baseline_val), ("test", result.baseline_test)):
+        points += [(metric_key(BASELINE, f"{split}_{k}"), float(v), 0) for k, v in metrics.items()]
+    if result.solved_at is not None:
+        points.append((STEPS_TO_SOLVE, float(result.solved_at), result.solved_at))
     if result.test:
         points.append(("test/solved", float(result.solved), end))
-        points.append((TEST_NORMALIZED, normalized_score(result.test, task), end))
+        points.append((TEST_NORMALIZED, normalized_score(result.test, task,
+                                                         result.baseline_test), end))
     if result.diverged_at is not None:
         points.append(("train/diverged_at", float(result.diverged_at), end))
     if result.diagnostics is not None:
@@ -203,9 +216,12 @@ def step_rows(result: TrainResult) -> list[dict[str, Any]]:
                 zip(result.train_loss, result.grad_norm, result.clipped, strict=True))]
 
 
-def normalized_score(test: Mapping[str, float], task: Task) -> float:
-    """Test loss over the task's baseline loss: 1 = no better than the trivial predictor."""
-    return float(test["loss"]) / task.baseline if task.baseline else math.nan
+def normalized_score(test: Mapping[str, float], task: Task,
+                     baseline: Mapping[str, float] | None = None) -> float:
+    """Test loss over the trivial predictor's loss on the same test set (the empirical
+    baseline; the task's analytic one where there is none): 1 = no better than it."""
+    bar = float((baseline or {}).get("loss", task.baseline))
+    return float(test["loss"]) / bar if bar else math.nan
 
 
 def diagnostic_metrics(diagnostics: Any) -> list[MetricPoint]:
@@ -246,6 +262,8 @@ def run_params(configuration: Configuration, params: Mapping[str, Any], seed: in
         "optimizer": cfg.optimizer, "eval_every": cfg.eval_every,
         "probe_every": spec.diagnostics.probe_every,
     }
+    optional = {"warmup_steps": cfg.warmup_steps, "stop_when_solved": cfg.stop_when_solved}
+    fixed.update({k: v for k, v in optional.items() if v})  # recorded where they are set
     return {**params, **fixed}
 
 

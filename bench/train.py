@@ -3,9 +3,13 @@
 ``train`` runs a model on a task for a fixed number of steps and returns a ``TrainResult``:
 the curves, the cheap per-step gradient quantities (global norm before clipping, whether a
 clipping remedy acted: rescaled or clamped the gradients, or rescaled W_hh), the final
-validation and test metrics, and how the run ended (``completed``, ``diverged`` with the
-step, or ``stopped`` by the evaluation callback, which is how a tuner prunes). A non-finite
-loss or gradient is a result, never an exception.
+validation metrics, the test metrics when the run is allowed to read the test split
+(``TrainConfig.test``: final seeds, not tuning trials), the first evaluation step at which
+the validation metrics met the task's solved rule, and how the run ended (``completed``,
+``diverged`` with the step, or ``stopped`` by the evaluation callback, which is how a tuner
+prunes). A non-finite loss or gradient is a result, never an exception: a diverged run that
+reads the test split is scored as the trivial predictor (``tasks.trivial_metrics``), so that
+a summary over seeds never drops it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch import nn
 from bench.diagnostics.grad_norms import global_grad_norm
 from bench.models import RecurrentModel
 from bench.registry import Remedy, remedy
-from tasks import Task
+from tasks import Task, trivial_metrics
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -67,12 +71,16 @@ class TrainConfig:
     eval_every: int = 50
     seed: int = 0
     check_every: int = 0  # steps between host syncs for divergence; 0: 1 on CPU, 25 on GPU
+    test: bool = True  # evaluate the test split at the end (final seeds; never tuning trials)
+    warmup_steps: int = 0  # the learning rate rises linearly from lr / warmup_steps to lr
+    stop_when_solved: bool = False  # end once the validation metrics stayed solved 2 evals
 
     def __post_init__(self) -> None:
         checks = {
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0, "eval_every": self.eval_every >= 1,
             "check_every": self.check_every >= 0, "optimizer": self.optimizer in OPTIMIZERS,
+            "warmup_steps": self.warmup_steps >= 0,
             **{name: math.isfinite(v) and v >= 0 for name, v in self.hparams.items()},
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -106,7 +114,11 @@ class TrainResult:
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
     val: dict[str, float] = field(default_factory=dict)  # final validation metrics
     test: dict[str, float] = field(default_factory=dict)  # final test metrics
-    solved: bool = False
+    solved: bool = False  # the test metrics meet the solved rule (False without a test)
+    solved_at: int | None = None  # first evaluation step whose validation metrics did
+    test_from: str = "model"  # "trivial": diverged, scored as the trivial predictor
+    baseline_val: dict[str, float] = field(default_factory=dict)  # the trivial predictor's
+    baseline_test: dict[str, float] = field(default_factory=dict)  # (when test is read)
     wall_time: float = 0.0
     diagnostics: Any = None  # filled by the diagnostics observer, if any
 
@@ -158,6 +170,10 @@ class _Loop:
         for r in remedies:
             options.update(r.optimizer_args(self.hp) if r.optimizer_args else {})
         self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr, **options)
+        self.warmup = None
+        if cfg.warmup_steps > 0:
+            self.warmup = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda i: min(1.0, (i + 1) / cfg.warmup_steps))
         self.penalties = [r.penalty for r in remedies if r.penalty is not None]
         self.on_grads = [r.after_backward for r in remedies if r.after_backward is not None]
         self.on_weights = [r.after_step for r in remedies if r.after_step is not None]
@@ -194,6 +210,8 @@ class _Loop:
                     changed = act(self.model, self.hp, lr)
                     if changed is not None:
                         self.clipped[step] |= changed
+        if self.warmup is not None:  # after the remedies: they act with this step's lr
+            self.warmup.step()
 
     def first_nonfinite(self, start: int, stop: int) -> int | None:
         """Index of the first step in [start, stop) with a non-finite loss or gradient."""
@@ -256,22 +274,47 @@ def train(
             if on_eval is not None and on_eval(step + 1, metrics):
                 status, done = "stopped", step + 1
                 break
+            if cfg.stop_when_solved and _stayed_solved(task, evals):
+                done = step + 1  # completed early: the final evaluation is still full
+                break
     result = loop.result(status, done)
     result.evals = evals
     if status == "diverged":
         result.diverged_at, result.reason = done, reason
     if observer is not None:
         result.diagnostics = observer.on_end(done, model, result)
-    if status != "diverged":
-        _finish(result, loop)
+    _finish(result, loop)
     result.wall_time = time.perf_counter() - start_time
     return result
 
 
+def _stayed_solved(task: Task, evals: list[dict[str, float]]) -> bool:
+    """The last two evaluations both met the task's solved rule."""
+    return len(evals) >= 2 and all(task.solved(row) for row in evals[-2:])
+
+
 def _finish(result: TrainResult, loop: _Loop) -> None:
-    """Final evaluation of a run that did not diverge."""
-    result.val = evaluate(loop.model, loop.task, "val")
-    if result.status == "completed":
+    """Final evaluation: validation always (unless diverged), the test split only where the
+    run may read it; a diverged run that may is scored as the trivial predictor."""
+    task = loop.task
+    result.baseline_val = trivial_metrics(task, "val")
+    if loop.cfg.test:
+        result.baseline_test = trivial_metrics(task, "test")
+    if result.status == "diverged":
+        result.solved_at = _first_solved(task, result.evals)
+        if loop.cfg.test and result.baseline_test:
+            result.test, result.test_from = dict(result.baseline_test), "trivial"
+        return
+    result.val = evaluate(loop.model, task, "val")
+    last = result.evals[-1]["step"] if result.evals else None
+    if result.status == "completed" and last != result.steps_done:
         result.evals.append({"step": float(result.steps_done), **result.val})
-    result.test = evaluate(loop.model, loop.task, "test")
-    result.solved = loop.task.solved(result.test)
+    result.solved_at = _first_solved(task, result.evals)
+    if loop.cfg.test:
+        result.test = evaluate(loop.model, task, "test")
+        result.solved = task.solved(result.test)
+
+
+def _first_solved(task: Task, evals: list[dict[str, float]]) -> int | None:
+    """Steps to solve: the first evaluation step whose validation metrics meet the rule."""
+    return next((int(row["step"]) for row in evals if task.solved(row)), None)

@@ -11,7 +11,8 @@ can share a suite. A worker sees plain data only: a ``Claim`` (role, number, par
 a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialRecord``s.
 Trial outcomes (``bench.outcomes.Outcome``, mapped to trial states in ``_STATES``):
 
-- COMPLETE: trained to the end; value = final validation loss.
+- COMPLETE: trained to the end; value = the objective (``tuning.objective``): the final
+  validation loss, or the task's validation metric in the task's direction.
 - PRUNED: stopped early by the pruner.
 - FAIL with ``outcome=diverged``: a non-finite loss or gradient (counts in the budget).
 - FAIL with ``outcome=interrupted``: the worker died or was stopped; retried with the same
@@ -60,6 +61,9 @@ def configure() -> None:
     """Quiet Optuna for a command line: warnings and errors only, and no notice that the
     heartbeat arguments the project relies on are experimental. Called at the entry points
     (the CLI, a worker process); idempotent."""
+    if os.environ.get("GRADBENCH_VERBOSE"):  # --verbose: Optuna's notices and warnings too
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Heartbeats are recorded here rather than by Study.optimize, which Optuna expects.
@@ -203,8 +207,33 @@ def sampler_seed(spec: SuiteSpec, configuration: Configuration, salt: int) -> in
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
 
 
-def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
-    """The pruner on the validation loss, reported every ``eval_every`` steps.
+def trial_seed(spec: SuiteSpec, configuration: Configuration, number: int) -> int:
+    """A tuning trial's training seed (initialisation and training stream): a hash of the
+    suite seed, the configuration and the trial number, so that the best of N trials is not
+    the luckiest draw of one seed. A retry keeps the seed of the trial it re-runs."""
+    key = f"{spec.seed}/{configuration.name}/trial/{number}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
+
+
+def objective_key(spec: SuiteSpec, configuration: Configuration) -> str:
+    """The validation metric tuning optimises: ``loss``, or the task's headline metric."""
+    from bench.registry import TASKS
+
+    return "loss" if spec.tuning.objective == "val_loss" else TASKS.get(configuration.task).metric
+
+
+def objective_direction(spec: SuiteSpec, configuration: Configuration) -> str:
+    """``minimize`` for the loss; the task record's direction for its metric."""
+    from bench.registry import TASKS
+
+    if spec.tuning.objective == "val_loss":
+        return "minimize"
+    return str(TASKS.get(configuration.task).direction)
+
+
+def make_pruner(spec: SuiteSpec, steps: int | None = None) -> optuna.pruners.BasePruner:
+    """The pruner on the objective, reported every ``eval_every`` steps of runs of
+    ``steps`` (default ``training.steps``; a task's own ``steps`` where it has them).
 
     ``median``: stop a trial that is worse than the median of the earlier trials at the same
     step, after two start-up trials and two evaluations. ``halving``: asynchronous successive
@@ -217,10 +246,10 @@ def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if spec.tuning.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=spec.training.eval_every,
-                                              max_resource=spec.training.steps)
+                                              max_resource=steps or spec.training.steps)
     if spec.tuning.pruner == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=halving_rungs(spec)[0], reduction_factor=HALVING_FACTOR)
+            min_resource=halving_rungs(spec, steps)[0], reduction_factor=HALVING_FACTOR)
     return optuna.pruners.MedianPruner(n_startup_trials=2,
                                        n_warmup_steps=2 * spec.training.eval_every)
 
@@ -228,13 +257,13 @@ def make_pruner(spec: SuiteSpec) -> optuna.pruners.BasePruner:
 HALVING_FACTOR = 3
 
 
-def halving_rungs(spec: SuiteSpec) -> list[int]:
+def halving_rungs(spec: SuiteSpec, steps: int | None = None) -> list[int]:
     """Steps at which successive halving compares trials: the first near 1/9 of the run.
 
     The first rung is rounded up to a whole number of evaluations (the pruner sees the loss
     only when it is reported), and later rungs are 3x apart, below the last step.
     """
-    every, steps = spec.training.eval_every, spec.training.steps
+    every, steps = spec.training.eval_every, steps or spec.training.steps
     first = max(every, -(-steps // HALVING_FACTOR**2 // every) * every)
     rungs = [first]
     while rungs[-1] * HALVING_FACTOR < steps:
@@ -246,7 +275,8 @@ def load_study(
     storage: BaseStorage, spec: SuiteSpec, configuration: Configuration, final: bool = False
 ) -> optuna.Study:
     return optuna.load_study(study_name=study_name(spec, configuration, final), storage=storage,
-                             sampler=make_sampler(spec, configuration), pruner=make_pruner(spec))
+                             sampler=make_sampler(spec, configuration),
+                             pruner=make_pruner(spec, configuration.budget(spec)))
 
 
 def create_studies(
@@ -266,8 +296,9 @@ def create_studies(
                                     spec, configuration)
                 continue
             try:
+                direction = "minimize" if final else objective_direction(spec, configuration)
                 study = optuna.create_study(storage=storage, study_name=name,
-                                            direction="minimize")
+                                            direction=direction)
             except optuna.exceptions.DuplicatedStudyError:
                 continue  # another process made it meanwhile
             study.set_user_attr("configuration", configuration.name)
@@ -385,15 +416,15 @@ def finals_done(trials: Sequence[TrialRecord], n_seeds: int) -> bool:
     return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
 
 
-def current_finals(trials: Sequence[TrialRecord],
-                   finals: Sequence[TrialRecord]) -> list[TrialRecord]:
+def current_finals(trials: Sequence[TrialRecord], finals: Sequence[TrialRecord],
+                   direction: str = "minimize") -> list[TrialRecord]:
     """The final seeds that re-ran the current best parameters of ``trials``.
 
     When more tuning trials found better parameters (a suite resumed with more trials),
     the seeds that re-ran the earlier best are superseded: they are kept in the storage
     but are no longer the configuration's result, and its finals run again.
     """
-    best = best_trial(trials)
+    best = best_trial(trials, direction)
     if best is None:
         return []
     return [f for f in finals if _of_params(f, best.params)]
@@ -410,14 +441,17 @@ def missing_seeds(current: Sequence[TrialRecord], seeds: Sequence[int]) -> list[
     return [s for s in seeds if s not in present]
 
 
-def best_trial(trials: Sequence[TrialRecord]) -> TrialRecord | None:
-    """Lowest final validation loss among complete trials; else the best pruned one."""
+def best_trial(trials: Sequence[TrialRecord], direction: str = "minimize"
+               ) -> TrialRecord | None:
+    """Best objective (lowest, or highest with ``maximize``) among complete trials; else
+    the best pruned one by its last report."""
+    sign = -1.0 if direction == "maximize" else 1.0
     complete = [t for t in trials if t.outcome == Outcome.COMPLETE and _finite(t.value)]
     if complete:
-        return min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        return min(complete, key=lambda t: sign * float(t.value))  # type: ignore[arg-type]
     pruned = [t for t in trials if t.outcome == Outcome.PRUNED and t.last_report is not None]
     if pruned:
-        return min(pruned, key=lambda t: float(t.last_report))  # type: ignore[arg-type]
+        return min(pruned, key=lambda t: sign * float(t.last_report))  # type: ignore[arg-type]
     return None
 
 
@@ -473,11 +507,12 @@ class Claim:
     number: int  # the trial's number in its study
     study_name: str
     params: dict[str, Any]  # tuned parameters (the best trial's, for a final seed)
-    seed: int  # training seed: the suite's for tuning, the queued one for a final seed
+    seed: int  # training seed: ``trial_seed`` for tuning, the queued one for a final seed
     _study: optuna.Study = field(repr=False, compare=False)
     _trial: Trial = field(repr=False, compare=False)
     _storage: BaseStorage = field(repr=False, compare=False)
     _trial_id: int | None = field(default=None, repr=False, compare=False)  # RDB only
+    objective: str = "loss"  # the validation metric reported to the pruner and told
 
     @property
     def final(self) -> bool:
@@ -505,11 +540,12 @@ def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -
     trials = _records(study)
     if not tuning_done(trials, spec.tuning.trials):
         return Attempt(pending=True)  # the last trials run elsewhere
-    best = best_trial(trials)
+    direction = objective_direction(spec, configuration)
+    best = best_trial(trials, direction)
     if best is None:  # every trial diverged: nothing to re-run
         return Attempt(pending=False, exhausted=True)
     final = load_study(storage, spec, configuration, final=True)
-    missing = missing_seeds(current_finals(trials, _records(final)), final_seeds(spec))
+    missing = missing_seeds(current_finals(trials, _records(final), direction), final_seeds(spec))
     queued = None
     if missing:  # the first time, more seeds asked for, or better parameters found
         enqueue_finals(final, best.params, missing, best.number)
@@ -517,7 +553,7 @@ def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -
     found = _claim_final(storage, final, best.params)
     if found is not None:
         return Attempt(found, queued=queued)
-    done = finals_done(current_finals(trials, _records(final)), spec.final.seeds)
+    done = finals_done(current_finals(trials, _records(final), direction), spec.final.seeds)
     return Attempt(pending=not done, queued=queued)
 
 
@@ -540,8 +576,10 @@ def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
             _drop(study, trial)
             return None
     params = suggest(trial, search_space(spec, configuration))
-    return Claim("trial", trial.number, study.study_name, params, spec.seed,
-                 study, trial, storage, trial_id)
+    seed = trial_seed(spec, configuration, int(trial.user_attrs.get("retry_of", trial.number)))
+    trial.set_user_attr("seed", seed)
+    return Claim("trial", trial.number, study.study_name, params, seed,
+                 study, trial, storage, trial_id, objective=objective_key(spec, configuration))
 
 
 def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],
@@ -627,13 +665,15 @@ def started(claim: Claim, mlflow_run_id: str) -> None:
 
 
 def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]:
-    """``on_eval(step, val_metrics) -> stop?``: reports the validation loss to the pruner
-    and answers whether to prune. A final seed is never pruned, nor reported."""
+    """``on_eval(step, val_metrics) -> stop?``: reports the objective (the validation loss,
+    or metric) to the pruner and answers whether to prune. A final seed is never pruned,
+    nor reported."""
 
     def should_stop(step: int, metrics: Mapping[str, float]) -> bool:
-        if claim.final or not math.isfinite(metrics["loss"]):
+        value = metrics.get(claim.objective, math.nan)
+        if claim.final or not math.isfinite(value):
             return False
-        claim._trial.report(float(metrics["loss"]), step)
+        claim._trial.report(float(value), step)
         return bool(claim._trial.should_prune())
 
     return should_stop
@@ -684,8 +724,10 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
     """Tell Optuna how the run ended: the commit point, from here the result is kept.
 
     The user attributes say what the leaderboard and the report need: the task's headline
-    ``metric`` and its ``direction``, time and steps, and the test metrics (or where and
-    why the run diverged).
+    ``metric`` and its ``direction``, time and steps, the step at which the validation
+    metrics first met the solved rule, and, for a final seed only (tuning trials never read
+    the test split), the test metrics (a diverged seed's are the trivial predictor's:
+    ``test_from``); for a diverged run, where and why.
 
     Raises:
         TrialTaken: another process ended the trial meanwhile (its heartbeat went stale).
@@ -700,16 +742,20 @@ def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> 
     trial.set_user_attr("direction", direction)
     trial.set_user_attr("wall_time", result.wall_time)
     trial.set_user_attr("steps_done", result.steps_done)
+    if result.solved_at is not None:
+        trial.set_user_attr("solved_at", result.solved_at)
+    if result.test:
+        trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
+        trial.set_user_attr("solved", bool(result.solved))
+        trial.set_user_attr("test_from", result.test_from)
     if ended == Outcome.DIVERGED:
         trial.set_user_attr("outcome", str(ended))
         trial.set_user_attr("diverged_at", result.diverged_at)
         trial.set_user_attr("reason", result.reason)
         claim._study.tell(trial, state=_STATES[ended])
         return ended
-    trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
-    trial.set_user_attr("solved", bool(result.solved))
     if ended == Outcome.COMPLETE:
-        claim._study.tell(trial, float(result.val["loss"]))
+        claim._study.tell(trial, float(result.val[claim.objective]))
     else:
         claim._study.tell(trial, state=_STATES[ended])
     return ended
@@ -832,3 +878,51 @@ def _importances(study: optuna.Study) -> dict[str, float] | str:
         except Exception as err:  # degenerate values (all equal, NaN): say so
             return f"not computable ({type(err).__name__})"
     return {k: float(v) for k, v in found.items()}
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+
+def storage_exists(url: str | None, run_dir: Path) -> bool:
+    """Whether the suite's storage is there to read (a journal file, or any database URL)."""
+    if url is None:
+        return (run_dir / "optuna.journal").exists()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).exists()
+    return True
+
+
+def dashboard_path(storage: BaseStorage, study: str) -> str:
+    """The path of a study's page on optuna-dashboard (``/dashboard/studies/<id>``)."""
+    return f"/dashboard/studies/{storage.get_study_id_from_name(study)}"
+
+
+def dashboard_links(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration], base: str
+                    ) -> dict[str, tuple[str, str]]:
+    """Configuration -> (its tuning study, the study's page on optuna-dashboard at ``base``)."""
+    out = {}
+    for configuration in configurations:
+        name = study_name(spec, configuration)
+        out[configuration.name] = (name, base + dashboard_path(storage, name))
+    return out
+
+
+def serve_dashboard(url: str | None, run_dir: Path, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the suite's storage until the process is stopped.
+
+    The storage object is built here (``open_storage``) and handed to the dashboard's WSGI
+    app: its own loader for journal files builds the backend with a lock of its own
+    (``JournalFileOpenLock``), not the one the workers use, and takes no RDB heartbeats.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass  # one line per request would drown the links the command printed
+
+    app = wsgi(open_storage(url, run_dir))
+    with make_server(host, port, app, handler_class=Quiet) as server:
+        server.serve_forever()

@@ -151,7 +151,7 @@ class Worker:
         tags: dict[str, Any] = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
-            tags["best.val_loss"] = best.value
+            tags[f"best.val_{tuning.objective_key(self.spec, configuration)}"] = best.value
         self.tracker.set_tags(parent, tags)
 
     # ------------------------------------------------------------------ one job
@@ -163,7 +163,7 @@ class Worker:
         opening = time.perf_counter() - started
         tuning.started(claim, run_id)
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
-                            "role": claim.role, "steps": self.spec.training.steps})
+                            "role": claim.role, "steps": configuration.budget(self.spec)})
         result, info = self._train_claimed(configuration, claim, run_id)
         task = info["task"]
         try:
@@ -226,7 +226,7 @@ class Worker:
     def _train(self, configuration: Configuration,
                claim: tuning.Claim) -> tuple[TrainResult, dict[str, Any]]:
         task = self._task(configuration)
-        job = suite_job(self.spec, configuration, claim.params, claim.seed)
+        job = suite_job(self.spec, configuration, claim.params, claim.seed, final=claim.final)
         model = build(job, task, self.device)
         result = run_job(job, task, model, on_eval=self._on_eval(claim))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
@@ -261,8 +261,9 @@ class Worker:
         task = info["task"]
         tags = {"state": str(Outcome.of(result)), "device": str(self.device),
                 "diverged_at": result.diverged_at or "", "reason": result.reason or "",
-                "solved": str(result.solved), "metric": task.metric,
-                "direction": task.direction, **self._provenance}
+                "metric": task.metric, "direction": task.direction, **self._provenance}
+        if result.test:  # final seeds: whether the test metrics meet the solved rule
+            tags.update(solved=str(result.solved), test_from=result.test_from)
         files = {"task.yaml": _task_yaml(task)}
         if result.train_loss:
             files[STEPS_TABLE] = csv_text(step_rows(result))

@@ -65,6 +65,12 @@ class Task(Protocol):
         """The pinned definition, recorded with every run."""
         ...
 
+    def trivial_output(self, n: int) -> torch.Tensor:
+        """What the trivial predictor (the baseline) outputs for ``n`` examples: the same
+        for every input (adding: 1; copy: blanks, then the data symbols equally likely;
+        HAR: the training class prior), shaped like a model's output."""
+        ...
+
 
 def build(
     name: str, params: Mapping[str, Any], *, seed: int, device: torch.device
@@ -92,6 +98,17 @@ def pinned(task: Task) -> dict[str, Any]:
     return {"task": task.name, "seq_len": task.seq_len, "input_size": task.input_size,
             "output_size": task.output_size, "per_step": task.per_step,
             "metric": task.metric, "baseline": task.baseline}
+
+
+def trivial_metrics(task: Task, split: str) -> dict[str, float]:
+    """The trivial predictor's metrics on a fixed split (the empirical baseline): its loss
+    and the task's metrics, measured on the very examples a model is scored on. Empty for a
+    task that has no ``trivial_output``."""
+    make = getattr(task, "trivial_output", None)
+    if make is None:
+        return {}
+    _, y = task.split(split)
+    return task.evaluate(make(len(y)), y)
 
 
 def stream_seed(seed: int, stream: str) -> int:

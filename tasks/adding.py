@@ -59,6 +59,9 @@ class AddingTask(SyntheticTask):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.mse_loss(output, target)
 
+    def trivial_output(self, n: int) -> torch.Tensor:
+        return torch.ones(n, 1, device=self.device)  # predict 1: MSE 1/6 in expectation
+
     def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         mse = float(torch.nn.functional.mse_loss(output.float(), target))
         return {"loss": mse, "mse": mse}

@@ -68,6 +68,21 @@ class CopyTask(SyntheticTask):
         # output (B, T+20, 10) logits, target (B, T+20)
         return torch.nn.functional.cross_entropy(output.flatten(0, 1), target.flatten())
 
+    def trivial_output(self, n: int) -> torch.Tensor:
+        """Logits of the memoryless strategy: a blank for the first T + 10 steps, then the 8
+        data symbols equally likely (its recall, argmax picking the first, is about 1/8)."""
+        length = self.seq_len + 2 * MEMORY
+        logits = torch.full((n, length, N_SYMBOLS), -1e4, device=self.device)
+        logits[:, :-MEMORY, BLANK] = 0.0
+        logits[:, -MEMORY:, 1 : N_DATA + 1] = 0.0
+        return logits
+
+    def memory_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The recall's cross-entropy alone (the last 10 steps): the part of the loss that
+        needs the long memory; the blanks of the other T + 10 steps need none."""
+        return torch.nn.functional.cross_entropy(output[:, -MEMORY:].flatten(0, 1),
+                                                 target[:, -MEMORY:].flatten())
+
     def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         loss = float(self.loss(output.float(), target))
         recalled = output[:, -MEMORY:].argmax(-1) == target[:, -MEMORY:]

@@ -215,11 +215,14 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
     run_dir.mkdir(parents=True)
     client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
     client.create_experiment("smoke")
-    port = _free_port()
+    from tests.test_dashboard import _journal_with_a_study
+
+    _journal_with_a_study(run_dir)  # optuna-dashboard starts beside the MLflow UI
+    port, dashboard_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
-         "--port", str(port)], start_new_session=True, stdout=subprocess.PIPE, text=True,
-        preexec_fn=default_sigint)
+         "--port", str(port), "--dashboard-port", str(dashboard_port)],
+        start_new_session=True, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 90
         body = b""
@@ -234,23 +237,30 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
                 time.sleep(0.5)
         assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
         assert _listening_addresses(port) == {"127.0.0.1"}  # loopback only
+        deadline = time.monotonic() + 60
+        while not _listening_addresses(dashboard_port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _listening_addresses(dashboard_port) == {"127.0.0.1"}
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             proc.terminate()  # `kill PID`: the ui process only, not the server's group
         assert proc.wait(timeout=90) == 0  # generous: a loaded machine is slow
         deadline = time.monotonic() + 15
-        while (_group_alive(proc.pid) or _listening_addresses(port)) and \
-                time.monotonic() < deadline:
+        while (_group_alive(proc.pid) or _listening_addresses(port)
+               or _listening_addresses(dashboard_port)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _group_alive(proc.pid)
         assert not _listening_addresses(port)  # the server and its workers are gone too
+        assert not _listening_addresses(dashboard_port)
         printed = proc.stdout.read()
-        assert f"http://127.0.0.1:{port}/#/experiments/" in printed
+        assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in printed
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
+        assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        from tests.test_dashboard import _stop
+
+        _stop(proc)
 
 
 def test_train_takes_any_remedy_and_its_parameters(capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,6 +191,65 @@ def test_search_space_follows_the_remedies(tmp_path: Path) -> None:
     assert spaces["adding-T100/rnn/l2/norm"] == {"lr", "l2", "clip", "batch_size"}
 
 
+def test_search_ranges_per_model_and_task(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, """
+        tasks: {adding: {seq_len: [10]}, copy: {seq_len: [10]}}
+        regularization: [none]
+        clipping: [none]
+        search:
+          lr:
+            default: {low: 1.0e-3, high: 3.0e-2, log: true}
+            irnn: {low: 1.0e-5, high: 1.0e-3, log: true}
+            copy: {low: 2.0e-3, high: 2.0e-2, log: true}
+            copy/irnn: {choices: [1.0e-4]}
+    """))
+    lr = {c.name: search_space(spec, c)["lr"] for c in expand(spec)}
+    assert lr["adding-T10/rnn/none/none"] == SearchParam("lr", low=1e-3, high=3e-2, log=True)
+    assert lr["adding-T10/irnn/none/none"] == SearchParam("lr", low=1e-5, high=1e-3, log=True)
+    assert lr["copy-T10/lstm/none/none"] == SearchParam("lr", low=2e-3, high=2e-2, log=True)
+    assert lr["copy-T10/irnn/none/none"] == SearchParam("lr", choices=(1e-4,))
+    assert spec.to_dict()["search"]["lr"]["irnn"] == {"low": 1e-5, "high": 1e-3, "log": True}
+    again = write(tmp_path, yaml.safe_dump(spec.to_dict()), "again.yaml")
+    assert load(again) == spec and load(again).config_hash() == spec.config_hash()
+    bad = write(tmp_path, "search: {lr: {default: {low: 1.0e-3, high: 1.0e-2}, "
+                          "lsmt: {low: 1.0e-4, high: 1.0e-3}}}\n", "bad.yaml")
+    with pytest.raises(ConfigError, match=r"search\.lr\.lsmt: not a model or task of the grid"):
+        load(bad)
+    with pytest.raises(ConfigError, match=r"--set search.lr.irnn.high=x: search\.lr\.irnn\."
+                                          r"high: expected a number"):
+        load(again, {"set": ["search.lr.irnn.high=x"]})
+    with pytest.raises(ConfigError, match=r"search\.lr\.low: give either one range"):
+        load("smoke", {"set": ["search.lr.default.low=1.0e-3", "search.lr.default.high=0.1"]})
+
+
+def test_a_task_can_have_its_own_step_budget(tmp_path: Path) -> None:
+    spec = load("smoke", {"set": ["tasks.copy.steps=50"]})
+    budgets = {c.task: c.budget(spec) for c in expand(spec)}
+    assert budgets == {"adding": spec.training.steps, "copy": 50}
+    copy_cell = next(c for c in expand(spec) if c.task == "copy")
+    assert "steps" not in copy_cell.task_params  # a budget, not a parameter of the task
+    assert spec.to_dict()["tasks"]["copy"]["steps"] == 50
+    with pytest.raises(ConfigError, match=r"tasks\.copy\.steps: must be >= 1"):
+        load("smoke", {"set": ["tasks.copy.steps=0"]})
+
+
+def test_new_keys_leave_the_hash_of_configs_without_them_unchanged() -> None:
+    spec = load("smoke")
+    data = spec.to_dict()
+    assert "warmup_steps" not in data["training"] and "objective" not in data["tuning"]
+    assert "stop_when_solved" not in data["training"]
+    same = load("smoke", {"set": ["training.warmup_steps=0", "tuning.objective=val_loss"]})
+    assert same.config_hash() == spec.config_hash()
+    changed = load("smoke", {"set": ["training.warmup_steps=10",
+                                     "training.stop_when_solved=true",
+                                     "tuning.objective=val_metric"]})
+    assert changed.training.warmup_steps == 10 and changed.training.stop_when_solved
+    assert changed.tuning.objective == "val_metric"
+    assert changed.config_hash() != spec.config_hash()
+    with pytest.raises(ConfigError, match=r"tuning\.objective: expected one of val_loss"):
+        load("smoke", {"set": ["tuning.objective=acc"]})
+
+
 # --------------------------------------------------------------------------- errors
 
 ERRORS = [
@@ -303,7 +362,8 @@ def test_set_override_nested_path_and_list_value() -> None:
                                     "search.lr.high=0.05", "model.hidden_size=16"]})
     assert spec.training.batch_size == 32
     assert dict(spec.tasks)["adding"]["seq_len"] == [50, 100]
-    assert spec.search["lr"].high == 0.05
+    assert spec.search["lr"].high == 0.05  # the default range of an entry given by model
+    assert spec.search["lr"].at("adding", "irnn").high == 5e-4
     assert spec.model == config.ModelSpec(param_budget=None, hidden_size=16)
     assert len(expand(spec)) == 4 * 4 * 2 * 2
 

@@ -434,3 +434,31 @@ def test_probe_leaves_grads_and_mode_untouched() -> None:
     for p, g in zip(model.parameters(), before, strict=True):
         assert torch.equal(p.grad, g)
     assert {r.step for r in out.profiles} == {5}
+
+
+def test_copy_also_records_the_profile_of_the_recall_loss_alone() -> None:
+    task = copy.build({"seq_len": 6, "val_size": 8, "test_size": 8}, seed=0,
+                      device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("rnn", ModelSizes(10, 10, True), hidden_size=8)
+    x, y = task.train_batch(4, make_generator(1, torch.device("cpu")))
+    out = probe(model, task.loss, x, y, memory_loss=task.memory_loss)
+    kinds = {row.kind for row in out.profiles}
+    assert {"h", "bound", "h_memory", "bound_memory"} <= kinds
+    memory = [row.norm for row in out.profiles if row.kind == "h_memory"]
+    grads = probe_gradients(model, task.memory_loss, x, y)
+    assert memory == pytest.approx(example_norms(grads.h).mean(dim=0).tolist())
+    # The recall loss reads the last 10 steps only: no direct term before them, and it is
+    # not the full loss (whose blanks dominate).
+    assert float(example_norms(grads.direct)[:, :-10].max()) == 0.0
+    full = [row.norm for row in out.profiles if row.kind == "h"]
+    assert memory != pytest.approx(full)
+    summary = {row.kind: row.loss for row in out.summaries}
+    assert summary["h_memory"] == pytest.approx(grads.loss) != summary["h"]
+    observer = GradientDiagnostics(task, every(100))
+    observer.probe(0, model)
+    assert "h_memory" in {row.kind for row in observer.diagnostics.profiles}
+    plain = GradientDiagnostics(adding.build({"seq_len": 6}, seed=0, device=torch.device("cpu")),
+                                every(100))
+    plain.probe(0, build_model("rnn", ModelSizes(2, 1, False), hidden_size=8))
+    assert "h_memory" not in {row.kind for row in plain.diagnostics.profiles}

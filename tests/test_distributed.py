@@ -6,6 +6,7 @@ Two ``gradbench run`` processes with their own run directories stand for two mac
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,6 +112,10 @@ def test_two_machines_share_one_suite(tmp_path: Path, postgres: str,
     procs = [_start(config, tmp_path / f"machine{i}", *flags) for i in (1, 2)]
     outputs = [_finish(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
+    # Each machine counts the whole suite's runs (2 x (3 + 2) = 10), not only its own: the one
+    # that ends last has seen them all done.
+    assert any("progress: 10/10 runs done (100%)" in out for out in outputs), outputs
+    assert not any(re.search(r"progress: \d+/5 runs", out) for out in outputs)
 
     studies = _studies(url)
     _check_budget_and_uniqueness(studies)

@@ -62,7 +62,7 @@ def _suite(metric: str, direction: str, values: dict[str, list[float]]) -> pd.Da
 def test_mean_ci_uses_student_t() -> None:
     mean, std, low, high = an.mean_ci([1.0, 2.0, 3.0])
     assert (mean, std) == (2.0, 1.0)
-    assert high - mean == pytest.approx(4.303 / math.sqrt(3))
+    assert high - mean == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)  # the t table's digits
     assert low == pytest.approx(2 * mean - high)
     one = an.mean_ci([0.5])
     assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
@@ -112,6 +112,30 @@ def test_leaderboard_marks_diverged_running_and_unfinished() -> None:
     assert board.loc["lstm", "status"] == "not started"
     assert board["rank"].isna().all()  # nothing has a test result
     assert an.best_rows(board.reset_index(), ["model"])["model"].tolist() == ["gru", "irnn"]
+
+
+def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
+    config = "adding-T10/irnn/none/norm"
+    rows = [_run(config, "configuration", state=""),
+            _run(config, "trial", trial_number=0, **{"val/loss": 0.1}),
+            _run(config, "final", seed=1, metric="mse", direction="minimize",
+                 **{"test/mse": 0.01, "test/normalized": 0.06, "val/steps_to_solve": 200.0,
+                    "baseline/test_loss": 0.17, "baseline/test_mse": 0.17}),
+            _run(config, "final", seed=2, metric="mse", direction="minimize",
+                 **{"test/mse": 0.03, "test/normalized": 0.18, "val/steps_to_solve": 400.0}),
+            _run(config, "final", seed=3, state="diverged", status="FAILED", metric="mse",
+                 direction="minimize", **{"test/mse": 0.17, "test/normalized": 1.0})]
+    frame = _frame(rows)
+    row = an.leaderboard(frame, {"trials": 1, "seeds": 3}).iloc[0]
+    assert row["seeds"] == 3 and row["n_values"] == 3  # none dropped
+    assert row["mean"] == pytest.approx((0.01 + 0.03 + 0.17) / 3)
+    assert row["diverged_rate"] == pytest.approx(1 / 3)
+    assert row["normalized"] == pytest.approx((0.06 + 0.18 + 1.0) / 3)
+    assert row["steps_to_solve"] == 300.0
+    assert an.seed_values(frame, config, "mse") == pytest.approx([0.01, 0.03, 0.17])
+    assert an.baseline_of(frame[frame["role"] == "final"]) == 0.17
+    measured = an.empirical_baselines(frame, "adding", 10, "mse")
+    assert measured["test_loss"] == 0.17 and math.isnan(measured["val_loss"])
 
 
 def test_permutation_test_and_bootstrap_interval() -> None:
@@ -164,6 +188,20 @@ def test_tuning_curve_sweep_and_classes() -> None:
     f1 = an.per_class_f1(matrix).set_index("class")
     assert f1.loc["a", "f1"] == pytest.approx(2 * 8 / (2 * 8 + 2))
     assert f1.loc["b", "precision"] == pytest.approx(10 / 12)
+
+
+def test_a_run_with_a_memory_profile_shows_it() -> None:
+    rows = [{"run_id": run, "step": 0, "t": t, "kind": kind, "norm": norm}
+            for run, kinds in (("copy", ("h", "h_memory", "bound", "bound_memory", "c")),
+                               ("adding", ("h", "bound")))
+            for kind in kinds for t, norm in ((1, 1.0 if "memory" in kind else 5.0),
+                                              (2, 2.0))]
+    snaps = an.profile_snapshots(pd.DataFrame(rows))
+    copy = snaps[snaps["run_id"] == "copy"]
+    assert sorted(set(copy["kind"])) == ["bound", "h"] and len(copy) == 4
+    assert copy.loc[(copy["kind"] == "h") & (copy["t"] == 1), "norm"].tolist() == [1.0]
+    adding = snaps[snaps["run_id"] == "adding"]
+    assert adding.loc[(adding["kind"] == "h") & (adding["t"] == 1), "norm"].tolist() == [5.0]
 
 
 def test_profile_snapshots_and_ratio() -> None:
@@ -388,6 +426,9 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
                                    "i => [i.complete && i.naturalWidth > 0, i.alt])")
             overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            phone = browser.new_page(viewport={"width": 400, "height": 800})
+            phone.goto(mixed_report.as_uri(), wait_until="load")
+            narrow = phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         finally:
             browser.close()
     assert images and all(ok for ok, _ in images), [alt for ok, alt in images if not ok]
@@ -395,6 +436,7 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
     network = [u for u in requests if not u.startswith(("data:", mixed_report.as_uri()))]
     assert network == []
     assert overflow, "the page scrolls sideways"
+    assert narrow, "on a phone-width screen the page scrolls sideways (tables scroll inside)"
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
@@ -500,6 +542,53 @@ def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Pa
     _check_self_contained(page)
     assert ">nowhere.mod:NET<" in page and ">weird<" in page
     assert ".dot.m-nowhere-mod-net { background: #" in page
+
+
+def test_report_of_a_config_file_on_a_given_store_reads_the_suite_it_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = Fake(tmp_path / "store", "named")
+    parent = fake.parent("adding-T8/lstm/none/norm")
+    for n in range(2):
+        fake.run(parent, "trial", n, "complete")
+        fake.run(parent, "final", n, "complete", {"loss": 0.01, "mse": 0.01})
+    config_file = tmp_path / "my-experiment.yaml"  # the file's name is not the suite's
+    config_file.write_text(yaml.safe_dump({"name": "named"}))
+    out = tmp_path / "out.html"
+    assert main(["report", str(config_file), "--tracking-uri", fake.uri, "--runs-dir",
+                 str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "report of suite 'named'" in capsys.readouterr().out
+    assert "5 (4 FINISHED, 1 RUNNING)" in out.read_text()  # the runs of suite named
+
+
+def test_report_links_rows_and_figures_to_their_mlflow_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = Fake(tmp_path / "store", "linked")
+    parents = {}
+    finals = []
+    for name in ("adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm"):
+        parents[name] = fake.parent(name)
+        for n in range(2):
+            fake.run(parents[name], "trial", n, "complete")
+            finals.append(fake.run(parents[name], "final", n, "complete",
+                                   {"loss": 0.01 + n / 100, "mse": 0.01 + n / 100}))
+    experiment = fake.tracker.experiment_id
+    out = tmp_path / "linked.html"
+    args = ["report", "linked", "--tracking-uri", fake.uri, "--runs-dir", str(tmp_path / "no"),
+            "--out", str(out)]
+    assert main([*args, "--mlflow-url", "http://127.0.0.1:5000/"]) == 0
+    page = out.read_text()
+    hrefs = re.findall(r'href="(http[^"]*)"', page)
+    base = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+    assert all(h.startswith(base) for h in hrefs)
+    linked = {h.removeprefix(base) for h in hrefs}
+    assert {run_id for run_id, _ in parents.values()} <= linked  # every leaderboard row
+    assert finals[0] in linked  # the first final seed drawn in the gradient figures
+    assert "Runs in MLflow: <a" in page
+    assert main([*args, "--mlflow-url", "127.0.0.1:5000"]) == 2
+    assert "--mlflow-url 127.0.0.1:5000: expected an http:// or https://" in \
+        capsys.readouterr().err
+    assert main(args) == 0  # without it: no link leaves the page
+    assert not re.findall(r'href="http', out.read_text())
 
 
 def test_the_literature_file_is_complete_and_names_its_sources() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,7 +65,8 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     runs_dir = tmp_path / "runs"
     assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
-    assert "adding: test mse over final seeds" in out and "lstm" in out
+    assert "adding: test mse over all final seeds" in out and "lstm" in out
+    assert "progress: 8/8 runs done (100%), 0 running, 0 diverged" in out  # no terminal: a line
     run_dir = runs_dir / "small"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "small"
     _check_small_studies(run_dir)
@@ -75,6 +77,27 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(_runs(run_dir, "small")[0]) == len(runs)
     assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
     assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
+    _check_status_for_scripts(runs_dir)
+
+
+def _check_status_for_scripts(runs_dir: Path) -> None:
+    import csv
+    import io
+    import json
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", "small", "--runs-dir", str(runs_dir), "--json"]) == 0
+    status = json.loads(out.getvalue())
+    assert status["suite"] == "small"
+    rows = {r["configuration"]: r for r in status["configurations"]}
+    assert sorted(rows) == ["adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm"]
+    assert all(r["complete"] == 2 and r["finals"] == "2/2" and r["best"] > 0
+               for r in rows.values())
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", "small", "--runs-dir", str(runs_dir), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["configuration"] for r in table] == list(rows)
+    assert all(float(r["best"]) == rows[r["configuration"]]["best"] for r in table)
 
 
 def _check_small_studies(run_dir: Path) -> None:
@@ -91,6 +114,10 @@ def _check_small_studies(run_dir: Path) -> None:
         else:
             assert all(set(t.params) == {"lr", "clip"} for t in study.trials)
             assert all(sorted(t.intermediate_values) == [10] for t in study.trials)
+            # Tuning never reads the test split; each trial trains on its own seed.
+            assert not any("test" in t.user_attrs or "solved" in t.user_attrs
+                           for t in study.trials)
+            assert len({t.user_attrs["seed"] for t in study.trials}) == 2
 
 
 def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
@@ -104,12 +131,27 @@ def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
     first_round = {r.data.tags["configuration"] for r in started[:2]}
     assert len(first_round) == 2  # tuning goes breadth-first over configurations
     assert all(r.info.status == "FINISHED" for r in runs)
+    for run in trials:  # validation only: no test metric, no trivial test score
+        assert not [k for k in run.data.metrics if k.startswith("test/") or "test_" in k]
+        assert "baseline/val_loss" in run.data.metrics and "solved" not in run.data.tags
+        assert run.data.params["seed"] == run.data.tags["seed"] != "0"
+    for run in finals:
+        assert {"test/mse", "test/normalized", "baseline/test_loss", "baseline/test_mse"} <= \
+            set(run.data.metrics)
+        assert run.data.metrics["test/normalized"] == pytest.approx(
+            run.data.metrics["test/loss"] / run.data.metrics["baseline/test_loss"])
     parent_ids = {r.info.run_id for r in parents}
     assert all(r.data.tags["mlflow.parentRunId"] in parent_ids for r in trials + finals)
     for parent in parents:
         assert {"task", "seq_len", "model", "regularization", "clipping", "config_hash",
                 "git_commit", "version.torch"} <= set(parent.data.tags)
         assert "final/mse_mean" in parent.data.metrics and "best.lr" in parent.data.tags
+        study = f"small/{parent.data.tags['configuration']}"
+        assert parent.data.tags["optuna.study"] == study
+        study_id = _studies(run_dir)[study]._study_id
+        assert parent.data.tags["optuna.dashboard"] == \
+            f"http://127.0.0.1:8080/dashboard/studies/{study_id}"  # where `ui` serves it
+        assert parent.data.tags["optuna.dashboard"] in parent.data.tags["mlflow.note.content"]
         assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
     _check_final_run(client, finals[0], tmp_path)
     return runs

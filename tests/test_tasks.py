@@ -119,3 +119,20 @@ def test_splits_fixed_per_seed_and_distinct(module) -> None:
 def test_bad_task_params_name_the_key(module, params, message) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         module.build(params, seed=0, device=torch.device("cpu"))
+
+
+def test_the_trivial_predictor_is_measured_on_the_fixed_sets() -> None:
+    from tasks import build, trivial_metrics
+
+    cpu = torch.device("cpu")
+    adding = build("adding", {"seq_len": 10, "val_size": 500, "test_size": 800}, seed=0,
+                   device=cpu)
+    test = trivial_metrics(adding, "test")
+    y = adding.split("test")[1]
+    assert test["mse"] == pytest.approx(float(((y - 1) ** 2).mean()))
+    assert abs(test["mse"] - 1 / 6) < 0.03 and test != trivial_metrics(adding, "val")
+    recall = build("copy", {"seq_len": 10, "val_size": 500, "test_size": 800}, seed=0,
+                   device=cpu)
+    test = trivial_metrics(recall, "test")
+    assert test["loss"] == pytest.approx(10 * math.log(8) / 30, rel=1e-5)  # exactly memoryless
+    assert abs(test["recall_acc"] - 1 / 8) < 0.03  # the first data symbol, about 1/8 of them

@@ -64,7 +64,14 @@ def test_huge_learning_rate_is_a_diverged_result(kind: str, optimizer: str, lr: 
     assert not math.isfinite(result.train_loss[-1]) or not math.isfinite(result.grad_norm[-1])
     assert all(math.isfinite(v) for v in result.train_loss[:-1])
     assert "diverged at step" in result.describe() and result.reason
-    assert result.test == {} and not result.solved
+    # Divergence is scored, not dropped: the trivial predictor's test metrics, marked so.
+    assert result.test == result.baseline_test and result.test_from == "trivial"
+    assert result.test["mse"] == pytest.approx(float(((_adding_task().split("test")[1] - 1) ** 2)
+                                                     .mean()))
+    assert not result.solved and result.val == {}
+    quiet = train(TrainConfig(steps=200, lr=lr, optimizer=optimizer, test=False),
+                  _adding_task(), _model(kind, 16))
+    assert quiet.status == "diverged" and quiet.test == {} and quiet.baseline_test == {}
 
 
 class _RecordingAdam(torch.optim.Adam):
@@ -115,3 +122,41 @@ def test_bad_settings_are_rejected_by_name() -> None:
         TrainConfig(steps=-5)
     with pytest.raises(ValueError, match="optimizer='lbfgs'"):
         TrainConfig(optimizer="lbfgs")
+
+
+def test_a_run_without_the_test_split_never_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = _adding_task()
+    read: list[str] = []
+    split = task.split
+    monkeypatch.setattr(task, "split", lambda name: read.append(name) or split(name))
+    result = train(TrainConfig(steps=20, eval_every=10, test=False), task, _model("gru", 8))
+    assert result.status == "completed" and result.val and result.test == {}
+    assert "test" not in read and not result.solved and result.baseline_test == {}
+    assert result.baseline_val["mse"] == pytest.approx(float(((split("val")[1] - 1) ** 2).mean()))
+
+
+def test_steps_to_solve_and_stop_when_solved() -> None:
+    task = _adding_task(10)
+    cfg = TrainConfig(steps=600, lr=1e-2, eval_every=20)
+    full = train(cfg, task, _model("lstm", 32))
+    assert full.solved_at is not None and full.solved_at % 20 == 0
+    assert full.solved_at == next(int(r["step"]) for r in full.evals if r["mse"] < 0.01)
+    early = train(TrainConfig(steps=600, lr=1e-2, eval_every=20, stop_when_solved=True), task,
+                  _model("lstm", 32))
+    assert early.status == "completed" and early.solved_at == full.solved_at
+    assert early.steps_done == full.solved_at + 20 < 600  # solved at two evaluations in a row
+    assert early.val and early.test and [r["step"] for r in early.evals][-1] == early.steps_done
+
+
+def test_warmup_raises_the_learning_rate_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    rates: list[float] = []
+
+    class _Adam(torch.optim.Adam):
+        def step(self, closure=None):  # type: ignore[override]
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setitem(train_module.OPTIMIZERS, "adam", _Adam)
+    train(TrainConfig(steps=6, lr=4e-3, eval_every=10, warmup_steps=4), _adding_task(),
+          _model("gru", 8))
+    assert rates == pytest.approx([1e-3, 2e-3, 3e-3, 4e-3, 4e-3, 4e-3])

@@ -66,9 +66,9 @@ def _smoke(*sets: str) -> tuple[config.SuiteSpec, config.Configuration]:
     return spec, config.expand(spec)[1]  # adding-T10/rnn/none/norm: lr and clip searched
 
 
-def _result(status: str = "completed", loss: float = 0.25) -> TrainResult:
-    return TrainResult(status, steps_done=20, val={"loss": loss},
-                       test={"loss": loss, "mse": loss}, solved=False)
+def _result(status: str = "completed", loss: float = 0.25, test: bool = True) -> TrainResult:
+    return TrainResult(status, steps_done=20, val={"loss": loss, "mse": loss},
+                       test={"loss": loss, "mse": loss} if test else {}, solved=False)
 
 
 def test_a_claim_is_plain_data_and_tell_keeps_metric_and_direction(tmp_path: Path) -> None:
@@ -76,7 +76,8 @@ def test_a_claim_is_plain_data_and_tell_keeps_metric_and_direction(tmp_path: Pat
     storage = tuning.open_storage(None, tmp_path)
     tuning.create_studies(storage, spec, [configuration])
     claim = tuning.claim(storage, spec, configuration).claim
-    assert claim is not None and (claim.role, claim.number, claim.seed) == ("trial", 0, spec.seed)
+    assert claim is not None and (claim.role, claim.number) == ("trial", 0)
+    assert claim.seed == tuning.trial_seed(spec, configuration, 0) != spec.seed
     assert claim.study_name == tuning.study_name(spec, configuration)
     assert set(claim.params) == {"lr", "clip"} and not claim.final
     should_stop = tuning.pruning_callback(claim)
@@ -85,12 +86,51 @@ def test_a_claim_is_plain_data_and_tell_keeps_metric_and_direction(tmp_path: Pat
     tuning.started(claim, "run-1")
     with tuning.heartbeat(claim):  # a journal file: no heartbeat, nothing to do
         pass
-    assert tuning.tell(claim, _result(), metric="mse", direction="minimize") == Outcome.COMPLETE
+    result = _result(test=False)  # a tuning trial's: validation only
+    assert tuning.tell(claim, result, metric="mse", direction="minimize") == Outcome.COMPLETE
     [record] = tuning.trial_records(storage, spec, configuration)
     assert (record.outcome, record.value, record.last_report) == ("complete", 0.25, 0.5)
     assert dict(record.params) == claim.params
-    assert {k: record.attrs[k] for k in ("metric", "direction", "mlflow_run_id", "solved")} == {
-        "metric": "mse", "direction": "minimize", "mlflow_run_id": "run-1", "solved": False}
+    assert {k: record.attrs[k] for k in ("metric", "direction", "mlflow_run_id", "seed")} == {
+        "metric": "mse", "direction": "minimize", "mlflow_run_id": "run-1", "seed": claim.seed}
+    assert "test" not in record.attrs and "solved" not in record.attrs
+
+
+def test_each_trial_has_its_own_seed_and_a_retry_keeps_it(tmp_path: Path) -> None:
+    spec, configuration = _smoke("tuning.trials=3")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claims = [tuning.claim(storage, spec, configuration).claim for _ in range(2)]
+    seeds = [c.seed for c in claims if c is not None]
+    assert len(set(seeds)) == 2 and seeds == [tuning.trial_seed(spec, configuration, n)
+                                              for n in (0, 1)]
+    other = config.expand(spec)[0]
+    assert tuning.trial_seed(spec, other, 0) != seeds[0]  # per configuration
+    assert tuning.trial_seed(config.load("smoke", {"set": ["seed=1"]}), configuration, 0) \
+        != seeds[0]  # and per suite seed
+    tuning.tell(claims[0], _result(test=False), metric="mse", direction="minimize")
+    tuning.fail(claims[1], Outcome.INTERRUPTED)
+    tuning.recover(storage, spec, [configuration], all_running=True)
+    retry = tuning.claim(storage, spec, configuration).claim
+    assert retry is not None and retry.number == 2 and retry.seed == seeds[1]
+
+
+def test_the_objective_can_be_the_tasks_validation_metric(tmp_path: Path) -> None:
+    spec, configuration = _smoke("tuning.objective=val_metric", "tuning.trials=2")
+    copy = next(c for c in config.expand(spec) if c.task == "copy")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [copy])
+    claims = [tuning.claim(storage, spec, copy).claim for _ in range(2)]
+    assert all(c is not None and c.objective == "recall_acc" for c in claims)
+    for claim, acc in zip(claims, (0.9, 0.3), strict=True):
+        result = TrainResult("completed", steps_done=20, val={"loss": 1.0, "recall_acc": acc})
+        tuning.tell(claim, result, metric="recall_acc", direction="maximize")
+    trials = tuning.trial_records(storage, spec, copy)
+    assert [t.value for t in trials] == [0.9, 0.3]
+    best = tuning.best_trial(trials, tuning.objective_direction(spec, copy))
+    assert best is not None and best.number == 0  # the higher recall, the task's direction
+    final = tuning.claim(storage, spec, copy)
+    assert final.queued is not None and final.queued.number == 0
 
 
 def test_final_seeds_are_claimed_with_the_best_parameters(tmp_path: Path) -> None:
@@ -101,7 +141,7 @@ def test_final_seeds_are_claimed_with_the_best_parameters(tmp_path: Path) -> Non
     assert tuning.claim(storage, spec, configuration) == tuning.Attempt(pending=True)
     for claim, loss in zip(claims, (0.3, 0.2), strict=True):
         assert claim is not None
-        tuning.tell(claim, _result(loss=loss), metric="mse", direction="minimize")
+        tuning.tell(claim, _result(loss=loss, test=False), metric="mse", direction="minimize")
     attempt = tuning.claim(storage, spec, configuration)
     final = attempt.claim
     assert attempt.queued is not None and attempt.queued.number == 1
@@ -169,15 +209,18 @@ def test_a_leaderboard_row_from_trial_records() -> None:
     _, configuration = _smoke()
     acc = {"metric": "acc", "direction": "maximize"}
     finals = [tuning.TrialRecord(0, "complete", 0.1, {}, {**acc, "test": {"acc": 0.9},
-                                                          "solved": True}),
+                                                          "solved": True, "solved_at": 100}),
               tuning.TrialRecord(1, "complete", 0.1, {}, {**acc, "test": {"acc": 0.7}}),
-              tuning.TrialRecord(2, "diverged", None, {}, acc),
+              tuning.TrialRecord(2, "diverged", None, {}, {**acc, "test": {"acc": 0.2},
+                                                           "test_from": "trivial"}),
               tuning.TrialRecord(3, "running")]
     trials = [tuning.TrialRecord(0, "complete", 0.2), tuning.TrialRecord(1, "pruned"),
               tuning.TrialRecord(2, "interrupted")]
     row = board_row(configuration, trials, finals)
     assert (row["metric"], row["direction"], row["seeds"]) == ("acc", "maximize", 3)
-    assert row["mean"] == pytest.approx(0.8) and row["std"] == pytest.approx(0.1414, abs=1e-4)
+    # The diverged seed counts with the trivial predictor's accuracy: never dropped.
+    assert row["mean"] == pytest.approx(0.6) and row["std"] == pytest.approx(0.3606, abs=1e-4)
+    assert row["steps_to_solve"] == 100
     assert row["solved_rate"] == pytest.approx(1 / 3)
     assert row["diverged_rate"] == pytest.approx(1 / 3)
     assert (row["complete"], row["pruned"], row["diverged"], row["running"]) == (1, 1, 0, 0)
@@ -217,6 +260,24 @@ def test_orphan_runs_end_with_their_trials_outcome() -> None:
     assert tracker.tags["done"] == {"state": "pruned", "tracking": "incomplete"}
     assert tracker.tags["bad"] == {"state": "failed"}
     assert tracker.tags["gone"] == {"state": "interrupted"}
+
+
+def test_a_suite_job_takes_the_tasks_budget_and_reads_the_test_split_only_when_final() -> None:
+    from bench.job import suite_job
+
+    spec = config.load("smoke", {"set": ["tasks.copy.steps=50", "training.warmup_steps=5",
+                                         "training.stop_when_solved=true"]})
+    copy, adding = (next(c for c in config.expand(spec) if c.task == name)
+                    for name in ("copy", "adding"))
+    trial = suite_job(spec, copy, {"lr": 1e-3}, seed=7)
+    final = suite_job(spec, copy, {"lr": 1e-3}, seed=1000, final=True)
+    assert (trial.train.steps, trial.train.test, final.train.test) == (50, False, True)
+    assert suite_job(spec, adding, {"lr": 1e-3}, seed=7).train.steps == spec.training.steps
+    assert trial.train.warmup_steps == 5 and trial.train.stop_when_solved
+    # The pruner's rungs follow the task's budget.
+    halving = config.load("smoke", {"set": ["tasks.copy.steps=900", "training.eval_every=10"]})
+    assert tuning.halving_rungs(halving, 900) == [100, 300]
+    assert tuning.halving_rungs(halving) == [10]
 
 
 # ------------------------------------------------------------------------------ resuming

@@ -79,7 +79,9 @@ class GradientDiagnostics:
     def probe(self, step: int, model: RecurrentModel) -> None:
         """Probe ``model`` now and add the rows, tagged ``step``."""
         x, y = self.probe_batch(next(model.parameters()).device)
-        self.diagnostics.extend(probe(model, self.task.loss, x, y, step=step))
+        memory = getattr(self.task, "memory_loss", None)  # copy: the recall's loss alone
+        self.diagnostics.extend(probe(model, self.task.loss, x, y, step=step,
+                                      memory_loss=memory))
 
     def on_step(self, step: int, model: RecurrentModel) -> None:
         """At scheduled steps: the raw training gradient's group norms, then a probe."""

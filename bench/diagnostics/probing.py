@@ -4,7 +4,9 @@ A probe runs the unrolled twin forward and one ``torch.autograd.grad`` on the pr
 (nothing is accumulated into ``.grad``, no random numbers are drawn, the model's mode is left
 as it is), then reads off:
 
-- the profiles ``||dL/dh_t||`` (and ``||dL/dc_t||`` for the LSTM) and their summaries;
+- the profiles ``||dL/dh_t||`` (and ``||dL/dc_t||`` for the LSTM) and their summaries; for a
+  task whose loss is mostly steps that need no memory (copy: blanks), also the profile of the
+  part that does (``memory_loss``, kinds ``h_memory`` and ``bound_memory``);
 - the theory bound for the plain RNNs (``bound``);
 - the probe-batch gradient norm per parameter group;
 - the spectral norm and radius of each gate block of ``W_hh``;
@@ -34,20 +36,25 @@ from bench.diagnostics.spectra import recurrent_spectra
 from bench.diagnostics.summaries import summarize_profile
 from bench.models import RecurrentModel
 
+MEMORY_SUFFIX = "_memory"  # profile kinds of the memory loss: h_memory, bound_memory
 
-def _profiles(model: RecurrentModel, grads: ProbeGrads) -> dict[str, list[float]]:
-    """kind -> profile over t = 1..T: ``h``, ``c`` (LSTM) and ``bound`` (plain RNNs)."""
+
+def _profiles(model: RecurrentModel, grads: ProbeGrads, suffix: str = ""
+              ) -> dict[str, list[float]]:
+    """kind -> profile over t = 1..T: ``h``, ``c`` (LSTM) and ``bound`` (plain RNNs), each
+    kind with ``suffix`` (``_memory``: of the memory loss)."""
     out = {"h": example_norms(grads.h).mean(dim=0).tolist()}
-    if grads.c is not None:
+    if grads.c is not None and not suffix:
         out["c"] = example_norms(grads.c).mean(dim=0).tolist()
     gain = recurrent_gain(model)
     if gain is not None:
         out["bound"] = theory_bound(example_norms(grads.direct), gain).tolist()
-    return out
+    return {f"{kind}{suffix}": norms for kind, norms in out.items()}
 
 
 def probe(
-    model: RecurrentModel, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, step: int = 0
+    model: RecurrentModel, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, *, step: int = 0,
+    memory_loss: LossFn | None = None,
 ) -> Diagnostics:
     """Every probe-step quantity of ``model`` on the batch ``(x, y)``, rows tagged ``step``.
 
@@ -57,15 +64,22 @@ def probe(
         x: probe inputs (B, T, I).
         y: probe targets.
         step: the training step to tag the rows with.
+        memory_loss: the part of the task's loss that needs the long memory (copy: the
+            recall), whose profile is added as ``h_memory`` (and ``bound_memory``).
     """
     grads = probe_gradients(model, loss_fn, x, y)
     out = Diagnostics()
-    for kind, norms in _profiles(model, grads).items():
+    profiles, losses = _profiles(model, grads), {"h": grads.loss}
+    if memory_loss is not None:
+        memory = probe_gradients(model, memory_loss, x, y)
+        profiles.update(_profiles(model, memory, MEMORY_SUFFIX))
+        losses[f"h{MEMORY_SUFFIX}"] = memory.loss
+    for kind, norms in profiles.items():
         out.profiles.extend(ProfileRow(step, t, v, kind) for t, v in enumerate(norms, start=1))
-        if kind != "bound":
+        if not kind.startswith("bound"):
             s = summarize_profile(norms)
             out.summaries.append(SummaryRow(step, kind, s.log10_ratio, s.decay_rate, s.horizon,
-                                            s.flag, grads.loss))
+                                            s.flag, losses.get(kind, grads.loss)))
     groups = group_grad_norms(grads.params.items())
     out.groups.extend(GroupRow(step, g, v, "probe") for g, v in groups.items())
     spectra = recurrent_spectra(model)

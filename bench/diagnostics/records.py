@@ -19,7 +19,8 @@ class ProfileRow:
     """One point of a per-time-step profile.
 
     ``kind``: ``h`` = mean_b ||dL/dh_t||, ``c`` = mean_b ||dL/dc_t|| (LSTM), ``bound`` =
-    mean_b of the per-example theory bound (rnn / irnn). ``t`` runs 1..T.
+    mean_b of the per-example theory bound (rnn / irnn); ``h_memory`` and ``bound_memory``:
+    the same for the task's memory loss (copy: the recall's). ``t`` runs 1..T.
     """
 
     step: int

@@ -23,17 +23,20 @@ import pandas as pd
 from bench import registry
 from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
 from bench.results import float_params
-from bench.tracking import TEST_LOSS, TEST_NORMALIZED, VAL_LOSS, metric_key
+from bench.tracking import (
+    BASELINE,
+    STEPS_TO_SOLVE,
+    TEST_LOSS,
+    TEST_NORMALIZED,
+    VAL_LOSS,
+    metric_key,
+)
 
 SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
 FAILED_STATES = ("diverged", "interrupted", "failed")
 BOOTSTRAP = 2000
 EXACT_LIMIT = 20_000  # permutation tests enumerate up to this many splits, else sample
 ALPHA = 0.05
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then ~normal).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
-         2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
-         2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 # ------------------------------------------------------------------------------ registry facts
@@ -123,12 +126,12 @@ def solved_rule(task: str) -> str:
 
 
 def t_quantile(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (``scipy.stats.t``)."""
+    from scipy import stats
+
     if df < 1:
         return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    return 1.96 + 2.4 / df  # within 0.01 of the exact value beyond 30
+    return float(stats.t.ppf(0.975, df))
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -221,17 +224,22 @@ def status_of(parent_status: str, counts: dict[str, int], finals: pd.DataFrame,
 
 def board_row(parent: pd.Series, nested: pd.DataFrame,
               expected: dict[str, int | None]) -> dict[str, Any]:
-    """One configuration's leaderboard entry from its parent run and nested runs."""
+    """One configuration's leaderboard entry from its parent run and nested runs.
+
+    The statistics are over every final seed done: a diverged seed counts with the test
+    metrics it recorded, the trivial predictor's (never dropped); ``diverged_rate`` beside.
+    """
     metric, direction = metric_of(str(parent["task"]), nested)
     trials = nested[nested["role"] == "trial"]
     finals = nested[nested["role"] == "final"]
     done = finals[finals["state"].isin(("complete", "diverged"))]
-    complete = finals[finals["state"] == "complete"]
     key = metric_key("test", metric)
-    values = complete[key].dropna().tolist() if key in complete else []
+    values = done[key].dropna().tolist() if key in done else []
     mean, std, low, high = mean_ci(values)
     low, high = clip_to_range(str(parent["task"]), metric, low, high)
-    normalized = complete[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in complete \
+    normalized = done[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in done \
+        else pd.Series([], dtype=float)
+    to_solve = done[STEPS_TO_SOLVE].dropna() if STEPS_TO_SOLVE in done \
         else pd.Series([], dtype=float)
     counts = trial_counts(trials)
     solved = done["solved"].fillna(False).astype(bool) if "solved" in done else done["state"]
@@ -243,6 +251,7 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
         "metric": metric, "direction": direction, "seeds": len(done), "n_values": len(values),
         "mean": mean, "std": std, "ci_low": low, "ci_high": high,
         "normalized": float(normalized.mean()) if len(normalized) else math.nan,
+        "steps_to_solve": float(to_solve.median()) if len(to_solve) else math.nan,
         "solved_rate": float(solved.mean()) if len(done) else math.nan,
         "diverged_rate": float((done["state"] == "diverged").mean()) if len(done) else math.nan,
         **counts, "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
@@ -325,6 +334,21 @@ def representative_runs(runs: pd.DataFrame, configuration: str) -> list[str]:
     return nested.sort_values("start_time")["run_id"].head(1).tolist()
 
 
+def empirical_baselines(runs: pd.DataFrame, task: str, seq_len: Any,
+                        metric: str) -> dict[str, float]:
+    """The trivial predictor's loss and ``metric`` on the fixed validation and test sets
+    of ``task`` at ``seq_len``, as its runs recorded them (``baseline/val_loss``, ...);
+    NaN where none did."""
+    frame = at_seq_len(runs[(runs["task"] == task) & runs["role"].isin(("trial", "final"))],
+                       seq_len)
+    out = {}
+    for split, name in itertools.product(("val", "test"), ("loss", metric)):
+        key = metric_key(BASELINE, f"{split}_{name}")
+        values = frame[key].dropna() if key in frame else pd.Series([], dtype=float)
+        out[f"{split}_{name}"] = float(values.median()) if len(values) else math.nan
+    return out
+
+
 def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
     """Per run and snapshot: log10(||dL/dh_1|| / ||dL/dh_T||) of the measured profile
     (negative: the gradient shrinks on its way back, i.e. vanishes)."""
@@ -342,30 +366,30 @@ def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
 
 def permutation_p(a: Sequence[float], b: Sequence[float], *, samples: int = 10_000,
                   seed: int = 0) -> float:
-    """Two-sided permutation test of equal means: exact over every split when few, else
-    Monte Carlo with ``samples`` shuffles. NaN if a group is empty."""
+    """Two-sided permutation test of equal means (``scipy.stats.permutation_test``): exact
+    over every split when there are at most ``EXACT_LIMIT``, else Monte Carlo with
+    ``samples`` shuffles. The statistic is ``|mean(a) - mean(b)|`` and p the share of splits
+    at least as extreme. NaN if a group is empty."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size == 0 or y.size == 0:
         return math.nan
-    pooled = np.concatenate([x, y])
-    observed = abs(x.mean() - y.mean())
-    n, k = pooled.size, x.size
-    tol = 1e-12 * max(1.0, float(np.abs(pooled).max()))
-    if math.comb(n, k) <= EXACT_LIMIT:
-        total = pooled.sum()
-        hits = count = 0
-        for idx in itertools.combinations(range(n), k):
-            s = pooled[list(idx)].sum()
-            diff = abs(s / k - (total - s) / (n - k))
-            hits += diff >= observed - tol
-            count += 1
-        return hits / count
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(samples):
-        perm = rng.permutation(pooled)
-        hits += abs(perm[:k].mean() - perm[k:].mean()) >= observed - tol
-    return (hits + 1) / (samples + 1)
+    if min(x.size, y.size) == 1:  # scipy needs two values a group: count the n splits here
+        pooled = np.concatenate([x, y])
+        rest = (pooled.sum() - pooled) / (pooled.size - 1)
+        extreme = np.abs(pooled - rest) >= _abs_mean_diff(x, y) * (1 - 1e-12)
+        return float(extreme.mean())
+    splits = math.comb(x.size + y.size, x.size)
+    result = stats.permutation_test(
+        (x, y), _abs_mean_diff, permutation_type="independent", vectorized=True,
+        n_resamples=splits if splits <= EXACT_LIMIT else samples, alternative="greater",
+        rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def _abs_mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.abs(x.mean(axis=axis) - y.mean(axis=axis))
 
 
 def min_attainable_p(n_a: int, n_b: int) -> float:
@@ -377,15 +401,26 @@ def min_attainable_p(n_a: int, n_b: int) -> float:
 
 def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], *, samples: int = BOOTSTRAP,
                       seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each group."""
+    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each group
+    (``scipy.stats.bootstrap``). A group of one value resamples to itself: a constant."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size == 0 or y.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    xs = rng.choice(x, size=(samples, x.size)).mean(axis=1)
-    ys = rng.choice(y, size=(samples, y.size)).mean(axis=1)
-    low, high = np.percentile(ys - xs, [2.5, 97.5])
-    return float(low), float(high)
+    varying = [g for g in (y, -x) if g.size > 1]
+    shift = sum(float(g.mean()) for g in (y, -x) if g.size == 1)
+    if not varying:
+        return shift, shift
+    result = stats.bootstrap(
+        tuple(varying), _sum_of_means, n_resamples=samples, confidence_level=0.95,
+        method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low) + shift, float(high) + shift
+
+
+def _sum_of_means(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
+    return sum(g.mean(axis=axis) for g in groups)  # type: ignore[return-value]
 
 
 def verdict(p: float, min_p: float) -> str:
@@ -396,10 +431,11 @@ def verdict(p: float, min_p: float) -> str:
 
 
 def seed_values(runs: pd.DataFrame, configuration: str, metric: str) -> list[float]:
-    """The test metric of each completed final seed of a configuration."""
+    """The test metric of each final seed of a configuration (a diverged one's: the
+    trivial predictor's)."""
     key = metric_key("test", metric)
     finals = runs[(runs["role"] == "final") & (runs["configuration"] == configuration)
-                  & (runs["state"] == "complete")]
+                  & runs["state"].isin(("complete", "diverged"))]
     return finals[key].dropna().astype(float).tolist() if key in finals else []
 
 
@@ -536,11 +572,28 @@ def per_class_f1(matrix: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ curves
 
 
+MEMORY_KINDS = {"h_memory": "h", "bound_memory": "bound"}  # see bench.diagnostics.probing
+
+
+def memory_profiles(profiles: pd.DataFrame) -> pd.DataFrame:
+    """A run that recorded the profile of its task's memory loss (copy: the recall alone)
+    shows that one, as kinds ``h`` and ``bound``: the full loss is dominated by steps that
+    need no memory. Other runs keep their profiles."""
+    if profiles.empty or not profiles["kind"].isin(list(MEMORY_KINDS)).any():
+        return profiles
+    has = set(profiles.loc[profiles["kind"].isin(list(MEMORY_KINDS)), "run_id"])
+    mine = profiles["run_id"].isin(has)
+    keep = profiles[~mine | profiles["kind"].isin(list(MEMORY_KINDS))]
+    return keep.assign(kind=keep["kind"].replace(MEMORY_KINDS))
+
+
 def profile_snapshots(profiles: pd.DataFrame) -> pd.DataFrame:
     """Per run, the first probe (at initialisation) and the last (after training), with a
-    ``when`` column; kinds ``h`` and ``bound`` only."""
+    ``when`` column; kinds ``h`` and ``bound`` only (of the memory loss where a run has it,
+    ``memory_profiles``)."""
     if profiles.empty:
         return profiles.assign(when=pd.Series(dtype=object))
+    profiles = memory_profiles(profiles)
     frame = profiles[profiles["kind"].isin(("h", "bound"))]
     first = frame.groupby("run_id")["step"].transform("min")
     last = frame.groupby("run_id")["step"].transform("max")
@@ -560,7 +613,12 @@ def seed_band(histories: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def baseline_of(finals: pd.DataFrame) -> float:
-    """The task's baseline loss: test loss / normalised score of any completed seed."""
+    """The task's baseline loss on the test set: the trivial predictor's, as the final
+    seeds measured it (``baseline/test_loss``); for older runs, test loss / normalised
+    score of any completed seed."""
+    measured = metric_key(BASELINE, "test_loss")
+    if measured in finals and finals[measured].notna().any():
+        return float(finals[measured].dropna().median())
     if finals.empty or TEST_NORMALIZED not in finals or TEST_LOSS not in finals:
         return math.nan
     ok = finals[(finals[TEST_NORMALIZED] > 0) & finals[TEST_LOSS].notna()]

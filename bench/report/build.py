@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ SHOWN_IDS = 6  # run ids listed under a figure (all of them are in its CSV)
 
 def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
                  storage_note: str = "",
-                 others: Sequence[tuple[ResultsSource, Any, str]] = ()) -> Path:
+                 others: Sequence[tuple[ResultsSource, Any, str]] = (),
+                 mlflow_url: str | None = None) -> Path:
     """Read the suite from ``source``, write the report to ``out`` (an .html file).
 
     Args:
@@ -49,11 +51,17 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         storage_note: why there is no storage, shown in place of the importance figure.
         others: more suites ``(source, storage, storage_note)`` to put side by side on the
             same page: a comparison of their best results first, then each suite's sections.
+        mlflow_url: the MLflow UI serving the suites' store (``http://host:port``): each
+            leaderboard row links to its configuration's parent run and each figure to the
+            runs it draws. None: no links (the page stays self-contained).
     """
+    if mlflow_url is not None:
+        RunLinks(mlflow_url, "")  # a bad address fails before anything is read
     plots.configure()
     suites = [(source, storage, storage_note), *others]
     many = len(suites) > 1
-    loaded = [suite_sections(*entry, suite_label=many) for entry in suites]
+    loaded = [suite_sections(*entry, suite_label=many, mlflow_url=mlflow_url)
+              for entry in suites]
     boards = [board.assign(suite=results.suite) for results, board, _ in loaded]
     results = loaded[0][0]
     if many:
@@ -78,7 +86,8 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
 
 
 def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
-                   suite_label: bool) -> tuple[Results, pd.DataFrame, list[Section]]:
+                   suite_label: bool, mlflow_url: str | None = None
+                   ) -> tuple[Results, pd.DataFrame, list[Section]]:
     """One suite read back: its results, its leaderboard and one section per task."""
     results = source.load()
     board = an.leaderboard(results.runs, expected_counts(results.config))
@@ -88,7 +97,9 @@ def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
     sections = []
     for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
         report = TaskReport(task, results, board[board["task"] == task], source,
-                            suite_label=suite_label)
+                            suite_label=suite_label,
+                            links=RunLinks(mlflow_url, source.experiment_id) if mlflow_url
+                            else None)
         sections.append(report.section(importances, storage_note))
     return results, board, sections
 
@@ -142,9 +153,9 @@ def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
 
 BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
                  "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
-                 "normalized", "solved_rate", "diverged_rate", "complete", "pruned", "diverged",
-                 "failed", "running", "best_val", "time_s", "status", "parent_run_id",
-                 "final_run_ids")
+                 "normalized", "solved_rate", "diverged_rate", "steps_to_solve", "complete",
+                 "pruned", "diverged", "failed", "running", "best_val", "time_s", "status",
+                 "parent_run_id", "final_run_ids")
 
 
 def leaderboard_path(out: Path) -> Path:
@@ -266,7 +277,7 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
                                                             "status"],
         rows, row_classes=classes, model_column=2,
         caption="Models are listed best first; the first row of each task (bold) is the "
-                "overall winner. test metric: mean over final seeds of the task's headline "
+                "overall winner. test metric: mean over all final seeds of the task's headline "
                 f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "
                 "the trivial predictor's loss (below 1 beats it). solved: share of final seeds "
                 "meeting the task's solved rule."))
@@ -346,12 +357,30 @@ def provenance(results: Results) -> dict[str, str]:
 # ------------------------------------------------------------------------------ one task
 
 
+@dataclass(frozen=True)
+class RunLinks:
+    """Addresses of runs in the MLflow UI at ``base`` (``--mlflow-url``)."""
+
+    base: str
+    experiment_id: str
+
+    def __post_init__(self) -> None:
+        if not self.base.startswith(("http://", "https://")):
+            raise ValueError(f"--mlflow-url {self.base}: expected an http:// or https:// "
+                             f"address of the MLflow UI")
+
+    def run(self, run_id: str) -> str:
+        return f"{self.base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
 class TaskReport:
     """The section of one task: tables, the gradient picture, tuning, HAR extras."""
 
     def __init__(self, task: str, results: Results, board: pd.DataFrame,
-                 source: ResultsSource, *, suite_label: bool = False) -> None:
+                 source: ResultsSource, *, suite_label: bool = False,
+                 links: RunLinks | None = None) -> None:
         self.task, self.results, self.board, self.source = task, results, board, source
+        self.links = links
         # with several suites on one page: anchors, figure files and titles name the suite
         self.key = f"{results.suite}-{task}" if suite_label else task
         self.suffix = f" (suite {results.suite})" if suite_label else ""
@@ -399,7 +428,24 @@ class TaskReport:
         """A figure of this task with its data (``figures/<task>-<name>.csv``) and a line
         saying which runs and configurations it was drawn from and how to redraw it."""
         return Figure(title, plots.to_data_uri(fig), caption, name=f"{self.key}-{name}",
-                      data=data, source=self.source_line(run_ids, configurations))
+                      data=data, source=self.source_line(run_ids, configurations),
+                      links=self._run_links(run_ids))
+
+    def _run_links(self, run_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(configuration and role, URL) of the runs a figure draws (none without links)."""
+        if self.links is None:
+            return []
+        info = self.runs.set_index("run_id")
+        return [(f"{info.at[i, 'configuration']} ({info.at[i, 'role']})", self.links.run(i))
+                for i in dict.fromkeys(run_ids) if i in info.index]
+
+    def _parent_links(self) -> list[str]:
+        """Per leaderboard row, its parent run in the MLflow UI (none without links)."""
+        if self.links is None or "parent_run_id" not in self.board:
+            return []
+        links = self.links
+        return [links.run(str(i)) if isinstance(i, str) and i else ""
+                for i in self.board["parent_run_id"]]
 
     def source_line(self, run_ids: Sequence[str], configurations: Iterable[str]) -> str:
         runs = self.runs[self.runs["run_id"].isin(list(run_ids))]
@@ -425,6 +471,7 @@ class TaskReport:
                           f"{an.solved_rule(self.task)}; baseline loss "
                           f"(trivial predictor): {num(baseline)}"
                           + (f"; T tried: {ts}." if ts else ".")))
+        notes.append(self.baselines())
         ranked = self.top[self.top["rank"].notna()]
         if len(ranked):
             r = ranked.iloc[0]
@@ -439,6 +486,22 @@ class TaskReport:
                               f"and marked below.", "warn"))
         return notes
 
+    def baselines(self) -> Note:
+        """The trivial predictor: analytic (the task record's words) beside what it scores
+        on the fixed validation and test sets (score / baseline divides by the test one)."""
+        info = an.task_info(self.task)
+        parts = []
+        for t in self._seq_lens():
+            b = an.empirical_baselines(self.runs, self.task, t, self.metric)
+            parts.append(f"{'T = ' + t_label(t) + ': ' if pd.notna(t) else ''}validation loss "
+                         f"{num(b['val_loss'])}, {self.metric} {num(b['val_' + self.metric])}; "
+                         f"test loss {num(b['test_loss'])}, {self.metric} "
+                         f"{num(b['test_' + self.metric])}")
+        analytic = info.baseline if info is not None else "see the task"
+        return Note(f"Baseline (trivial predictor): analytic {analytic}; measured on the fixed "
+                    f"sets: {'; '.join(parts)}. A diverged final seed counts with the "
+                    f"trivial predictor's test score.")
+
     def leaderboard(self) -> list[Any]:
         rows, classes = [], []
         previous: str | None = None
@@ -452,7 +515,8 @@ class TaskReport:
                 "-" if pd.isna(r["rank"]) else str(int(r["rank"])), t_label(r["seq_len"]),
                 str(r["model"]), str(r["remedy"]), str(r["status"]),
                 mean, ci, num(r["normalized"], 3),
-                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]), str(r["seeds"]),
+                f"{pct(r['solved_rate'])}", pct(r["diverged_rate"]),
+                num(r.get("steps_to_solve", math.nan)), str(r["seeds"]),
                 f"{r['complete']}/{r['pruned']}/{r['failed']}{of}"
                 + (f" +{r['running']} running" if r["running"] else ""),
                 duration(float(r["time_s"]))])
@@ -465,13 +529,18 @@ class TaskReport:
         table = Table(
             f"Leaderboard: all {len(self.board)} configurations",
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
-             "95% CI", "score / baseline", "solved", "diverged", "seeds", "trials c/p/f",
-             "time"], rows, row_classes=classes, model_column=2,
+             "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
+             "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
+            links=self._parent_links(), link_column=3,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
-                    f"the final seeds ({better} is better). ± std: sample standard deviation "
+                    f"all final seeds ({better} is better; a diverged seed counts with the "
+                    f"trivial predictor's score). steps to solve: median over seeds of the "
+                    f"first evaluation step whose validation metrics met the solved rule. "
+                    "± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
                     "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
-                    "score / baseline: test loss / the trivial predictor's loss (< 1 beats it). "
+                    "score / baseline: test loss / the trivial predictor's loss on the same test "
+                    "set (< 1 beats it). "
                     "solved / diverged: share of final seeds that meet the solved rule / whose "
                     "loss became NaN or Inf. trials c/p/f: tuning trials complete / pruned / "
                     "failed (diverged or interrupted) of the budget. time: wall time of all "
@@ -506,6 +575,7 @@ class TaskReport:
         profiles = self.source.tables(ids, tracking.PROFILES_TABLE)
         if profiles.empty:
             return [Note("No gradient profiles recorded for these runs.", "warn")]
+        memory = bool(len(profiles)) and profiles["kind"].isin(list(an.MEMORY_KINDS)).any()
         snaps = an.profile_snapshots(profiles)
         snaps = snaps.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
         ratios = an.gradient_ratios(snaps).merge(self.runs[["run_id", "model"]], on="run_id")
@@ -523,17 +593,24 @@ class TaskReport:
             "(gamma = 1 for tanh and ReLU); a measured line far below its bound is "
             "vanishing caused by the activation derivatives, not only by the weights. Left: "
             "at initialisation; right: after training. The y range follows the measured "
-            "lines; bounds beyond it are cut off.")
+            "lines; bounds beyond it are cut off."
+            + (" L here is the loss of the steps that need the long memory alone (copy: the "
+               "cross-entropy of the 10 recalled symbols), not the full loss, which the blank "
+               "predictions dominate." if memory else ""))
         fig = self.figure("profiles", "The vanishing / exploding picture: per-time-step "
                           "gradient norms", plots.gradient_profiles(snaps), caption, snaps, ids)
         return [fig, self._ratio_table(ratios), *self.flow(profiles, ids)]
 
     def flow(self, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any]:
         """The gradient-flow heatmap of the best configuration of each model."""
-        flow = an.gradient_flow(profiles)
+        flow = an.gradient_flow(an.memory_profiles(profiles))
         if flow.empty or flow["step"].nunique() < 2:
             return []
-        flow = flow.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
+        columns = ["run_id", "model", "configuration"]
+        if tracking.STEPS_TO_SOLVE in self.runs:
+            columns.append(tracking.STEPS_TO_SOLVE)
+        flow = flow.merge(self.runs[columns], on="run_id").rename(
+            columns={tracking.STEPS_TO_SOLVE: "solved_step"})
         return [self.figure(
             "flow", "Gradient flow over training", plots.gradient_flow(flow),
             f"Each panel: one model's best configuration{where(self.longest)}, first final "
@@ -542,7 +619,9 @@ class TaskReport:
             f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
             f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
             f"smaller); red: it grew. {read_at(self.task)} Read upwards to see when during "
-            f"training gradients start to flow back to the early steps.", flow, ids)]
+            f"training gradients start to flow back to the early steps. A black line: the "
+            f"first probe after the run met the task's solved rule on the validation set "
+            f"(its steps to solve).", flow, ids)]
 
     def factors(self) -> list[Any]:
         """The two factors of the decay, per configuration, at initialisation and after."""

@@ -53,6 +53,9 @@ class FirstSignTask(SyntheticTask):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, target)  # output (B, 2) logits at the last step
 
+    def trivial_output(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 2, device=self.device)  # both classes equally likely
+
     def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         acc = float((output.argmax(-1) == target).float().mean())
         return {"loss": float(self.loss(output.float(), target)), "acc": acc}
