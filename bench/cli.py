@@ -126,6 +126,8 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                        "self-contained HTML page (reports/<name>/index.html): leaderboards, "
                        "gradient pictures, tuning, significance.")
     _suite_arg(p, "the suite to report on")
+    p.add_argument("others", nargs="*", metavar="MORE",
+                   help="more suites (config files or names) side by side on the same page")
     p.add_argument("--tracking-uri", help="read from this MLflow tracking URI instead of the "
                    "suite's recorded store (with --experiment)")
     p.add_argument("--experiment", help="the MLflow experiment (default: the suite name)")

@@ -178,14 +178,22 @@ def report(args: argparse.Namespace) -> int:
     from bench.results import ResultsSource
 
     start = time.perf_counter()
-    uri, experiment, run_dir, storage_url = _report_source(args)
-    source = ResultsSource(uri, experiment)
-    storage, note = _report_storage(storage_url, run_dir)
-    out = Path(args.out) if args.out else Path("reports") / experiment
+    entries, names = [], []
+    for i, suite in enumerate([args.suite, *getattr(args, "others", [])]):
+        # --experiment and --storage name the first suite's; the others use their own
+        one = {**vars(args), "suite": suite} if i == 0 else \
+            {**vars(args), "suite": suite, "experiment": None, "storage": None}
+        uri, experiment, run_dir, storage_url = _report_source(argparse.Namespace(**one))
+        storage, note = _report_storage(storage_url, run_dir)
+        entries.append((ResultsSource(uri, experiment), storage, note))
+        names.append(experiment)
+    out = Path(args.out) if args.out else Path("reports") / "-vs-".join(names)
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "index.html"
-    path = build_report(source, out, storage=storage, storage_note=note)
-    print(f"report of suite {experiment!r}: {path} ({time.perf_counter() - start:.1f} s); "
+    path = build_report(entries[0][0], out, storage=entries[0][1], storage_note=entries[0][2],
+                        others=entries[1:])
+    what = f"suite {names[0]!r}" if len(names) == 1 else f"suites {', '.join(names)}"
+    print(f"report of {what}: {path} ({time.perf_counter() - start:.1f} s); "
           f"leaderboard table: {leaderboard_path(path)}")
     return 0
 

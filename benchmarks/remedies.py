@@ -59,9 +59,10 @@ class Case:
 
 
 def regularization_cases(args: argparse.Namespace) -> Iterator[Case]:
-    yield Case("lstm", "adam", args.lr)
+    if "none" in args.names:
+        yield Case("lstm", "adam", args.lr)
     for lam in args.values:
-        for name in ("l2", "decay"):
+        for name in (n for n in args.names if n != "none"):
             yield Case("lstm", "adam", args.lr, regularization=name, value=lam)
 
 
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2, help="regularization: Adam's lr")
     parser.add_argument("--values", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2],
                         help="regularization: the lambdas")
+    parser.add_argument("--names", nargs="+", default=["none", "l2", "decay"],
+                        help="regularization: the remedies (none, l2, l2-all, decay)")
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.01, 0.1, 0.5],
                         help="clipping: SGD's learning rates")
     args = parser.parse_args()

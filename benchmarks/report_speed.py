@@ -93,7 +93,7 @@ def probe_tables(rng: random.Random, model: str, seq_len: int, steps: int) -> di
     """The diagnostics tables of one run: profiles, summaries, spectra, groups, ..."""
     decay = {"rnn": 0.15, "irnn": 0.05, "lstm": 0.01, "gru": 0.008}[model]
     tables: dict[str, list] = {k: [] for k in ("profiles", "summaries", "spectra", "groups",
-                                               "saturation")}
+                                               "saturation", "factors")}
     for step in sorted({0, 100, 200, steps}):
         for t in range(1, seq_len + 1):
             norm = 0.05 * math.exp(-decay * (seq_len - t)) * (1 + 0.05 * rng.random())
@@ -110,6 +110,10 @@ def probe_tables(rng: random.Random, model: str, seq_len: int, steps: int) -> di
                              for g in ("input", "recurrent", "bias", "head")]
         tables["saturation"].append({"step": step, "block": "h", "measure": "saturated",
                                      "value": rng.random() * 0.1})
+        tables["factors"].append({"step": step, "path": "W_hh, tanh'", "w_log10_norm": 0.04,
+                                  "w_log10_radius": -0.05, "act_log10": -0.01,
+                                  "act_nonzero": 1.0, "predicted": -0.06,
+                                  "measured": -decay / math.log(10)})
     tables["steps"] = [{"steps": steps, "clip_rate": 0.1, "n_clipped": steps // 10,
                         "n_nonfinite": 0, "first_nonfinite": "", "max_grad_norm": 3.0,
                         "median_grad_norm": 1.0}]

@@ -173,7 +173,7 @@ def test_tuning_curve_sweep_and_classes() -> None:
         _run("adding-T10/lstm/l2/norm", "trial", trial_number=2, **{"val/loss": 0.3})])
     curve = an.best_so_far(trials)
     assert curve["best"].tolist() == [0.5, 0.5, 0.3]  # a pruned trial sets no value
-    assert set(curve["remedy"]) == {"L2 + clip"}
+    assert set(curve["remedy"]) == {"L2 + norm clip"}
 
     board = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"], "remedy": ["none"] * 4,
                           "regularization": ["none"] * 4, "clipping": ["none"] * 4,
@@ -370,6 +370,32 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
                                               "adding-T8/rnn/none/norm"]
     assert (table["seeds"] == 2).all() and (table["complete"] == 3).all()
     assert table["mean"].between(0, 1).all() and (table["metric"] == "mse").all()
+    assert (table["suite"] == "tiny").all() and table["parent_run_id"].notna().all()
+    assert (table["final_run_ids"].str.split().str.len() == 2).all()
+    # the gradient flow, the two factors, and every figure's data beside the page
+    for text in ("Gradient flow over training", "The two factors of the decay per step",
+                 "Drawn from MLflow runs", "config hash", "redraw: gradbench report tiny"):
+        assert text in page, text
+    flow = pd.read_csv(tmp_path / "figures" / "adding-flow.csv")
+    assert {"run_id", "step", "t", "value", "model"} <= set(flow.columns)
+    assert sorted(flow["step"].unique())[:2] == [0, 10] and flow["t"].max() == 8
+    last = flow[flow["t"] == 8]["value"]
+    assert (last.abs() < 1e-12).all()  # log10 of ||dL/dh_T|| / itself
+    assert (tmp_path / "figures" / "adding-profiles.csv").exists()
+
+    # a second suite side by side on one page
+    config.write_text(yaml.safe_dump({**spec, "name": "tiny2", "models": ["lstm"],
+                                      "tuning": {**spec["tuning"], "trials": 1}}))
+    assert main(["run", str(config), "--runs-dir", str(runs)]) == 0
+    both = tmp_path / "both"
+    assert main(["report", "tiny", "tiny2", "--runs-dir", str(runs), "--out", str(both)]) == 0
+    page = (both / "index.html").read_text()
+    _check_self_contained(page)
+    assert "Suites side by side" in page and "Task adding (suite tiny2)" in page
+    assert 'id="task-tiny-adding"' in page and 'id="task-tiny2-adding"' in page
+    combined = pd.read_csv(both / "leaderboard.csv")
+    assert sorted(combined["suite"].unique()) == ["tiny", "tiny2"] and len(combined) == 3
+    assert (both / "figures" / "tiny2-adding-flow.csv").exists()
 
 
 def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,
@@ -474,10 +500,13 @@ def test_order_labels_and_colours_come_from_the_registries() -> None:
     pairs = [("l2", "norm"), ("none", "norm"), ("l2", "none"), ("none", "none"),
              ("mystery", "none")]
     frame = pd.DataFrame(pairs, columns=["regularization", "clipping"])
-    assert an.remedy_order(frame) == ["none", "L2", "clip", "L2 + clip", "mystery"]
+    assert an.remedy_order(frame) == ["none", "L2", "norm clip", "L2 + norm clip", "mystery"]
     assert an.remedy_label("l2", "mystery") == "L2 + mystery"
-    assert [plots.remedy_style(*p) for p in pairs] == ["-", "--", "-.", ":", "--"]
-    assert plots.remedy_style("l2", "mystery") == "-"
+    # line style from the clipping remedy, marker from the regularization remedy
+    assert [plots.remedy_style(*p) for p in pairs] == ["--", "--", ":", ":", ":"]
+    assert [plots.remedy_marker(*p) for p in pairs] == ["s", "o", "s", "o", "*"]
+    assert plots.remedy_style("l2", "mystery") == (0, (3, 1, 1, 1, 1, 1))  # unknown here
+    assert plots.remedy_style("none", "weight") == "-"
     assert an.metric_of("copy", pd.DataFrame()) == ("recall_acc", "maximize")
     assert an.metric_of("mine", pd.DataFrame()) == ("loss", "minimize")
     assert an.solved_rule("adding") == "test MSE < 0.01"
@@ -509,3 +538,21 @@ def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Pa
     _check_self_contained(page)
     assert ">nowhere.mod:NET<" in page and ">weird<" in page
     assert ".dot.m-nowhere-mod-net { background: #" in page
+
+
+def test_the_literature_file_is_complete_and_names_its_sources() -> None:
+    from bench.report import literature
+
+    entries = literature.load()
+    assert entries and {e.task for e in entries} <= {"adding", "copy", "har"}
+    for e in entries:
+        assert e.source and e.where and e.setting and e.url.startswith("https://")
+        assert e.comparable or e.note  # what differs is said where it is not comparable
+    with pytest.raises(ValueError, match=r"results\[0\]: missing url"):
+        literature.load("results:\n  - {task: adding, seq_len: 100, model: LSTM, metric: mse,"
+                        " value: 0.1, source: x, where: y, setting: z, comparable: true, "
+                        "note: ''}\n")
+    with pytest.raises(ValueError, match=r"results\[0\]\.value: expected a number or null"):
+        literature.load("results:\n  - {task: adding, seq_len: 100, model: LSTM, metric: mse,"
+                        " value: 'about 0.1', source: x, url: u, where: y, setting: z, "
+                        "comparable: true, note: ''}\n")

@@ -462,11 +462,42 @@ def significance(board: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ tuning
 
 
+def gradient_flow(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per run, probe step and time step t: ``log10(||dL/dh_t|| / ||dL/dh_T||)`` of the h
+    profile at that probe (0 where nothing is lost, negative where the gradient vanished on
+    its way back, positive where it grew). NaN where either norm is 0 or not finite."""
+    columns = ["run_id", "step", "t", "norm", "value"]
+    h = profiles[profiles["kind"] == "h"] if len(profiles) else profiles
+    if h.empty:
+        return pd.DataFrame(columns=columns)
+    h = h.sort_values(["run_id", "step", "t"])
+    last = h.groupby(["run_id", "step"])["norm"].transform("last")
+    ratio = h["norm"].astype(float) / last.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.log10(ratio.where((ratio > 0) & np.isfinite(ratio)))
+    return h.assign(value=value)[columns].reset_index(drop=True)
+
+
+FACTOR_COLUMNS = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
+                  "measured")
+
+
+def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
+    """The two factors of each run at initialisation (step 0) and after training (its last
+    probe), one row per run and moment (``when``)."""
+    if factors.empty:
+        return pd.DataFrame(columns=["run_id", "when", "step", "path", *FACTOR_COLUMNS])
+    frame = factors.sort_values(["run_id", "step"])
+    first = frame.groupby("run_id").head(1).assign(when="at initialisation")
+    last = frame.groupby("run_id").tail(1).assign(when="after training")
+    return pd.concat([first, last]).reset_index(drop=True)
+
+
 def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and trial number: the trial's final validation loss (complete trials
     only, as Optuna counts them) and the best value so far."""
     columns = ["configuration", "model", "regularization", "clipping", "remedy",
-               "trial_number", "value", "best"]
+               "trial_number", "run_id", "value", "best"]
     if trials.empty or VAL_LOSS not in trials:
         return pd.DataFrame(columns=columns)
     frame = trials[trials["trial_number"].notna()].copy()

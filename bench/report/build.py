@@ -20,14 +20,26 @@ import pandas as pd
 from bench import registry, tracking
 from bench.report import analysis as an
 from bench.report import plots
-from bench.report.html import Figure, Heading, Note, Page, Row, Section, Table, render
+from bench.report.html import (
+    Figure,
+    Heading,
+    Note,
+    Page,
+    Row,
+    Section,
+    Table,
+    figure_data,
+    render,
+)
 from bench.results import Results, ResultsSource
 
 Importances = Mapping[str, dict[str, float] | str]
+SHOWN_IDS = 6  # run ids listed under a figure (all of them are in its CSV)
 
 
 def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
-                 storage_note: str = "") -> Path:
+                 storage_note: str = "",
+                 others: Sequence[tuple[ResultsSource, Any, str]] = ()) -> Path:
     """Read the suite from ``source``, write the report to ``out`` (an .html file).
 
     Args:
@@ -35,31 +47,105 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         out: the HTML file to write (its folder is created).
         storage: the suite's Optuna storage (for hyperparameter importance), or None.
         storage_note: why there is no storage, shown in place of the importance figure.
+        others: more suites ``(source, storage, storage_note)`` to put side by side on the
+            same page: a comparison of their best results first, then each suite's sections.
     """
     plots.configure()
-    results = source.load()
-    board = an.leaderboard(results.runs, expected_counts(results.config))
-    importances = suite_importances(results, storage) if storage is not None else None
-    sections = [overview(board, results)]
-    for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
-        report = TaskReport(task, results, board[board["task"] == task], source)
-        sections.append(report.section(importances, storage_note))
-    page = Page(title=f"rnn-gradbench report: suite {results.suite}",
-                subtitle=subtitle(results, board), sections=sections,
+    suites = [(source, storage, storage_note), *others]
+    many = len(suites) > 1
+    loaded = [suite_sections(*entry, suite_label=many) for entry in suites]
+    boards = [board.assign(suite=results.suite) for results, board, _ in loaded]
+    results = loaded[0][0]
+    if many:
+        sections = [comparison(loaded)]
+        title = "rnn-gradbench report: suites " + ", ".join(r.suite for r, _, _ in loaded)
+        subtitle_text = " | ".join(f"{r.suite}: {subtitle(r, b)}" for r, b, _ in loaded)
+    else:
+        sections = [overview(loaded[0][1], results)]
+        title, subtitle_text = f"rnn-gradbench report: suite {results.suite}", \
+            subtitle(results, loaded[0][1])
+    sections += [section for _, _, parts in loaded for section in parts]
+    page = Page(title=title, subtitle=subtitle_text, sections=sections,
                 provenance=provenance(results), config_text=results.config_text)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render(page), encoding="utf-8")
     tmp.replace(out)
-    write_table(board, leaderboard_path(out))
+    write_table(pd.concat(boards, ignore_index=True), leaderboard_path(out))
+    for relative, frame in figure_data(sections).items():
+        write_figure_table(frame, out.parent / relative)
     return out
 
 
-BOARD_COLUMNS = ("task", "seq_len", "model", "regularization", "clipping", "configuration",
-                 "metric", "seeds", "mean", "std", "ci_low", "ci_high", "normalized",
-                 "solved_rate", "diverged_rate", "steps_to_solve", "complete", "pruned",
-                 "diverged", "failed",
-                 "running", "best_val", "time_s", "status")
+def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
+                   suite_label: bool) -> tuple[Results, pd.DataFrame, list[Section]]:
+    """One suite read back: its results, its leaderboard and one section per task."""
+    results = source.load()
+    board = an.leaderboard(results.runs, expected_counts(results.config))
+    board = board.merge(final_run_ids(results.runs), on="configuration", how="left") \
+        if "configuration" in board else board
+    importances = suite_importances(results, storage) if storage is not None else None
+    sections = []
+    for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
+        report = TaskReport(task, results, board[board["task"] == task], source,
+                            suite_label=suite_label)
+        sections.append(report.section(importances, storage_note))
+    return results, board, sections
+
+
+def final_run_ids(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: its parent MLflow run and its final seeds' runs (space between)."""
+    parents = runs[runs["role"] == "configuration"].groupby("configuration")["run_id"].last()
+    finals = runs[runs["role"] == "final"].groupby("configuration")["run_id"].agg(" ".join)
+    return pd.DataFrame({"parent_run_id": parents, "final_run_ids": finals}) \
+        .rename_axis("configuration").reset_index()
+
+
+def comparison(loaded: Sequence[tuple[Results, pd.DataFrame, list[Section]]]) -> Section:
+    """Several suites: per task, T and model, each suite's best configuration side by side."""
+    section = Section("overview", "Suites side by side")
+    names = [results.suite for results, _, _ in loaded]
+    best: dict[tuple[str, str, str], dict[str, str]] = {}
+    for results, board, _ in loaded:
+        if board.empty:
+            continue
+        for (task, seq_len), part in board.groupby(
+                ["task", board["seq_len"].astype("Float64")], sort=False, dropna=False):
+            for _, r in an.best_rows(part, ["model"]).iterrows():
+                key = (str(task), t_label(seq_len), str(r["model"]))
+                best.setdefault(key, {})[results.suite] = (
+                    f"{r['metric']} {num(r['mean'])} ({r['remedy']}; {num(r['normalized'], 3)}"
+                    f" x baseline; solved {pct(r['solved_rate'])})")
+    rows = [[task, t, model, *(cells.get(n, "-") for n in names)]
+            for (task, t, model), cells in best.items()]
+    if not rows:
+        section.blocks.append(Note("No configuration has been recorded yet.", "warn"))
+        return section
+    section.blocks.append(Table(
+        "Best configuration of each model, per task and T, in each suite",
+        ["task", "T", "model", *names], rows, model_column=2, wrap=True,
+        caption="Each cell: that suite's best configuration of the model at that T: mean test "
+                "metric over its final seeds, its remedy, test loss over the trivial "
+                "predictor's, and the share of final seeds that solved the task. The suites' "
+                "own sections follow, one per suite and task; leaderboard.csv has every "
+                "configuration of every suite with a suite column."))
+    return section
+
+
+def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
+    """The data one figure was drawn from, as CSV (``figures/<name>.csv`` beside the page)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
+                 "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
+                 "normalized", "solved_rate", "diverged_rate", "steps_to_solve", "complete",
+                 "pruned", "diverged",
+                 "failed", "running", "best_val", "time_s", "status", "parent_run_id",
+                 "final_run_ids")
 
 
 def leaderboard_path(out: Path) -> Path:
@@ -203,6 +289,7 @@ def remedies_table(board: pd.DataFrame) -> list[Table]:
     if not rows:
         return []
     return [Table("Remedies", ["label", "name", "axis", "what it does", "default range"], rows,
+                  wrap=True,
                   caption="W_hh is the recurrent matrix (all its gate blocks), the lecture's "
                           "W_r. The range tuned is the suite's config's where it gives one, "
                           "else the default shown.")]
@@ -264,8 +351,11 @@ class TaskReport:
     """The section of one task: tables, the gradient picture, tuning, HAR extras."""
 
     def __init__(self, task: str, results: Results, board: pd.DataFrame,
-                 source: ResultsSource) -> None:
+                 source: ResultsSource, *, suite_label: bool = False) -> None:
         self.task, self.results, self.board, self.source = task, results, board, source
+        # with several suites on one page: anchors, figure files and titles name the suite
+        self.key = f"{results.suite}-{task}" if suite_label else task
+        self.suffix = f" (suite {results.suite})" if suite_label else ""
         self.runs = results.runs[results.runs["task"] == task]
         self.longest = an.longest_seq_len(board)
         self.top = an.at_seq_len(board, self.longest)
@@ -279,27 +369,51 @@ class TaskReport:
 
     def section(self, importances: Importances | None, storage_note: str) -> Section:
         started = time.perf_counter()
-        section = Section(f"task-{self.task}", f"Task {self.task}")
+        section = Section(f"task-{self.key}", f"Task {self.task}{self.suffix}")
         blocks = section.blocks
         blocks += self.summary()
         blocks += self.leaderboard()
-        blocks.append(Heading("Why, in gradients", f"{self.task}-gradients"))
+        blocks.append(Heading("Why, in gradients", f"{self.key}-gradients"))
         blocks += self.gradients()
+        blocks += self.factors()
         blocks += self.traces()
         blocks += self.curves()
-        blocks.append(Heading("Tuning (Optuna)", f"{self.task}-tuning"))
+        blocks.append(Heading("Tuning (Optuna)", f"{self.key}-tuning"))
         blocks += self.tuning(importances, storage_note)
         if self.board["seq_len"].dropna().nunique() > 1:
-            blocks.append(Heading("Sequence-length sweep", f"{self.task}-sweep"))
+            blocks.append(Heading("Sequence-length sweep", f"{self.key}-sweep"))
             blocks += self.sweep()
         info = an.task_info(self.task)
         if info is not None and info.classes:
-            blocks.append(Heading(f"{self.task}: classes", f"{self.task}-classes"))
+            blocks.append(Heading(f"{self.task}: classes", f"{self.key}-classes"))
             blocks += self.classes()
-        blocks.append(Heading("Significance", f"{self.task}-significance"))
+        blocks += self.literature()
+        blocks.append(Heading("Significance", f"{self.key}-significance"))
         blocks += self.significance()
         self.elapsed = time.perf_counter() - started
         return section
+
+    # -------------------------------------------------------------- figures
+
+    def figure(self, name: str, title: str, fig: Any, caption: str, data: pd.DataFrame,
+               run_ids: Sequence[str] = (), configurations: Iterable[str] = ()) -> Figure:
+        """A figure of this task with its data (``figures/<task>-<name>.csv``) and a line
+        saying which runs and configurations it was drawn from and how to redraw it."""
+        return Figure(title, plots.to_data_uri(fig), caption, name=f"{self.key}-{name}",
+                      data=data, source=self.source_line(run_ids, configurations))
+
+    def source_line(self, run_ids: Sequence[str], configurations: Iterable[str]) -> str:
+        runs = self.runs[self.runs["run_id"].isin(list(run_ids))]
+        configs = list(dict.fromkeys([*configurations, *runs["configuration"].dropna()]))
+        hashes = ", ".join(sorted(set(self.runs.get("config_hash", pd.Series()).dropna())))
+        ids = list(dict.fromkeys(run_ids))
+        shown = ", ".join(ids[:SHOWN_IDS]) + (f" and {len(ids) - SHOWN_IDS} more (all in the "
+                                             f"data)" if len(ids) > SHOWN_IDS else "")
+        parts = [f"MLflow runs {shown}" if ids else "",
+                 f"configurations {', '.join(configs)}" if configs else "",
+                 f"config hash {hashes}" if hashes else "",
+                 f"redraw: gradbench report {self.results.suite}"]
+        return "Drawn from " + "; ".join(p for p in parts if p) + "."
 
     # -------------------------------------------------------------- tables
 
@@ -389,13 +503,16 @@ class TaskReport:
         grids = {f"T = {t_label(t)}" if pd.notna(t) else self.task:
                  an.score_grid(an.at_seq_len(self.board, t))
                  for t in self._seq_lens()}
-        heat = Figure(
-            "Normalised score: model x remedy", plots.to_data_uri(plots.score_heatmap(grids)),
+        heat = self.figure(
+            "score-heatmap", "Normalised score: model x remedy", plots.score_heatmap(grids),
             "Each cell: test loss / baseline loss (the trivial predictor), mean over final "
             "seeds. Blue (< 1) beats the baseline, white (= 1) learned nothing beyond it, red "
             "(> 1) is worse than it. Read a row to see what the remedies do for one model, "
             "a column to compare models under one remedy. Grey 'no result': no finished "
-            "seed (diverged, still running or not run).")
+            "seed (diverged, still running or not run).",
+            pd.concat([g.stack().rename("normalized").reset_index().assign(T=t)
+                       for t, g in grids.items()]),
+            configurations=self.board["configuration"])
         return [table, heat]
 
     def _seq_lens(self) -> list[Any]:
@@ -434,9 +551,62 @@ class TaskReport:
             + (" L here is the loss of the steps that need the long memory alone (copy: the "
                "cross-entropy of the 10 recalled symbols), not the full loss, which the blank "
                "predictions dominate." if memory else ""))
-        fig = Figure("The vanishing / exploding picture: per-time-step gradient norms",
-                     plots.to_data_uri(plots.gradient_profiles(snaps)), caption)
-        return [fig, self._ratio_table(ratios)]
+        fig = self.figure("profiles", "The vanishing / exploding picture: per-time-step "
+                          "gradient norms", plots.gradient_profiles(snaps), caption, snaps, ids)
+        return [fig, self._ratio_table(ratios), *self.flow(profiles, ids)]
+
+    def flow(self, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any]:
+        """The gradient-flow heatmap of the best configuration of each model."""
+        flow = an.gradient_flow(an.memory_profiles(profiles))  # copy: the recall's
+        if flow.empty or flow["step"].nunique() < 2:
+            return []
+        flow = flow.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
+        return [self.figure(
+            "flow", "Gradient flow over training", plots.gradient_flow(flow),
+            f"Each panel: one model's best configuration{where(self.longest)}, first final "
+            f"seed. A row is one probe of the fixed probe batch (bottom: initialisation, then "
+            f"every diagnostics.probe_every steps and after the last update); a cell is "
+            f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
+            f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
+            f"smaller); red: it grew. {read_at(self.task)} Read upwards to see when during "
+            f"training gradients start to flow back to the early steps.", flow, ids)]
+
+    def factors(self) -> list[Any]:
+        """The two factors of the decay, per configuration, at initialisation and after."""
+        ids = [runs[0] for c in self.top["configuration"]
+               if (runs := an.representative_runs(self.runs, c))]
+        factors = self.source.tables(ids, "diagnostics/factors.csv")
+        if factors.empty:
+            return [Note("No two-factor diagnostics recorded for these runs (runs made "
+                         "before diagnostics/factors.csv was logged).", "warn")]
+        snaps = an.factor_snapshots(factors).merge(
+            self.runs[["run_id", "model", "regularization", "clipping", "configuration"]],
+            on="run_id")
+        snaps["remedy"] = [an.remedy_label(r, c) for r, c in
+                           zip(snaps["regularization"], snaps["clipping"], strict=True)]
+        rows = []
+        for _, r in snaps[snaps["when"] == "at initialisation"].iterrows():
+            end = snaps[(snaps["run_id"] == r["run_id"]) & (snaps["when"] == "after training")]
+            e = end.iloc[0] if len(end) else r
+            pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
+                    ("w_log10_radius", "w_log10_norm", "act_log10", "predicted", "measured")]
+            rows.append([str(r["model"]), str(r["remedy"]), str(r["path"]), *pair])
+        rows.sort(key=lambda row: (an.model_order(self.top["model"].astype(str)).index(row[0])
+                                   if row[0] in set(self.top["model"]) else 99, row[1]))
+        return [Table(
+            "The two factors of the decay per step, at initialisation -> after training",
+            ["model", "remedy", "path", "log10 rho(W_hh)", "log10 ||W_hh||_2", "f' factor",
+             "predicted", "measured"], rows, model_column=0,
+            caption="Per configuration" + where(self.longest) + ", first final seed, in "
+                    "decades per step of lag (negative: the gradient shrinks). The lecture's "
+                    "dL/dW_r terms are W_r^(t-n) * prod f'(u_m): the W_r^t factor is log10 of "
+                    "W_hh's spectral radius (its long-run rate; the norm bounds one step; the "
+                    "largest gate block for LSTM and GRU), the f' factor the mean log10 "
+                    "derivative on the path (tanh: 1 - h^2; ReLU: 0 over its active units; "
+                    "LSTM: the forget gate f, GRU: the update gate z, on the cell path). "
+                    "predicted: their sum (the gate alone for LSTM and GRU); measured: the "
+                    "slope of log10 ||dL/dh_t||. Weight clipping and L2/decay act on the first "
+                    "factor, ReLU and the gates on the second.")]
 
     def _ratio_table(self, ratios: pd.DataFrame) -> Table:
         pivot = ratios.pivot_table(index="model", columns="when", values="log10_ratio")
@@ -462,16 +632,16 @@ class TaskReport:
         hist["model"] = hist["run_id"].map(info["model"])
         hist["clipping"] = hist["run_id"].map(info["clipping"])
         hist["tau"] = hist["run_id"].map(info["clip"]) if "clip" in info else math.nan
-        return [Figure(
-            "Gradient norm during training, with the clipping threshold",
-            plots.to_data_uri(plots.grad_norm_traces(hist)),
+        return [self.figure(
+            "grad-norm", "Gradient norm during training, with the clipping threshold",
+            plots.grad_norm_traces(hist),
             f"Global gradient norm before clipping at every training step; per model the "
             f"best configuration{where(self.longest)} of each clipping remedy (line style; "
             f"dotted: no clipping), first final seed. Spikes far above the rest are exploding "
             f"gradients; with norm clipping every step above the dashed threshold tau (tuned) "
             f"was rescaled to tau (value clipping clamps each entry, weight clipping bounds "
             f"W_hh instead: their thresholds are not gradient norms). A line that ends early "
-            f"belongs to a run that diverged there.")]
+            f"belongs to a run that diverged there.", hist, ids)]
 
     def curves(self) -> list[Any]:
         ids = [i for c in self.per_model["configuration"] for i in self.seeds.get(c, [])]
@@ -489,21 +659,21 @@ class TaskReport:
             label = f"{r['model']} ({r['remedy']}, {seeds})"
             bands.append(band.assign(model=r["model"], label=label))
         baseline = an.baseline_of(self.runs[self.runs["role"] == "final"])
-        curves = Figure(
-            "Learning curves of the best configuration of each model",
-            plots.to_data_uri(plots.learning_curves(pd.concat(bands), baseline,
-                                                    "validation loss")),
+        curves = self.figure(
+            "learning-curves", "Learning curves of the best configuration of each model",
+            plots.learning_curves(pd.concat(bands), baseline, "validation loss"),
             "Validation loss at the evaluation steps, mean over the final seeds (line) and "
             "from the lowest to the highest seed (band). The dotted line is the trivial "
             "predictor: a curve that stays on it has learned nothing; the gap between "
-            "curves is the gap between the models.")
+            "curves is the gap between the models.",
+            hist[hist["key"] == tracking.VAL_LOSS], ids)
         radius = hist[hist["key"] == tracking.SPECTRAL_RADIUS]
         blocks: list[Any] = [curves]
         if len(radius):
-            blocks.append(Figure(
-                "Spectral radius of the recurrent weights",
-                plots.to_data_uri(plots.spectral_radius(radius)),
-                radius_caption(self.board["model"])))
+            blocks.append(self.figure(
+                "spectral-radius", "Spectral radius of the recurrent weights",
+                plots.spectral_radius(radius), radius_caption(self.board["model"]), radius,
+                ids))
         return [Row(blocks)]
 
     # -------------------------------------------------------------- tuning
@@ -515,14 +685,15 @@ class TaskReport:
         blocks: list[Any] = []
         budget = expected_counts(self.results.config)["trials"]
         if frame["best"].notna().any():
-            blocks.append(Figure(
-                "Best value so far against trials",
-                plots.to_data_uri(plots.best_so_far(frame)),
-                f"Per configuration{where(self.longest)} (panel: model; line style: remedy), "
+            blocks.append(self.figure(
+                "best-so-far", "Best value so far against trials", plots.best_so_far(frame),
+                f"Per configuration{where(self.longest)} (panel: model; line style: clipping "
+                f"remedy, marker: regularization remedy), "
                 f"the lowest final validation loss among its tuning trials up to that trial "
                 f"(complete trials only: pruned and diverged trials set no value, so a line "
                 f"starts at its first complete trial). A line still falling at the last trial "
-                f"means the budget ({budget or '?'} trials) was too small to converge."))
+                f"means the budget ({budget or '?'} trials) was too small to converge.",
+                frame, list(trials["run_id"])))
         else:
             blocks.append(Note("No complete tuning trial yet: no best-so-far curve.", "warn"))
         blocks += self._importance(importances, storage_note)
@@ -539,14 +710,15 @@ class TaskReport:
         table, notes = an.importance_table(mine, self.board)
         blocks: list[Any] = []
         if len(table):
-            blocks.append(Figure(
-                "Hyperparameter importance",
-                plots.to_data_uri(plots.importance_heatmap(table)),
+            blocks.append(self.figure(
+                "importance", "Hyperparameter importance", plots.importance_heatmap(table),
                 f"Share of the difference between the best tuning trials and the rest that "
                 f"each hyperparameter explains, per configuration{where(self.longest)}; rows "
                 f"sum to 1. Evaluator: {IMPORTANCE_EVALUATOR}, Optuna 5's default (not "
                 f"fANOVA). With few trials per configuration these are rough; grey: the "
-                f"hyperparameter is not tuned there."))
+                f"hyperparameter is not tuned there.",
+                table.rename_axis("configuration").reset_index(),
+                configurations=list(mine)))
         if notes:
             reasons = "; ".join(f"{c}: {r}" for c, r in sorted(notes.items()))
             blocks.append(Note(f"No importance for {len(notes)} configuration(s) ({reasons}).",
@@ -565,11 +737,14 @@ class TaskReport:
                               f"the final seeds of the configuration meet the solved rule "
                               f"({an.solved_rule(self.task)}); 'none': not even the "
                               f"shortest.")
-        fig = Figure("Normalised score against T", plots.to_data_uri(plots.seq_len_sweep(
-            self.board[self.board["normalized"].notna()])),
+        scored = self.board[self.board["normalized"].notna()]
+        fig = self.figure(
+            "sweep", "Normalised score against T", plots.seq_len_sweep(scored),
             "Test loss / baseline against the sequence length, per remedy (panel) and model "
             "(colour). Lines that climb to the dotted baseline as T grows mark the length "
-            "where the model stops carrying information across the sequence.")
+            "where the model stops carrying information across the sequence.",
+            scored.reindex(columns=[c for c in BOARD_COLUMNS if c in scored]),
+            configurations=scored["configuration"])
         return [table, fig]
 
     def classes(self) -> list[Any]:
@@ -588,16 +763,55 @@ class TaskReport:
         scores = an.per_class_f1(matrix)
         n = rows["run_id"].nunique()
         who = f"{best['model']} with {best['remedy']}"
+        ids = list(rows["run_id"].unique())
         return [Row([
-            Figure(f"Confusion matrix: {who}", plots.to_data_uri(plots.confusion_heatmap(
-                matrix)), f"Test windows of each true activity (row) by predicted activity "
-                f"(column), summed over {n} final seed(s); share of the row and count. The "
-                f"diagonal is correct; off-diagonal blocks show which activities are "
-                f"confused."),
-            Figure(f"Per-class F1: {who}", plots.to_data_uri(plots.f1_bars(scores,
-                                                                           str(best["model"]))),
-                   f"F1 = harmonic mean of precision and recall per activity, from the "
-                   f"confusion matrix; macro-F1 = {scores['f1'].mean():.3f}.")])]
+            self.figure(
+                "confusion", f"Confusion matrix: {who}", plots.confusion_heatmap(matrix),
+                f"Test windows of each true activity (row) by predicted activity (column), "
+                f"summed over {n} final seed(s); share of the row and count. The diagonal is "
+                f"correct; off-diagonal blocks show which activities are confused.", rows, ids),
+            self.figure(
+                "f1", f"Per-class F1: {who}", plots.f1_bars(scores, str(best["model"])),
+                f"F1 = harmonic mean of precision and recall per activity, from the confusion "
+                f"matrix; macro-F1 = {scores['f1'].mean():.3f}.",
+                scores, ids)])]
+
+    def literature(self) -> list[Any]:
+        """Published results on this task (``literature.yaml``), ours beside the comparable
+        ones."""
+        from bench.report import literature
+
+        entries = literature.for_task(self.task)
+        if not entries:
+            return []
+        rows = []
+        for e in entries:
+            rows.append([e.model, "-" if e.seq_len is None else str(e.seq_len), e.metric,
+                         "figure only" if e.value is None else
+                         f"{e.value:,}" if float(e.value).is_integer() else num(e.value),
+                         self._ours(e) if e.comparable else "not comparable",
+                         f"{e.source} {e.where}. {e.url}", e.setting, e.note])
+        return [Heading("Published results", f"{self.key}-literature"), Table(
+            "Published results on this task", ["model", "T", "metric", "published", "ours",
+                                               "source", "setting", "what differs"], rows,
+            wrap=True,
+            caption="Read from each source (bench/report/literature.yaml; no number from "
+                    "memory). ours: this suite's best configuration of the same model at the "
+                    "same T, mean test metric over its final seeds, where the published "
+                    "setting matches this task, T and metric; 'not comparable' where it "
+                    "does not (see what differs).")]
+
+    def _ours(self, entry: Any) -> str:
+        model = entry.model.split()[0].strip(";,").lower()
+        board = self.board[(self.board["model"] == model) & (self.board["metric"] ==
+                                                             entry.metric)]
+        if entry.seq_len is not None:
+            board = board[board["seq_len"] == entry.seq_len]
+        ranked = an.best_rows(board, ["model"]) if len(board) else board
+        if ranked.empty or pd.isna(ranked["mean"].iloc[0]):
+            return "-"
+        r = ranked.iloc[0]
+        return f"{num(r['mean'])} ({r['model']}, {r['remedy']})"
 
     def significance(self) -> list[Any]:
         table = an.significance(self.top, self.runs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.report.analysis import model_order
 from bench.report.plots import model_hex
@@ -17,12 +18,20 @@ from bench.report.plots import model_hex
 
 @dataclass(frozen=True)
 class Figure:
-    """An embedded image with a caption that says what it shows and how to read it."""
+    """An embedded image with a caption that says what it shows and how to read it.
+
+    ``name`` and ``data``: the frame the figure was drawn from, written beside the page as
+    ``figures/<name>.csv`` (``figure_data``); ``source``: where it came from (runs,
+    configurations, config hash) and how to redraw it, shown under the caption.
+    """
 
     title: str
     uri: str
     caption: str
     alt: str = ""
+    name: str = ""
+    data: Any = field(default=None, compare=False, hash=False)
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Table:
     caption: str = ""
     row_classes: Sequence[str] = ()
     model_column: int | None = None  # cells of this column get the model's colour dot
+    wrap: bool = False  # text cells wrap (tables of sentences)
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ nav a {{ margin-right: 1rem; }}
 figure {{ margin: 0.6rem 0 1.2rem; }}
 figure img {{ max-width: 100%; height: auto; display: block; }}
 figcaption, .caption {{ font-size: 0.86rem; color: #424a53; max-width: 70rem; }}
+.source {{ font-size: 0.76rem; color: #57606a; max-width: 70rem; overflow-wrap: anywhere;
+  margin: 0.2rem 0 0; }}
 .row {{ display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }}
 .row > * {{ flex: 1 1 20rem; min-width: 0; }}
 table {{ border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0 0.3rem; width: 100%; }}
@@ -110,6 +122,7 @@ th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: 
   white-space: nowrap; }}
 th {{ background: #f6f8fa; position: sticky; top: 0; }}
 td.text, th.text {{ text-align: left; }}
+table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
 tr.status-running td {{ background: #fff8c5; }}
 tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
 tr.status-diverged td, tr.status-all-trials-diverged td {{ background: #ffebe9; }}
@@ -158,11 +171,16 @@ def _model_css(sections: Sequence[Section]) -> str:
                      for m in models)
 
 
-def _tables(sections: Sequence[Section]) -> list[Table]:
+def _blocks(sections: Sequence[Section]) -> list[Block]:
+    """Every block of the page, rows flattened."""
     blocks: list[Block] = [b for s in sections for b in s.blocks]
     while any(isinstance(b, Row) for b in blocks):
         blocks = [x for b in blocks for x in (b.blocks if isinstance(b, Row) else [b])]
-    return [b for b in blocks if isinstance(b, Table)]
+    return blocks
+
+
+def _tables(sections: Sequence[Section]) -> list[Table]:
+    return [b for b in _blocks(sections) if isinstance(b, Table)]
 
 
 def _css_class(text: str) -> str:
@@ -171,8 +189,26 @@ def _css_class(text: str) -> str:
 
 def render_figure(block: Figure) -> str:
     alt = block.alt or block.title
+    source = ""
+    if block.name and block.data is not None:
+        path = figure_path(block.name)
+        source += f"Data: <code>{_e(path)}</code> (beside this page). "
+    if block.source:
+        source += _e(block.source)
+    source = f'<p class="source">{source}</p>' if source else ""
     return (f'<figure><h4>{_e(block.title)}</h4><img src="{_e(block.uri)}" alt="{_e(alt)}">'
-            f"<figcaption>{_e(block.caption)}</figcaption></figure>")
+            f"<figcaption>{_e(block.caption)}</figcaption>{source}</figure>")
+
+
+def figure_path(name: str) -> str:
+    """Where a figure's data go, relative to the page: ``figures/<name>.csv``."""
+    return f"figures/{_css_class(name)}.csv"
+
+
+def figure_data(sections: Sequence[Section]) -> dict[str, Any]:
+    """Relative CSV path -> frame, for every figure of the page that carries its data."""
+    return {figure_path(b.name): b.data for b in _blocks(sections)
+            if isinstance(b, Figure) and b.name and b.data is not None}
 
 
 def _numeric(value: str) -> bool:
@@ -206,7 +242,8 @@ def render_table(block: Table) -> str:
         + "</tr>" for row, cls in zip(block.rows, classes, strict=False))
     title = f"<h4>{_e(block.title)}</h4>" if block.title else ""
     caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
-    return f"<div>{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
+    table = '<table class="wrap">' if block.wrap else "<table>"
+    return f"<div>{title}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
         f"{caption}</div>"
 
 

@@ -213,6 +213,47 @@ def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
     return fig
 
 
+FLOW_RANGE = 12.0  # decades shown either side of 0 in the gradient-flow heatmap
+
+
+def gradient_flow(flow: pd.DataFrame) -> Figure:
+    """Gradient flow over training: one panel per model, x = time step t, y = the training
+    step of each probe (bottom: initialisation), colour = log10 ||dL/dh_t|| / ||dL/dh_T||
+    (white 0: nothing lost; blue: vanished; red: grew). A ``solved_step`` column marks the
+    first probe at or after the step the run became solved (black line)."""
+    models = _models(flow)
+    values = flow["value"].replace([np.inf, -np.inf], np.nan).dropna()
+    low = max(float(values.min()) if len(values) else -1.0, -FLOW_RANGE)
+    high = min(float(values.max()) if len(values) else 1.0, FLOW_RANGE)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(low, -0.1), vmax=max(high, 0.1))
+    fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.4), squeeze=False,
+                             layout="constrained")
+    image = None
+    for ax, model in zip(axes[0], models, strict=True):
+        part = flow[flow["model"] == model]
+        grid = part.pivot_table(index="step", columns="t", values="value", aggfunc="mean")
+        image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", origin="lower",
+                          cmap="coolwarm", norm=norm, interpolation="nearest",
+                          extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5, -0.5,
+                                  len(grid.index) - 0.5))
+        steps = [int(v) for v in grid.index]
+        ticks = sorted({0, len(steps) - 1, *range(0, len(steps), max(1, len(steps) // 5))})
+        ax.set_yticks(ticks, [str(steps[i]) for i in ticks])
+        solved = part["solved_step"].dropna() if "solved_step" in part else pd.Series()
+        if len(solved):
+            after = [i for i, v in enumerate(steps) if v >= float(solved.min())]
+            if after:
+                ax.axhline(after[0] - 0.5, color="black", lw=1.5)
+        ax.set_title(model, color=color(model))
+        ax.set_xlabel("time step t")
+        ax.grid(False)
+    axes[0][0].set_ylabel("training step (probe)")
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
+        bar.set_label("log10 ||dL/dh_t|| / ||dL/dh_T||", fontsize=8)
+    return fig
+
+
 def grad_norm_traces(traces: pd.DataFrame) -> Figure:
     """Global gradient norm (before clipping) per step: one panel per model, the best run of
     each clipping remedy (line style: the remedy's; dotted: none), norm clipping's threshold
