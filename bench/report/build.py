@@ -484,12 +484,13 @@ class TaskReport:
         table = Table(
             f"Leaderboard: all {len(self.board)} configurations",
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
-             "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
+             "95% CI", "score / baseline", "solved", "diverged", "to solve", "seeds",
              "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
                     f"all final seeds ({better} is better; a diverged seed counts with the "
-                    f"trivial predictor's score). steps to solve: median over seeds of the "
-                    f"first evaluation step whose validation metrics met the solved rule. "
+                    f"trivial predictor's score). to solve: steps to solve, the median over "
+                    f"seeds of the first evaluation step whose validation metrics met the "
+                    f"solved rule. "
                     "± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
                     "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
