@@ -143,9 +143,8 @@ def write_figure_table(frame: pd.DataFrame, path: Path) -> None:
 BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
                  "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
                  "normalized", "solved_rate", "diverged_rate", "steps_to_solve", "complete",
-                 "pruned", "diverged",
-                 "failed", "running", "best_val", "time_s", "status", "parent_run_id",
-                 "final_run_ids")
+                 "pruned", "diverged", "failed", "running", "best_val", "time_s", "status",
+                 "parent_run_id", "final_run_ids")
 
 
 def leaderboard_path(out: Path) -> Path:
@@ -484,13 +483,12 @@ class TaskReport:
         table = Table(
             f"Leaderboard: all {len(self.board)} configurations",
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
-             "95% CI", "score / baseline", "solved", "diverged", "to solve", "seeds",
+             "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
              "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
                     f"all final seeds ({better} is better; a diverged seed counts with the "
-                    f"trivial predictor's score). to solve: steps to solve, the median over "
-                    f"seeds of the first evaluation step whose validation metrics met the "
-                    f"solved rule. "
+                    f"trivial predictor's score). steps to solve: median over seeds of the "
+                    f"first evaluation step whose validation metrics met the solved rule. "
                     "± std: sample standard deviation "
                     "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
                     "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
@@ -558,10 +556,14 @@ class TaskReport:
 
     def flow(self, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any]:
         """The gradient-flow heatmap of the best configuration of each model."""
-        flow = an.gradient_flow(an.memory_profiles(profiles))  # copy: the recall's
+        flow = an.gradient_flow(an.memory_profiles(profiles))
         if flow.empty or flow["step"].nunique() < 2:
             return []
-        flow = flow.merge(self.runs[["run_id", "model", "configuration"]], on="run_id")
+        columns = ["run_id", "model", "configuration"]
+        if tracking.STEPS_TO_SOLVE in self.runs:
+            columns.append(tracking.STEPS_TO_SOLVE)
+        flow = flow.merge(self.runs[columns], on="run_id").rename(
+            columns={tracking.STEPS_TO_SOLVE: "solved_step"})
         return [self.figure(
             "flow", "Gradient flow over training", plots.gradient_flow(flow),
             f"Each panel: one model's best configuration{where(self.longest)}, first final "
@@ -570,7 +572,9 @@ class TaskReport:
             f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
             f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
             f"smaller); red: it grew. {read_at(self.task)} Read upwards to see when during "
-            f"training gradients start to flow back to the early steps.", flow, ids)]
+            f"training gradients start to flow back to the early steps. A black line: the "
+            f"first probe after the run met the task's solved rule on the validation set "
+            f"(its steps to solve).", flow, ids)]
 
     def factors(self) -> list[Any]:
         """The two factors of the decay, per configuration, at initialisation and after."""

@@ -120,7 +120,7 @@ figcaption, .caption {{ font-size: 0.86rem; color: #424a53; max-width: 70rem; }}
 table {{ border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0 0.3rem; width: 100%; }}
 th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: right;
   white-space: nowrap; }}
-th {{ background: #f6f8fa; position: sticky; top: 0; }}
+th {{ background: #f6f8fa; position: sticky; top: 0; white-space: normal; }}
 td.text, th.text {{ text-align: left; }}
 table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
 tr.status-running td {{ background: #fff8c5; }}
