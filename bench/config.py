@@ -683,7 +683,8 @@ def _read_yaml(source: Path) -> dict[Any, Any]:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{source}: the file is empty; expected a mapping of keys "
+                          f"(name, tasks, models, ...)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level, "
                           f"got {_show(data)}")
@@ -702,7 +703,7 @@ _FLAG_PATHS: dict[str, KeyPath] = {
     "storage": ("storage",),
     "tracking_uri": ("tracking_uri",),
 }
-OVERRIDE_KEYS = ("tasks", "set", *_FLAG_PATHS)
+OVERRIDE_KEYS = ("tasks", "set", "data_dir", *_FLAG_PATHS)
 
 
 def _fields_with_check(cls: type[Any]) -> tuple[str, ...]:
@@ -822,7 +823,32 @@ def _apply_overrides(
     if overrides.get("tasks") is not None:
         raw["tasks"] = _filter_tasks(raw, overrides["tasks"])
         origins[("tasks",)] = _flag("tasks", overrides["tasks"])
+    if overrides.get("data_dir") is not None:
+        _put_data_dir(raw, str(overrides["data_dir"]), origins)
     return raw, origins
+
+
+def _put_data_dir(raw: dict[Any, Any], value: str, origins: dict[KeyPath, str]) -> None:
+    """``--data-dir DIR``: the ``data_dir`` of every task of the suite whose record reads one."""
+    from bench.registry import TASKS, PluginError
+
+    entries = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
+    readers = []
+    for name in entries:
+        try:
+            takes = "data_dir" in TASKS.get(name).params
+        except PluginError:
+            continue  # reported by validation, with its key
+        if takes:
+            readers.append(name)
+    if not readers:
+        raise ConfigError(f"--data-dir {value}: none of the suite's tasks "
+                          f"({', '.join(map(str, entries)) or 'none'}) reads a data directory")
+    for name in readers:
+        if not isinstance(entries[name], dict):
+            entries[name] = {}
+        entries[name]["data_dir"] = value
+        origins[("tasks", name, "data_dir")] = f"--data-dir {value}"
 
 
 def _blame(origins: Mapping[KeyPath, str], path: KeyPath, source: str) -> str:
@@ -947,3 +973,84 @@ def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, Sea
         used.update(found.search if found else ())
     return {name: param.at(configuration.task, configuration.model)
             for name, param in spec.search.items() if name in used}
+
+
+# --------------------------------------------------------------------------- resuming
+
+# What gives a configuration's finished results their meaning: a suite resumed with any of
+# these changed would mix results of two experiments, so the change is refused
+# (``meaning_changes``). Everything else may change between runs: budgets (tuning.trials,
+# final.seeds: added work is scheduled), the sampler, the device, the diagnostics, where
+# results go. Key paths into ``SuiteSpec.to_dict``; ``tasks`` and ``search`` are the
+# configuration's own task parameters and search space. Add a new key that changes what a
+# trial computes here.
+MEANING_KEYS: tuple[str, ...] = (
+    "seed",
+    "training.steps",
+    "training.batch_size",
+    "training.optimizer",
+    "training.warmup_steps",
+    "training.stop_when_solved",
+    "model",
+    "tasks",
+    "search",
+    "tuning.pruner",
+    "tuning.objective",
+)
+
+
+def meaning(spec: SuiteSpec, configuration: Configuration) -> dict[str, Any]:
+    """The settings (``MEANING_KEYS``) behind a configuration's results, as JSON-able data
+    (recorded with its studies when they are created). A key the spec lacks is left out."""
+    data = spec.to_dict()
+    data["tasks"] = {configuration.task: configuration.task_params}
+    data["search"] = {n: p.to_dict() for n, p in search_space(spec, configuration).items()}
+    out: dict[str, Any] = {}
+    for key in MEANING_KEYS:
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            out[key] = node
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+_ABSENT = object()
+
+
+def meaning_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]
+                    ) -> list[tuple[str, Any, Any]]:
+    """(key path, recorded value, current value; None: absent) of each setting that
+    differs, down to the leaves (``search.lr.high``, ``tasks.adding.val_size``). A key of
+    ``MEANING_KEYS`` that only one side recorded (added to the list later) is not compared."""
+    changes = []
+    for key in (k for k in MEANING_KEYS if k in recorded and k in current):
+        old, new = _leaves({key: recorded[key]}), _leaves({key: current[key]})
+        changes += [(k, old.get(k), new.get(k)) for k in sorted({*old, *new})
+                    if old.get(k) != new.get(k)]
+    return changes
+
+
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def describe_changes(name: str, changes: Sequence[tuple[str, Any, Any]]) -> str:
+    """The one line that refuses a change of meaning: keys, both values, how to go on."""
+    shown = "; ".join(f"{key} was {_show_value(old)}, now {_show_value(new)}"
+                      for key, old, new in changes)
+    return (f"suite {name!r} has results made with other settings ({shown}); resuming would "
+            f"mix them: run with the recorded settings, or start a new suite with "
+            f"--set name=NEW_NAME")
+
+
+def _show_value(value: Any) -> str:
+    return "absent" if value is None else json.dumps(value, sort_keys=True)
+

@@ -8,6 +8,7 @@ configuration is done, and reports its progress as events (``RunStats`` sums the
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from bench.suite import Suite
 
 
-def _worker_entry(index: int, inbox: Any, events: Any) -> None:
+def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int) -> None:
     """A worker process: waits for the suite and the parent's working directory and
     environment on ``inbox`` (None: stop), then works; progress goes to ``events``.
 
@@ -27,11 +28,14 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
     def emit(kind: str, payload: dict[str, Any]) -> None:
         events.put((kind, payload))
 
+    die_with(command_pid)
+    verbose = False
     try:
         message = inbox.get()
         if message is None:
             return
         suite, context = message
+        verbose = bool(context.get("verbose"))
         os.chdir(context["cwd"])
         os.environ.clear()
         os.environ.update(context["environ"])
@@ -39,9 +43,75 @@ def _worker_entry(index: int, inbox: Any, events: Any) -> None:
         emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
-    except Exception as err:  # reported by the parent, which exits non-zero
-        emit("error", {"worker": index, "error": f"{type(err).__name__}: {err}"})
-        raise
+    except Exception as err:  # reported by the parent in one line, which exits non-zero
+        emit("error", {"worker": index, "error": error_line(err)})
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(1)
+
+
+def error_line(err: BaseException) -> str:
+    """An error as one line, passwords masked: ``Type: first line of the message``."""
+    from bench.config import mask_secrets
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return mask_secrets(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))[:500]
+
+
+GRACE_AFTER_COMMAND_S = 5.0  # a worker whose command died: time to mark its trial
+
+
+def die_with(command_pid: int) -> None:
+    """End this worker when ``gradbench run`` (``command_pid``) ends, however it ends.
+
+    Workers are forked by the fork server, not by the command, and each holds the pipe
+    whose end tells that server its command is gone: so neither notices a ``kill -9`` of
+    the command by itself, and such workers would go on claiming trials free of the run
+    lock. A thread watches the command (a pidfd on Linux, else a poll each second); when
+    it is gone the worker gets SIGTERM, which here stops it as Ctrl-C does (SIGINT may be
+    ignored: a shell's background job): its trial is marked interrupted (retried at the
+    next start) and it exits, or is ended ``GRACE_AFTER_COMMAND_S`` later if that hangs
+    (a tracking server that does not answer). Call from the worker's main thread.
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _stop)
+
+    def watch() -> None:
+        _wait_for_exit(command_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Event().wait(GRACE_AFTER_COMMAND_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gradbench-watch", daemon=True).start()
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_exit(pid: int) -> None:
+    import select
+    import time
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+    select.select([fd], [], [])
+    os.close(fd)
 
 
 def peak_rss_mb() -> float:
@@ -86,7 +156,8 @@ class WorkerPool:
         ctx = _start_context()
         self.events: Any = ctx.Queue()
         self.inbox: Any = ctx.Queue()
-        self.procs = [ctx.Process(target=_worker_entry, args=(i, self.inbox, self.events),
+        self.procs = [ctx.Process(target=_worker_entry,
+                                  args=(i, self.inbox, self.events, os.getpid()),
                                   name=f"gradbench-w{i}") for i in range(workers)]
         self._start_error: BaseException | None = None
         # A fork server answers once its imports are done: start the workers from a thread,
@@ -117,8 +188,10 @@ class WorkerPool:
                 self.inbox.put(None)
         self._join()
 
-    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None]) -> list[str]:
-        """Hand the suite out and run to the end; returns the workers' error messages.
+    def run(self, suite: Suite, on_event: Callable[[str, dict[str, Any]], None], *,
+            verbose: bool = False) -> list[str]:
+        """Hand the suite out and run to the end; returns the workers' errors, one line per
+        cause (``verbose``: each worker also prints its traceback).
 
         ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
         reaches the workers too (same process group): each marks its trial interrupted.
@@ -126,10 +199,10 @@ class WorkerPool:
         import queue as queue_module
 
         self._started()
-        context = {"cwd": os.getcwd(), "environ": dict(os.environ)}
+        context = {"cwd": os.getcwd(), "environ": dict(os.environ), "verbose": verbose}
         for _ in self.procs:
             self.inbox.put((suite, context))
-        errors: list[str] = []
+        causes: dict[str, list[int]] = {}  # error line -> the workers it ended
         try:
             while any(p.is_alive() for p in self.procs) or not self.events.empty():
                 try:
@@ -137,7 +210,7 @@ class WorkerPool:
                 except queue_module.Empty:
                     continue
                 if kind == "error":
-                    errors.append(f"worker {payload['worker']}: {payload['error']}")
+                    causes.setdefault(payload["error"], []).append(payload["worker"])
                 on_event(kind, payload)
         except KeyboardInterrupt:
             for proc in self.procs:
@@ -145,9 +218,12 @@ class WorkerPool:
             raise
         finally:
             self._join()
+        reported = {i for workers in causes.values() for i in workers}
+        errors = [f"worker{'s' if len(w) > 1 else ''} {', '.join(map(str, sorted(w)))}: {cause}"
+                  for cause, w in causes.items()]
         errors += [f"worker {i} exited with code {p.exitcode}"
                    for i, p in enumerate(self.procs) if p.exitcode not in (0, None)
-                   and not any(e.startswith(f"worker {i}:") for e in errors)]
+                   and i not in reported]
         return errors
 
     def _join(self) -> None:
@@ -169,6 +245,7 @@ class RunStats:
         self.job_s = 0.0
         self.tracking_s = 0.0
         self.peak_rss_mb: dict[int, float] = {}
+        self.notes: list[str] = []  # one line each, shown after the run
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "end":
@@ -178,6 +255,8 @@ class RunStats:
             self.tracking_s += float(payload.get("tracking_s", 0.0))
         elif kind == "done":
             self.peak_rss_mb[payload["worker"]] = float(payload.get("peak_rss_mb", 0.0))
+        elif kind == "note":
+            self.notes.append(f"worker {payload['worker']}: {payload['message']}")
 
     def summary(self) -> str:
         if not self.jobs:

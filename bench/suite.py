@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from bench.config import Configuration, SuiteSpec, expand
+from bench.config import Configuration, SuiteSpec, describe_changes, expand
 from bench.outcomes import MLFLOW_STATUS, Outcome
 
 PARENT_SETTLE_S = 2.0  # see create_parent_runs
@@ -37,6 +37,13 @@ class Suite:
     configurations: list[Configuration]
     skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was left out
     workers: int = 1
+    whole: SuiteSpec | None = None  # the suite as recorded when --tasks/--models narrow it
+
+    @property
+    def recorded(self) -> SuiteSpec:
+        """What is recorded with the suite (run directory, MLflow): the whole of it, and
+        ``status`` and ``report`` read that, however narrow this run."""
+        return self.whole or self.spec
 
     @property
     def storage_url(self) -> str | None:
@@ -100,23 +107,67 @@ def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict
     return [c for c in configurations if c.task not in skipped], skipped
 
 
-def prepare(spec: SuiteSpec, runs_dir: str | Path | None) -> Suite:
-    """Everything before the workers: directory, resolved config, studies, recovery."""
-    from bench import tuning
+def check_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
+    """What can be wrong with the input, found before anything is written: the device, the
+    tasks' data, a storage database and a tracking server (reached; nothing created)."""
+    from bench import tracking, tuning
 
+    check_device(spec.device)
+    _configurations(spec)
     run_dir = run_dir_for(spec, runs_dir)
-    check_writable(run_dir)
+    if spec.storage is not None and not spec.storage.startswith("journal:"):
+        tuning.open_storage(spec.storage, run_dir)
+    tracking.check_reachable(tracking.resolve_uri(spec.tracking_uri, run_dir))
+
+
+def check_device(device: str) -> None:
+    """``cuda`` / ``cuda:N`` where this machine has no such device: a one-line error."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ValueError(f"device {device!r}: this machine has {found}; "
+                         f"use --device cpu (or auto)")
+
+
+def _configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
     configurations, skipped = available_configurations(spec)
     if not configurations:
         raise ValueError(f"suite {spec.name!r}: nothing to run (skipped: "
                          f"{', '.join(skipped) or 'none'})")
-    suite = Suite(spec, run_dir, configurations, skipped)
+    return configurations, skipped
+
+
+def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
+            whole: SuiteSpec | None = None) -> Suite:
+    """Everything before the workers: directory, resolved config, studies, recovery.
+
+    ``whole``: the suite without the ``--tasks`` / ``--models`` that narrow this run (what
+    is recorded). A change of the settings behind recorded results is refused here,
+    before anything is written (``tuning.meaning_changes``).
+    """
+    from bench import tuning
+
+    run_dir = run_dir_for(spec, runs_dir)
+    check_writable(run_dir)
+    configurations, skipped = _configurations(spec)
+    suite = Suite(spec, run_dir, configurations, skipped, whole=whole)
     storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
+    changes = tuning.meaning_changes(storage, spec, configurations)
+    if changes:  # before anything is written
+        raise ValueError(describe_changes(spec.name, changes))
     tracker = _tracker(suite)
     tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
     _write_resolved_config(suite)
     tuning.create_studies(storage, spec, configurations)
-    create_parent_runs(suite, tracker)
+    from bench.serve import default_dashboard_url
+
+    links = tuning.dashboard_links(storage, spec, configurations, default_dashboard_url())
+    create_parent_runs(suite, tracker, links=links)
     recover(suite, storage, tracker=tracker)
     return suite
 
@@ -133,8 +184,12 @@ def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]
     return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
 
 
-def create_parent_runs(suite: Suite, tracker: Any) -> None:
+def create_parent_runs(suite: Suite, tracker: Any,
+                       links: Mapping[str, tuple[str, str]] | None = None) -> None:
     """One MLflow parent run per configuration, with the resolved config and provenance.
+
+    ``links``: configuration -> (its study, the study's page on optuna-dashboard as
+    ``gradbench ui`` serves it by default), as tags and as the run's description.
 
     With a shared storage other machines may be preparing the same suite right now: their
     parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
@@ -142,21 +197,45 @@ def create_parent_runs(suite: Suite, tracker: Any) -> None:
     """
     from bench.tracking import provenance
 
-    config_text = yaml.safe_dump(suite.spec.public_dict(), sort_keys=False)
+    config_text = yaml.safe_dump(recorded_config(suite), sort_keys=False)
     info = provenance()
     parents = tracker.ensure_parent_runs(
         {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
         settle_s=0.0 if suite.embedded else PARENT_SETTLE_S)
-    for run_id, created in parents.values():
+    for name, (run_id, created) in parents.items():
         if created:
-            tracker.set_tags(run_id, info)
+            tracker.set_tags(run_id, {**info, **study_tags(*(links or {}).get(name, ("", "")))})
             tracker.log_text(run_id, config_text, "config.yaml")
+
+
+def recorded_config(suite: Suite) -> dict[str, Any]:
+    """The suite as recorded (``Suite.recorded``), passwords masked, with the tracking URI
+    it used even where it came from ``$MLFLOW_TRACKING_URI`` (not the embedded store's:
+    that one follows the run directory)."""
+    from bench.tracking import default_tracking_uri, mask_url
+
+    data = suite.recorded.public_dict()
+    if data["tracking_uri"] is None and suite.tracking_uri != default_tracking_uri(
+            suite.run_dir):
+        data["tracking_uri"] = mask_url(suite.tracking_uri)
+    return data
+
+
+def study_tags(study: str, url: str) -> dict[str, str]:
+    """A parent run's tags that lead to its Optuna study (none when unknown)."""
+    from bench.tracking import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
+
+    if not study:
+        return {}
+    return {STUDY_TAG: study, DASHBOARD_TAG: url,
+            DESCRIPTION_TAG: f"Optuna study `{study}`: {url} (served by `gradbench ui` or "
+                             f"`gradbench dashboard`)"}
 
 
 def _write_resolved_config(suite: Suite) -> None:
     target = suite.run_dir / "config.yaml"
     tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(suite.spec.public_dict(), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(recorded_config(suite), sort_keys=False))
     tmp.replace(target)
 
 
@@ -239,18 +318,28 @@ def leaderboard(suite: Suite) -> list[dict[str, Any]]:
     from bench import tuning
 
     storage = tuning.open_storage(suite.storage_url, suite.run_dir)
-    rows = [board_row(c, tuning.trial_records(storage, suite.spec, c),
-                      tuning.trial_records(storage, suite.spec, c, final=True))
-            for c in suite.configurations]
+    rows = [board_row(c, *records(storage, suite.spec, c)) for c in suite.configurations]
     for row in rows:  # suites begun before trials recorded a direction
         row["direction"] = row["direction"] or _task_direction(row["task"])
     return rows
 
 
+def records(storage: Any, spec: SuiteSpec, configuration: Configuration
+            ) -> tuple[list[Any], list[Any]]:
+    """A configuration's tuning trials and its current final seeds (those of the best
+    parameters; seeds of superseded parameters are left out), as ``tuning.TrialRecord``s."""
+    from bench import tuning
+
+    trials = tuning.trial_records(storage, spec, configuration)
+    finals = tuning.trial_records(storage, spec, configuration, final=True)
+    direction = tuning.objective_direction(spec, configuration)
+    return trials, tuning.current_finals(trials, finals, direction)
+
+
 def board_row(configuration: Configuration, trials: Sequence[Any],
               finals: Sequence[Any]) -> dict[str, Any]:
-    """One configuration's leaderboard row from its tuning trials and final seeds
-    (``tuning.TrialRecord``s): the one leaderboard computation of the terminal.
+    """One configuration's leaderboard row from its tuning trials and current final seeds
+    (``records``): the one leaderboard computation of the terminal.
 
     ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
     The mean and std are over every final seed done: a diverged seed counts with the
@@ -303,15 +392,16 @@ def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
     return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
 
 
-def progress_snapshot(suite: Suite) -> dict[str, int]:
-    """Jobs done per configuration (finished tuning trials + finished final seeds)."""
+def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds).
+    ``storage``: one opened before, for a caller that asks again and again."""
     from bench import tuning
 
-    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    if storage is None:
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
     spec, done = suite.spec, {}
     for configuration in suite.configurations:
-        trials = tuning.trial_records(storage, spec, configuration)
-        finals = tuning.trial_records(storage, spec, configuration, final=True)
+        trials, finals = records(storage, spec, configuration)
         c, f = tuning.counts(trials), tuning.counts(finals)
         tuned = min(spec.tuning.trials, c["complete"] + c["pruned"] + c["diverged"])
         if tuning.tuning_done(trials, spec.tuning.trials) and tuning.best_trial(trials) is None:
@@ -330,12 +420,15 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
         return []
     storage = tuning.open_storage(spec.storage, run_dir)
     existing = tuning.study_names(storage)
+    if not any(tuning.study_name(spec, c) in existing for c in expand(spec)):
+        return []
     rows = []
     for configuration in expand(spec):
-        if tuning.study_name(spec, configuration) not in existing:
+        if tuning.study_name(spec, configuration) not in existing:  # not started yet
+            rows.append({"configuration": configuration.name, **tuning.counts([]),
+                         "best": math.nan, "finals": f"0/{spec.final.seeds}"})
             continue
-        trials = tuning.trial_records(storage, spec, configuration)
-        finals = tuning.trial_records(storage, spec, configuration, final=True)
+        trials, finals = records(storage, spec, configuration)
         best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
         f = tuning.counts(finals)
         rows.append({"configuration": configuration.name, **tuning.counts(trials),

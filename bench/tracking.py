@@ -62,6 +62,11 @@ def diagnostics_table(name: str) -> str:
 
 
 PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+# A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
+# MLflow's description of the run (shown on the run's page).
+STUDY_TAG = "optuna.study"
+DASHBOARD_TAG = "optuna.dashboard"
+DESCRIPTION_TAG = "mlflow.note.content"
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -74,10 +79,13 @@ def configure() -> None:
     Table creation and migrations (``mlflow``, ``alembic`` loggers) are not news to a user.
     MLflow's own HTTP retries (7, backoff factor 2) can hang a worker for minutes without a
     word; the tracker retries itself, with a bounded budget, and then fails with a clear
-    message. Values the user set in the environment are kept.
+    message. Values the user set in the environment are kept, except one: MLflow's own
+    "View run ... at: URL" lines are always off, as they print the tracking URI's password.
     """
+    level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(level)
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
@@ -105,6 +113,30 @@ def artifact_root(run_dir: Path) -> str:
 
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in uri
+
+
+def check_reachable(uri: str, retry_s: float = 10.0) -> None:
+    """Fail now, in one line, when a tracking server cannot be reached or refuses us; reads
+    only. A local store (SQLite, a database URL) is opened later, where it is used.
+
+    Raises:
+        TrackingUnavailable: unreachable after ``retry_s`` of retries, or refused.
+    """
+    if _is_local(uri):
+        return
+    configure()
+    client = _RetryingClient(MlflowClient(tracking_uri=uri), uri, retry_s)
+    try:
+        client.search_experiments(max_results=1)
+    except TrackingUnavailable:
+        raise
+    except Exception as err:
+        hint = ""
+        if "Invalid Host header" in str(err):
+            hint = ("; the server checks the Host header: start it with "
+                    "--allowed-hosts naming the host and port of this URI")
+        raise TrackingUnavailable(f"tracking store {mask_url(uri)} refused the request: "
+                                  f"{_first_line(err)}{hint}") from None
 
 
 def find_experiment_id(uri: str, name: str) -> str | None:

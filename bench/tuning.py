@@ -2,7 +2,10 @@
 
 One study per configuration (``<suite>/<configuration>``) holds the tuning trials, all on
 the same budget; a second study per configuration (``.../final``) holds the re-runs of the
-best parameters with fresh seeds, one enqueued trial per seed. Workers claim work through
+best parameters with fresh seeds, one enqueued trial per seed (when a resumed suite's extra
+trials find better parameters, their seeds are queued and the earlier ones are superseded:
+``current_finals``). The tuning study records the settings behind its results
+(``config.meaning``); ``meaning_changes`` compares them on resume. Workers claim work through
 the storage, so any number of processes (on any number of machines, with an RDB storage)
 can share a suite. A worker sees plain data only: a ``Claim`` (role, number, params, seed),
 a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialRecord``s.
@@ -37,7 +40,15 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from bench.config import Configuration, SearchParam, SuiteSpec, mask_secrets, search_space
+from bench.config import (
+    Configuration,
+    SearchParam,
+    SuiteSpec,
+    mask_secrets,
+    meaning,
+    search_space,
+)
+from bench.config import meaning_changes as config_meaning_changes
 from bench.outcomes import Outcome
 
 if TYPE_CHECKING:
@@ -49,8 +60,13 @@ def configure() -> None:
     """Quiet Optuna for a command line: warnings and errors only, and no notice that the
     heartbeat arguments the project relies on are experimental. Called at the entry points
     (the CLI, a worker process); idempotent."""
+    if os.environ.get("GRADBENCH_VERBOSE"):  # --verbose: Optuna's notices and warnings too
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Heartbeats are recorded here rather than by Study.optimize, which Optuna expects.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
 
 # RDB storages: a RUNNING trial without a heartbeat for GRACE_S seconds is stale.
 HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))
@@ -73,9 +89,7 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     """The Optuna storage: a journal file under ``run_dir`` by default, else ``url``.
 
     RDB URLs (``postgresql://``, ``sqlite:///``, ``mysql://``) get heartbeats so that a
-    trial whose worker was killed is detected and retried. Pass the object returned here to
-    the functions below: it is how they tell an RDB storage (a study loaded from it holds a
-    caching wrapper instead).
+    trial whose worker was killed is detected and retried.
     """
     if url is None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,15 +101,26 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                               engine_kwargs={"pool_pre_ping": True})
         except ModuleNotFoundError as err:
-            raise StorageUnavailable(
-                f"storage {mask_secrets(url)}: its database driver is not installed "
-                f"({err.name}); for PostgreSQL: pip install 'rnn-gradbench[postgres]'") from err
+            raise StorageUnavailable(_no_driver(url, err.name)) from err
         except Exception as err:  # sqlalchemy errors: unreachable, bad credentials, races
             if "already exists" in str(err) and attempt < 2:
                 continue
+            if "Failed to import DB access module" in str(err):
+                raise StorageUnavailable(_no_driver(url, None)) from None
             raise StorageUnavailable(f"storage {mask_secrets(url)} unreachable: "
                                      f"{_first_line(err)}") from err
     raise AssertionError("unreachable")
+
+
+def _no_driver(url: str, module: str | None) -> str:
+    """The one-line error for a database driver that is not installed, with the fix."""
+    scheme = url.split("://", 1)[0]
+    which = f" ({module})" if module else ""
+    hint = ("pip install 'rnn-gradbench[postgres]' and name its driver in the URL: "
+            "postgresql+psycopg2://..." if scheme.startswith("postgresql")
+            else "install the driver the URL names, or name an installed one (scheme+driver://)")
+    return f"storage {mask_secrets(url)}: the database driver of {scheme}:// is not " \
+           f"installed{which}; {hint}"
 
 
 class StorageUnavailable(RuntimeError):
@@ -108,8 +133,11 @@ def _first_line(err: BaseException) -> str:
 
 
 def _heartbeats(storage: BaseStorage) -> bool:
-    """Whether ``storage`` (as ``open_storage`` returned it) records heartbeats."""
-    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+    """Whether ``storage`` records heartbeats, as the storage itself answers: an RDB storage
+    opened by ``open_storage`` does, and so does the caching wrapper that a study loaded
+    from it holds (its type is not RDBStorage); a journal file does not."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return callable(interval) and interval() is not None
 
 
 def _trial_id(storage: BaseStorage, study_name: str, number: int) -> int:
@@ -231,12 +259,18 @@ def load_study(
 def create_studies(
     storage: BaseStorage, spec: SuiteSpec, configurations: Sequence[Configuration]
 ) -> None:
-    """Create every study once, before any worker starts (creation races otherwise)."""
-    existing = study_names(storage)
+    """Create every study once, before any worker starts (creation races otherwise).
+
+    A tuning study records the settings behind its results (``config.meaning``) and the
+    suite's config hash; a study from before they were recorded gets them now."""
+    existing = {s.study_name: s for s in storage.get_all_studies()}
     for configuration in configurations:
         for final in (False, True):
             name = study_name(spec, configuration, final)
             if name in existing:
+                if not final and "meaning" not in existing[name].user_attrs:
+                    _record_meaning(optuna.load_study(study_name=name, storage=storage),
+                                    spec, configuration)
                 continue
             try:
                 direction = "minimize" if final else objective_direction(spec, configuration)
@@ -246,6 +280,27 @@ def create_studies(
                 continue  # another process made it meanwhile
             study.set_user_attr("configuration", configuration.name)
             study.set_user_attr("role", "final" if final else "tuning")
+            if not final:
+                _record_meaning(study, spec, configuration)
+
+
+def _record_meaning(study: optuna.Study, spec: SuiteSpec, configuration: Configuration) -> None:
+    study.set_user_attr("meaning", meaning(spec, configuration))
+    study.set_user_attr("config_hash", spec.config_hash())
+
+
+def meaning_changes(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration]) -> list[tuple[str, Any, Any]]:
+    """How the settings behind results already in the storage differ from ``spec``'s, for
+    the configurations to run (``config.meaning_changes``; each key once); reads only."""
+    recorded = {s.study_name: s.user_attrs.get("meaning") for s in storage.get_all_studies()}
+    found: dict[str, tuple[str, Any, Any]] = {}
+    for configuration in configurations:
+        before = recorded.get(study_name(spec, configuration))
+        if before:
+            for change in config_meaning_changes(before, meaning(spec, configuration)):
+                found.setdefault(change[0], change)
+    return list(found.values())
 
 
 def study_names(storage: BaseStorage) -> set[str]:
@@ -333,8 +388,34 @@ def tuning_done(trials: Sequence[TrialRecord], budget: int) -> bool:
 
 
 def finals_done(trials: Sequence[TrialRecord], n_seeds: int) -> bool:
+    """Enough final seeds ended, nothing queued or running (pass ``current_finals``)."""
     c = counts(trials)
     return c["complete"] + c["diverged"] >= n_seeds and not (c["running"] or c["waiting"])
+
+
+def current_finals(trials: Sequence[TrialRecord], finals: Sequence[TrialRecord],
+                   direction: str = "minimize") -> list[TrialRecord]:
+    """The final seeds that re-ran the current best parameters of ``trials``.
+
+    When more tuning trials found better parameters (a suite resumed with more trials),
+    the seeds that re-ran the earlier best are superseded: they are kept in the storage
+    but are no longer the configuration's result, and its finals run again.
+    """
+    best = best_trial(trials, direction)
+    if best is None:
+        return []
+    return [f for f in finals if _of_params(f, best.params)]
+
+
+def _of_params(final: TrialRecord, params: Mapping[str, Any]) -> bool:
+    return dict(final.attrs.get("params") or {}) == dict(params)
+
+
+def missing_seeds(current: Sequence[TrialRecord], seeds: Sequence[int]) -> list[int]:
+    """Seeds of ``seeds`` that no current final has run, runs, waits for or will retry."""
+    present = {t.attrs.get("seed", t.params.get("seed")) for t in current
+               if t.outcome not in (OVER_BUDGET, Outcome.FAILED)}
+    return [s for s in seeds if s not in present]
 
 
 def best_trial(trials: Sequence[TrialRecord], direction: str = "minimize"
@@ -369,6 +450,22 @@ def trials_begun(storage: BaseStorage) -> dict[str, int]:
     """
     return {s.study_name: storage.get_n_trials(s._study_id)
             for s in storage.get_all_studies() if not s.study_name.endswith(FINAL_SUFFIX)}
+
+
+def retries_queued(storage: BaseStorage) -> set[str]:
+    """The tuning studies with a trial queued again (an interrupted one): counts only."""
+    return {s.study_name for s in storage.get_all_studies()
+            if not s.study_name.endswith(FINAL_SUFFIX)
+            and storage.get_n_trials(s._study_id, state=TrialState.WAITING)}
+
+
+def active_trials(storage: BaseStorage, spec: SuiteSpec,
+                  configurations: Sequence[Configuration]) -> int:
+    """Trials running or queued in the configurations' studies, on any machine."""
+    states = (TrialState.RUNNING, TrialState.WAITING)
+    names = {study_name(spec, c, final) for c in configurations for final in (False, True)}
+    return sum(len(storage.get_all_trials(s._study_id, deepcopy=False, states=states))
+               for s in storage.get_all_studies() if s.study_name in names)
 
 
 # ------------------------------------------------------------------------------ claims
@@ -420,18 +517,21 @@ def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -
     trials = _records(study)
     if not tuning_done(trials, spec.tuning.trials):
         return Attempt(pending=True)  # the last trials run elsewhere
+    direction = objective_direction(spec, configuration)
+    best = best_trial(trials, direction)
+    if best is None:  # every trial diverged: nothing to re-run
+        return Attempt(pending=False, exhausted=True)
     final = load_study(storage, spec, configuration, final=True)
-    best = None
-    if not final.get_trials(deepcopy=False):
-        best = best_trial(trials, objective_direction(spec, configuration))
-        if best is None:  # every trial diverged: nothing to re-run
-            return Attempt(pending=False, exhausted=True)
-        enqueue_finals(final, best.params, final_seeds(spec), best.number)
-    found = _claim_final(storage, final)
+    missing = missing_seeds(current_finals(trials, _records(final), direction), final_seeds(spec))
+    queued = None
+    if missing:  # the first time, more seeds asked for, or better parameters found
+        enqueue_finals(final, best.params, missing, best.number)
+        queued = best
+    found = _claim_final(storage, final, best.params)
     if found is not None:
-        return Attempt(found, queued=best)
-    done = finals_done(_records(final), spec.final.seeds)
-    return Attempt(pending=not done, queued=best)
+        return Attempt(found, queued=queued)
+    done = finals_done(current_finals(trials, _records(final), direction), spec.final.seeds)
+    return Attempt(pending=not done, queued=queued)
 
 
 def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
@@ -461,29 +561,32 @@ def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
 
 def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],
                    best_number: int) -> None:
-    """One queued trial per seed, once (a seed already queued or run is skipped)."""
+    """One queued trial per seed (the caller passes the seeds the parameters lack; another
+    machine queueing the same seed meanwhile is sorted out at the claim: ``_seed_taken``)."""
     for seed in seeds:
         final.enqueue_trial({"seed": seed}, user_attrs={"params": dict(params), "fixed": True,
-                                                       "best_trial": best_number},
-                            skip_if_exists=True)
+                                                       "best_trial": best_number, "seed": seed})
 
 
-def _claim_final(storage: BaseStorage, final: optuna.Study) -> Claim | None:
-    """Pop a queued final seed, if any; a seed some other trial already holds is dropped."""
+def _claim_final(storage: BaseStorage, final: optuna.Study,
+                 params: Mapping[str, Any]) -> Claim | None:
+    """Pop a queued final seed of ``params``, if any. A seed queued for parameters that are
+    no longer the best, or that some other trial already holds, is dropped."""
     waiting = {t.number for t in _records(final) if t.outcome == WAITING}
-    if not waiting:
-        return None
-    trial = final.ask()
-    trial_id = _beat(storage, final, trial)
-    if trial.number not in waiting:
-        _drop(final, trial)  # the queue was emptied under us
-        return None
-    seed = trial.suggest_int("seed", 0, 2**31 - 1)
-    if _seed_taken(final, trial.number, seed):
-        _drop(final, trial)
-        return None
-    return Claim("final", trial.number, final.study_name, dict(trial.user_attrs["params"]), seed,
-                 final, trial, storage, trial_id)
+    for _ in range(len(waiting)):
+        trial = final.ask()
+        trial_id = _beat(storage, final, trial)
+        if trial.number not in waiting:
+            _drop(final, trial)  # the queue was emptied under us
+            return None
+        seed = trial.suggest_int("seed", 0, 2**31 - 1)
+        if dict(trial.user_attrs.get("params") or {}) != dict(params) or \
+                _seed_taken(final, trial.number, seed, params):
+            _drop(final, trial)
+            continue
+        return Claim("final", trial.number, final.study_name, dict(trial.user_attrs["params"]),
+                     seed, final, trial, storage, trial_id)
+    return None
 
 
 def _beat(storage: BaseStorage, study: optuna.Study, trial: Trial) -> int | None:
@@ -516,10 +619,12 @@ def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
     return False
 
 
-def _seed_taken(final: optuna.Study, number: int, seed: int) -> bool:
-    """Another trial has run this seed, or runs it and claimed it first."""
+def _seed_taken(final: optuna.Study, number: int, seed: int,
+                params: Mapping[str, Any]) -> bool:
+    """Another trial has run this seed with these parameters, or runs it and claimed it
+    first."""
     for t in _records(final):
-        if t.number == number or t.params.get("seed") != seed:
+        if t.number == number or t.params.get("seed") != seed or not _of_params(t, params):
             continue
         if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED) or (
                 t.outcome == RUNNING and t.number < number):
@@ -576,6 +681,22 @@ def heartbeat(claim: Claim) -> Iterator[None]:
         thread.join(timeout=5)
 
 
+class TrialTaken(RuntimeError):
+    """The claimed trial was ended meanwhile by another process: its heartbeat went stale
+    (a worker stalled for longer than ``GRACE_S``), so it was marked interrupted and queued
+    again. Its result is not kept; the retry runs it."""
+
+
+@contextlib.contextmanager
+def _owned(claim: Claim) -> Iterator[None]:
+    try:
+        yield
+    except optuna.exceptions.UpdateFinishedTrialError:
+        raise TrialTaken(f"trial {claim.number} of {claim.study_name} was taken over (no "
+                         f"heartbeat for {GRACE_S} s): its result is dropped, its retry "
+                         f"runs it") from None
+
+
 def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     """Tell Optuna how the run ended: the commit point, from here the result is kept.
 
@@ -584,7 +705,15 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
     metrics first met the solved rule, and, for a final seed only (tuning trials never read
     the test split), the test metrics (a diverged seed's are the trivial predictor's:
     ``test_from``); for a diverged run, where and why.
+
+    Raises:
+        TrialTaken: another process ended the trial meanwhile (its heartbeat went stale).
     """
+    with _owned(claim):
+        return _tell(claim, result, metric=metric, direction=direction)
+
+
+def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     ended, trial = Outcome.of(result), claim._trial
     trial.set_user_attr("metric", metric)
     trial.set_user_attr("direction", direction)
@@ -610,9 +739,13 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
 
 
 def fail(claim: Claim, ended: Outcome) -> None:
-    """End a claim that produced no result: ``interrupted`` (run again) or ``failed``."""
-    claim._trial.set_user_attr("outcome", str(ended))
-    claim._study.tell(claim._trial, state=_STATES[ended])
+    """End a claim that produced no result: ``interrupted`` (queued again at once, so that
+    no new trial takes its place in the budget meanwhile) or ``failed``."""
+    with _owned(claim):
+        claim._trial.set_user_attr("outcome", str(ended))
+        claim._study.tell(claim._trial, state=_STATES[ended])
+    if ended == Outcome.INTERRUPTED:
+        requeue_interrupted(claim._study)
 
 
 # ------------------------------------------------------------------------------ recovery
@@ -666,7 +799,7 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     for t in trials:
         if t.outcome != Outcome.INTERRUPTED or t.number in retried or not t.params:
             continue
-        attrs = {k: v for k, v in t.attrs.items() if k in ("params", "fixed", "best_trial")}
+        attrs = {k: v for k, v in t.attrs.items() if k in ("params", "fixed", "best_trial", "seed")}
         study.enqueue_trial(dict(t.params), user_attrs={**attrs, "retry_of": t.number})
         queued.append(t.number)
     return queued
@@ -722,3 +855,51 @@ def _importances(study: optuna.Study) -> dict[str, float] | str:
         except Exception as err:  # degenerate values (all equal, NaN): say so
             return f"not computable ({type(err).__name__})"
     return {k: float(v) for k, v in found.items()}
+
+
+# ------------------------------------------------------------------------------ dashboard
+
+
+def storage_exists(url: str | None, run_dir: Path) -> bool:
+    """Whether the suite's storage is there to read (a journal file, or any database URL)."""
+    if url is None:
+        return (run_dir / "optuna.journal").exists()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).exists()
+    return True
+
+
+def dashboard_path(storage: BaseStorage, study: str) -> str:
+    """The path of a study's page on optuna-dashboard (``/dashboard/studies/<id>``)."""
+    return f"/dashboard/studies/{storage.get_study_id_from_name(study)}"
+
+
+def dashboard_links(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration], base: str
+                    ) -> dict[str, tuple[str, str]]:
+    """Configuration -> (its tuning study, the study's page on optuna-dashboard at ``base``)."""
+    out = {}
+    for configuration in configurations:
+        name = study_name(spec, configuration)
+        out[configuration.name] = (name, base + dashboard_path(storage, name))
+    return out
+
+
+def serve_dashboard(url: str | None, run_dir: Path, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the suite's storage until the process is stopped.
+
+    The storage object is built here (``open_storage``) and handed to the dashboard's WSGI
+    app: its own loader for journal files builds the backend with a lock of its own
+    (``JournalFileOpenLock``), not the one the workers use, and takes no RDB heartbeats.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass  # one line per request would drown the links the command printed
+
+    app = wsgi(open_storage(url, run_dir))
+    with make_server(host, port, app, handler_class=Quiet) as server:
+        server.serve_forever()

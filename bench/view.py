@@ -1,23 +1,43 @@
-"""Terminal output of ``gradbench run`` and ``status``: rich progress bars and tables."""
+"""Terminal output of ``gradbench run`` and ``status``: progress, tables, machine formats.
+
+On a terminal ``gradbench run`` draws rich progress bars; in a log file or a pipe (nohup,
+Slurm, CI) it prints one plain progress line at a steady pace instead. Both count the whole
+suite's work: with a shared storage (several machines) they re-read it now and then.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
-from collections.abc import Mapping, Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+PLAIN_EVERY_S = float(os.environ.get("GRADBENCH_PROGRESS_S", "30"))
+Snapshot = Callable[[], Mapping[str, int]]  # jobs done per configuration, read from the storage
+
 
 class SuiteProgress:
-    """Bars: the suite (jobs), and per worker its configuration (jobs) and trial (steps)."""
+    """Bars: the suite (jobs), and per worker its configuration (jobs) and trial (steps).
+
+    ``refresh`` (a shared storage: other machines work on the suite too) is read at most
+    every ``PLAIN_EVERY_S`` seconds and at the end, so that the suite bar counts their runs.
+    """
 
     def __init__(self, console: Console, total: int, done: Mapping[str, int],
-                 per_configuration: int, workers: int) -> None:
+                 per_configuration: int, workers: int, refresh: Snapshot | None = None) -> None:
         self.done = dict(done)
         self.per_configuration = per_configuration
+        self.refresh = refresh
+        self._synced = time.monotonic()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console)
         self.suite = self.progress.add_task("suite", total=total, completed=sum(done.values()))
@@ -32,12 +52,25 @@ class SuiteProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.sync()
         self.progress.stop()
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
             handler(payload)
+        if self.refresh is not None and time.monotonic() - self._synced > PLAIN_EVERY_S:
+            self.sync()
+
+    def sync(self) -> None:
+        """Count what the storage says is done (other machines' runs included)."""
+        self._synced = time.monotonic()
+        if self.refresh is None:
+            return
+        for name, jobs in self.refresh().items():
+            self.done[name] = max(self.done.get(name, 0), jobs)
+        self.progress.update(self.suite, completed=sum(self.done.values()))
 
     def _on_start(self, p: dict[str, Any]) -> None:
         w, name = p["worker"], p["configuration"]
@@ -66,6 +99,82 @@ class SuiteProgress:
     def _on_done(self, p: dict[str, Any]) -> None:
         self.progress.update(self.configs[p["worker"]], visible=False)
         self.progress.update(self.trials[p["worker"]], visible=False)
+
+
+class PlainProgress:
+    """One plain line every ``every`` seconds, for logs: runs done/total, running, diverged,
+    elapsed and estimated time left (from this command's pace). Same events as the bars."""
+
+    def __init__(self, console: Console, total: int, done: Mapping[str, int],
+                 refresh: Snapshot | None = None, every: float = PLAIN_EVERY_S) -> None:
+        self.console, self.total, self.refresh, self.every = console, total, refresh, every
+        self.done = dict(done)
+        self.at_start = sum(self.done.values())
+        self.running: set[int] = set()
+        self.diverged = 0
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gradbench-progress",
+                                        daemon=True)
+
+    def __enter__(self) -> PlainProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self.print_line()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.print_line()
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            if kind == "start":
+                self.running.add(payload["worker"])
+            elif kind == "end":
+                self.running.discard(payload["worker"])
+                name = payload["configuration"]
+                self.done[name] = self.done.get(name, 0) + 1
+                self.diverged += payload.get("outcome") == "diverged"
+            elif kind == "skipped":
+                name = payload["configuration"]
+                self.done[name] = self.done.get(name, 0) + payload["jobs"]
+            elif kind in ("done", "error", "interrupted"):
+                self.running.discard(payload.get("worker"))
+
+    def print_line(self) -> None:
+        if self.refresh is not None:
+            snapshot = self.refresh()
+            with self._lock:
+                for name, jobs in snapshot.items():
+                    self.done[name] = max(self.done.get(name, 0), jobs)
+        with self._lock:
+            line = self.line()
+        self.console.print(line, highlight=False, markup=False)
+
+    def line(self) -> str:
+        done = min(self.total, sum(self.done.values()))
+        elapsed = time.monotonic() - self.start
+        pace = (done - self.at_start) / elapsed if elapsed > 0 else 0.0
+        left = ("done" if done >= self.total else
+                f"about {_duration((self.total - done) / pace)} left" if pace > 0
+                else "time left unknown")
+        share = done / self.total if self.total else 1.0
+        return (f"{time.strftime('%H:%M:%S')} progress: {done}/{self.total} runs done "
+                f"({share:.0%}), {len(self.running)} running, {self.diverged} diverged; "
+                f"elapsed {_duration(elapsed)}, {left}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -114,3 +223,28 @@ def status_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
             "complete", "pruned", "diverged", "interrupted", "running", "waiting")),
             _fmt(r["best"]), r["finals"])
     return table
+
+
+STATUS_FIELDS = ("configuration", "complete", "pruned", "diverged", "interrupted", "failed",
+                 "running", "waiting", "best", "finals")
+
+
+def status_json(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """``gradbench status --json``: the suite and one object per configuration (NaN: null)."""
+    def clean(value: Any) -> Any:
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    return json.dumps({"suite": name, "configurations": [
+        {k: clean(r.get(k)) for k in STATUS_FIELDS if k in r} for r in rows]}, indent=2)
+
+
+def status_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``gradbench status --format csv``: a header and one line per configuration."""
+    fields = [k for k in STATUS_FIELDS if not rows or k in rows[0]]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k)
+                         for k in fields})
+    return out.getvalue()

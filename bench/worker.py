@@ -24,7 +24,7 @@ from bench.job import build, run_job, suite_job
 from bench.models import n_parameters, select_device
 from bench.outcomes import MLFLOW_STATUS, Outcome
 from bench.registry import TASKS
-from bench.suite import Suite, board_row, parent_tags, recover
+from bench.suite import Suite, board_row, parent_tags, records, recover
 from bench.tracking import (
     CONFUSION_TABLE,
     STEPS_TABLE,
@@ -36,6 +36,11 @@ from bench.tracking import (
 from bench.train import TrainResult, configure_torch, predict
 
 IDLE_SLEEP_S = 0.5
+STALL_CHECKS = 3  # idle passes in a row with nothing running anywhere: the worker stops
+
+
+class Stalled(RuntimeError):
+    """Nothing left to claim or wait for, and yet work is pending: never wait forever."""
 Emit = Callable[[str, dict[str, Any]], None]  # (kind, payload) to the parent's progress view
 
 
@@ -59,7 +64,7 @@ class Worker:
 
     def run(self) -> int:
         """Work until every configuration is done; returns the number of jobs run."""
-        jobs = 0
+        jobs, idle = 0, 0
         order = self._order()
         last_recovery = time.monotonic()
         while True:
@@ -79,6 +84,12 @@ class Worker:
             else:
                 if not pending:
                     return jobs
+                idle = 0 if tuning.active_trials(self.storage, self.spec,
+                                                 self.suite.configurations) else idle + 1
+                if idle >= STALL_CHECKS:
+                    raise Stalled("nothing to claim and no trial running or queued on any "
+                                  "machine, yet the suite is not done; `gradbench status` "
+                                  "shows where each configuration stands")
                 time.sleep(IDLE_SLEEP_S)  # others still run the trials finals wait for
 
     def _order(self) -> list[Configuration]:
@@ -88,7 +99,8 @@ class Worker:
         return configurations[shift:] + configurations[:shift]
 
     def _ranked(self, order: list[Configuration]) -> list[Configuration]:
-        """Tuning goes breadth-first: configurations with the fewest trials begun come first.
+        """Interrupted trials queued again come first (they wait for nothing); then tuning
+        goes breadth-first: configurations with the fewest trials begun come first.
 
         A worker runs the next trial where the fewest have been asked for, and final seeds
         once no tuning trial is left to start. So a suite's last jobs are final seeds, which
@@ -97,7 +109,9 @@ class Worker:
         its own order (the sort is stable). The counts are only a hint: claims re-check.
         """
         begun = tuning.trials_begun(self.storage)
-        return sorted(order, key=lambda c: begun.get(tuning.study_name(self.spec, c), 0))
+        retries = tuning.retries_queued(self.storage)
+        return sorted(order, key=lambda c: (tuning.study_name(self.spec, c) not in retries,
+                                            begun.get(tuning.study_name(self.spec, c), 0)))
 
     @contextlib.contextmanager
     def _claim_lock(self) -> Iterator[None]:
@@ -150,7 +164,12 @@ class Worker:
                             "role": claim.role, "steps": configuration.budget(self.spec)})
         result, info = self._train_claimed(configuration, claim, run_id)
         task = info["task"]
-        outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+        try:
+            outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
+        except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
+            self._abandon(claim, run_id, Outcome.INTERRUPTED)
+            self.emit("note", {"worker": self.index, "message": str(taken)})
+            return
         recording = time.perf_counter()  # the result is kept from here on
         self._record(run_id, configuration, claim.params, claim.seed, result, info)
         self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
@@ -258,10 +277,10 @@ class Worker:
 
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
         """After the last final seed: the seeds' summary on the parent run, which ends."""
-        finals = tuning.trial_records(self.storage, self.spec, configuration, final=True)
+        trials, finals = records(self.storage, self.spec, configuration)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
-        trials = tuning.trial_records(self.storage, self.spec, configuration)
+        self._mark_superseded(configuration, {f.number for f in finals})
         row = board_row(configuration, trials, finals)
         parent = self._parent(configuration)
         metric = row["metric"]
@@ -270,6 +289,16 @@ class Worker:
             ("final/solved_rate", row["solved_rate"], 0),
             ("final/diverged_rate", row["diverged_rate"], 0)])
         self.tracker.end_run(parent, "FINISHED")
+
+
+    def _mark_superseded(self, configuration: Configuration, current: set[int]) -> None:
+        """Final seeds of parameters that are no longer the best (more tuning found better
+        ones) leave the results: their runs' role becomes ``superseded``."""
+        study = tuning.study_name(self.spec, configuration, final=True)
+        for run in self.tracker.find_runs(f"tags.study = '{study}' and tags.role = 'final'"):
+            if int(run.data.tags.get("trial_number", -1)) not in current:
+                self.tracker.set_tags(run.info.run_id, {"role": "superseded",
+                                                        "superseded": "true"})
 
 
 def _confusion_rows(task: Any, model: torch.nn.Module,

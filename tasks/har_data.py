@@ -505,6 +505,32 @@ def _write_cache(file: Path, key: str, data: HarData) -> None:
         log.warning("cannot write the HAR cache %s (%s); continuing without it", file, exc)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_digest(path: Path) -> bool:
+    """On first use of a local archive: is it the official one (outer or inner zip)?
+
+    A zip whose SHA-256 is neither is still read (a repackaged copy, e.g. without the
+    561-feature files, holds the same data, and its contents are checked file by file),
+    but a warning names its digest. A folder has no digest to check.
+    """
+    if not path.is_file():
+        return False
+    found = file_sha256(path)
+    if found in (HAR_SHA256, HAR_INNER_SHA256):
+        return True
+    log.warning("%s: SHA-256 %s is not the official archive's (%s) nor its inner zip's "
+                "(%s); reading it anyway, its files, shapes and labels are checked",
+                path, found, HAR_SHA256, HAR_INNER_SHA256)
+    return False
+
+
 def load_har(
     source: str | Path,
     *,
@@ -528,6 +554,7 @@ def load_har(
         file = cache_file(path, Path(cache_dir) if cache_dir else default_cache_dir())
         data = _read_cache(file, key, path)
         if data is None:
+            check_digest(path)
             data = _read_source(path)
             _check_arrays(data)
             _write_cache(file, key, data)

@@ -94,9 +94,12 @@ def create_database(server: str, name: str) -> str:
 class MlflowServer:
     """``mlflow server`` on a SQLite store in ``root``, in its own process group."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, *, backend: str | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.port = port or free_port()
+        self.backend = backend  # a database URL; default: SQLite in root
+        self.extra = extra  # more `mlflow server` options (--allowed-hosts ...)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -107,8 +110,8 @@ class MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-               "--artifacts-destination", str(self.root / "artifacts")]
+               "--backend-store-uri", self.backend or f"sqlite:///{self.root / 'mlflow.db'}",
+               "--artifacts-destination", str(self.root / "artifacts"), *self.extra]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log,

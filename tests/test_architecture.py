@@ -56,6 +56,7 @@ def _importers_of(library: str) -> set[str]:
 
 def test_optuna_is_imported_by_tuning_only() -> None:
     assert _importers_of("optuna") == {"bench.tuning"}
+    assert _importers_of("optuna_dashboard") == {"bench.tuning"}  # it reads the storage too
 
 
 def test_mlflow_is_imported_by_tracking_only() -> None:

@@ -89,6 +89,10 @@ BAD_WHERE = [
      "storage postgresql+psycopg2://u:***@127.0.0.1:1/nodb unreachable"),
     ("unreachable tracking", lambda tmp: ["--tracking-uri", "http://127.0.0.1:1"],
      "tracking store http://127.0.0.1:1 unreachable"),
+    ("no database driver in the URL", lambda tmp: ["--storage",
+                                                   "postgresql://u:pw@127.0.0.1:1/nodb"],
+     "storage postgresql://u:***@127.0.0.1:1/nodb"),
+    ("cuda without CUDA", lambda tmp: ["--device", "cuda"], "device 'cuda': this machine"),
     ("missing HAR data_dir", lambda tmp: ["--tasks", "har", "--set",
                                           f"tasks.har.data_dir={tmp / 'nowhere'}"],
      "tasks.har.data_dir"),
@@ -106,15 +110,30 @@ BAD_WHERE = [
 def test_bad_places_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, case: str, flags,
                                        message: str) -> None:
+    import torch
+
     import bench.tracking
 
+    if case == "cuda without CUDA" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
     monkeypatch.setattr(bench.tracking, "RETRY_S", 1.0)
     code = main(["run", "smoke", "--runs-dir", str(tmp_path / "runs"), *flags(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2, (case, err)
     assert len(err.splitlines()) == 1 and message in err, err
     assert "pw@" not in err
-    assert not (tmp_path / "runs" / "smoke" / "config.yaml").exists()  # nothing half-done
+    assert not (tmp_path / "runs").exists()  # nothing written: no lock, journal or store
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n", "[adding, copy]\n"])
+def test_an_empty_or_non_mapping_config_is_refused(tmp_path: Path, text: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "suite.yaml" in err, err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_input_loses_nothing_recorded(tmp_path: Path,
@@ -196,11 +215,14 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
     run_dir.mkdir(parents=True)
     client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
     client.create_experiment("smoke")
-    port = _free_port()
+    from tests.test_dashboard import _journal_with_a_study
+
+    _journal_with_a_study(run_dir)  # optuna-dashboard starts beside the MLflow UI
+    port, dashboard_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
-         "--port", str(port)], start_new_session=True, stdout=subprocess.PIPE, text=True,
-        preexec_fn=default_sigint)
+         "--port", str(port), "--dashboard-port", str(dashboard_port)],
+        start_new_session=True, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 90
         body = b""
@@ -215,20 +237,26 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
                 time.sleep(0.5)
         assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
         assert _listening_addresses(port) == {"127.0.0.1"}  # loopback only
+        deadline = time.monotonic() + 60
+        while not _listening_addresses(dashboard_port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _listening_addresses(dashboard_port) == {"127.0.0.1"}
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             proc.terminate()  # `kill PID`: the ui process only, not the server's group
         assert proc.wait(timeout=90) == 0  # generous: a loaded machine is slow
         deadline = time.monotonic() + 15
-        while (_group_alive(proc.pid) or _listening_addresses(port)) and \
-                time.monotonic() < deadline:
+        while (_group_alive(proc.pid) or _listening_addresses(port)
+               or _listening_addresses(dashboard_port)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _group_alive(proc.pid)
         assert not _listening_addresses(port)  # the server and its workers are gone too
+        assert not _listening_addresses(dashboard_port)
         printed = proc.stdout.read()
-        assert f"http://127.0.0.1:{port}/#/experiments/" in printed
+        assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in printed
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
+        assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

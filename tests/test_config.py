@@ -26,8 +26,14 @@ def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
 # --------------------------------------------------------------------------- defaults
 
 
-def test_empty_file_takes_every_default(tmp_path: Path) -> None:
-    spec = load(write(tmp_path, ""))
+def test_an_empty_file_is_refused(tmp_path: Path) -> None:
+    """An empty file is a mistake (a wrong path, a truncated copy), not the default suite."""
+    with pytest.raises(ConfigError, match=r"the file is empty"):
+        load(write(tmp_path, "# only a comment\n"))
+
+
+def test_an_empty_mapping_takes_every_default(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, "{}\n"))
     assert spec == config.SuiteSpec()
     assert spec.name == "default" and spec.seed == 0 and spec.device == "auto"
     assert spec.tasks == (("adding", {"seq_len": [100]}), ("copy", {"seq_len": [50]}),

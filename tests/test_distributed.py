@@ -6,6 +6,7 @@ Two ``gradbench run`` processes with their own run directories stand for two mac
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,6 +112,10 @@ def test_two_machines_share_one_suite(tmp_path: Path, postgres: str,
     procs = [_start(config, tmp_path / f"machine{i}", *flags) for i in (1, 2)]
     outputs = [_finish(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
+    # Each machine counts the whole suite's runs (2 x (3 + 2) = 10), not only its own: the one
+    # that ends last has seen them all done.
+    assert any("progress: 10/10 runs done (100%)" in out for out in outputs), outputs
+    assert not any(re.search(r"progress: \d+/5 runs", out) for out in outputs)
 
     studies = _studies(url)
     _check_budget_and_uniqueness(studies)
@@ -247,6 +252,8 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         out = _finish(proc)
         assert proc.returncode != 0
         assert "unreachable" in out and server.url in out, out[-2000:]
+        assert "Traceback" not in out, out[-3000:]  # one line per cause (--verbose: more)
+        assert len([line for line in out.splitlines() if "unreachable" in line]) == 1, out
         assert optuna.trial.TrialState.COMPLETE in _journal_states(run_dir)  # kept
         server.start()  # back: the same command finishes the suite
         again = _start(config, tmp_path / "runs", "--tracking-uri", server.url)
@@ -284,3 +291,130 @@ def test_machines_agree_on_a_parent_run_stamped_earlier_but_seen_later(tmp_path:
     assert ours[name] == (theirs, False)
     left = tracker.find_runs("tags.role = 'configuration'")
     assert [r.info.run_id for r in left] == [theirs]
+
+
+def test_a_machine_started_mid_trial_takes_nothing_from_the_other(
+        tmp_path: Path, postgres: str, mlflow_server: MlflowServer) -> None:
+    """The second machine's start-up recovery and its periodic ones read the heartbeats:
+    the first machine's live trials are left alone, and both machines end with exit 0."""
+    url = create_database(postgres, "mid_trial")
+    config = _config(tmp_path, training={"steps": 2000, "batch_size": 16, "eval_every": 500},
+                     tuning={"trials": TRIALS, "sampler": "tpe", "pruner": "none"})
+    flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
+    env = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
+    first = _start(config, tmp_path / "first", *flags, env=env)
+    deadline = time.monotonic() + 120
+    while not _running_trial_of(url, first.pid):
+        assert time.monotonic() < deadline, "the first machine never ran a trial"
+        time.sleep(0.3)
+    second = _start(config, tmp_path / "second", *flags, env=env)
+    outputs = [_finish(first), _finish(second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    studies = _studies(url)
+    _check_budget_and_uniqueness(studies)
+    taken = [(name, t.number) for name, s in studies.items() for t in s.trials
+             if t.user_attrs.get("outcome") == "interrupted" or "retry_of" in t.user_attrs]
+    assert not taken, taken
+    assert all("s3cret-pw" not in out and "View run" not in out for out in outputs)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies, dead but not reaped by a
+    container's init, do not count)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
+    """``kill -9`` of ``gradbench run`` alone: its workers (forked by the fork server, not
+    by it) stop within seconds, their trial marked interrupted; a rerun finishes the suite."""
+    config = _config(tmp_path, training={"steps": 2000, "batch_size": 16, "eval_every": 500})
+    run_dir = tmp_path / "runs" / "dist"
+    proc = _start(config, tmp_path / "runs", "--workers", "2")
+    deadline = time.monotonic() + 120
+    while not _training(run_dir):
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    assert len(_live_members(proc.pid)) >= 3  # the command, the fork server, workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 8
+    while _live_members(proc.pid):
+        assert time.monotonic() < deadline, f"left running: {_live_members(proc.pid)}"
+        time.sleep(0.2)
+    outcomes = [t.user_attrs.get("outcome") for t in _journal_trials(run_dir)
+                if t.state == optuna.trial.TrialState.FAIL]
+    assert "interrupted" in outcomes
+    again = _start(config, tmp_path / "runs")
+    out = _finish(again)
+    assert again.returncode == 0, out
+    done = [t for t in _journal_trials(run_dir) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 * (TRIALS + SEEDS)
+
+
+def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> None:
+    """The README's "Running on many machines", on one host: roles and databases made with
+    psql, an MLflow server on PostgreSQL that checks the Host header, a tracking URI under a
+    host name (with a password, as a proxy might want), the storage password from
+    PGPASSWORD. Nothing prints a password; without --allowed-hosts the run is refused in one
+    line that names the fix."""
+    import socket
+
+    host, port = postgres.split(":")
+    sql = ["CREATE ROLE gradbench LOGIN PASSWORD 's3cret-pw'",
+           "CREATE DATABASE gradbench OWNER gradbench",
+           "CREATE ROLE mlflow LOGIN PASSWORD 's3cret-pw'", "CREATE DATABASE mlflow OWNER mlflow"]
+    subprocess.run(["psql", "-h", host, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+                    *[arg for command in sql for arg in ("-c", command)]],
+                   check=True, capture_output=True)
+    name = socket.gethostname()  # resolves to this host, and is not "localhost"
+    backend = f"postgresql+psycopg2://mlflow:s3cret-pw@{postgres}/mlflow"
+    config = _config(tmp_path, tuning={"trials": 2, "sampler": "tpe", "pruner": "none"},
+                     final={"seeds": 1})
+    storage = f"postgresql+psycopg2://gradbench@{postgres}/gradbench"
+    env = {"PGPASSWORD": "s3cret-pw", "GRADBENCH_TRACKING_RETRY_S": "3"}
+
+    strict = MlflowServer(tmp_path / "strict", backend=backend).start()
+    try:
+        uri = f"http://alice:s3cret-pw@{name}:{strict.port}"
+        refused = _start(config, tmp_path / "refused", "--storage", storage,
+                         "--tracking-uri", uri, env=env)
+        out = _finish(refused)
+        assert refused.returncode == 2 and "--allowed-hosts" in out, out
+        assert len(out.strip().splitlines()) == 1 and "s3cret-pw" not in out
+    finally:
+        strict.stop()
+
+    allowed = f"{name}:{strict.port},{name}"
+    server = MlflowServer(tmp_path / "server", strict.port, backend=backend,
+                          extra=("--allowed-hosts", allowed)).start()
+    try:
+        procs = [_start(config, tmp_path / f"machine{i}", "--workers", "2", "--storage",
+                        storage, "--tracking-uri", uri, env=env) for i in (1, 2)]
+        outputs = [_finish(p) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        status = subprocess.run([sys.executable, "-m", "bench", "status", "dist", "--runs-dir",
+                                 str(tmp_path / "machine1")], capture_output=True, text=True,
+                                env={**os.environ, **env})
+        assert status.returncode == 0 and "1/1" in status.stdout, status.stderr
+        report = subprocess.run([sys.executable, "-m", "bench", "report", "dist", "--runs-dir",
+                                 str(tmp_path / "machine1"), "--tracking-uri", uri, "--out",
+                                 str(tmp_path / "report.html")], capture_output=True,
+                                text=True, env={**os.environ, **env})
+        assert report.returncode == 0, report.stderr  # no --storage needed
+        page = (tmp_path / "report.html").read_text()
+        for text in [*outputs, status.stdout, status.stderr, report.stdout, report.stderr,
+                     page]:
+            assert "s3cret-pw" not in text and "View run" not in text
+        recorded = (tmp_path / "machine1" / "dist" / "config.yaml").read_text()
+        assert f"http://alice:***@{name}:{strict.port}" in recorded and "s3cret" not in recorded
+    finally:
+        server.stop()

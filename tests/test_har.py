@@ -683,3 +683,25 @@ def test_final_seeds_record_the_confusion_matrix_under_the_records_class_names(
     rows = _confusion_rows(task, model, classes)
     assert len(rows) == 36 and {r["true"] for r in rows} == set(har.CLASS_NAMES)
     assert sum(r["count"] for r in rows) == len(task.split("test")[1])
+
+
+def test_a_local_archive_is_checked_against_the_official_digest_on_first_use(
+    sources: Sources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    digest = hashlib.sha256(sources.outer.read_bytes()).hexdigest()
+    with caplog.at_level("WARNING", logger=har_data.log.name):
+        har_data.load_har(sources.outer, cache_dir=tmp_path / "a", expected_windows=None)
+    assert f"SHA-256 {digest} is not the official archive's ({har_data.HAR_SHA256})" \
+        in caplog.text  # a repackaged copy: read, and said so
+    caplog.clear()
+    har.clear_memo()
+    with caplog.at_level("WARNING", logger=har_data.log.name):  # cached: not hashed again
+        har_data.load_har(sources.outer, cache_dir=tmp_path / "a", expected_windows=None)
+    assert caplog.text == ""
+    monkeypatch.setattr(har_data, "HAR_SHA256", digest)  # as if it were the official one
+    har.clear_memo()
+    with caplog.at_level("WARNING", logger=har_data.log.name):
+        har_data.load_har(sources.outer, cache_dir=tmp_path / "b", expected_windows=None)
+    assert caplog.text == ""
+    assert har_data.check_digest(sources.outer) and not har_data.check_digest(sources.root)

@@ -62,7 +62,7 @@ def _suite(metric: str, direction: str, values: dict[str, list[float]]) -> pd.Da
 def test_mean_ci_uses_student_t() -> None:
     mean, std, low, high = an.mean_ci([1.0, 2.0, 3.0])
     assert (mean, std) == (2.0, 1.0)
-    assert high - mean == pytest.approx(4.303 / math.sqrt(3))
+    assert high - mean == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)  # the t table's digits
     assert low == pytest.approx(2 * mean - high)
     one = an.mean_ci([0.5])
     assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
@@ -426,6 +426,9 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
                                    "i => [i.complete && i.naturalWidth > 0, i.alt])")
             overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            phone = browser.new_page(viewport={"width": 400, "height": 800})
+            phone.goto(mixed_report.as_uri(), wait_until="load")
+            narrow = phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         finally:
             browser.close()
     assert images and all(ok for ok, _ in images), [alt for ok, alt in images if not ok]
@@ -433,6 +436,7 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
     network = [u for u in requests if not u.startswith(("data:", mixed_report.as_uri()))]
     assert network == []
     assert overflow, "the page scrolls sideways"
+    assert narrow, "on a phone-width screen the page scrolls sideways (tables scroll inside)"
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
@@ -538,6 +542,53 @@ def test_a_model_and_remedy_the_registry_does_not_know_still_render(tmp_path: Pa
     _check_self_contained(page)
     assert ">nowhere.mod:NET<" in page and ">weird<" in page
     assert ".dot.m-nowhere-mod-net { background: #" in page
+
+
+def test_report_of_a_config_file_on_a_given_store_reads_the_suite_it_names(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = Fake(tmp_path / "store", "named")
+    parent = fake.parent("adding-T8/lstm/none/norm")
+    for n in range(2):
+        fake.run(parent, "trial", n, "complete")
+        fake.run(parent, "final", n, "complete", {"loss": 0.01, "mse": 0.01})
+    config_file = tmp_path / "my-experiment.yaml"  # the file's name is not the suite's
+    config_file.write_text(yaml.safe_dump({"name": "named"}))
+    out = tmp_path / "out.html"
+    assert main(["report", str(config_file), "--tracking-uri", fake.uri, "--runs-dir",
+                 str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "report of suite 'named'" in capsys.readouterr().out
+    assert "5 (4 FINISHED, 1 RUNNING)" in out.read_text()  # the runs of suite named
+
+
+def test_report_links_rows_and_figures_to_their_mlflow_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = Fake(tmp_path / "store", "linked")
+    parents = {}
+    finals = []
+    for name in ("adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm"):
+        parents[name] = fake.parent(name)
+        for n in range(2):
+            fake.run(parents[name], "trial", n, "complete")
+            finals.append(fake.run(parents[name], "final", n, "complete",
+                                   {"loss": 0.01 + n / 100, "mse": 0.01 + n / 100}))
+    experiment = fake.tracker.experiment_id
+    out = tmp_path / "linked.html"
+    args = ["report", "linked", "--tracking-uri", fake.uri, "--runs-dir", str(tmp_path / "no"),
+            "--out", str(out)]
+    assert main([*args, "--mlflow-url", "http://127.0.0.1:5000/"]) == 0
+    page = out.read_text()
+    hrefs = re.findall(r'href="(http[^"]*)"', page)
+    base = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+    assert all(h.startswith(base) for h in hrefs)
+    linked = {h.removeprefix(base) for h in hrefs}
+    assert {run_id for run_id, _ in parents.values()} <= linked  # every leaderboard row
+    assert finals[0] in linked  # the first final seed drawn in the gradient figures
+    assert "Runs in MLflow: <a" in page
+    assert main([*args, "--mlflow-url", "127.0.0.1:5000"]) == 2
+    assert "--mlflow-url 127.0.0.1:5000: expected an http:// or https://" in \
+        capsys.readouterr().err
+    assert main(args) == 0  # without it: no link leaves the page
+    assert not re.findall(r'href="http', out.read_text())
 
 
 def test_the_literature_file_is_complete_and_names_its_sources() -> None:

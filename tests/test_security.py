@@ -52,3 +52,16 @@ def test_the_recorded_config_is_masked(tmp_path: Path) -> None:
     assert "topsecret" not in str(public)
     assert public["storage"] == "postgresql://gb:***@127.0.0.1/x"
     assert spec.storage == "postgresql://gb:topsecret@127.0.0.1/x"  # still usable in-process
+
+
+def test_the_effective_tracking_uri_is_recorded_masked(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracking URI from the environment is recorded with the suite, masked; the embedded
+    store is not (it follows the run directory)."""
+    from bench.suite import Suite, recorded_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://gb:topsecret@trackinghost:5000")
+    suite = Suite(load("smoke"), tmp_path / "smoke", [])
+    assert recorded_config(suite)["tracking_uri"] == "http://gb:***@trackinghost:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert recorded_config(suite)["tracking_uri"] is None

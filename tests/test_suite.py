@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,6 +66,7 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "adding: test mse over all final seeds" in out and "lstm" in out
+    assert "progress: 8/8 runs done (100%), 0 running, 0 diverged" in out  # no terminal: a line
     run_dir = runs_dir / "small"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "small"
     _check_small_studies(run_dir)
@@ -75,6 +77,27 @@ def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(_runs(run_dir, "small")[0]) == len(runs)
     assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
     assert "adding-T8/lstm/none/norm" in capsys.readouterr().out
+    _check_status_for_scripts(runs_dir)
+
+
+def _check_status_for_scripts(runs_dir: Path) -> None:
+    import csv
+    import io
+    import json
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", "small", "--runs-dir", str(runs_dir), "--json"]) == 0
+    status = json.loads(out.getvalue())
+    assert status["suite"] == "small"
+    rows = {r["configuration"]: r for r in status["configurations"]}
+    assert sorted(rows) == ["adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm"]
+    assert all(r["complete"] == 2 and r["finals"] == "2/2" and r["best"] > 0
+               for r in rows.values())
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", "small", "--runs-dir", str(runs_dir), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["configuration"] for r in table] == list(rows)
+    assert all(float(r["best"]) == rows[r["configuration"]]["best"] for r in table)
 
 
 def _check_small_studies(run_dir: Path) -> None:
@@ -123,6 +146,12 @@ def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
         assert {"task", "seq_len", "model", "regularization", "clipping", "config_hash",
                 "git_commit", "version.torch"} <= set(parent.data.tags)
         assert "final/mse_mean" in parent.data.metrics and "best.lr" in parent.data.tags
+        study = f"small/{parent.data.tags['configuration']}"
+        assert parent.data.tags["optuna.study"] == study
+        study_id = _studies(run_dir)[study]._study_id
+        assert parent.data.tags["optuna.dashboard"] == \
+            f"http://127.0.0.1:8080/dashboard/studies/{study_id}"  # where `ui` serves it
+        assert parent.data.tags["optuna.dashboard"] in parent.data.tags["mlflow.note.content"]
         assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
     _check_final_run(client, finals[0], tmp_path)
     return runs
@@ -303,3 +332,46 @@ def test_an_error_while_training_fails_the_trial_and_its_run(
     assert (run.info.status, run.data.tags["state"]) == ("FAILED", "failed")
     assert suites.recover(suite, tuning.open_storage(None, suite.run_dir)) == {
         "interrupted": 0, "requeued": 0}
+
+
+def test_resuming_a_suite_after_a_change(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Narrowing runs a subset and the whole suite is recorded; a change of meaning is
+    refused in one line with nothing written; more trials, seeds and configurations are
+    scheduled, finals of a superseded best run again, and the command ends."""
+    config = _write(tmp_path, SMALL)
+    runs_dir, run_dir = tmp_path / "runs", tmp_path / "runs" / "small"
+    base = ["run", str(config), "--runs-dir", str(runs_dir)]
+    assert main([*base, "--models", "rnn", "--trials", "1", "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main(["status", "small", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "adding-T8/rnn/none/norm" in out and "adding-T8/lstm/none/norm" in out  # whole
+
+    journal = (run_dir / "optuna.journal").read_bytes()
+    assert main([*base, "--models", "rnn", "--steps", "30"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "training.steps was 20, now 30" in err, err
+    assert (run_dir / "optuna.journal").read_bytes() == journal
+
+    assert main([*base, "--trials", "3", "--seeds", "2", "--workers", "2"]) == 0
+    capsys.readouterr()
+    runs, _ = _runs(run_dir, "small")
+    for name, study in _studies(run_dir).items():
+        if not name.endswith("/final"):
+            ended = [t for t in study.trials if t.state.is_finished()
+                     and t.user_attrs.get("outcome") != "over_budget"]
+            assert len(ended) == 3, name
+            continue
+        best = _studies(run_dir)[name.removesuffix("/final")].best_trial.params
+        current = {t.number for t in study.trials if t.user_attrs.get("params") == best
+                   and t.state == optuna.trial.TrialState.COMPLETE}
+        assert sorted(study.trials[n].params["seed"] for n in current) == [1000, 1001], name
+        shown = {int(r.data.tags["trial_number"]) for r in runs
+                 if r.data.tags.get("study") == name and r.data.tags.get("role") == "final"}
+        assert shown == current, name  # finals of an earlier best are marked superseded
+        superseded = {t.number for t in study.trials
+                      if t.state == optuna.trial.TrialState.COMPLETE} - current
+        assert all(r.data.tags.get("role") == "superseded" for r in runs
+                   if r.data.tags.get("study") == name
+                   and int(r.data.tags["trial_number"]) in superseded)

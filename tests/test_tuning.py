@@ -165,10 +165,10 @@ def test_a_failed_claim_is_neither_counted_nor_run_again(tmp_path: Path) -> None
     assert failed is not None and interrupted is not None
     tuning.fail(failed, Outcome.FAILED)
     tuning.fail(interrupted, Outcome.INTERRUPTED)
-    found = tuning.recover(storage, spec, [configuration], all_running=True)
-    assert found == {"interrupted": 0, "requeued": 1}
     trials = tuning.trial_records(storage, spec, configuration)
-    assert [t.outcome for t in trials] == ["failed", "interrupted", "waiting"]
+    assert [t.outcome for t in trials] == ["failed", "interrupted", "waiting"]  # queued at once
+    found = tuning.recover(storage, spec, [configuration], all_running=True)
+    assert found == {"interrupted": 0, "requeued": 0}
     assert tuning.used_budget(trials) == 1 and tuning.counts(trials)["failed"] == 1
     retry = tuning.claim(storage, spec, configuration).claim
     assert retry is not None and retry.params == interrupted.params  # the same parameters
@@ -278,3 +278,102 @@ def test_a_suite_job_takes_the_tasks_budget_and_reads_the_test_split_only_when_f
     halving = config.load("smoke", {"set": ["tasks.copy.steps=900", "training.eval_every=10"]})
     assert tuning.halving_rungs(halving, 900) == [100, 300]
     assert tuning.halving_rungs(halving) == [10]
+
+
+# ------------------------------------------------------------------------------ resuming
+
+
+def _run_tuning(storage, spec, configuration, losses) -> None:
+    for loss in losses:
+        claim = tuning.claim(storage, spec, configuration).claim
+        assert claim is not None and claim.role == "trial"
+        tuning.tell(claim, _result(loss=loss), metric="mse", direction="minimize")
+
+
+def _run_finals(storage, spec, configuration) -> list[tuning.Claim]:
+    done = []
+    while (attempt := tuning.claim(storage, spec, configuration)).claim is not None:
+        assert attempt.claim.final
+        tuning.tell(attempt.claim, _result(), metric="mse", direction="minimize")
+        done.append(attempt.claim)
+    assert not attempt.pending  # nothing left, nothing to wait for
+    return done
+
+
+def test_more_trials_that_find_better_parameters_run_the_finals_again(tmp_path: Path) -> None:
+    spec, configuration = _smoke("tuning.trials=2", "final.seeds=1")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    _run_tuning(storage, spec, configuration, (0.3, 0.2))
+    [old] = _run_finals(storage, spec, configuration)
+    more, _ = _smoke("tuning.trials=3", "final.seeds=2")  # resumed: one more trial, one seed
+    assert tuning.meaning_changes(storage, more, [configuration]) == []
+    _run_tuning(storage, more, configuration, (0.1,))  # better than trial 1
+    new = _run_finals(storage, more, configuration)
+    trials = tuning.trial_records(storage, more, configuration)
+    assert [c.seed for c in new] == [1000, 1001] and all(c.params == trials[2].params
+                                                          for c in new)
+    finals = tuning.trial_records(storage, more, configuration, final=True)
+    current = tuning.current_finals(trials, finals)
+    assert sorted(t.number for t in current) == [c.number for c in new]
+    assert old.number not in {t.number for t in current}  # superseded, kept in the storage
+    assert tuning.finals_done(current, more.final.seeds)
+
+
+def test_more_seeds_alone_are_scheduled(tmp_path: Path) -> None:
+    spec, configuration = _smoke("tuning.trials=1", "final.seeds=1")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    _run_tuning(storage, spec, configuration, (0.3,))
+    assert [c.seed for c in _run_finals(storage, spec, configuration)] == [1000]
+    more, _ = _smoke("tuning.trials=1", "final.seeds=3")
+    assert [c.seed for c in _run_finals(storage, more, configuration)] == [1001, 1002]
+
+
+def test_a_change_of_meaning_is_found_key_by_key(tmp_path: Path) -> None:
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    budgets, _ = _smoke("tuning.trials=9", "final.seeds=4", "tuning.sampler=random",
+                        "device=auto")
+    assert tuning.meaning_changes(storage, budgets, [configuration]) == []
+    changed, _ = _smoke("training.steps=40", "search.lr.high=0.5", "tuning.pruner=none")
+    found = tuning.meaning_changes(storage, changed, [configuration])
+    assert sorted(found) == [("search.lr.high", 0.01, 0.5), ("training.steps", 20, 40),
+                             ("tuning.pruner", "median", "none")]
+    line = config.describe_changes("smoke", found)
+    assert "\n" not in line and "training.steps was 20, now 40" in line and "--set name=" in line
+
+
+def test_heartbeats_are_read_through_the_study_wrapper(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study loaded from an RDB storage holds Optuna's caching wrapper: the heartbeat is
+    still written at claim time, and a fresh trial is not taken as stale."""
+    monkeypatch.setattr(tuning, "GRACE_S", 30)
+    spec, configuration = _smoke()
+    rdb = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path)
+    wrapper = optuna.storages.get_storage(rdb)
+    assert type(wrapper) is not type(rdb)
+    tuning.create_studies(rdb, spec, [configuration])
+    claim = tuning.claim(wrapper, spec, configuration).claim
+    assert claim is not None and claim._trial_id is not None  # first heartbeat written
+    study = tuning.load_study(wrapper, spec, configuration)
+    assert tuning.fail_stale(wrapper, study, all_running=False) == []
+    assert [t.outcome for t in tuning.trial_records(rdb, spec, configuration)] == ["running"]
+    journal = tuning.open_storage(None, tmp_path / "journal")
+    assert not tuning._heartbeats(journal) and tuning._heartbeats(wrapper)
+
+
+def test_a_trial_taken_over_meanwhile_is_not_told_twice(tmp_path: Path) -> None:
+    """A worker that stalled past the grace period finds its trial interrupted and queued
+    again by another: telling it raises TrialTaken (one line), and the retry is intact."""
+    spec, configuration = _smoke()
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claim = tuning.claim(storage, spec, configuration).claim
+    assert claim is not None
+    tuning.recover(storage, spec, [configuration], all_running=True)  # "stale": taken
+    with pytest.raises(tuning.TrialTaken, match=r"trial 0 of .* was taken over"):
+        tuning.tell(claim, _result(), metric="mse", direction="minimize")
+    outcomes = [t.outcome for t in tuning.trial_records(storage, spec, configuration)]
+    assert outcomes == ["interrupted", "waiting"]

@@ -37,10 +37,6 @@ FAILED_STATES = ("diverged", "interrupted", "failed")
 BOOTSTRAP = 2000
 EXACT_LIMIT = 20_000  # permutation tests enumerate up to this many splits, else sample
 ALPHA = 0.05
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then ~normal).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
-         2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
-         2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 # ------------------------------------------------------------------------------ registry facts
@@ -130,12 +126,12 @@ def solved_rule(task: str) -> str:
 
 
 def t_quantile(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (``scipy.stats.t``)."""
+    from scipy import stats
+
     if df < 1:
         return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    return 1.96 + 2.4 / df  # within 0.01 of the exact value beyond 30
+    return float(stats.t.ppf(0.975, df))
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -370,30 +366,30 @@ def gradient_ratios(snapshots: pd.DataFrame) -> pd.DataFrame:
 
 def permutation_p(a: Sequence[float], b: Sequence[float], *, samples: int = 10_000,
                   seed: int = 0) -> float:
-    """Two-sided permutation test of equal means: exact over every split when few, else
-    Monte Carlo with ``samples`` shuffles. NaN if a group is empty."""
+    """Two-sided permutation test of equal means (``scipy.stats.permutation_test``): exact
+    over every split when there are at most ``EXACT_LIMIT``, else Monte Carlo with
+    ``samples`` shuffles. The statistic is ``|mean(a) - mean(b)|`` and p the share of splits
+    at least as extreme. NaN if a group is empty."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size == 0 or y.size == 0:
         return math.nan
-    pooled = np.concatenate([x, y])
-    observed = abs(x.mean() - y.mean())
-    n, k = pooled.size, x.size
-    tol = 1e-12 * max(1.0, float(np.abs(pooled).max()))
-    if math.comb(n, k) <= EXACT_LIMIT:
-        total = pooled.sum()
-        hits = count = 0
-        for idx in itertools.combinations(range(n), k):
-            s = pooled[list(idx)].sum()
-            diff = abs(s / k - (total - s) / (n - k))
-            hits += diff >= observed - tol
-            count += 1
-        return hits / count
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(samples):
-        perm = rng.permutation(pooled)
-        hits += abs(perm[:k].mean() - perm[k:].mean()) >= observed - tol
-    return (hits + 1) / (samples + 1)
+    if min(x.size, y.size) == 1:  # scipy needs two values a group: count the n splits here
+        pooled = np.concatenate([x, y])
+        rest = (pooled.sum() - pooled) / (pooled.size - 1)
+        extreme = np.abs(pooled - rest) >= _abs_mean_diff(x, y) * (1 - 1e-12)
+        return float(extreme.mean())
+    splits = math.comb(x.size + y.size, x.size)
+    result = stats.permutation_test(
+        (x, y), _abs_mean_diff, permutation_type="independent", vectorized=True,
+        n_resamples=splits if splits <= EXACT_LIMIT else samples, alternative="greater",
+        rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def _abs_mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.abs(x.mean(axis=axis) - y.mean(axis=axis))
 
 
 def min_attainable_p(n_a: int, n_b: int) -> float:
@@ -405,15 +401,26 @@ def min_attainable_p(n_a: int, n_b: int) -> float:
 
 def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], *, samples: int = BOOTSTRAP,
                       seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each group."""
+    """95% percentile-bootstrap interval of mean(b) - mean(a), resampling each group
+    (``scipy.stats.bootstrap``). A group of one value resamples to itself: a constant."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size == 0 or y.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    xs = rng.choice(x, size=(samples, x.size)).mean(axis=1)
-    ys = rng.choice(y, size=(samples, y.size)).mean(axis=1)
-    low, high = np.percentile(ys - xs, [2.5, 97.5])
-    return float(low), float(high)
+    varying = [g for g in (y, -x) if g.size > 1]
+    shift = sum(float(g.mean()) for g in (y, -x) if g.size == 1)
+    if not varying:
+        return shift, shift
+    result = stats.bootstrap(
+        tuple(varying), _sum_of_means, n_resamples=samples, confidence_level=0.95,
+        method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low) + shift, float(high) + shift
+
+
+def _sum_of_means(*groups: np.ndarray, axis: int = -1) -> np.ndarray:
+    return sum(g.mean(axis=axis) for g in groups)  # type: ignore[return-value]
 
 
 def verdict(p: float, min_p: float) -> str:

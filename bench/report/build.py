@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ SHOWN_IDS = 6  # run ids listed under a figure (all of them are in its CSV)
 
 def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
                  storage_note: str = "",
-                 others: Sequence[tuple[ResultsSource, Any, str]] = ()) -> Path:
+                 others: Sequence[tuple[ResultsSource, Any, str]] = (),
+                 mlflow_url: str | None = None) -> Path:
     """Read the suite from ``source``, write the report to ``out`` (an .html file).
 
     Args:
@@ -49,11 +51,17 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
         storage_note: why there is no storage, shown in place of the importance figure.
         others: more suites ``(source, storage, storage_note)`` to put side by side on the
             same page: a comparison of their best results first, then each suite's sections.
+        mlflow_url: the MLflow UI serving the suites' store (``http://host:port``): each
+            leaderboard row links to its configuration's parent run and each figure to the
+            runs it draws. None: no links (the page stays self-contained).
     """
+    if mlflow_url is not None:
+        RunLinks(mlflow_url, "")  # a bad address fails before anything is read
     plots.configure()
     suites = [(source, storage, storage_note), *others]
     many = len(suites) > 1
-    loaded = [suite_sections(*entry, suite_label=many) for entry in suites]
+    loaded = [suite_sections(*entry, suite_label=many, mlflow_url=mlflow_url)
+              for entry in suites]
     boards = [board.assign(suite=results.suite) for results, board, _ in loaded]
     results = loaded[0][0]
     if many:
@@ -78,7 +86,8 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
 
 
 def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
-                   suite_label: bool) -> tuple[Results, pd.DataFrame, list[Section]]:
+                   suite_label: bool, mlflow_url: str | None = None
+                   ) -> tuple[Results, pd.DataFrame, list[Section]]:
     """One suite read back: its results, its leaderboard and one section per task."""
     results = source.load()
     board = an.leaderboard(results.runs, expected_counts(results.config))
@@ -88,7 +97,9 @@ def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
     sections = []
     for task in an.task_order(board.get("task", pd.Series(dtype=str)).astype(str)):
         report = TaskReport(task, results, board[board["task"] == task], source,
-                            suite_label=suite_label)
+                            suite_label=suite_label,
+                            links=RunLinks(mlflow_url, source.experiment_id) if mlflow_url
+                            else None)
         sections.append(report.section(importances, storage_note))
     return results, board, sections
 
@@ -346,12 +357,30 @@ def provenance(results: Results) -> dict[str, str]:
 # ------------------------------------------------------------------------------ one task
 
 
+@dataclass(frozen=True)
+class RunLinks:
+    """Addresses of runs in the MLflow UI at ``base`` (``--mlflow-url``)."""
+
+    base: str
+    experiment_id: str
+
+    def __post_init__(self) -> None:
+        if not self.base.startswith(("http://", "https://")):
+            raise ValueError(f"--mlflow-url {self.base}: expected an http:// or https:// "
+                             f"address of the MLflow UI")
+
+    def run(self, run_id: str) -> str:
+        return f"{self.base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
 class TaskReport:
     """The section of one task: tables, the gradient picture, tuning, HAR extras."""
 
     def __init__(self, task: str, results: Results, board: pd.DataFrame,
-                 source: ResultsSource, *, suite_label: bool = False) -> None:
+                 source: ResultsSource, *, suite_label: bool = False,
+                 links: RunLinks | None = None) -> None:
         self.task, self.results, self.board, self.source = task, results, board, source
+        self.links = links
         # with several suites on one page: anchors, figure files and titles name the suite
         self.key = f"{results.suite}-{task}" if suite_label else task
         self.suffix = f" (suite {results.suite})" if suite_label else ""
@@ -399,7 +428,24 @@ class TaskReport:
         """A figure of this task with its data (``figures/<task>-<name>.csv``) and a line
         saying which runs and configurations it was drawn from and how to redraw it."""
         return Figure(title, plots.to_data_uri(fig), caption, name=f"{self.key}-{name}",
-                      data=data, source=self.source_line(run_ids, configurations))
+                      data=data, source=self.source_line(run_ids, configurations),
+                      links=self._run_links(run_ids))
+
+    def _run_links(self, run_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(configuration and role, URL) of the runs a figure draws (none without links)."""
+        if self.links is None:
+            return []
+        info = self.runs.set_index("run_id")
+        return [(f"{info.at[i, 'configuration']} ({info.at[i, 'role']})", self.links.run(i))
+                for i in dict.fromkeys(run_ids) if i in info.index]
+
+    def _parent_links(self) -> list[str]:
+        """Per leaderboard row, its parent run in the MLflow UI (none without links)."""
+        if self.links is None or "parent_run_id" not in self.board:
+            return []
+        links = self.links
+        return [links.run(str(i)) if isinstance(i, str) and i else ""
+                for i in self.board["parent_run_id"]]
 
     def source_line(self, run_ids: Sequence[str], configurations: Iterable[str]) -> str:
         runs = self.runs[self.runs["run_id"].isin(list(run_ids))]
@@ -485,6 +531,7 @@ class TaskReport:
             ["#", "T", "model", "remedy", "status", f"test {self.metric} mean ± std",
              "95% CI", "score / baseline", "solved", "diverged", "steps to solve", "seeds",
              "trials c/p/f", "time"], rows, row_classes=classes, model_column=2,
+            links=self._parent_links(), link_column=3,
             caption=f"Ranked best first within each T by the mean test {self.metric} over "
                     f"all final seeds ({better} is better; a diverged seed counts with the "
                     f"trivial predictor's score). steps to solve: median over seeds of the "

@@ -32,6 +32,7 @@ class Figure:
     name: str = ""
     data: Any = field(default=None, compare=False, hash=False)
     source: str = ""
+    links: Sequence[tuple[str, str]] = ()  # (label, URL) of the runs drawn, e.g. in MLflow
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Table:
     row_classes: Sequence[str] = ()
     model_column: int | None = None  # cells of this column get the model's colour dot
     wrap: bool = False  # text cells wrap (tables of sentences)
+    links: Sequence[str] = ()  # per row, a URL for the cell of `link_column` ("" for none)
+    link_column: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: 
   white-space: nowrap; }}
 th {{ background: #f6f8fa; position: sticky; top: 0; white-space: normal; }}
 td.text, th.text {{ text-align: left; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
 table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
 tr.status-running td {{ background: #fff8c5; }}
 tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
@@ -187,6 +191,10 @@ def _css_class(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
+def _link(url: str, text: str) -> str:
+    return f'<a href="{_e(url)}">{text}</a>' if url else text
+
+
 def render_figure(block: Figure) -> str:
     alt = block.alt or block.title
     source = ""
@@ -195,6 +203,9 @@ def render_figure(block: Figure) -> str:
         source += f"Data: <code>{_e(path)}</code> (beside this page). "
     if block.source:
         source += _e(block.source)
+    if block.links:
+        source += " Runs in MLflow: " + ", ".join(_link(url, _e(label))
+                                                  for label, url in block.links) + "."
     source = f'<p class="source">{source}</p>' if source else ""
     return (f'<figure><h4>{_e(block.title)}</h4><img src="{_e(block.uri)}" alt="{_e(alt)}">'
             f"<figcaption>{_e(block.caption)}</figcaption>{source}</figure>")
@@ -217,8 +228,10 @@ def _numeric(value: str) -> bool:
     return value == "-" or core[:1].isdigit() or (core[:1] == "." and core[1:2].isdigit())
 
 
-def _cell(value: str, column: int, table: Table) -> str:
+def _cell(value: str, column: int, table: Table, url: str = "") -> str:
     text = _e(value)
+    if table.link_column == column:
+        text = _link(url, text)
     if table.model_column == column:
         text = f'<span class="dot m-{_css_class(value)}"></span>{text}'
     return f'<td class="{"num" if _numeric(value) else "text"}">{text}</td>'
@@ -235,16 +248,18 @@ def _header_classes(block: Table) -> list[str]:
 
 def render_table(block: Table) -> str:
     classes = list(block.row_classes) + [""] * (len(block.rows) - len(block.row_classes))
+    links = list(block.links) + [""] * (len(block.rows) - len(block.links))
     head = "".join(f'<th class="{cls}">{_e(c)}</th>'
                    for c, cls in zip(block.columns, _header_classes(block), strict=True))
     body = "".join(
-        f'<tr class="{_e(cls)}">' + "".join(_cell(str(v), i, block) for i, v in enumerate(row))
-        + "</tr>" for row, cls in zip(block.rows, classes, strict=False))
+        f'<tr class="{_e(cls)}">' + "".join(_cell(str(v), i, block, url)
+                                            for i, v in enumerate(row))
+        + "</tr>" for row, cls, url in zip(block.rows, classes, links, strict=False))
     title = f"<h4>{_e(block.title)}</h4>" if block.title else ""
     caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
     table = '<table class="wrap">' if block.wrap else "<table>"
-    return f"<div>{title}{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" \
-        f"{caption}</div>"
+    return f'<div>{title}<div class="scroll">{table}<thead><tr>{head}</tr></thead>' \
+        f"<tbody>{body}</tbody></table></div>{caption}</div>"
 
 
 def render_block(block: Block) -> str:

@@ -1,0 +1,240 @@
+"""Faults on two machines sharing a suite: what finishes, what is lost or doubled, how fast.
+
+Two ``gradbench run`` processes (one worker each, their own run directories) stand for two
+machines sharing a suite through PostgreSQL (Optuna) and ``mlflow server`` (tracking), both
+real servers on loopback (the test helpers in ``tests/servers.py`` start them). In each
+scenario one fault is injected once both machines train a trial:
+
+- ``worker``: ``kill -9`` of A's worker process (A's command reports its worker died);
+- ``command``: ``kill -9`` of A's ``gradbench run`` alone (its worker stops by itself);
+- ``machine``: ``kill -9`` of A's whole process group (command and worker);
+- ``tracking``: the MLflow server killed, restarted 5 s later on the same port;
+- ``postgres``: the PostgreSQL server restarted (``pg_ctl restart -m fast``).
+
+For each: runs finished (complete trials and final seeds in Optuna, against the suite's
+budget), lost (missing at the end), doubled (a trial or seed recorded FINISHED twice in
+MLflow, or more complete runs than the budget), the seconds from the fault to the next
+completed run, and each machine's exit status (A first). Heartbeats every 1 s, stale after
+8 s (``GRADBENCH_HEARTBEAT_S`` / ``GRADBENCH_GRACE_S``) to keep the scenarios short.
+
+Usage (from the repository root; PostgreSQL 15 binaries as in scripts/system-deps.sh):
+    python benchmarks/chaos.py                       # every scenario
+    python benchmarks/chaos.py --scenarios worker,postgres --steps 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
+
+from tests.servers import MlflowServer, _as_postgres, create_database, postgres_server  # noqa: E402
+
+SCENARIOS = ("worker", "command", "machine", "tracking", "postgres")
+ENV = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
+
+
+def suite(steps: int) -> dict:
+    return {
+        "name": "chaos", "device": "cpu",
+        "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
+        "models": ["rnn", "gru"], "regularization": ["none"], "clipping": ["norm"],
+        "model": {"hidden_size": 8},
+        "training": {"steps": steps, "batch_size": 16, "eval_every": steps // 2},
+        "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
+                   "clip": {"low": 0.5, "high": 5.0, "log": True}},
+        "tuning": {"trials": 3, "sampler": "tpe", "pruner": "none"},
+        "final": {"seeds": 2}, "diagnostics": {"probe_every": steps},
+    }
+
+
+class Scenario:
+    """Two machines on a fresh database and tracking server; one fault."""
+
+    def __init__(self, root: Path, pg: str, config: Path, spec: dict) -> None:
+        self.root, self.pg, self.config, self.spec = root, pg, config, spec
+        self.url = create_database(pg, f"chaos_{root.name}")
+        self.server = MlflowServer(root / "mlflow").start()
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "bench", "run", str(self.config), "--runs-dir",
+               str(self.root / name), "--storage", self.url, "--tracking-uri", self.server.url]
+        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - closed by the process end
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, **ENV})
+        self.procs.append(proc)
+        return proc
+
+    def outcomes(self) -> dict[tuple[str, int], str]:
+        from bench import tuning
+
+        try:
+            return tuning.trial_outcomes(tuning.open_storage(self.url, self.root))
+        except Exception:  # the database is restarting
+            return {}
+
+    def complete(self) -> int:
+        return sum(1 for v in self.outcomes().values() if v == "complete")
+
+    def running_worker_of(self, proc: subprocess.Popen) -> int | None:
+        """The pid of a worker of ``proc`` that is training a trial now."""
+        import optuna
+
+        storage = optuna.storages.RDBStorage(self.url)
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for t in study.get_trials(deepcopy=False,
+                                      states=(optuna.trial.TrialState.RUNNING,)):
+                pid = int(str(t.user_attrs.get("worker", "x:0")).split(":")[1])
+                if pid and _pgid(pid) == proc.pid:
+                    return pid
+        return None
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.server.stop()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def inject(kind: str, s: Scenario, a: subprocess.Popen, worker: int) -> None:
+    if kind == "worker":
+        os.kill(worker, signal.SIGKILL)
+    elif kind == "command":
+        os.kill(a.pid, signal.SIGKILL)
+    elif kind == "machine":
+        os.killpg(a.pid, signal.SIGKILL)
+    elif kind == "tracking":
+        s.server.stop()
+        time.sleep(5)
+        s.server.start()
+    elif kind == "postgres":
+        data = Path(s.pg_data)
+        bindir = Path(s.pg_bin)
+        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                     "-l", str(data / "server.log"), "-w", "restart"]),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_scenario(kind: str, pg: str, pg_data: str, pg_bin: str, steps: int,
+                 root: Path) -> dict:
+    spec = suite(steps)
+    config = root / "chaos.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    s = Scenario(root / kind, pg, config, spec)
+    s.pg_data, s.pg_bin = pg_data, pg_bin  # type: ignore[attr-defined]
+    expected = len(spec["models"]) * (spec["tuning"]["trials"] + spec["final"]["seeds"])
+    try:
+        a = s.start("a")
+        deadline = time.monotonic() + 180
+        worker = None
+        while worker is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind}: machine A never trained a trial")
+            time.sleep(0.3)
+            worker = s.running_worker_of(a)
+        b = s.start("b")
+        while s.running_worker_of(b) is None:  # B has joined and trains too
+            if time.monotonic() > deadline + 120 or b.poll() is not None:
+                raise RuntimeError(f"{kind}: machine B never trained a trial")
+            time.sleep(0.3)
+        worker = s.running_worker_of(a) or worker
+        before = s.complete()
+        fault = time.monotonic()
+        inject(kind, s, a, worker)
+        recovered = None
+        while any(p.poll() is None for p in (a, b)):
+            if recovered is None and s.complete() > before:
+                recovered = time.monotonic() - fault
+            if time.monotonic() - fault > 900:
+                break
+            time.sleep(0.5)
+        if recovered is None and s.complete() > before:
+            recovered = time.monotonic() - fault
+        return {"scenario": kind, **count(s, expected), "recover_s": recovered,
+                "exit": f"{a.poll()}/{b.poll()}"}
+    finally:
+        s.stop()
+
+
+def count(s: Scenario, expected: int) -> dict:
+    from mlflow import MlflowClient
+
+    outcomes = s.outcomes()
+    finished = sum(1 for v in outcomes.values() if v == "complete")
+    client = MlflowClient(s.server.url)
+    experiment = client.get_experiment_by_name("chaos")
+    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
+                              max_results=1000) if experiment else []
+    keys = [(r.data.tags.get("study"), r.data.tags.get("trial_number")) for r in runs
+            if r.data.tags.get("role") in ("trial", "final")]
+    doubled = (len(keys) - len(set(keys))) + max(0, finished - expected)
+    return {"finished": f"{finished}/{expected}", "lost": max(0, expected - finished),
+            "doubled": doubled}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--steps", type=int, default=1500, help="steps per run (default 1500)")
+    args = parser.parse_args()
+    from bench import tuning
+    from tests.servers import postgres_bin
+
+    tuning.configure()
+
+    rows = []
+    with postgres_server() as pg, tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+        data = _cluster_dir(pg)
+        for kind in args.scenarios.split(","):
+            started = time.perf_counter()
+            row = run_scenario(kind, pg, data, str(postgres_bin()), args.steps, Path(tmp))
+            row["wall_s"] = time.perf_counter() - started
+            rows.append(row)
+            print(_line(row), flush=True)
+    print()
+    print("| fault | runs finished | lost | doubled | to the next finished run | exit A/B |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        recover = "-" if r["recover_s"] is None else f"{r['recover_s']:.0f} s"
+        print(f"| {r['scenario']} | {r['finished']} | {r['lost']} | {r['doubled']} | "
+              f"{recover} | {r['exit']} |")
+
+
+def _cluster_dir(server: str) -> str:
+    """The data directory of the cluster ``postgres_server`` started (its socket lives there)."""
+    port = server.split(":")[1]
+    found = sorted(Path(tempfile.gettempdir()).glob("gradbench-pg-*/data"),
+                   key=lambda p: p.stat().st_mtime)
+    for data in reversed(found):
+        opts = (data / "postmaster.opts").read_text()
+        if f"-p {port}" in opts or f'"{port}"' in opts:
+            return str(data)
+    raise RuntimeError("cannot find the PostgreSQL data directory")
+
+
+def _line(row: dict) -> str:
+    return "  ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in row.items())
+
+
+if __name__ == "__main__":
+    main()
