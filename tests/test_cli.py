@@ -258,8 +258,9 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
         assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        from tests.test_dashboard import _stop
+
+        _stop(proc)
 
 
 def test_train_takes_any_remedy_and_its_parameters(capsys: pytest.CaptureFixture[str]) -> None:

@@ -124,7 +124,17 @@ def test_dashboard_serves_the_journal_renders_a_study_and_stops(tmp_path: Path) 
         assert not _listening_addresses(int(moved))
     finally:
         busy.close()
-        if proc.poll() is None:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """After a failure: stop the command as a user would, so that it stops its server (a
+    SIGKILL would leave the server, in its own process group, running)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
