@@ -170,7 +170,9 @@ def status(args: argparse.Namespace) -> int:
     if not rows:
         console.print(f"suite {spec.name!r} has not started (no studies in {run_dir})")
         return 0
-    console.print(status_table(rows, f"suite {spec.name}: {len(rows)} configurations"))
+    objective = "val metric" if spec.tuning.objective == "val_metric" else "val loss"
+    console.print(status_table(rows, f"suite {spec.name}: {len(rows)} configurations",
+                               objective))
     return 0
 
 

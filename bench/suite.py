@@ -413,7 +413,8 @@ def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
 
 
 def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
-    """Per configuration: trials by outcome, best validation loss, final seeds done."""
+    """Per configuration: trials by outcome, best objective (``tuning.objective``), final
+    seeds done."""
     from bench import tuning
 
     if spec.storage is None and not (run_dir / "optuna.journal").exists():

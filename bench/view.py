@@ -213,10 +213,12 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
     return table
 
 
-def status_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
+def status_table(rows: Sequence[Mapping[str, Any]], title: str,
+                 objective: str = "val loss") -> Table:
+    """``objective``: what the best value is (the suite's ``tuning.objective``, in words)."""
     table = Table(title=title)
     for column in ("configuration", "complete", "pruned", "diverged", "interrupted", "running",
-                   "queued", "best val loss", "final seeds"):
+                   "queued", f"best {objective}", "final seeds"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in rows:
         table.add_row(r["configuration"], *(str(r[k]) for k in (
