@@ -11,7 +11,7 @@ rescaled.
 symmetric eigensolver call over the blocks in float64 (``eigvalsh``, about 1.5x faster than
 an SVD at these sizes, and equal to ``torch.linalg.matrix_norm(ord=2)`` to ~1e-7). Power
 iteration would be cheaper still, but warm-started for a few iterations per step it lags a
-fast-moving W_hh (measured: 33% above tau after a step of Adam at lr 3e-2), so it cannot
+fast-moving W_hh (measured: 33% above tau while training with Adam at lr 3e-2), so it cannot
 promise the bound. ``benchmarks/overhead.py`` prices the projection per step.
 """
 
