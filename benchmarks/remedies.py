@@ -33,6 +33,7 @@ import torch
 import tasks
 from bench.diagnostics import GradientDiagnostics, never
 from bench.job import Job, build
+from bench.registry import remedy
 from bench.train import TrainConfig, train
 
 
@@ -48,10 +49,9 @@ class Case:
     value: float = 0.0  # lambda or tau of the row's remedy
 
     def hparams(self) -> dict[str, float]:
-        names = {"l2": "l2", "l2-all": "l2", "decay": "decay", "norm": "clip",
-                 "value": "clip_value", "weight": "w_max"}
-        used = [r for r in (self.regularization, self.clipping) if r != "none"]
-        return {names[r]: self.value for r in used}
+        """The row's value for every search parameter of its remedies (from their records)."""
+        found = [remedy(self.regularization, "regularization"), remedy(self.clipping, "clipping")]
+        return {param: self.value for r in found if r is not None for param in r.search}
 
     def label(self) -> str:
         used = [r for r in (self.regularization, self.clipping) if r != "none"]

@@ -25,6 +25,7 @@ from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, Tas
 from bench.results import float_params
 from bench.tracking import (
     BASELINE,
+    FACTOR_NAMES,
     STEPS_TO_SOLVE,
     TEST_LOSS,
     TEST_NORMALIZED,
@@ -485,15 +486,11 @@ def gradient_flow(profiles: pd.DataFrame) -> pd.DataFrame:
     return h.assign(value=value)[columns].reset_index(drop=True)
 
 
-FACTOR_COLUMNS = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
-                  "measured")
-
-
 def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
     """The two factors of each run at initialisation (step 0) and after training (its last
     probe), one row per run and moment (``when``)."""
     if factors.empty:
-        return pd.DataFrame(columns=["run_id", "when", "step", "path", *FACTOR_COLUMNS])
+        return pd.DataFrame(columns=["run_id", "when", "step", "path", *FACTOR_NAMES])
     frame = factors.sort_values(["run_id", "step"])
     first = frame.groupby("run_id").head(1).assign(when="at initialisation")
     last = frame.groupby("run_id").tail(1).assign(when="after training")

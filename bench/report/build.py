@@ -627,7 +627,7 @@ class TaskReport:
         """The two factors of the decay, per configuration, at initialisation and after."""
         ids = [runs[0] for c in self.top["configuration"]
                if (runs := an.representative_runs(self.runs, c))]
-        factors = self.source.tables(ids, "diagnostics/factors.csv")
+        factors = self.source.tables(ids, tracking.diagnostics_table("factors"))
         if factors.empty:
             return [Note("No two-factor diagnostics recorded for these runs (runs made "
                          "before diagnostics/factors.csv was logged).", "warn")]
