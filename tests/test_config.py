@@ -97,8 +97,11 @@ def test_integer_search_extras(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- packaged suites
 
+PACKAGED = ["default", "smoke", "full", "classic", "classic-sgd", "clipping-sgd", "har",
+            "horizon", "remedies"]
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
+
+@pytest.mark.parametrize("name", PACKAGED)
 def test_packaged_suites_load_by_name_and_by_path(name: str) -> None:
     by_name = load(name)
     by_path = load(ROOT / "configs" / f"{name}.yaml")
@@ -115,7 +118,7 @@ def test_default_config_path_is_packaged() -> None:
 
 def test_top_level_configs_are_the_packaged_ones() -> None:
     packaged = {p.name for p in config.CONFIG_DIR.glob("*.yaml")}
-    assert {"default.yaml", "smoke.yaml"} <= packaged
+    assert packaged == {f"{name}.yaml" for name in PACKAGED}
     assert (ROOT / "configs").resolve() == config.CONFIG_DIR.resolve()  # one copy, linked
 
 
@@ -134,7 +137,7 @@ def test_smoke_suite_is_tiny() -> None:
 
 
 def test_resolve_unknown_name_lists_the_packaged_ones() -> None:
-    names = "classic, classic-sgd, default, full, smoke"
+    names = ", ".join(sorted(PACKAGED))
     with pytest.raises(ConfigError, match=rf"nosuch: .*packaged configs: {names}"):
         config.resolve_config("nosuch")
 
@@ -420,7 +423,7 @@ def test_config_hash_ignores_where_results_go() -> None:
     assert spec.config_hash() == moved.config_hash()
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
+@pytest.mark.parametrize("name", PACKAGED)
 def test_to_dict_round_trips_through_load(tmp_path: Path, name: str) -> None:
     spec = load(name, {"set": ["search.hidden_size.low=4", "search.hidden_size.high=16"]})
     path = tmp_path / "resolved.yaml"
