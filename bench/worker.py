@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from bench.suite import Suite, board_row, parent_tags, records, recover
 from bench.tracking import (
     CONFUSION_TABLE,
     STEPS_TABLE,
+    BackgroundWriter,
     Tracker,
     csv_text,
     diagnostics_table,
@@ -55,6 +57,8 @@ class Worker:
         self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
+        self.writer = BackgroundWriter()  # a run's records are written while the next trains
+        self.times: dict[str, float] = defaultdict(float)  # seconds outside jobs, by kind
         self.embedded = suite.embedded
         self._tasks: dict[str, tasks.Task] = {}  # one copy of each task's data per worker
         self._provenance = provenance()
@@ -63,19 +67,33 @@ class Worker:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> int:
-        """Work until every configuration is done; returns the number of jobs run."""
+        """Work until every configuration is done; returns the number of jobs run. The last
+        run's records are written before it returns (a failure to write them raises)."""
+        try:
+            jobs = self._work()
+        except BaseException:
+            with contextlib.suppress(Exception):  # what is written by now stays written
+                self.writer.close()
+            raise
+        with self._timed("flush_s"):
+            self.writer.close()
+        return jobs
+
+    def _work(self) -> int:
         jobs, idle = 0, 0
         order = self._order()
         last_recovery = time.monotonic()
         while True:
             if not self.embedded and time.monotonic() - last_recovery > tuning.GRACE_S:
-                with self._claim_lock():  # pick up the trials of workers that died
+                with self._timed("recovery_s"), self._claim_lock():  # trials of dead workers
                     tuning.retrying(lambda: recover(self.suite, self.storage, at_start=False,
                                                     tracker=self.tracker))
                 last_recovery = time.monotonic()
             pending = False
-            for configuration in tuning.retrying(lambda: self._ranked(order)):
-                with self._claim_lock():
+            with self._timed("claim_s"):
+                ranked = tuning.retrying(lambda: self._ranked(order))
+            for configuration in ranked:
+                with self._timed("claim_s"), self._claim_lock():
                     claim, open_work = tuning.retrying(
                         lambda c=configuration: self._claim(c))
                 pending = pending or open_work
@@ -86,13 +104,23 @@ class Worker:
             else:
                 if not pending:
                     return jobs
-                idle = 0 if tuning.retrying(lambda: tuning.active_trials(
-                    self.storage, self.spec, self.suite.configurations)) else idle + 1
-                if idle >= STALL_CHECKS:
-                    raise Stalled("nothing to claim and no trial running or queued on any "
-                                  "machine, yet the suite is not done; `gradbench status` "
-                                  "shows where each configuration stands")
-                time.sleep(IDLE_SLEEP_S)  # others still run the trials finals wait for
+                with self._timed("idle_s"):
+                    idle = 0 if tuning.retrying(lambda: tuning.active_trials(
+                        self.storage, self.spec, self.suite.configurations)) else idle + 1
+                    if idle >= STALL_CHECKS:
+                        raise Stalled("nothing to claim and no trial running or queued on "
+                                      "any machine, yet the suite is not done; `gradbench "
+                                      "status` shows where each configuration stands")
+                    time.sleep(IDLE_SLEEP_S)  # others still run the trials finals wait for
+
+    @contextlib.contextmanager
+    def _timed(self, kind: str) -> Iterator[None]:
+        """Count the seconds of the block in ``self.times[kind]`` (time outside jobs)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[kind] += time.perf_counter() - started
 
     def _order(self) -> list[Configuration]:
         """Workers start at different configurations to keep out of each other's way."""
@@ -162,10 +190,12 @@ class Worker:
         run_id = self._start_run(configuration, claim)
         opening = time.perf_counter() - started
         tuning.started(claim, run_id)
+        noted = time.perf_counter() - started - opening
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
                             "role": claim.role, "steps": configuration.budget(self.spec)})
         result, info = self._train_claimed(configuration, claim, run_id)
         task = info["task"]
+        telling = time.perf_counter()
         try:
             outcome = tuning.retrying(lambda: tuning.tell(
                 claim, result, metric=task.metric, direction=task.direction))
@@ -174,14 +204,18 @@ class Worker:
             self.emit("note", {"worker": self.index, "message": str(taken)})
             return
         recording = time.perf_counter()  # the result is kept from here on
-        self._record(run_id, configuration, claim.params, claim.seed, result, info)
-        self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
+        self._record(run_id, configuration, claim.params, claim.seed, result, info,
+                     status=MLFLOW_STATUS[outcome])
         done = time.perf_counter()
+        phases = job_phases(result, build_s=info["build_s"],
+                            tracking_s=(done - recording) + opening,
+                            optuna_s=noted + recording - telling, job_s=done - started)
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
                           "role": claim.role, "outcome": str(outcome),
                           "steps": result.steps_done, "job_s": done - started,
-                          "train_s": result.wall_time,
-                          "tracking_s": (done - recording) + opening})
+                          "train_s": result.wall_time, "tracking_s": phases["tracking_s"],
+                          "variant": configuration.name.split("/")[0],
+                          "model": configuration.model, "phases": phases})
         if claim.final:
             self._maybe_finish_configuration(configuration)
 
@@ -225,12 +259,15 @@ class Worker:
 
     def _train(self, configuration: Configuration,
                claim: tuning.Claim) -> tuple[TrainResult, dict[str, Any]]:
+        started = time.perf_counter()
         task = self._task(configuration)
         job = suite_job(self.spec, configuration, claim.params, claim.seed, final=claim.final)
         model = build(job, task, self.device)
+        built = time.perf_counter() - started
         result = run_job(job, task, model, on_eval=self._on_eval(claim))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
-                "task": task, "cfg": job.train, "model": model, "final": claim.final}
+                "task": task, "cfg": job.train, "model": model, "final": claim.final,
+                "build_s": built}
         return result, info
 
     def _on_eval(self, claim: tuning.Claim) -> Callable[[int, Mapping[str, float]], bool]:
@@ -255,7 +292,25 @@ class Worker:
         return parent_tags(self.spec, configuration)
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
-                seed: int, result: TrainResult, info: dict[str, Any]) -> None:
+                seed: int, result: TrainResult, info: dict[str, Any], *, status: str) -> None:
+        """Hand the run's records and its end (``status``) to the background writer; only
+        what needs the model (a classification task's confusion matrix) is computed here."""
+        classes = TASKS.get(configuration.task).classes  # a classification task: HAR
+        confusion = None
+        if info.get("final") and result.status != "diverged" and classes:
+            confusion = csv_text(_confusion_rows(info["task"], info["model"], classes))
+        run = {key: value for key, value in info.items() if key != "model"}  # freed now
+
+        def write() -> None:
+            self._write(run_id, configuration, params, seed, result, run, confusion)
+            self.tracker.end_run(run_id, status)
+
+        self.writer.submit(write)
+
+    def _write(self, run_id: str, configuration: Configuration, params: dict[str, Any],
+               seed: int, result: TrainResult, info: dict[str, Any],
+               confusion: str | None) -> None:
+        """Everything one run records (in the writer's thread)."""
         from bench.tracking import result_metrics, run_params, step_rows
 
         task = info["task"]
@@ -271,9 +326,8 @@ class Worker:
             for table, rows in result.diagnostics.tables().items():
                 if rows:
                     files[diagnostics_table(table)] = csv_text(rows)
-        classes = TASKS.get(configuration.task).classes  # a classification task: HAR
-        if info.get("final") and result.status != "diverged" and classes:
-            files[CONFUSION_TABLE] = csv_text(_confusion_rows(task, info["model"], classes))
+        if confusion is not None:
+            files[CONFUSION_TABLE] = confusion
         self.tracker.log_run(run_id, params=run_params(configuration, params, seed, info,
                                                        self.spec),
                              tags=tags, metrics=result_metrics(result, task), files=files)
@@ -283,6 +337,7 @@ class Worker:
         trials, finals = records(self.storage, self.spec, configuration)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
+        self.writer.flush()  # the seeds' own records first, then their configuration's end
         self._mark_superseded(configuration, {f.number for f in finals})
         row = board_row(configuration, trials, finals)
         parent = self._parent(configuration)
@@ -302,6 +357,19 @@ class Worker:
             if int(run.data.tags.get("trial_number", -1)) not in current:
                 self.tracker.set_tags(run.info.run_id, {"role": "superseded",
                                                         "superseded": "true"})
+
+
+def job_phases(result: TrainResult, *, build_s: float, tracking_s: float,
+               optuna_s: float, job_s: float) -> dict[str, float]:
+    """Where one job's seconds went, by kind: building its task (once per worker) and model,
+    the training steps proper, evaluation, gradient probes, Optuna (the pruner's reports,
+    ``tell``), tracking calls on the worker's path, and the rest (``other_s``)."""
+    inside = result.eval_s + result.probe_s + result.report_s
+    phases = {"build_s": build_s, "steps_s": max(0.0, result.wall_time - inside),
+              "eval_s": result.eval_s, "probe_s": result.probe_s,
+              "optuna_s": optuna_s + result.report_s, "tracking_s": tracking_s}
+    phases["other_s"] = max(0.0, job_s - sum(phases.values()))
+    return phases
 
 
 def _confusion_rows(task: Any, model: torch.nn.Module,
