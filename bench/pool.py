@@ -256,7 +256,8 @@ class WorkerPool:
 # the storage and tracker, claims, picking up dead workers' trials, waiting for work, and
 # writing the last run's records at exit.
 TIMINGS_FILE = "timings.json"  # RunStats.breakdown of a suite's last `gradbench run`
-JOB_KINDS = ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s", "tracking_s", "other_s")
+JOB_KINDS = ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s", "open_s", "record_s",
+             "other_s")
 WORKER_KINDS = ("start_s", "setup_s", "claim_s", "recovery_s", "idle_s", "flush_s")
 
 

@@ -207,13 +207,14 @@ class Worker:
         self._record(run_id, configuration, claim.params, claim.seed, result, info,
                      status=MLFLOW_STATUS[outcome])
         done = time.perf_counter()
-        phases = job_phases(result, build_s=info["build_s"],
-                            tracking_s=(done - recording) + opening,
-                            optuna_s=noted + recording - telling, job_s=done - started)
+        phases = job_phases(result, build_s=info["build_s"], open_s=opening,
+                            record_s=done - recording, optuna_s=noted + recording - telling,
+                            job_s=done - started)
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
                           "role": claim.role, "outcome": str(outcome),
                           "steps": result.steps_done, "job_s": done - started,
-                          "train_s": result.wall_time, "tracking_s": phases["tracking_s"],
+                          "train_s": result.wall_time,
+                          "tracking_s": phases["open_s"] + phases["record_s"],
                           "variant": configuration.name.split("/")[0],
                           "model": configuration.model, "phases": phases})
         if claim.final:
@@ -359,15 +360,17 @@ class Worker:
                                                         "superseded": "true"})
 
 
-def job_phases(result: TrainResult, *, build_s: float, tracking_s: float,
+def job_phases(result: TrainResult, *, build_s: float, open_s: float, record_s: float,
                optuna_s: float, job_s: float) -> dict[str, float]:
     """Where one job's seconds went, by kind: building its task (once per worker) and model,
     the training steps proper, evaluation, gradient probes, Optuna (the pruner's reports,
-    ``tell``), tracking calls on the worker's path, and the rest (``other_s``)."""
+    ``tell``, noting the run on the trial), the tracking calls on the worker's path (opening
+    the MLflow run; handing its records to the writer, which waits for the previous run's),
+    and the rest (``other_s``)."""
     inside = result.eval_s + result.probe_s + result.report_s
     phases = {"build_s": build_s, "steps_s": max(0.0, result.wall_time - inside),
               "eval_s": result.eval_s, "probe_s": result.probe_s,
-              "optuna_s": optuna_s + result.report_s, "tracking_s": tracking_s}
+              "optuna_s": optuna_s + result.report_s, "open_s": open_s, "record_s": record_s}
     phases["other_s"] = max(0.0, job_s - sum(phases.values()))
     return phases
 
