@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -494,7 +495,9 @@ class BackgroundWriter:
 
     ``submit(write)`` hands over a callable that records one run (``Tracker.log_run``, then
     ``end_run``) and returns at once: the worker trains its next job while the records are
-    written. Before taking a new run it waits until the previous one is written, so at most
+    written. ``call(fn)`` runs ``fn`` (opening the next run) after what was handed over
+    before and gives its result as a future, so the worker need not wait for it either.
+    Before taking a new run it waits until the previous one is written, so at most
     one run's records are ever in flight: a ``kill -9`` loses no more than that run's records
     (and its trial, told to Optuna before it was submitted, is repaired on resume as any run
     whose worker died before closing it: ``suite.end_orphan_runs``). ``flush`` waits for the
@@ -515,7 +518,7 @@ class BackgroundWriter:
         self.synchronous = synchronous
         self.waited_s = 0.0
         self._error: BaseException | None = None
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         if not synchronous:
             self._thread = threading.Thread(target=self._work, name="gradbench-tracking",
@@ -528,24 +531,45 @@ class BackgroundWriter:
             try:
                 if write is None:
                     return
-                if self._error is None:  # after a failure, nothing more (it is raised)
-                    write()
+                if self._error is None or getattr(write, "answers", False):
+                    write()  # after a failure no more records (it is raised); calls answer
             except BaseException as err:  # handed to the caller's thread
                 self._error = err
             finally:
                 self._queue.task_done()
 
-    def submit(self, write: Callable[[], None]) -> None:
-        """Write one run's records (in the background); waits for the previous run's."""
+    def submit(self, write: Callable[[], None], *, follows: bool = False) -> None:
+        """Write one run's records (in the background); waits for the previous run's.
+        ``follows``: a small write that goes with what was handed over last (a parent
+        run's tags or end): queued after it without waiting."""
         started = time.perf_counter()
         try:
             if self._thread is None:
                 write()
                 return
-            self._drain()
+            if not follows:
+                self._drain()
             self._queue.put(write)
         finally:
             self.waited_s += time.perf_counter() - started
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """``fn()`` in the writer's thread, in turn; its result or error in the future."""
+        future: Future[Any] = Future()
+
+        def answer() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as err:  # raised by future.result() in the caller
+                    future.set_exception(err)
+
+        answer.answers = True  # type: ignore[attr-defined]
+        if self._thread is None:
+            answer()
+        else:
+            self._queue.put(answer)
+        return future
 
     def flush(self) -> None:
         """Wait until every submitted run is written; raise what writing one raised."""

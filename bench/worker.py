@@ -14,6 +14,7 @@ import fcntl
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import torch
@@ -175,32 +176,34 @@ class Worker:
         return True
 
     def _note_best(self, configuration: Configuration, best: tuning.TrialRecord) -> None:
-        parent = self._parent(configuration)
         tags: dict[str, Any] = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
             tags[f"best.val_{tuning.objective_key(self.spec, configuration)}"] = best.value
-        self.tracker.set_tags(parent, tags)
+        self.writer.submit(lambda: self.tracker.set_tags(self._parent(configuration), tags),
+                           follows=True)
 
     # ------------------------------------------------------------------ one job
 
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
         """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
         started = time.perf_counter()
-        run_id = self._start_run(configuration, claim)
+        run = _OpenedRun(claim, self.writer.call(lambda: self._start_run(configuration, claim)))
         opening = time.perf_counter() - started
-        tuning.started(claim, run_id)
-        noted = time.perf_counter() - started - opening
+        run.note()  # at once where the run is open already (synchronous), else at an eval
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
                             "role": claim.role, "steps": configuration.budget(self.spec)})
-        result, info = self._train_claimed(configuration, claim, run_id)
+        result, info = self._train_claimed(configuration, claim, run)
         task = info["task"]
+        waiting, noted = time.perf_counter(), run.noted_s
+        run_id = run.wait()  # the writer is behind only when it is slower than a whole run
         telling = time.perf_counter()
+        opening += telling - waiting - (run.noted_s - noted)
         try:
             outcome = tuning.retrying(lambda: tuning.tell(
                 claim, result, metric=task.metric, direction=task.direction))
         except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
-            self._abandon(claim, run_id, Outcome.INTERRUPTED)
+            self._abandon(claim, run, Outcome.INTERRUPTED)
             self.emit("note", {"worker": self.index, "message": str(taken)})
             return
         recording = time.perf_counter()  # the result is kept from here on
@@ -208,7 +211,8 @@ class Worker:
                      status=MLFLOW_STATUS[outcome])
         done = time.perf_counter()
         phases = job_phases(result, build_s=info["build_s"], open_s=opening,
-                            record_s=done - recording, optuna_s=noted + recording - telling,
+                            record_s=done - recording,
+                            optuna_s=recording - telling + run.noted_s * (not run.in_loop),
                             job_s=done - started)
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
                           "role": claim.role, "outcome": str(outcome),
@@ -244,46 +248,49 @@ class Worker:
         return self._tasks[key]
 
     def _train_claimed(self, configuration: Configuration, claim: tuning.Claim,
-                       run_id: str) -> tuple[TrainResult, dict[str, Any]]:
+                       run: _OpenedRun) -> tuple[TrainResult, dict[str, Any]]:
         """Train under the claim's heartbeat. A claim that ends without a result is told so
         (interrupted: run again; an unexpected error: failed), its run ended, and the
         exception goes on."""
         with tuning.heartbeat(claim):
             try:
-                return self._train(configuration, claim)
+                return self._train(configuration, claim, run)
             except KeyboardInterrupt:
-                self._abandon(claim, run_id, Outcome.INTERRUPTED)
+                self._abandon(claim, run, Outcome.INTERRUPTED)
                 raise
             except Exception:
-                self._abandon(claim, run_id, Outcome.FAILED)
+                self._abandon(claim, run, Outcome.FAILED)
                 raise
 
-    def _train(self, configuration: Configuration,
-               claim: tuning.Claim) -> tuple[TrainResult, dict[str, Any]]:
+    def _train(self, configuration: Configuration, claim: tuning.Claim,
+               run: _OpenedRun) -> tuple[TrainResult, dict[str, Any]]:
         started = time.perf_counter()
         task = self._task(configuration)
         job = suite_job(self.spec, configuration, claim.params, claim.seed, final=claim.final)
         model = build(job, task, self.device)
         built = time.perf_counter() - started
-        result = run_job(job, task, model, on_eval=self._on_eval(claim))
+        result = run_job(job, task, model, on_eval=self._on_eval(claim, run))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
                 "task": task, "cfg": job.train, "model": model, "final": claim.final,
                 "build_s": built}
         return result, info
 
-    def _on_eval(self, claim: tuning.Claim) -> Callable[[int, Mapping[str, float]], bool]:
+    def _on_eval(self, claim: tuning.Claim,
+                 run: _OpenedRun) -> Callable[[int, Mapping[str, float]], bool]:
         should_stop = tuning.pruning_callback(claim)
 
         def on_eval(step: int, metrics: Mapping[str, float]) -> bool:
             self.emit("step", {"worker": self.index, "step": step})
+            run.note(in_loop=True)  # timed with the loop's reports
             return should_stop(step, metrics)
 
         return on_eval
 
-    def _abandon(self, claim: tuning.Claim, run_id: str, outcome: Outcome) -> None:
+    def _abandon(self, claim: tuning.Claim, run: _OpenedRun, outcome: Outcome) -> None:
         with contextlib.suppress(Exception):
             tuning.fail(claim, outcome)
         with contextlib.suppress(Exception):
+            run_id = run.opened.result(timeout=tuning.GRACE_S)
             self.tracker.set_tags(run_id, {"state": str(outcome)})
             self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
 
@@ -334,20 +341,27 @@ class Worker:
                              tags=tags, metrics=result_metrics(result, task), files=files)
 
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
-        """After the last final seed: the seeds' summary on the parent run, which ends."""
-        trials, finals = records(self.storage, self.spec, configuration)
+        """After the last final seed: the seeds' summary on the parent run, which ends
+        (written in the background, after the seeds' own records)."""
+        with self._timed("optuna_s"):
+            trials, finals = records(self.storage, self.spec, configuration)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
-        self.writer.flush()  # the seeds' own records first, then their configuration's end
-        self._mark_superseded(configuration, {f.number for f in finals})
         row = board_row(configuration, trials, finals)
-        parent = self._parent(configuration)
-        metric = row["metric"]
-        self.tracker.log_metrics(parent, [
-            (f"final/{metric}_mean", row["mean"], 0), (f"final/{metric}_std", row["std"], 0),
-            ("final/solved_rate", row["solved_rate"], 0),
-            ("final/diverged_rate", row["diverged_rate"], 0)])
-        self.tracker.end_run(parent, "FINISHED")
+        current = {f.number for f in finals}
+
+        def finish() -> None:
+            self._mark_superseded(configuration, current)
+            parent = self._parent(configuration)
+            metric = row["metric"]
+            self.tracker.log_metrics(parent, [
+                (f"final/{metric}_mean", row["mean"], 0),
+                (f"final/{metric}_std", row["std"], 0),
+                ("final/solved_rate", row["solved_rate"], 0),
+                ("final/diverged_rate", row["diverged_rate"], 0)])
+            self.tracker.end_run(parent, "FINISHED")
+
+        self.writer.submit(finish, follows=True)
 
 
     def _mark_superseded(self, configuration: Configuration, current: set[int]) -> None:
@@ -358,6 +372,37 @@ class Worker:
             if int(run.data.tags.get("trial_number", -1)) not in current:
                 self.tracker.set_tags(run.info.run_id, {"role": "superseded",
                                                         "superseded": "true"})
+
+
+class _OpenedRun:
+    """A job's MLflow run, opened by the background writer while the job trains.
+
+    ``note`` records the run's id on the trial (``tuning.started``) once it is known:
+    at once when the writer is synchronous, else at the first evaluation after it opened,
+    or after training at the latest (``wait``, which waits for it and returns it).
+    """
+
+    def __init__(self, claim: tuning.Claim, opened: Future[str]) -> None:
+        self.claim, self.opened = claim, opened
+        self.run_id: str | None = None
+        self.noted_s = 0.0  # seconds in tuning.started
+        self.in_loop = False  # noted at an evaluation: timed with the loop's reports
+
+    def note(self, *, in_loop: bool = False) -> None:
+        if self.run_id is None and self.opened.done():
+            self._note(in_loop)
+
+    def wait(self) -> str:
+        """The run's id, noted on the trial; a failure to open the run is raised here."""
+        return self.run_id if self.run_id is not None else self._note(False)
+
+    def _note(self, in_loop: bool) -> str:
+        run_id = self.opened.result()
+        started = time.perf_counter()
+        tuning.started(self.claim, run_id)
+        self.noted_s, self.in_loop = time.perf_counter() - started, in_loop
+        self.run_id = run_id
+        return run_id
 
 
 def job_phases(result: TrainResult, *, build_s: float, open_s: float, record_s: float,
