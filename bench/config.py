@@ -261,6 +261,7 @@ class TuningSpec:
     sampler: str = _checked("tpe", _one_of(SAMPLERS))
     pruner: str = _checked("median", _one_of(PRUNERS))
     objective: str = _checked("val_loss", _one_of(OBJECTIVES))  # val_metric: the task's
+    horizon: bool = _checked(False, _boolean)  # a T sweep that stops where nothing solves
 
 
 @dataclass(frozen=True)
@@ -461,7 +462,7 @@ def _default_tasks() -> tuple[tuple[str, dict[str, Any]], ...]:
 
 # Keys added after suites were run: shown (and hashed) only when set to something else than
 # their default, so that the config hash of a suite that does not use them is unchanged.
-NEW_KEYS = ("warmup_steps", "stop_when_solved", "objective")
+NEW_KEYS = ("warmup_steps", "stop_when_solved", "objective", "horizon")
 
 
 def _without_defaults(section: Any, keys: Sequence[str]) -> dict[str, Any]:
@@ -955,6 +956,18 @@ def expand(spec: SuiteSpec) -> list[Configuration]:
         for reg in spec.regularization
         for clip in spec.clipping
     ]
+
+
+def shorter(spec: SuiteSpec, configuration: Configuration) -> Configuration | None:
+    """With ``tuning.horizon``: the same model and remedies at the task's next shorter T,
+    which a configuration waits for (and is left out when none of its final seeds solved
+    it); None for the shortest T, a task without T, or without ``tuning.horizon``."""
+    if not spec.tuning.horizon or configuration.seq_len is None:
+        return None
+    same = [c for c in expand(spec) if (c.task, c.model, c.regularization, c.clipping) == (
+        configuration.task, configuration.model, configuration.regularization,
+        configuration.clipping) and c.seq_len is not None and c.seq_len < configuration.seq_len]
+    return max(same, key=lambda c: c.seq_len or 0, default=None)
 
 
 def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, SearchParam]:

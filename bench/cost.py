@@ -143,9 +143,13 @@ def _estimate(spec: SuiteSpec, configurations: list[Configuration], device: torc
     for variant, seconds in per_variant.items():
         print(f"{variant:16} {seconds / 3600:8.2f} core-hours of training")
     total = sum(per_variant.values())
+    saves = ["pruning" if spec.tuning.pruner != "none" else "",
+             "stopping solved runs" if spec.training.stop_when_solved else "",
+             "the T left out beyond a horizon" if spec.tuning.horizon else ""]
+    saved = f"; - what {' and '.join(filter(None, saves))} save" if any(saves) else ""
     print(f"total: {total / 3600:.2f} core-hours of training; with {workers} worker(s) "
           f"about {_wall(total / workers)} of wall time (+ evaluation, diagnostics and "
-          f"tracking; - what pruning saves)")
+          f"tracking{saved})")
 
 
 def _wall(seconds: float) -> str:
@@ -191,7 +195,8 @@ def cost(args: argparse.Namespace) -> int:
         raise ValueError(f"--timed-steps: must be >= 1, got {args.timed_steps}")
     spec, device = _setup(args)
     configurations = _available(spec)
+    budgets = ", ".join(sorted({f"{variant_of(c)} {c.budget(spec):,}" for c in configurations}))
     print(f"suite {spec.name}: {spec.tuning.trials} trials + {spec.final.seeds} seeds per "
-          f"configuration, {spec.training.steps} steps, batch {spec.training.batch_size}")
+          f"configuration; steps per run: {budgets}; batch {spec.training.batch_size}")
     _estimate(spec, configurations, device, steps=args.timed_steps, workers=args.workers)
     return 0

@@ -57,3 +57,7 @@ MLFLOW_STATUS: dict[Outcome, str] = {
     Outcome.INTERRUPTED: "KILLED",
     Outcome.FAILED: "FAILED",
 }
+
+# The ``state`` tag of a configuration's parent run that a T sweep left out (``tuning.horizon``:
+# a shorter T of the same model and remedies was solved by none of its final seeds).
+BEYOND_HORIZON = "beyond_horizon"

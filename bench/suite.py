@@ -95,13 +95,15 @@ def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict
     offline). Data that are given but hold nothing, or an archive that is truncated or
     tampered with, are bad input: the task's error propagates.
     """
+    from bench.config import TASK_STEPS
     from bench.registry import TASKS
 
     configurations = expand(spec)
     skipped: dict[str, str] = {}
     for name, params in spec.tasks:
         info = TASKS.get(name)
-        reason = info.unavailable(params) if info.unavailable is not None else None
+        data = {k: v for k, v in params.items() if k != TASK_STEPS}  # the budget is not data
+        reason = info.unavailable(data) if info.unavailable is not None else None
         if reason is not None:
             skipped[info.name] = reason
     return [c for c in configurations if c.task not in skipped], skipped
@@ -318,9 +320,14 @@ def leaderboard(suite: Suite) -> list[dict[str, Any]]:
     from bench import tuning
 
     storage = tuning.open_storage(suite.storage_url, suite.run_dir)
-    rows = [board_row(c, *records(storage, suite.spec, c)) for c in suite.configurations]
-    for row in rows:  # suites begun before trials recorded a direction
+    rows = []
+    for configuration in suite.configurations:
+        row = board_row(configuration, *records(storage, suite.spec, configuration))
+        # suites begun before trials recorded a direction
         row["direction"] = row["direction"] or _task_direction(row["task"])
+        row["beyond_horizon"] = not row["seeds"] and tuning.horizon_gate(
+            storage, suite.spec, configuration) == tuning.BEYOND
+        rows.append(row)
     return rows
 
 
@@ -404,7 +411,9 @@ def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
         trials, finals = records(storage, spec, configuration)
         c, f = tuning.counts(trials), tuning.counts(finals)
         tuned = min(spec.tuning.trials, c["complete"] + c["pruned"] + c["diverged"])
-        if tuning.tuning_done(trials, spec.tuning.trials) and tuning.best_trial(trials) is None:
+        if tuning.horizon_gate(storage, spec, configuration) == tuning.BEYOND or (
+                tuning.tuning_done(trials, spec.tuning.trials)
+                and tuning.best_trial(trials) is None):
             done[configuration.name] = suite.jobs_per_configuration()  # nothing to re-run
         else:
             done[configuration.name] = tuned + min(spec.final.seeds,
@@ -432,8 +441,10 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
         trials, finals = records(storage, spec, configuration)
         best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
         f = tuning.counts(finals)
+        beyond = not trials and tuning.horizon_gate(storage, spec, configuration) == tuning.BEYOND
         rows.append({"configuration": configuration.name, **tuning.counts(trials),
                      "best": best.value if best is not None and best.value is not None
                      else math.nan,
-                     "finals": f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
+                     "finals": "beyond horizon" if beyond
+                     else f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
     return rows

@@ -48,6 +48,7 @@ from bench.config import (
     mask_secrets,
     meaning,
     search_space,
+    shorter,
 )
 from bench.config import meaning_changes as config_meaning_changes
 from bench.outcomes import Outcome
@@ -527,12 +528,51 @@ class Attempt:
     pending: bool = True  # the configuration still has work, here or on another worker
     queued: TrialRecord | None = None  # this try queued the final seeds: the best trial
     exhausted: bool = False  # every tuning trial diverged: no final seed will run
+    beyond: bool = False  # tuning.horizon: no final seed solved a shorter T; nothing runs
+
+
+OPEN, WAIT, BEYOND = "open", "wait", "beyond"  # horizon gates
+
+
+def horizon_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> str:
+    """With ``tuning.horizon``, whether a configuration may start: ``open`` (its shortest T,
+    or every shorter T of the same model and remedies was solved by at least one current
+    final seed), ``wait`` (the next shorter T that gates it has not finished its final
+    seeds), or ``beyond`` (a shorter T was solved by none of its final seeds, or all of its
+    tuning trials diverged: this T is beyond the model's horizon and is left out)."""
+    chain = []
+    previous = shorter(spec, configuration)
+    while previous is not None:
+        chain.append(previous)
+        previous = shorter(spec, previous)
+    for previous in reversed(chain):  # from the shortest T up
+        gate = _solved_gate(storage, spec, previous)
+        if gate != OPEN:
+            return gate
+    return OPEN
+
+
+def _solved_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> str:
+    direction = objective_direction(spec, configuration)
+    trials = trial_records(storage, spec, configuration)
+    if tuning_done(trials, spec.tuning.trials) and best_trial(trials, direction) is None:
+        return BEYOND
+    finals = current_finals(trials, trial_records(storage, spec, configuration, final=True),
+                            direction)
+    if not tuning_done(trials, spec.tuning.trials) or not finals_done(finals, spec.final.seeds):
+        return WAIT
+    return OPEN if any(f.attrs.get("solved") for f in finals) else BEYOND
 
 
 def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> Attempt:
     """The next job of a configuration: a tuning trial while the budget allows (retries
     first), then, once tuning is done, its final seeds (queued by the first try that sees
-    it done). Local callers serialise claims; remote ones rely on the checks made here."""
+    it done). Local callers serialise claims; remote ones rely on the checks made here.
+    With ``tuning.horizon`` a configuration first waits for its next shorter T
+    (``horizon_gate``)."""
+    gate = horizon_gate(storage, spec, configuration)
+    if gate != OPEN:
+        return Attempt(pending=gate == WAIT, beyond=gate == BEYOND)
     study = load_study(storage, spec, configuration)
     found = _claim_tuning(storage, study, spec, configuration)
     if found is not None:

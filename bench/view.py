@@ -205,8 +205,9 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
         table.add_column(column, justify="left" if column in ("model", "reg", "clip") else "right")
     for r in ranked:
         std = _fmt(r["std"]) if r["seeds"] > 1 else "-"
+        mean = "beyond horizon" if r.get("beyond_horizon") else _fmt(r["mean"])
         table.add_row(str(r["seq_len"] or "-"), r["model"], r["regularization"], r["clipping"],
-                      _fmt(r["mean"]), std, str(r["seeds"]),
+                      mean, std, str(r["seeds"]),
                       _fmt(r["solved_rate"], 2), _fmt(r["diverged_rate"], 2),
                       _fmt(r.get("steps_to_solve", math.nan), 0),
                       f"{r['complete']}/{r['pruned']}/{r['diverged']}")

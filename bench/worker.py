@@ -24,7 +24,7 @@ from bench import tuning
 from bench.config import Configuration
 from bench.job import build, run_job, suite_job
 from bench.models import n_parameters, select_device
-from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.outcomes import BEYOND_HORIZON, MLFLOW_STATUS, Outcome
 from bench.registry import TASKS
 from bench.suite import Suite, board_row, parent_tags, records, recover
 from bench.tracking import (
@@ -161,6 +161,10 @@ class Worker:
                                                   {"state": "all_trials_diverged"}):
             self.emit("skipped", {"worker": self.index, "configuration": configuration.name,
                                   "jobs": self.spec.final.seeds})
+        if attempt.beyond and self._end_parent(configuration, "FINISHED",
+                                               {"state": BEYOND_HORIZON}):
+            self.emit("skipped", {"worker": self.index, "configuration": configuration.name,
+                                  "jobs": self.suite.jobs_per_configuration()})
         if attempt.queued is not None:
             self._note_best(configuration, attempt.queued)
         return attempt.claim, attempt.pending

@@ -97,8 +97,11 @@ def test_integer_search_extras(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- packaged suites
 
+PACKAGED = ["default", "smoke", "full", "classic", "classic-sgd", "clipping-sgd", "har",
+            "horizon", "remedies"]
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
+
+@pytest.mark.parametrize("name", PACKAGED)
 def test_packaged_suites_load_by_name_and_by_path(name: str) -> None:
     by_name = load(name)
     by_path = load(ROOT / "configs" / f"{name}.yaml")
@@ -115,16 +118,19 @@ def test_default_config_path_is_packaged() -> None:
 
 def test_top_level_configs_are_the_packaged_ones() -> None:
     packaged = {p.name for p in config.CONFIG_DIR.glob("*.yaml")}
-    assert {"default.yaml", "smoke.yaml"} <= packaged
+    assert packaged == {f"{name}.yaml" for name in PACKAGED}
     assert (ROOT / "configs").resolve() == config.CONFIG_DIR.resolve()  # one copy, linked
 
 
-def test_default_suite_covers_the_whole_grid() -> None:
+def test_default_suite_covers_every_task_and_model_at_budgets_that_let_them_learn() -> None:
     spec = load("default")
     assert {task for task, _ in spec.tasks} == {"adding", "copy", "har"}
     assert spec.models == config.DEFAULT_MODELS
-    assert spec.regularization == config.DEFAULT_REGULARIZATION
-    assert spec.clipping == config.DEFAULT_CLIPPING
+    # the remedies' axes have their own suites; a file that names no axis gets the full grid
+    assert (spec.regularization, spec.clipping) == (("none",), ("norm",))
+    budgets = {c.task: c.budget(spec) for c in expand(spec)}
+    assert budgets["adding"] >= 1000 and budgets["copy"] >= 2000  # README: where they learn
+    assert spec.tuning.pruner == "none" and spec.final.seeds >= 4
 
 
 def test_smoke_suite_is_tiny() -> None:
@@ -134,7 +140,7 @@ def test_smoke_suite_is_tiny() -> None:
 
 
 def test_resolve_unknown_name_lists_the_packaged_ones() -> None:
-    names = "classic, classic-sgd, default, full, smoke"
+    names = ", ".join(sorted(PACKAGED))
     with pytest.raises(ConfigError, match=rf"nosuch: .*packaged configs: {names}"):
         config.resolve_config("nosuch")
 
@@ -143,15 +149,15 @@ def test_resolve_unknown_name_lists_the_packaged_ones() -> None:
 
 
 def test_expand_counts_and_orders_the_grid() -> None:
-    spec = load("default")
+    spec = load("classic")
     configurations = expand(spec)
     n_variants = sum(len(p.get("seq_len", [None])) for _, p in spec.tasks)
-    assert len(configurations) == n_variants * 4 * 2 * 2 == 48
+    assert len(configurations) == n_variants * 4 * 2 * 2 == 64
     assert [c.name for c in configurations[:4]] == [
-        "adding-T50/rnn/none/none", "adding-T50/rnn/none/norm",
-        "adding-T50/rnn/l2/none", "adding-T50/rnn/l2/norm",
+        "adding-T100/rnn/none/none", "adding-T100/rnn/none/norm",
+        "adding-T100/rnn/l2/none", "adding-T100/rnn/l2/norm",
     ]
-    assert configurations[4].name == "adding-T50/irnn/none/none"
+    assert configurations[4].name == "adding-T100/irnn/none/none"
     assert configurations[-1].name == "har/gru/l2/norm"
     assert len({c.name for c in configurations}) == len(configurations)
     assert expand(spec) == configurations  # stable
@@ -365,7 +371,7 @@ def test_set_override_nested_path_and_list_value() -> None:
     assert spec.search["lr"].high == 0.05  # the default range of an entry given by model
     assert spec.search["lr"].at("adding", "irnn").high == 5e-4
     assert spec.model == config.ModelSpec(param_budget=None, hidden_size=16)
-    assert len(expand(spec)) == 4 * 4 * 2 * 2
+    assert len(expand(spec)) == 4 * 4  # (adding x 2 T, copy, har) x 4 models
 
 
 def test_set_adds_a_search_extra_and_fills_sections_absent_from_the_file(tmp_path: Path) -> None:
@@ -420,7 +426,7 @@ def test_config_hash_ignores_where_results_go() -> None:
     assert spec.config_hash() == moved.config_hash()
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "full", "classic", "classic-sgd"])
+@pytest.mark.parametrize("name", PACKAGED)
 def test_to_dict_round_trips_through_load(tmp_path: Path, name: str) -> None:
     spec = load(name, {"set": ["search.hidden_size.low=4", "search.hidden_size.high=16"]})
     path = tmp_path / "resolved.yaml"

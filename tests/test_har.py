@@ -705,3 +705,13 @@ def test_a_local_archive_is_checked_against_the_official_digest_on_first_use(
         har_data.load_har(sources.outer, cache_dir=tmp_path / "b", expected_windows=None)
     assert caplog.text == ""
     assert har_data.check_digest(sources.outer) and not har_data.check_digest(sources.root)
+
+
+def test_a_har_budget_is_not_taken_for_data() -> None:
+    from bench import config
+    from bench.suite import available_configurations
+
+    spec = config.load("smoke", {"set": ["tasks.har.data_dir=null", "tasks.har.steps=7"]})
+    configurations, skipped = available_configurations(spec)  # no copy here, offline
+    assert "har" in skipped and "steps" not in skipped["har"]
+    assert configurations and all(c.task != "har" for c in configurations)

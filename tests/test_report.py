@@ -382,6 +382,8 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     last = flow[flow["t"] == 8]["value"]
     assert (last.abs() < 1e-12).all()  # log10 of ||dL/dh_T|| / itself
     assert (tmp_path / "figures" / "adding-profiles.csv").exists()
+    image = (tmp_path / "figures" / "adding-flow.png").read_bytes()  # the picture as a file
+    assert image.startswith(b"\x89PNG") and base64.b64encode(image).decode() in page
 
     # a second suite side by side on one page
     config.write_text(yaml.safe_dump({**spec, "name": "tiny2", "models": ["lstm"],

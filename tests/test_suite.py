@@ -433,3 +433,28 @@ def test_resuming_a_suite_after_a_change(tmp_path: Path,
         assert all(r.data.tags.get("role") == "superseded" for r in runs
                    if r.data.tags.get("study") == name
                    and int(r.data.tags["trial_number"]) in superseded)
+
+
+def test_a_horizon_sweep_leaves_out_the_t_beyond_the_first_unsolved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = {**SMALL, "name": "sweep", "models": ["rnn"], "clipping": ["none"],
+            "tasks": {"adding": {"seq_len": [4, 8, 16], "val_size": 64, "test_size": 64}},
+            "tuning": {"trials": 1, "sampler": "tpe", "pruner": "none", "horizon": True},
+            "final": {"seeds": 1}}
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir),
+                 "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "progress: 6/6 runs done (100%)" in out  # the left-out runs count as done
+    assert out.count("beyond horizon") == 2
+    runs, _ = _runs(runs_dir / "sweep", "sweep")
+    nested = [r for r in runs if r.data.tags["role"] != "configuration"]
+    assert {r.data.tags["configuration"] for r in nested} == {"adding-T4/rnn/none/none"}
+    assert all(r.data.tags["solved"] == "False" for r in nested if r.data.tags["role"] == "final")
+    parents = {r.data.tags["configuration"]: r for r in runs
+               if r.data.tags["role"] == "configuration"}
+    for name in ("adding-T8/rnn/none/none", "adding-T16/rnn/none/none"):
+        assert parents[name].data.tags["state"] == "beyond_horizon"
+        assert parents[name].info.status == "FINISHED"
+    assert main(["status", "sweep", "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out.count("beyond horizon") == 2

@@ -377,3 +377,39 @@ def test_a_trial_taken_over_meanwhile_is_not_told_twice(tmp_path: Path) -> None:
         tuning.tell(claim, _result(), metric="mse", direction="minimize")
     outcomes = [t.outcome for t in tuning.trial_records(storage, spec, configuration)]
     assert outcomes == ["interrupted", "waiting"]
+
+
+def _solved(loss: float = 0.001) -> TrainResult:
+    result = _result(loss=loss)
+    result.solved = True
+    return result
+
+
+def test_a_horizon_sweep_waits_for_the_shorter_t_and_stops_where_nothing_solved(
+        tmp_path: Path) -> None:
+    spec = config.load("smoke", {"set": ["tasks.adding.seq_len=[5,10,20]", "models=[lstm]",
+                                         "regularization=[none]", "clipping=[none]",
+                                         "tuning.trials=1", "final.seeds=2",
+                                         "tuning.horizon=true"]})
+    t5, t10, t20 = [c for c in config.expand(spec) if c.task == "adding"]
+    assert (config.shorter(spec, t5), config.shorter(spec, t10), config.shorter(spec, t20)) == (
+        None, t5, t10)
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [t5, t10, t20])
+    for longer in (t10, t20):  # nothing may start before T=5 has its final seeds
+        assert tuning.claim(storage, spec, longer) == tuning.Attempt(pending=True)
+    _run_tuning(storage, spec, t5, (0.01,))
+    first = tuning.claim(storage, spec, t5).claim
+    assert first is not None
+    tuning.tell(first, _solved(), metric="mse", direction="minimize")  # one seed of two solved
+    assert tuning.horizon_gate(storage, spec, t10) == tuning.WAIT  # the other still to run
+    _run_finals(storage, spec, t5)
+    assert tuning.horizon_gate(storage, spec, t10) == tuning.OPEN
+    assert tuning.horizon_gate(storage, spec, t20) == tuning.WAIT
+    _run_tuning(storage, spec, t10, (0.2,))
+    _run_finals(storage, spec, t10)  # neither seed solves T=10
+    assert tuning.claim(storage, spec, t20) == tuning.Attempt(pending=False, beyond=True)
+    assert tuning.trial_records(storage, spec, t20) == []  # nothing ran beyond the horizon
+    without = config.load("smoke", {"set": ["tasks.adding.seq_len=[5,10,20]"]})
+    assert config.shorter(without, config.expand(without)[-1]) is None  # off by default
+    assert "horizon" not in without.to_dict()["tuning"]  # the hash of other suites is kept

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench import registry
+from bench.outcomes import BEYOND_HORIZON
 from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
 from bench.results import float_params
 from bench.tracking import (
@@ -257,7 +258,8 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
         "diverged_rate": float((done["state"] == "diverged").mean()) if len(done) else math.nan,
         **counts, "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
         "best_val": _best_val(trials),
-        "status": status_of(str(parent["status"]), counts, finals, expected),
+        "status": "beyond horizon" if parent.get("state") == BEYOND_HORIZON
+        else status_of(str(parent["status"]), counts, finals, expected),
     }
 
 

@@ -30,6 +30,7 @@ from bench.report.html import (
     Section,
     Table,
     figure_data,
+    figure_images,
     render,
 )
 from bench.results import Results, ResultsSource
@@ -82,6 +83,8 @@ def build_report(source: ResultsSource, out: Path, *, storage: Any = None,
     write_table(pd.concat(boards, ignore_index=True), leaderboard_path(out))
     for relative, frame in figure_data(sections).items():
         write_figure_table(frame, out.parent / relative)
+    for relative, image in figure_images(sections).items():
+        (out.parent / relative).write_bytes(image)
     return out
 
 

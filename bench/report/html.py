@@ -7,6 +7,7 @@ touches the network. All text is escaped here, once (``html.escape``).
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,6 +221,15 @@ def figure_data(sections: Sequence[Section]) -> dict[str, Any]:
     """Relative CSV path -> frame, for every figure of the page that carries its data."""
     return {figure_path(b.name): b.data for b in _blocks(sections)
             if isinstance(b, Figure) and b.name and b.data is not None}
+
+
+def figure_images(sections: Sequence[Section]) -> dict[str, bytes]:
+    """Relative PNG path (``figures/<name>.png``, beside its CSV) -> the image's bytes, for
+    every named figure of the page: the picture as a file, for a paper or a README."""
+    prefix = "data:image/png;base64,"
+    return {figure_path(b.name).removesuffix(".csv") + ".png":
+            base64.b64decode(b.uri.removeprefix(prefix)) for b in _blocks(sections)
+            if isinstance(b, Figure) and b.name and b.uri.startswith(prefix)}
 
 
 def _numeric(value: str) -> bool:
