@@ -261,9 +261,7 @@ def train(
     torch.manual_seed(cfg.seed)
     loop = _Loop(cfg, task, model)
     model.train()
-    status, done, evals, reason = "completed", cfg.steps, [], None
-    checked = 0
-    clock = _Clock()
+    status, done, evals, reason, checked, clock = "completed", cfg.steps, [], None, 0, _Clock()
     timed = observer if observer is None else _TimedObserver(observer, clock)
     for step in range(cfg.steps):
         loop.step(step, timed)
@@ -296,8 +294,7 @@ def train(
         result.diagnostics = timed.on_end(done, model, result)
     with clock("eval_s"):
         _finish(result, loop)
-    result.eval_s, result.probe_s, result.report_s = (
-        clock.seconds["eval_s"], clock.seconds["probe_s"], clock.seconds["report_s"])
+    clock.fill(result)
     result.wall_time = time.perf_counter() - start_time
     return result
 
@@ -308,6 +305,10 @@ class _Clock:
     def __init__(self) -> None:
         self.seconds = {"eval_s": 0.0, "probe_s": 0.0, "report_s": 0.0}
         self._kind, self._start = "", 0.0
+
+    def fill(self, result: TrainResult) -> None:
+        result.eval_s, result.probe_s, result.report_s = (
+            self.seconds["eval_s"], self.seconds["probe_s"], self.seconds["report_s"])
 
     def __call__(self, kind: str) -> _Clock:
         self._kind = kind

@@ -393,7 +393,10 @@ class _OpenedRun:
         self.in_loop = False  # noted at an evaluation: timed with the loop's reports
 
     def note(self, *, in_loop: bool = False) -> None:
-        if self.run_id is None and self.opened.done():
+        """Note the run if it is open; a failure to open it waits for ``wait`` (raised
+        there, after training: the claim is then left to recovery as interrupted, not
+        failed as an error of the training would be)."""
+        if self.run_id is None and self.opened.done() and self.opened.exception() is None:
             self._note(in_loop)
 
     def wait(self) -> str:
