@@ -984,8 +984,11 @@ def search_space(spec: SuiteSpec, configuration: Configuration) -> dict[str, Sea
     for axis in ("regularization", "clipping"):
         found = remedy(getattr(configuration, axis), axis)
         used.update(found.search if found else ())
-    return {name: param.at(configuration.task, configuration.model)
-            for name, param in spec.search.items() if name in used}
+    # the shared parameters first: configurations that differ only in their remedies then
+    # draw the same learning rates for the same trial (``tuning.sampler_seed``)
+    names = sorted((n for n in spec.search if n in used), key=lambda n: n not in BASE_SEARCH)
+    return {name: spec.search[name].at(configuration.task, configuration.model)
+            for name in names}
 
 
 # --------------------------------------------------------------------------- resuming

@@ -196,23 +196,34 @@ def make_sampler(
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
+def _paired(configuration: Configuration) -> str:
+    """A configuration without its remedies: the key of the random numbers it shares with
+    the configurations that differ from it only in their remedies (common random numbers:
+    the same start-up learning rates and the same training seeds for the same trial, so a
+    difference between remedies is the remedies', not the draws')."""
+    task = configuration.name.split("/")[0]
+    return f"{task}/{configuration.model}"
+
+
 def sampler_seed(spec: SuiteSpec, configuration: Configuration, salt: int) -> int:
-    """A hash of suite seed, configuration and trial number, in [0, 2**31).
+    """A hash of suite seed, configuration without its remedies (``_paired``) and trial
+    number, in [0, 2**31).
 
     Not an arithmetic progression over trials: the Mersenne Twister behind Optuna's samplers
     is seeded badly by nearby integers (NumPy advises against it), and the first draws of
     such seeds were measurably correlated here (r = 0.08-0.17 between the learning rates of
     the first two start-up trials, against 0.00-0.13 with hashed seeds).
     """
-    key = f"{spec.seed}/{configuration.name}/{salt}".encode()
+    key = f"{spec.seed}/{_paired(configuration)}/{salt}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
 
 
 def trial_seed(spec: SuiteSpec, configuration: Configuration, number: int) -> int:
     """A tuning trial's training seed (initialisation and training stream): a hash of the
     suite seed, the configuration and the trial number, so that the best of N trials is not
-    the luckiest draw of one seed. A retry keeps the seed of the trial it re-runs."""
-    key = f"{spec.seed}/{configuration.name}/trial/{number}".encode()
+    the luckiest draw of one seed. A retry keeps the seed of the trial it re-runs. Shared
+    by the configurations that differ only in their remedies (``_paired``)."""
+    key = f"{spec.seed}/{_paired(configuration)}/trial/{number}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % (2**31)
 
 

@@ -29,16 +29,36 @@ def _first_draws(spec: config.SuiteSpec, configuration: config.Configuration,
 
 
 def test_sampler_seeds_are_hashed_not_a_progression() -> None:
-    spec = config.load("default")
-    configurations = config.expand(spec)
+    spec = config.load("classic")
+    configurations = [c for c in config.expand(spec)  # one per task variant and model
+                      if (c.regularization, c.clipping) == ("none", "none")]
     seeds = [[tuning.sampler_seed(spec, c, salt) for salt in range(20)] for c in configurations]
     flat = [s for row in seeds for s in row]
     assert len(set(flat)) == len(flat) and all(0 <= s < 2**31 for s in flat)
     for row in seeds:  # no constant step from one trial to the next
         assert len({b - a for a, b in zip(row, row[1:], strict=False)}) == len(row) - 1
     assert statistics.pstdev(flat) > 0.25 * 2**31  # spread over the range (uniform: 0.29)
-    other = config.load("default", {"set": ["seed=1"]})
+    other = config.load("classic", {"set": ["seed=1"]})
     assert tuning.sampler_seed(other, configurations[0], 0) != seeds[0][0]
+
+
+def test_configurations_that_differ_in_remedies_draw_the_same_rates_and_seeds(
+        tmp_path: Path) -> None:
+    """Common random numbers: trial k of every remedy of a model gets the same start-up
+    learning rate and the same training seed, so remedies are compared on equal draws."""
+    spec = config.load("clipping-sgd", {"set": ["tuning.sampler=random"]})
+    storage = tuning.open_storage(None, tmp_path)
+    by_clipping: dict[str, list[tuple[float, int]]] = {}
+    rnn = [c for c in config.expand(spec) if c.model == "rnn"]
+    tuning.create_studies(storage, spec, rnn)
+    for configuration in rnn:
+        claims = [tuning.claim(storage, spec, configuration).claim for _ in range(3)]
+        by_clipping[configuration.clipping] = [(c.params["lr"], c.seed) for c in claims]
+    assert len(by_clipping) == 4 and all(v == by_clipping["none"]
+                                         for v in by_clipping.values())
+    assert len({lr for lr, _ in by_clipping["none"]}) == 3  # trials still differ
+    irnn = next(c for c in config.expand(spec) if c.model == "irnn")
+    assert tuning.trial_seed(spec, irnn, 0) != by_clipping["none"][0][1]  # models do not
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -104,8 +124,8 @@ def test_each_trial_has_its_own_seed_and_a_retry_keeps_it(tmp_path: Path) -> Non
     seeds = [c.seed for c in claims if c is not None]
     assert len(set(seeds)) == 2 and seeds == [tuning.trial_seed(spec, configuration, n)
                                               for n in (0, 1)]
-    other = config.expand(spec)[0]
-    assert tuning.trial_seed(spec, other, 0) != seeds[0]  # per configuration
+    other = next(c for c in config.expand(spec) if c.model != configuration.model)
+    assert tuning.trial_seed(spec, other, 0) != seeds[0]  # per task variant and model
     assert tuning.trial_seed(config.load("smoke", {"set": ["seed=1"]}), configuration, 0) \
         != seeds[0]  # and per suite seed
     tuning.tell(claims[0], _result(test=False), metric="mse", direction="minimize")
