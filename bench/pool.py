@@ -16,13 +16,19 @@ if TYPE_CHECKING:
     from bench.suite import Suite
 
 
-def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int) -> None:
+def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int,
+                  spawned_at: float) -> None:
     """A worker process: waits for the suite and the parent's working directory and
     environment on ``inbox`` (None: stop), then works; progress goes to ``events``.
+
+    ``spawned_at`` (``time.time()`` when the pool asked for the process) starts the worker's
+    clock: the ``done`` event says where its seconds went (``worker_s`` in all).
 
     Kept in this light module (the worker's modules are imported here, in the child, while
     the parent prepares the suite), so that the parent need not import torch first.
     """
+    import time
+
     from bench.worker import Worker
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
@@ -34,13 +40,19 @@ def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int) -> None
         message = inbox.get()
         if message is None:
             return
+        handed = time.time()
         suite, context = message
         verbose = bool(context.get("verbose"))
         os.chdir(context["cwd"])
         os.environ.clear()
         os.environ.update(context["environ"])
-        jobs = Worker(suite, index, emit).run()
-        emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb()})
+        worker = Worker(suite, index, emit)
+        ready = time.time()
+        jobs = worker.run()
+        times = {"start_s": handed - spawned_at, "setup_s": ready - handed, **worker.times,
+                 "worker_s": time.time() - spawned_at}
+        emit("done", {"worker": index, "jobs": jobs, "peak_rss_mb": peak_rss_mb(),
+                      "times": times})
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
     except Exception as err:  # reported by the parent in one line, which exits non-zero
@@ -152,12 +164,14 @@ class WorkerPool:
 
     def __init__(self, workers: int) -> None:
         import threading
+        import time
 
         ctx = _start_context()
         self.events: Any = ctx.Queue()
         self.inbox: Any = ctx.Queue()
         self.procs = [ctx.Process(target=_worker_entry,
-                                  args=(i, self.inbox, self.events, os.getpid()),
+                                  args=(i, self.inbox, self.events, os.getpid(),
+                                        time.time()),
                                   name=f"gradbench-w{i}") for i in range(workers)]
         self._start_error: BaseException | None = None
         # A fork server answers once its imports are done: start the workers from a thread,
@@ -236,8 +250,20 @@ class WorkerPool:
                 proc.join(timeout=5)
 
 
+# Where a worker's seconds go, by kind, in the order the breakdown lists them: the jobs'
+# phases (``bench.worker.job_phases``), then the worker's own (``bench.worker.Worker.times``
+# and ``_worker_entry``): process start-up and waiting for the suite to be prepared, opening
+# the storage and tracker, claims, picking up dead workers' trials, waiting for work, and
+# writing the last run's records at exit.
+TIMINGS_FILE = "timings.json"  # RunStats.breakdown of a suite's last `gradbench run`
+JOB_KINDS = ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s", "open_s", "record_s",
+             "other_s")
+WORKER_KINDS = ("start_s", "setup_s", "claim_s", "recovery_s", "idle_s", "flush_s")
+
+
 class RunStats:
-    """What the workers report as they go: steps trained, time in tracking, memory."""
+    """What the workers report as they go: steps trained, time in tracking, memory, and
+    where the workers' time went (``breakdown``, saved by ``save``)."""
 
     def __init__(self) -> None:
         self.jobs = 0
@@ -246,6 +272,9 @@ class RunStats:
         self.tracking_s = 0.0
         self.peak_rss_mb: dict[int, float] = {}
         self.notes: list[str] = []  # one line each, shown after the run
+        self.phases: dict[str, float] = dict.fromkeys(JOB_KINDS + WORKER_KINDS, 0.0)
+        self.worker_s: dict[int, float] = {}
+        self.steps_by: dict[tuple[str, str], int] = {}  # (task variant, model) -> steps
 
     def __call__(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "end":
@@ -253,8 +282,16 @@ class RunStats:
             self.steps += int(payload.get("steps", 0))
             self.job_s += float(payload.get("job_s", 0.0))
             self.tracking_s += float(payload.get("tracking_s", 0.0))
+            for phase, seconds in payload.get("phases", {}).items():
+                self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
+            key = (str(payload.get("variant", "")), str(payload.get("model", "")))
+            self.steps_by[key] = self.steps_by.get(key, 0) + int(payload.get("steps", 0))
         elif kind == "done":
             self.peak_rss_mb[payload["worker"]] = float(payload.get("peak_rss_mb", 0.0))
+            times = dict(payload.get("times", {}))
+            self.worker_s[payload["worker"]] = float(times.pop("worker_s", 0.0))
+            for phase, seconds in times.items():
+                self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
         elif kind == "note":
             self.notes.append(f"worker {payload['worker']}: {payload['message']}")
 
@@ -263,6 +300,29 @@ class RunStats:
             return "no runs this time"
         share = self.tracking_s / self.job_s if self.job_s else 0.0
         memory = ", ".join(f"{v:.0f}" for _, v in sorted(self.peak_rss_mb.items())) or "-"
-        return (f"{self.jobs} runs, {self.steps} training steps; tracking took "
+        worker_s = sum(self.worker_s.values())
+        training = (f"training steps took {self.phases['steps_s'] / worker_s:.0%} of the "
+                    f"workers' {worker_s:.0f} s; " if worker_s else "")
+        return (f"{self.jobs} runs, {self.steps} training steps; {training}tracking took "
                 f"{self.tracking_s:.1f} s of {self.job_s:.0f} s of run time ({share:.1%}); "
                 f"peak memory per worker: {memory} MiB")
+
+    def breakdown(self) -> dict[str, Any]:
+        """The workers' time by kind (seconds summed over workers; ``worker_s`` in all,
+        from each process's start to its end; ``unaccounted_s`` the rest), and the
+        training steps run per (task variant, model)."""
+        worker_s = sum(self.worker_s.values())
+        kinds = {k: round(v, 4) for k, v in self.phases.items()}
+        return {"workers": len(self.worker_s), "jobs": self.jobs, "steps": self.steps,
+                "job_s": round(self.job_s, 4), "worker_s": round(worker_s, 4),
+                "kinds": kinds,
+                "unaccounted_s": round(max(0.0, worker_s - sum(self.phases.values())), 4),
+                "steps_by": [{"variant": v, "model": m, "steps": n}
+                             for (v, m), n in sorted(self.steps_by.items())]}
+
+    def save(self, path: Any) -> None:
+        """``breakdown`` as JSON (``timings.json`` in the suite's run directory)."""
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(self.breakdown(), indent=1) + "\n")

@@ -26,7 +26,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -487,6 +488,113 @@ class Tracker:
         if text is None:
             raise FileNotFoundError(f"run {run_id} has no artifact {path}")
         return list(csv.DictReader(io.StringIO(text)))
+
+
+class BackgroundWriter:
+    """Writes finished runs' records to the store from a thread, one run at a time.
+
+    ``submit(write)`` hands over a callable that records one run (``Tracker.log_run``, then
+    ``end_run``) and returns at once: the worker trains its next job while the records are
+    written. ``call(fn)`` runs ``fn`` (opening the next run) after what was handed over
+    before and gives its result as a future, so the worker need not wait for it either.
+    Before taking a new run it waits until the previous one is written, so at most
+    one run's records are ever in flight: a ``kill -9`` loses no more than that run's records
+    (and its trial, told to Optuna before it was submitted, is repaired on resume as any run
+    whose worker died before closing it: ``suite.end_orphan_runs``). ``flush`` waits for the
+    run in flight; an error the thread met (``TrackingUnavailable`` after the tracker's own
+    retries, or any other) is raised by the next ``submit``, ``flush`` or ``close`` in the
+    caller's thread, never dropped. ``waited_s`` sums the seconds callers spent waiting.
+
+    ``synchronous=True`` (or ``GRADBENCH_TRACKING_SYNC=1`` in the environment) writes in
+    the caller's thread instead, as before, for comparison.
+    """
+
+    def __init__(self, *, synchronous: bool | None = None) -> None:
+        import queue
+        import threading
+
+        if synchronous is None:
+            synchronous = os.environ.get("GRADBENCH_TRACKING_SYNC", "") not in ("", "0")
+        self.synchronous = synchronous
+        self.waited_s = 0.0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if not synchronous:
+            self._thread = threading.Thread(target=self._work, name="gradbench-tracking",
+                                            daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                if write is None:
+                    return
+                if self._error is None or getattr(write, "answers", False):
+                    write()  # after a failure no more records (it is raised); calls answer
+            except BaseException as err:  # handed to the caller's thread
+                self._error = err
+            finally:
+                self._queue.task_done()
+
+    def submit(self, write: Callable[[], None], *, follows: bool = False) -> None:
+        """Write one run's records (in the background); waits for the previous run's.
+        ``follows``: a small write that goes with what was handed over last (a parent
+        run's tags or end): queued after it without waiting."""
+        started = time.perf_counter()
+        try:
+            if self._thread is None:
+                write()
+                return
+            if not follows:
+                self._drain()
+            self._queue.put(write)
+        finally:
+            self.waited_s += time.perf_counter() - started
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """``fn()`` in the writer's thread, in turn; its result or error in the future."""
+        future: Future[Any] = Future()
+
+        def answer() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as err:  # raised by future.result() in the caller
+                    future.set_exception(err)
+
+        answer.answers = True  # type: ignore[attr-defined]
+        if self._thread is None:
+            answer()
+        else:
+            self._queue.put(answer)
+        return future
+
+    def flush(self) -> None:
+        """Wait until every submitted run is written; raise what writing one raised."""
+        started = time.perf_counter()
+        try:
+            self._drain()
+        finally:
+            self.waited_s += time.perf_counter() - started
+
+    def _drain(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        """Flush, then stop the thread (also when the flush raises)."""
+        try:
+            self.flush()
+        finally:
+            if self._thread is not None and self._thread.is_alive():
+                self._queue.put(None)
+                self._thread.join(timeout=5)
+            self._thread = None
 
 
 # ------------------------------------------------------------------------------ reading

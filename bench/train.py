@@ -120,6 +120,12 @@ class TrainResult:
     baseline_val: dict[str, float] = field(default_factory=dict)  # the trivial predictor's
     baseline_test: dict[str, float] = field(default_factory=dict)  # (when test is read)
     wall_time: float = 0.0
+    # Of wall_time: seconds evaluating (validation every eval_every steps, the final
+    # evaluation), probing (the gradient diagnostics observer), and in ``on_eval`` (a
+    # tuner's report and pruning decision); the rest is the training steps and set-up.
+    eval_s: float = 0.0
+    probe_s: float = 0.0
+    report_s: float = 0.0
     diagnostics: Any = None  # filled by the diagnostics observer, if any
 
     @property
@@ -255,10 +261,10 @@ def train(
     torch.manual_seed(cfg.seed)
     loop = _Loop(cfg, task, model)
     model.train()
-    status, done, evals, reason = "completed", cfg.steps, [], None
-    checked = 0
+    status, done, evals, reason, checked, clock = "completed", cfg.steps, [], None, 0, _Clock()
+    timed = observer if observer is None else _TimedObserver(observer, clock)
     for step in range(cfg.steps):
-        loop.step(step, observer)
+        loop.step(step, timed)
         if (step + 1) % loop.check_every == 0 or step + 1 == cfg.steps:
             bad_step = loop.first_nonfinite(checked, step + 1)
             checked = step + 1
@@ -266,12 +272,15 @@ def train(
                 status, done, reason = "diverged", bad_step + 1, loop.reason(bad_step)
                 break
         if (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
-            metrics = evaluate(model, task, "val")
+            with clock("eval_s"):
+                metrics = evaluate(model, task, "val")
             evals.append({"step": float(step + 1), **metrics})
             if not math.isfinite(metrics["loss"]):
                 status, done, reason = "diverged", step + 1, "non-finite validation loss"
                 break
-            if on_eval is not None and on_eval(step + 1, metrics):
+            with clock("report_s"):
+                stop = on_eval is not None and on_eval(step + 1, metrics)
+            if stop:
                 status, done = "stopped", step + 1
                 break
             if cfg.stop_when_solved and _stayed_solved(task, evals):
@@ -281,11 +290,50 @@ def train(
     result.evals = evals
     if status == "diverged":
         result.diverged_at, result.reason = done, reason
-    if observer is not None:
-        result.diagnostics = observer.on_end(done, model, result)
-    _finish(result, loop)
+    if timed is not None:
+        result.diagnostics = timed.on_end(done, model, result)
+    with clock("eval_s"):
+        _finish(result, loop)
+    clock.fill(result)
     result.wall_time = time.perf_counter() - start_time
     return result
+
+
+class _Clock:
+    """Seconds spent per kind of work inside the loop: ``with clock("eval_s"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds = {"eval_s": 0.0, "probe_s": 0.0, "report_s": 0.0}
+        self._kind, self._start = "", 0.0
+
+    def fill(self, result: TrainResult) -> None:
+        result.eval_s, result.probe_s, result.report_s = (
+            self.seconds["eval_s"], self.seconds["probe_s"], self.seconds["report_s"])
+
+    def __call__(self, kind: str) -> _Clock:
+        self._kind = kind
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self._kind] += time.perf_counter() - self._start
+
+
+class _TimedObserver:
+    """The diagnostics observer, its time counted as probing (``TrainResult.probe_s``)."""
+
+    def __init__(self, observer: StepObserver, clock: _Clock) -> None:
+        self.observer, self.clock = observer, clock
+
+    def on_step(self, step: int, model: RecurrentModel) -> None:
+        with self.clock("probe_s"):
+            self.observer.on_step(step, model)
+
+    def on_end(self, step: int, model: RecurrentModel, result: TrainResult) -> Any:
+        with self.clock("probe_s"):
+            return self.observer.on_end(step, model, result)
 
 
 def _stayed_solved(task: Task, evals: list[dict[str, float]]) -> bool:

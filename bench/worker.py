@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import torch
@@ -28,6 +30,7 @@ from bench.suite import Suite, board_row, parent_tags, records, recover
 from bench.tracking import (
     CONFUSION_TABLE,
     STEPS_TABLE,
+    BackgroundWriter,
     Tracker,
     csv_text,
     diagnostics_table,
@@ -55,6 +58,8 @@ class Worker:
         self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
+        self.writer = BackgroundWriter()  # a run's records are written while the next trains
+        self.times: dict[str, float] = defaultdict(float)  # seconds outside jobs, by kind
         self.embedded = suite.embedded
         self._tasks: dict[str, tasks.Task] = {}  # one copy of each task's data per worker
         self._provenance = provenance()
@@ -63,19 +68,33 @@ class Worker:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> int:
-        """Work until every configuration is done; returns the number of jobs run."""
+        """Work until every configuration is done; returns the number of jobs run. The last
+        run's records are written before it returns (a failure to write them raises)."""
+        try:
+            jobs = self._work()
+        except BaseException:
+            with contextlib.suppress(Exception):  # what is written by now stays written
+                self.writer.close()
+            raise
+        with self._timed("flush_s"):
+            self.writer.close()
+        return jobs
+
+    def _work(self) -> int:
         jobs, idle = 0, 0
         order = self._order()
         last_recovery = time.monotonic()
         while True:
             if not self.embedded and time.monotonic() - last_recovery > tuning.GRACE_S:
-                with self._claim_lock():  # pick up the trials of workers that died
+                with self._timed("recovery_s"), self._claim_lock():  # trials of dead workers
                     tuning.retrying(lambda: recover(self.suite, self.storage, at_start=False,
                                                     tracker=self.tracker))
                 last_recovery = time.monotonic()
             pending = False
-            for configuration in tuning.retrying(lambda: self._ranked(order)):
-                with self._claim_lock():
+            with self._timed("claim_s"):
+                ranked = tuning.retrying(lambda: self._ranked(order))
+            for configuration in ranked:
+                with self._timed("claim_s"), self._claim_lock():
                     claim, open_work = tuning.retrying(
                         lambda c=configuration: self._claim(c))
                 pending = pending or open_work
@@ -86,13 +105,23 @@ class Worker:
             else:
                 if not pending:
                     return jobs
-                idle = 0 if tuning.retrying(lambda: tuning.active_trials(
-                    self.storage, self.spec, self.suite.configurations)) else idle + 1
-                if idle >= STALL_CHECKS:
-                    raise Stalled("nothing to claim and no trial running or queued on any "
-                                  "machine, yet the suite is not done; `gradbench status` "
-                                  "shows where each configuration stands")
-                time.sleep(IDLE_SLEEP_S)  # others still run the trials finals wait for
+                with self._timed("idle_s"):
+                    idle = 0 if tuning.retrying(lambda: tuning.active_trials(
+                        self.storage, self.spec, self.suite.configurations)) else idle + 1
+                    if idle >= STALL_CHECKS:
+                        raise Stalled("nothing to claim and no trial running or queued on "
+                                      "any machine, yet the suite is not done; `gradbench "
+                                      "status` shows where each configuration stands")
+                    time.sleep(IDLE_SLEEP_S)  # others still run the trials finals wait for
+
+    @contextlib.contextmanager
+    def _timed(self, kind: str) -> Iterator[None]:
+        """Count the seconds of the block in ``self.times[kind]`` (time outside jobs)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[kind] += time.perf_counter() - started
 
     def _order(self) -> list[Configuration]:
         """Workers start at different configurations to keep out of each other's way."""
@@ -151,41 +180,51 @@ class Worker:
         return True
 
     def _note_best(self, configuration: Configuration, best: tuning.TrialRecord) -> None:
-        parent = self._parent(configuration)
         tags: dict[str, Any] = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
             tags[f"best.val_{tuning.objective_key(self.spec, configuration)}"] = best.value
-        self.tracker.set_tags(parent, tags)
+        self.writer.submit(lambda: self.tracker.set_tags(self._parent(configuration), tags),
+                           follows=True)
 
     # ------------------------------------------------------------------ one job
 
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
         """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
         started = time.perf_counter()
-        run_id = self._start_run(configuration, claim)
+        run = _OpenedRun(claim, self.writer.call(lambda: self._start_run(configuration, claim)))
         opening = time.perf_counter() - started
-        tuning.started(claim, run_id)
+        run.note()  # at once where the run is open already (synchronous), else at an eval
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
                             "role": claim.role, "steps": configuration.budget(self.spec)})
-        result, info = self._train_claimed(configuration, claim, run_id)
+        result, info = self._train_claimed(configuration, claim, run)
         task = info["task"]
+        waiting, noted = time.perf_counter(), run.noted_s
+        run_id = run.wait()  # the writer is behind only when it is slower than a whole run
+        telling = time.perf_counter()
+        opening += telling - waiting - (run.noted_s - noted)
         try:
             outcome = tuning.retrying(lambda: tuning.tell(
                 claim, result, metric=task.metric, direction=task.direction))
         except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
-            self._abandon(claim, run_id, Outcome.INTERRUPTED)
+            self._abandon(claim, run, Outcome.INTERRUPTED)
             self.emit("note", {"worker": self.index, "message": str(taken)})
             return
         recording = time.perf_counter()  # the result is kept from here on
-        self._record(run_id, configuration, claim.params, claim.seed, result, info)
-        self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
+        self._record(run_id, configuration, claim.params, claim.seed, result, info,
+                     status=MLFLOW_STATUS[outcome])
         done = time.perf_counter()
+        phases = job_phases(result, build_s=info["build_s"], open_s=opening,
+                            record_s=done - recording,
+                            optuna_s=recording - telling + run.noted_s * (not run.in_loop),
+                            job_s=done - started)
         self.emit("end", {"worker": self.index, "configuration": configuration.name,
                           "role": claim.role, "outcome": str(outcome),
                           "steps": result.steps_done, "job_s": done - started,
                           "train_s": result.wall_time,
-                          "tracking_s": (done - recording) + opening})
+                          "tracking_s": phases["open_s"] + phases["record_s"],
+                          "variant": configuration.name.split("/")[0],
+                          "model": configuration.model, "phases": phases})
         if claim.final:
             self._maybe_finish_configuration(configuration)
 
@@ -213,43 +252,49 @@ class Worker:
         return self._tasks[key]
 
     def _train_claimed(self, configuration: Configuration, claim: tuning.Claim,
-                       run_id: str) -> tuple[TrainResult, dict[str, Any]]:
+                       run: _OpenedRun) -> tuple[TrainResult, dict[str, Any]]:
         """Train under the claim's heartbeat. A claim that ends without a result is told so
         (interrupted: run again; an unexpected error: failed), its run ended, and the
         exception goes on."""
         with tuning.heartbeat(claim):
             try:
-                return self._train(configuration, claim)
+                return self._train(configuration, claim, run)
             except KeyboardInterrupt:
-                self._abandon(claim, run_id, Outcome.INTERRUPTED)
+                self._abandon(claim, run, Outcome.INTERRUPTED)
                 raise
             except Exception:
-                self._abandon(claim, run_id, Outcome.FAILED)
+                self._abandon(claim, run, Outcome.FAILED)
                 raise
 
-    def _train(self, configuration: Configuration,
-               claim: tuning.Claim) -> tuple[TrainResult, dict[str, Any]]:
+    def _train(self, configuration: Configuration, claim: tuning.Claim,
+               run: _OpenedRun) -> tuple[TrainResult, dict[str, Any]]:
+        started = time.perf_counter()
         task = self._task(configuration)
         job = suite_job(self.spec, configuration, claim.params, claim.seed, final=claim.final)
         model = build(job, task, self.device)
-        result = run_job(job, task, model, on_eval=self._on_eval(claim))
+        built = time.perf_counter() - started
+        result = run_job(job, task, model, on_eval=self._on_eval(claim, run))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
-                "task": task, "cfg": job.train, "model": model, "final": claim.final}
+                "task": task, "cfg": job.train, "model": model, "final": claim.final,
+                "build_s": built}
         return result, info
 
-    def _on_eval(self, claim: tuning.Claim) -> Callable[[int, Mapping[str, float]], bool]:
+    def _on_eval(self, claim: tuning.Claim,
+                 run: _OpenedRun) -> Callable[[int, Mapping[str, float]], bool]:
         should_stop = tuning.pruning_callback(claim)
 
         def on_eval(step: int, metrics: Mapping[str, float]) -> bool:
             self.emit("step", {"worker": self.index, "step": step})
+            run.note(in_loop=True)  # timed with the loop's reports
             return should_stop(step, metrics)
 
         return on_eval
 
-    def _abandon(self, claim: tuning.Claim, run_id: str, outcome: Outcome) -> None:
+    def _abandon(self, claim: tuning.Claim, run: _OpenedRun, outcome: Outcome) -> None:
         with contextlib.suppress(Exception):
             tuning.fail(claim, outcome)
         with contextlib.suppress(Exception):
+            run_id = run.opened.result(timeout=tuning.GRACE_S)
             self.tracker.set_tags(run_id, {"state": str(outcome)})
             self.tracker.end_run(run_id, MLFLOW_STATUS[outcome])
 
@@ -259,7 +304,25 @@ class Worker:
         return parent_tags(self.spec, configuration)
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
-                seed: int, result: TrainResult, info: dict[str, Any]) -> None:
+                seed: int, result: TrainResult, info: dict[str, Any], *, status: str) -> None:
+        """Hand the run's records and its end (``status``) to the background writer; only
+        what needs the model (a classification task's confusion matrix) is computed here."""
+        classes = TASKS.get(configuration.task).classes  # a classification task: HAR
+        confusion = None
+        if info.get("final") and result.status != "diverged" and classes:
+            confusion = csv_text(_confusion_rows(info["task"], info["model"], classes))
+        run = {key: value for key, value in info.items() if key != "model"}  # freed now
+
+        def write() -> None:
+            self._write(run_id, configuration, params, seed, result, run, confusion)
+            self.tracker.end_run(run_id, status)
+
+        self.writer.submit(write)
+
+    def _write(self, run_id: str, configuration: Configuration, params: dict[str, Any],
+               seed: int, result: TrainResult, info: dict[str, Any],
+               confusion: str | None) -> None:
+        """Everything one run records (in the writer's thread)."""
         from bench.tracking import result_metrics, run_params, step_rows
 
         task = info["task"]
@@ -275,27 +338,34 @@ class Worker:
             for table, rows in result.diagnostics.tables().items():
                 if rows:
                     files[diagnostics_table(table)] = csv_text(rows)
-        classes = TASKS.get(configuration.task).classes  # a classification task: HAR
-        if info.get("final") and result.status != "diverged" and classes:
-            files[CONFUSION_TABLE] = csv_text(_confusion_rows(task, info["model"], classes))
+        if confusion is not None:
+            files[CONFUSION_TABLE] = confusion
         self.tracker.log_run(run_id, params=run_params(configuration, params, seed, info,
                                                        self.spec),
                              tags=tags, metrics=result_metrics(result, task), files=files)
 
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
-        """After the last final seed: the seeds' summary on the parent run, which ends."""
-        trials, finals = records(self.storage, self.spec, configuration)
+        """After the last final seed: the seeds' summary on the parent run, which ends
+        (written in the background, after the seeds' own records)."""
+        with self._timed("optuna_s"):
+            trials, finals = records(self.storage, self.spec, configuration)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
-        self._mark_superseded(configuration, {f.number for f in finals})
         row = board_row(configuration, trials, finals)
-        parent = self._parent(configuration)
-        metric = row["metric"]
-        self.tracker.log_metrics(parent, [
-            (f"final/{metric}_mean", row["mean"], 0), (f"final/{metric}_std", row["std"], 0),
-            ("final/solved_rate", row["solved_rate"], 0),
-            ("final/diverged_rate", row["diverged_rate"], 0)])
-        self.tracker.end_run(parent, "FINISHED")
+        current = {f.number for f in finals}
+
+        def finish() -> None:
+            self._mark_superseded(configuration, current)
+            parent = self._parent(configuration)
+            metric = row["metric"]
+            self.tracker.log_metrics(parent, [
+                (f"final/{metric}_mean", row["mean"], 0),
+                (f"final/{metric}_std", row["std"], 0),
+                ("final/solved_rate", row["solved_rate"], 0),
+                ("final/diverged_rate", row["diverged_rate"], 0)])
+            self.tracker.end_run(parent, "FINISHED")
+
+        self.writer.submit(finish, follows=True)
 
 
     def _mark_superseded(self, configuration: Configuration, current: set[int]) -> None:
@@ -306,6 +376,55 @@ class Worker:
             if int(run.data.tags.get("trial_number", -1)) not in current:
                 self.tracker.set_tags(run.info.run_id, {"role": "superseded",
                                                         "superseded": "true"})
+
+
+class _OpenedRun:
+    """A job's MLflow run, opened by the background writer while the job trains.
+
+    ``note`` records the run's id on the trial (``tuning.started``) once it is known:
+    at once when the writer is synchronous, else at the first evaluation after it opened,
+    or after training at the latest (``wait``, which waits for it and returns it).
+    """
+
+    def __init__(self, claim: tuning.Claim, opened: Future[str]) -> None:
+        self.claim, self.opened = claim, opened
+        self.run_id: str | None = None
+        self.noted_s = 0.0  # seconds in tuning.started
+        self.in_loop = False  # noted at an evaluation: timed with the loop's reports
+
+    def note(self, *, in_loop: bool = False) -> None:
+        """Note the run if it is open; a failure to open it waits for ``wait`` (raised
+        there, after training: the claim is then left to recovery as interrupted, not
+        failed as an error of the training would be)."""
+        if self.run_id is None and self.opened.done() and self.opened.exception() is None:
+            self._note(in_loop)
+
+    def wait(self) -> str:
+        """The run's id, noted on the trial; a failure to open the run is raised here."""
+        return self.run_id if self.run_id is not None else self._note(False)
+
+    def _note(self, in_loop: bool) -> str:
+        run_id = self.opened.result()
+        started = time.perf_counter()
+        tuning.started(self.claim, run_id)
+        self.noted_s, self.in_loop = time.perf_counter() - started, in_loop
+        self.run_id = run_id
+        return run_id
+
+
+def job_phases(result: TrainResult, *, build_s: float, open_s: float, record_s: float,
+               optuna_s: float, job_s: float) -> dict[str, float]:
+    """Where one job's seconds went, by kind: building its task (once per worker) and model,
+    the training steps proper, evaluation, gradient probes, Optuna (the pruner's reports,
+    ``tell``, noting the run on the trial), the tracking calls on the worker's path (opening
+    the MLflow run; handing its records to the writer, which waits for the previous run's),
+    and the rest (``other_s``)."""
+    inside = result.eval_s + result.probe_s + result.report_s
+    phases = {"build_s": build_s, "steps_s": max(0.0, result.wall_time - inside),
+              "eval_s": result.eval_s, "probe_s": result.probe_s,
+              "optuna_s": optuna_s + result.report_s, "open_s": open_s, "record_s": record_s}
+    phases["other_s"] = max(0.0, job_s - sum(phases.values()))
+    return phases
 
 
 def _confusion_rows(task: Any, model: torch.nn.Module,

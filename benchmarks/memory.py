@@ -44,7 +44,7 @@ def main() -> None:
     sets = [f"tuning.trials={args.trials}", f"training.steps={args.steps}",
             "training.eval_every=25", "final.seeds=1", "tuning.pruner=none",
             "diagnostics.probe_every=25", "models=[lstm]", "regularization=[none]",
-            "clipping=[norm]", "device=cpu"]
+            "clipping=[norm]", "device=cpu", "search.lr={low: 1.0e-3, high: 3.0e-2, log: true}"]
     if args.har:
         sets.append(f"tasks.har.data_dir={args.har}")
     spec = config.load("default", {"tasks": task, "set": sets})

@@ -306,6 +306,64 @@ def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
                 for r in finished_finals}) == 4
 
 
+def _told(trial: Any) -> bool:
+    """Told to Optuna how it ran (``tuning.tell``): its result is kept."""
+    return trial.state != optuna.trial.TrialState.RUNNING and "steps_done" in trial.user_attrs
+
+
+def test_kill_9_loses_no_records_beyond_the_runs_in_flight(tmp_path: Path) -> None:
+    """Workers write a run's records in the background while they train the next one, and
+    wait for them before handing over another: so a ``kill -9`` mid-suite leaves at most
+    one run per worker told to Optuna with records not all written. Every other told run
+    is complete (params, metrics, curves, ended); resuming ends the incomplete ones with
+    their outcome's status, tagged ``tracking=incomplete``, and finishes the suite."""
+    spec = {**SMALL, "name": "inflight", "tuning": {**SMALL["tuning"], "trials": 4},
+            "training": {"steps": 150, "batch_size": 16, "eval_every": 50}}
+    config_path = _write(tmp_path, spec)
+    runs_dir = tmp_path / "runs"
+    run_dir = runs_dir / "inflight"
+    cmd = [sys.executable, "-m", "bench", "run", str(config_path), "--runs-dir",
+           str(runs_dir), "--workers", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # several runs told, and more in flight
+        trials = _journal_trials(run_dir)
+        told = [t for t in trials if _told(t)]
+        training = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                    and "mlflow_run_id" in t.user_attrs]
+        if len(told) >= 3 and training:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"the run never had told and running trials: {proc.stderr.read()}")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    told = [t.user_attrs["mlflow_run_id"] for t in _journal_trials(run_dir) if _told(t)]
+    runs, client = _runs(run_dir, "inflight")
+    by_id = {r.info.run_id: r for r in runs}
+
+    def complete(run_id: str) -> bool:
+        run = by_id[run_id]
+        return (run.info.status != "RUNNING" and "lr" in run.data.params
+                and bool(run.data.metrics) and "curves.csv" in
+                {a.path for a in client.list_artifacts(run_id)})
+
+    incomplete = [run_id for run_id in told if not complete(run_id)]
+    assert len(told) >= 3 and len(incomplete) <= 2, (len(told), incomplete)
+
+    assert main(["run", str(config_path), "--runs-dir", str(runs_dir), "--workers", "2"]) == 0
+    runs, client = _runs(run_dir, "inflight")
+    by_id = {r.info.run_id: r for r in runs}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    for run_id in incomplete:  # repaired: ended as its trial was told, marked incomplete
+        assert by_id[run_id].data.tags.get("tracking") == "incomplete"
+        assert by_id[run_id].data.tags["state"] in ("complete", "pruned", "diverged")
+    for run_id in set(told) - set(incomplete):
+        assert "tracking" not in by_id[run_id].data.tags and complete(run_id)
+
+
 def test_an_error_while_training_fails_the_trial_and_its_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Told to Optuna as failed (not counted, not run again), its MLflow run ended FAILED,

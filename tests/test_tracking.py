@@ -128,3 +128,79 @@ def test_reading_creates_nothing(tmp_path: Path) -> None:
 
 def test_metric_keys_are_namespace_slash_name() -> None:
     assert tracking.metric_key("test", "mse") == "test/mse"
+
+
+def _written(tracker: tracking.Tracker, parent: str, i: int) -> tuple[str, object]:
+    """A nested run and the write that records it and ends it."""
+    run_id = tracker.start_run(parent, f"trial-{i}", {"trial_number": str(i)})
+
+    def write() -> None:
+        tracker.log_run(run_id, params={"lr": 0.1 * i}, tags={"state": "complete"},
+                        metrics=[("train/loss", float(s), s) for s in range(1500)],
+                        files={tracking.STEPS_TABLE: "step,train_loss\n0,1.0\n"})
+        tracker.end_run(run_id, "FINISHED")
+
+    return run_id, write
+
+
+def test_background_writer_records_every_run(tmp_path: Path) -> None:
+    """Runs handed to the writer are all written (params, every metric point, artifacts,
+    their end), and at most one is in flight when ``submit`` returns."""
+    tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "writer",
+                               run_dir=tmp_path)
+    parent = tracker.parent_run("c", {})
+    writer = tracking.BackgroundWriter(synchronous=False)
+    ids = []
+    for i in range(4):
+        run_id, write = _written(tracker, parent, i)
+        writer.submit(write)
+        assert writer._queue.unfinished_tasks <= 1
+        ids.append(run_id)
+    writer.close()
+    reader = tracking.RunReader(tracker.uri, "writer")
+    runs = {r.run_id: r for r in reader.runs()}
+    for i, run_id in enumerate(ids):
+        assert runs[run_id].status == "FINISHED"
+        assert runs[run_id].params["lr"] == str(0.1 * i)
+        assert len(reader.metric_history(run_id, "train/loss")) == 1500
+        assert reader.text(run_id, tracking.STEPS_TABLE) == "step,train_loss\n0,1.0\n"
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_background_writer_raises_what_writing_raised(tmp_path: Path,
+                                                      synchronous: bool) -> None:
+    """A store that does not answer: the tracker's retries end in TrackingUnavailable, which
+    the next ``submit`` (or ``flush``) raises in the caller's thread; nothing is dropped
+    silently, and the writer works again afterwards."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once out of this block: nothing listens there
+    down = tracking.Tracker(f"http://127.0.0.1:{port}", "writer", retry_s=1.0)
+    writer = tracking.BackgroundWriter(synchronous=synchronous)
+    write = lambda: down.end_run("0" * 32, "FINISHED")  # noqa: E731
+    if synchronous:
+        with pytest.raises(tracking.TrackingUnavailable, match="unreachable"):
+            writer.submit(write)
+    else:
+        writer.submit(write)  # returns at once: the thread meets the error
+        with pytest.raises(tracking.TrackingUnavailable, match="unreachable"):
+            writer.submit(lambda: None)
+    tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "writer",
+                               run_dir=tmp_path)
+    run_id, good = _written(tracker, tracker.parent_run("c", {}), 0)
+    writer.submit(good)
+    writer.close()
+    assert tracker.run_status(run_id) == "FINISHED"
+
+
+def test_background_writer_raises_at_close(tmp_path: Path) -> None:
+    writer = tracking.BackgroundWriter(synchronous=False)
+
+    def broken() -> None:
+        raise RuntimeError("disk full, say")
+
+    writer.submit(broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        writer.close()

@@ -1,0 +1,160 @@
+"""Where the workers' time goes: the share that is training, and the rest by kind.
+
+Runs a suite through the real command (``gradbench run SUITE``: worker processes, Optuna
+journal storage, MLflow store) into a fresh temporary run directory, reads the breakdown the
+workers reported (``timings.json`` in the run directory: ``bench.pool.RunStats``), then, in
+this process, prices the training steps the suite actually ran with ``bench.cost`` (the
+median time of a bare training step for each task variant and model, as ``gradbench cost``
+times it) and prints one table per run:
+
+- worker time: every worker process from the moment the pool asked for it to its end, summed;
+- training steps, measured: the loop's own time minus evaluation, probes and the pruner's
+  reports (``TrainResult``), and priced: steps run x bare step time;
+- the rest by kind: evaluation, gradient probes, building task and model, Optuna (reports,
+  ``tell``, noting the run), tracking calls on the worker's path (opening the run, handing
+  over its records, waiting for the previous run's), process start-up (imports, waiting for
+  the suite to be prepared), opening storage and tracker, claims, recovery, waiting for
+  work, writing the last records at exit, and what is left (``other``).
+
+``--tracking-uri server`` runs the suite against a local ``mlflow server`` that this script
+starts (SQLite store, loopback HTTP) and stops. ``--tracking sync,async`` runs it once with
+the records written in the worker's thread (``GRADBENCH_TRACKING_SYNC=1``: as before the
+background writer) and once with the background writer, one after the other.
+
+Usage:
+    python benchmarks/efficiency.py smoke
+    python benchmarks/efficiency.py default --workers 2 --tracking sync,async
+    python benchmarks/efficiency.py smoke --set training.steps=60 --tracking-uri server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
+
+LABELS = {
+    "steps_s": "training steps (measured in the loop)", "eval_s": "evaluation",
+    "probe_s": "gradient probes", "build_s": "building task and model",
+    "optuna_s": "Optuna (reports, tell)", "open_s": "tracking: opening the run",
+    "record_s": "tracking: handing over the records",
+    "start_s": "process start-up, waiting for the suite", "setup_s": "opening storage, tracker",
+    "claim_s": "claiming work", "recovery_s": "recovering dead workers' trials",
+    "idle_s": "waiting for work", "flush_s": "writing the last records at exit",
+    "other_s": "other, inside jobs", "unaccounted_s": "other, outside jobs",
+}
+
+
+def run_suite(suite: str, sets: list[str], workers: int, root: Path,
+              tracking_uri: str | None, synchronous: bool) -> tuple[dict[str, Any], float]:
+    """``gradbench run`` into a fresh folder; (the workers' breakdown, wall seconds)."""
+    runs_dir = root / f"runs-{'sync' if synchronous else 'async'}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "bench", "run", suite, "--runs-dir", str(runs_dir),
+           "--workers", str(workers), "--quiet"]
+    for item in sets:
+        cmd += ["--set", item]
+    if tracking_uri:
+        cmd += ["--tracking-uri", tracking_uri]
+    env = {**os.environ, "GRADBENCH_TRACKING_SYNC": "1" if synchronous else "0"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"gradbench run failed ({done.returncode}): "
+                         f"{(done.stdout + done.stderr)[-2000:]}")
+    found = sorted(runs_dir.glob("*/timings.json"))
+    if not found:
+        raise SystemExit(f"no timings.json under {runs_dir}")
+    return json.loads(found[0].read_text()), wall
+
+
+def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: int) -> float:
+    """Seconds the suite's steps cost in a bare loop (``bench.cost``), timed here."""
+    from bench.cost import offline_spec, time_models, variant_of
+    from bench.models import select_device
+    from bench.suite import available_configurations
+    from bench.train import configure_torch
+
+    configure_torch(threads=1)
+    spec = offline_spec(argparse.Namespace(suite=suite, set=list(sets)))
+    ran = {(row["variant"], row["model"]): row["steps"] for row in breakdown["steps_by"]}
+    configurations = [c for c in available_configurations(spec)[0]
+                      if (variant_of(c), c.model) in ran]
+    timings = time_models(spec, configurations, select_device(spec.device), timed_steps)
+    return sum(ran[(t.variant, t.model)] * t.step_s for t in timings)
+
+
+def table(title: str, breakdown: dict[str, Any], priced_s: float, wall: float) -> str:
+    total = breakdown["worker_s"]
+    kinds = {**breakdown["kinds"], "unaccounted_s": breakdown["unaccounted_s"]}
+    lines = [f"{title}: {breakdown['jobs']} runs, {breakdown['steps']:,} training steps, "
+             f"{breakdown['workers']} worker(s), {wall:.0f} s wall, "
+             f"{total:.1f} s of worker time",
+             f"  {'kind':42} {'seconds':>9} {'share':>7}",
+             f"  {'training steps, priced (bare loop)':42} {priced_s:9.1f} "
+             f"{priced_s / total:7.1%}"]
+    for kind, label in LABELS.items():
+        seconds = kinds.get(kind, 0.0)
+        lines.append(f"  {label:42} {seconds:9.1f} {seconds / total:7.1%}")
+    tracking = kinds["open_s"] + kinds["record_s"]
+    lines.append(f"  tracking on the path, of run time: {tracking:.1f} s of "
+                 f"{breakdown['job_s']:.1f} s ({tracking / breakdown['job_s']:.1%}); training "
+                 f"steps of worker time: {kinds['steps_s'] / total:.1%} measured, "
+                 f"{priced_s / total:.1%} priced")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("suite", help="a packaged suite name or a config file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--tracking-uri", default=None,
+                        help="a tracking URI, or `server`: a local mlflow server started here")
+    parser.add_argument("--tracking", default="async",
+                        help="sync, async or both (sync,async): where records are written")
+    parser.add_argument("--timed-steps", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.tracking.split(",") if m.strip()]
+    if not modes or any(m not in ("sync", "async") for m in modes):
+        raise SystemExit(f"--tracking: sync, async or sync,async, got {args.tracking!r}")
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="gradbench-efficiency-") as tmp:
+        root = Path(tmp)
+        server = None
+        uri = args.tracking_uri
+        if uri == "server":
+            from tests.servers import MlflowServer
+
+            server = MlflowServer(root / "mlflow").start()
+            uri = server.url
+        try:
+            for mode in modes:
+                breakdown, wall = run_suite(args.suite, args.set, args.workers, root, uri,
+                                            synchronous=mode == "sync")
+                priced = price(args.suite, args.set, breakdown, args.timed_steps)
+                where = "mlflow server" if server else (uri or "embedded store")
+                print(table(f"{args.suite} ({where}, records written {mode})", breakdown,
+                            priced, wall), flush=True)
+                figures.append({"suite": args.suite, "set": args.set, "tracking": mode,
+                                "server": server is not None, "wall_s": wall,
+                                "priced_s": priced, **breakdown})
+        finally:
+            if server is not None:
+                server.stop()
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

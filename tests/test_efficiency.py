@@ -1,0 +1,50 @@
+"""Where the workers' time goes: ``timings.json`` after a run, and the efficiency benchmark
+that turns it into a table next to the bare-loop price of the steps run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_efficiency_benchmark_on_the_smoke_suite(tmp_path: Path) -> None:
+    """The real command runs the smoke suite; the breakdown accounts for the workers' time
+    (the kinds and what is left add up to it), counts every step, and the table shows the
+    training share both measured and priced."""
+    figures = tmp_path / "figures.json"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "efficiency.py"), "smoke",
+                          "--workers", "2", "--set", "tuning.trials=1", "--timed-steps", "3",
+                          "--json", str(figures)],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    [row] = json.loads(figures.read_text())
+    assert row["workers"] == 2 and row["jobs"] == 16 * 2  # 1 trial + 1 seed each
+    assert row["steps"] == sum(r["steps"] for r in row["steps_by"]) > 0
+    assert {(r["variant"], r["model"]) for r in row["steps_by"]} == {
+        (v, m) for v in ("adding-T10", "copy-T5") for m in ("rnn", "lstm")}
+    kinds = row["kinds"]
+    assert sum(kinds.values()) + row["unaccounted_s"] == pytest.approx(row["worker_s"], rel=0.02)
+    assert kinds["steps_s"] > 0 and kinds["start_s"] > 0 and kinds["open_s"] > 0
+    assert 0 < row["priced_s"] < row["worker_s"]
+    assert sum(kinds[k] for k in ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s",
+                                  "open_s", "record_s", "other_s")) == pytest.approx(
+        row["job_s"], rel=0.02)
+    assert "training steps, priced (bare loop)" in out
+    assert "tracking on the path, of run time" in out
+
+
+def test_a_run_saves_where_the_time_went(tmp_path: Path) -> None:
+    from bench.cli import main
+
+    runs_dir = tmp_path / "runs"
+    assert main(["run", "smoke", "--runs-dir", str(runs_dir), "--workers", "1",
+                 "--set", "tuning.trials=1", "--set", "models=[rnn]", "--quiet"]) == 0
+    saved = json.loads((runs_dir / "smoke" / "timings.json").read_text())
+    assert saved["jobs"] == 8 * 2 and saved["workers"] == 1
+    assert saved["kinds"]["steps_s"] > 0 and saved["worker_s"] > saved["job_s"]
