@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         with _progress(console, suite, args) as progress:
             errors = workers.run(suite, lambda kind, p: (stats(kind, p), progress(kind, p)),
                                  verbose=bool(getattr(args, "verbose", False)))
-        stats.save(suite.run_dir / pool.TIMINGS_FILE)
+        stats.save(suite.run_dir / pool.TIMINGS_FILE, wall_s=time.perf_counter() - start)
         rows = suites.leaderboard(suite)
     for task in dict.fromkeys(r["task"] for r in rows):
         console.print(leaderboard_table(rows, task))

@@ -320,9 +320,13 @@ class RunStats:
                 "steps_by": [{"variant": v, "model": m, "steps": n}
                              for (v, m), n in sorted(self.steps_by.items())]}
 
-    def save(self, path: Any) -> None:
-        """``breakdown`` as JSON (``timings.json`` in the suite's run directory)."""
+    def save(self, path: Any, wall_s: float | None = None) -> None:
+        """``breakdown`` as JSON (``timings.json`` in the suite's run directory), with the
+        command's wall time so far (``wall_s``) when given."""
         import json
         from pathlib import Path
 
-        Path(path).write_text(json.dumps(self.breakdown(), indent=1) + "\n")
+        data = self.breakdown()
+        if wall_s is not None:
+            data["wall_s"] = round(wall_s, 2)
+        Path(path).write_text(json.dumps(data, indent=1) + "\n")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="sync, async or both (sync,async): where records are written")
     parser.add_argument("--timed-steps", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--from-run", type=Path, default=None, metavar="RUN_DIR",
+                        help="price a suite already run there (its timings.json, e.g. after "
+                             "`make run`: runs/default) instead of running it")
     args = parser.parse_args(argv)
+    if args.from_run is not None:
+        return from_run(args)
     modes = [m.strip() for m in args.tracking.split(",") if m.strip()]
     if not modes or any(m not in ("sync", "async") for m in modes):
         raise SystemExit(f"--tracking: sync, async or sync,async, got {args.tracking!r}")
@@ -153,6 +159,23 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
+    return 0
+
+
+def from_run(args: argparse.Namespace) -> int:
+    """The table of a suite run before (``timings.json`` in ``RUN_DIR``); wall time as the
+    command measured it (the workers' span)."""
+    path = args.from_run / "timings.json"
+    if not path.is_file():
+        raise SystemExit(f"--from-run: no timings.json in {args.from_run} (written by every "
+                         f"`gradbench run` since the breakdown exists)")
+    breakdown = json.loads(path.read_text())
+    priced = price(args.suite, args.set, breakdown, args.timed_steps)
+    print(table(f"{args.suite} (run in {args.from_run})", breakdown, priced,
+                float(breakdown.get("wall_s", math.nan))), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([{"suite": args.suite, "priced_s": priced,
+                                          **breakdown}], indent=1) + "\n")
     return 0
 
 

@@ -48,3 +48,10 @@ def test_a_run_saves_where_the_time_went(tmp_path: Path) -> None:
     saved = json.loads((runs_dir / "smoke" / "timings.json").read_text())
     assert saved["jobs"] == 8 * 2 and saved["workers"] == 1
     assert saved["kinds"]["steps_s"] > 0 and saved["worker_s"] > saved["job_s"]
+    assert saved["wall_s"] > 0
+    # the table of a suite run before, priced afterwards (`make run`, then the benchmark)
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "efficiency.py"), "smoke",
+                          "--set", "tuning.trials=1", "--set", "models=[rnn]",
+                          "--timed-steps", "3", "--from-run", str(runs_dir / "smoke")],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert f"16 runs, {saved['steps']:,} training steps" in out and "priced" in out
