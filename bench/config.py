@@ -917,10 +917,14 @@ class Configuration:
         return self.steps or spec.training.steps
 
     @property
+    def variant(self) -> str:
+        """The task at its T: ``adding-T100``, or ``har`` for a task without T."""
+        return self.task if self.seq_len is None else f"{self.task}-T{self.seq_len}"
+
+    @property
     def name(self) -> str:
         """E.g. ``adding-T100/lstm/l2/norm`` or ``har/gru/none/none``."""
-        task = self.task if self.seq_len is None else f"{self.task}-T{self.seq_len}"
-        return f"{task}/{self.model}/{self.regularization}/{self.clipping}"
+        return f"{self.variant}/{self.model}/{self.regularization}/{self.clipping}"
 
     def tags(self) -> dict[str, str]:
         """The cell's coordinates as strings (for run tags)."""

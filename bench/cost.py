@@ -44,8 +44,8 @@ class Timing:
 
 
 def variant_of(configuration: Configuration) -> str:
-    """The task variant of a configuration (``adding-T50``): the first part of its name."""
-    return configuration.name.split("/")[0]
+    """The task variant of a configuration (``adding-T50``)."""
+    return configuration.variant
 
 
 def step_time(task: tasks.Task, model: torch.nn.Module, spec: SuiteSpec,

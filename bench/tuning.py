@@ -201,8 +201,7 @@ def _paired(configuration: Configuration) -> str:
     the configurations that differ from it only in their remedies (common random numbers:
     the same start-up learning rates and the same training seeds for the same trial, so a
     difference between remedies is the remedies', not the draws')."""
-    task = configuration.name.split("/")[0]
-    return f"{task}/{configuration.model}"
+    return f"{configuration.variant}/{configuration.model}"
 
 
 def sampler_seed(spec: SuiteSpec, configuration: Configuration, salt: int) -> int:
@@ -566,11 +565,13 @@ def horizon_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configura
 def _solved_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> str:
     direction = objective_direction(spec, configuration)
     trials = trial_records(storage, spec, configuration)
-    if tuning_done(trials, spec.tuning.trials) and best_trial(trials, direction) is None:
+    if not tuning_done(trials, spec.tuning.trials):
+        return WAIT
+    if best_trial(trials, direction) is None:  # every trial diverged
         return BEYOND
     finals = current_finals(trials, trial_records(storage, spec, configuration, final=True),
                             direction)
-    if not tuning_done(trials, spec.tuning.trials) or not finals_done(finals, spec.final.seeds):
+    if not finals_done(finals, spec.final.seeds):
         return WAIT
     return OPEN if any(f.attrs.get("solved") for f in finals) else BEYOND
 

@@ -223,7 +223,7 @@ class Worker:
                           "steps": result.steps_done, "job_s": done - started,
                           "train_s": result.wall_time,
                           "tracking_s": phases["open_s"] + phases["record_s"],
-                          "variant": configuration.name.split("/")[0],
+                          "variant": configuration.variant,
                           "model": configuration.model, "phases": phases})
         if claim.final:
             self._maybe_finish_configuration(configuration)
@@ -245,7 +245,7 @@ class Worker:
         return self._parents[configuration.name]
 
     def _task(self, configuration: Configuration) -> tasks.Task:
-        key = configuration.name.split("/")[0]
+        key = configuration.variant
         if key not in self._tasks:
             self._tasks[key] = tasks.build(configuration.task, configuration.task_params,
                                            seed=self.spec.seed, device=self.device)
