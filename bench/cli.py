@@ -303,8 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure(command: str) -> None:
-    """Quiet the libraries a command uses (explicit set-up, nothing at import time)."""
-    if command in ("run", "status", "report", "ui", "dashboard"):
+    """Quiet the libraries a command uses (explicit set-up, nothing at import time); ``run``
+    does it itself, after starting its workers (``commands.run``)."""
+    if command in ("status", "report", "ui", "dashboard"):
         from bench import tracking, tuning
 
         tracking.configure()

@@ -80,16 +80,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
-    console = make_console()
-    spec = load_run_spec(args)
-    whole = _whole_suite(_config_path(args), _overrides(args), spec)
-    suites.check_inputs(spec, args.runs_dir)  # bad input: one line, nothing written
-    run_dir = suites.run_dir_for(spec, args.runs_dir)
-    suites.check_writable(run_dir)
     start = time.perf_counter()
-    with suites.run_lock(run_dir):
-        workers = pool.WorkerPool(args.workers)  # their imports overlap with prepare
+    console = make_console()
+    spec = load_run_spec(args)  # a config error: one line, no worker started
+    whole = _whole_suite(_config_path(args), _overrides(args), spec)
+    suites.check_local_inputs(spec)  # the device, the data: likewise
+    # The workers start once the config reads well, before this process imports MLflow,
+    # checks the storage and the tracking server, and prepares the suite. Bad input found
+    # meanwhile stops them before they get anything.
+    workers = pool.WorkerPool(args.workers)
+    with contextlib.ExitStack() as held:
         try:
+            run_dir = _checked_run_dir(spec, args.runs_dir)
+            held.enter_context(suites.run_lock(run_dir))
             suite = suites.prepare(spec, args.runs_dir, whole)
         except BaseException:
             workers.cancel()
@@ -120,6 +123,21 @@ def run(args: argparse.Namespace) -> int:
     for error in errors:
         console.print(f"[red]error:[/] {error}")
     return 1 if errors else 0
+
+
+def _checked_run_dir(spec: SuiteSpec, runs_dir: str | None) -> Path:
+    """The suite's run directory, once the input checks pass (bad input: one line, nothing
+    written). MLflow's and Optuna's logging is set up here: ``cli`` leaves that to ``run``,
+    which starts its workers before importing them."""
+    from bench import suite as suites
+    from bench import tracking, tuning
+
+    tracking.configure()
+    tuning.configure()
+    suites.check_inputs(spec, runs_dir)
+    run_dir = suites.run_dir_for(spec, runs_dir)
+    suites.check_writable(run_dir)
+    return run_dir
 
 
 def load_run_spec(args: argparse.Namespace) -> SuiteSpec:

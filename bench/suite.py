@@ -110,16 +110,22 @@ def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict
 
 
 def check_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
-    """What can be wrong with the input, found before anything is written: the device, the
-    tasks' data, a storage database and a tracking server (reached; nothing created)."""
+    """What can be wrong with the input, found before anything is written: the device and
+    the tasks' data (``check_local_inputs``), a storage database and a tracking server
+    (reached; nothing created)."""
     from bench import tracking, tuning
 
-    check_device(spec.device)
-    _configurations(spec)
+    check_local_inputs(spec)
     run_dir = run_dir_for(spec, runs_dir)
     if spec.storage is not None and not spec.storage.startswith("journal:"):
         tuning.open_storage(spec.storage, run_dir)
     tracking.check_reachable(tracking.resolve_uri(spec.tracking_uri, run_dir))
+
+
+def check_local_inputs(spec: SuiteSpec) -> None:
+    """The device and the tasks' data: checked on this machine, in an instant."""
+    check_device(spec.device)
+    _configurations(spec)
 
 
 def check_device(device: str) -> None:

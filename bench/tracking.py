@@ -495,8 +495,9 @@ class BackgroundWriter:
 
     ``submit(write)`` hands over a callable that records one run (``Tracker.log_run``, then
     ``end_run``) and returns at once: the worker trains its next job while the records are
-    written. ``call(fn)`` runs ``fn`` (opening the next run) after what was handed over
-    before and gives its result as a future, so the worker need not wait for it either.
+    written. ``call(fn)`` runs ``fn`` after what was handed over before and gives its result
+    as a future, so the caller need not wait for it either (a worker opens its runs through
+    ``call`` on a second writer of its own, so that an open never queues behind records).
     Before taking a new run it waits until the previous one is written, so at most
     one run's records are ever in flight: a ``kill -9`` loses no more than that run's records
     (and its trial, told to Optuna before it was submitted, is repaired on resume as any run

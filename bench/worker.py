@@ -59,6 +59,10 @@ class Worker:
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
         self.writer = BackgroundWriter()  # a run's records are written while the next trains
+        # Runs are opened by a thread of their own: an open never waits behind the previous
+        # run's records (over HTTP, several requests), so a short run's MLflow run is open
+        # before its training ends.
+        self.opener = BackgroundWriter()
         self.times: dict[str, float] = defaultdict(float)  # seconds outside jobs, by kind
         self.embedded = suite.embedded
         self._tasks: dict[str, tasks.Task] = {}  # one copy of each task's data per worker
@@ -75,9 +79,12 @@ class Worker:
         except BaseException:
             with contextlib.suppress(Exception):  # what is written by now stays written
                 self.writer.close()
+            with contextlib.suppress(Exception):
+                self.opener.close()
             raise
         with self._timed("flush_s"):
             self.writer.close()
+            self.opener.close()
         return jobs
 
     def _work(self) -> int:
@@ -192,7 +199,7 @@ class Worker:
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
         """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
         started = time.perf_counter()
-        run = _OpenedRun(claim, self.writer.call(lambda: self._start_run(configuration, claim)))
+        run = _OpenedRun(claim, self.opener.call(lambda: self._start_run(configuration, claim)))
         opening = time.perf_counter() - started
         run.note()  # at once where the run is open already (synchronous), else at an eval
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
@@ -200,7 +207,7 @@ class Worker:
         result, info = self._train_claimed(configuration, claim, run)
         task = info["task"]
         waiting, noted = time.perf_counter(), run.noted_s
-        run_id = run.wait()  # the writer is behind only when it is slower than a whole run
+        run_id = run.wait()  # open by now, unless one open took longer than the run
         telling = time.perf_counter()
         opening += telling - waiting - (run.noted_s - noted)
         try:
@@ -379,10 +386,10 @@ class Worker:
 
 
 class _OpenedRun:
-    """A job's MLflow run, opened by the background writer while the job trains.
+    """A job's MLflow run, opened by the worker's opener thread while the job trains.
 
     ``note`` records the run's id on the trial (``tuning.started``) once it is known:
-    at once when the writer is synchronous, else at the first evaluation after it opened,
+    at once when the opener is synchronous, else at the first evaluation after it opened,
     or after training at the latest (``wait``, which waits for it and returns it).
     """
 
