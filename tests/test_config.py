@@ -462,3 +462,18 @@ def test_model_size_takes_a_tuned_size_over_the_config() -> None:
     assert spec.model.size({"hidden_size": 32}) == {"hidden_size": 32}
     fixed = load("smoke")
     assert fixed.model.size({}) == {"hidden_size": 8}
+
+
+def test_remedies_suite_is_the_grid_the_readme_reports() -> None:
+    """README "Which remedy moves which factor": adding T=100 x 5 models x {none, l2, decay}
+    x {none, norm, weight}, Adam, 3 trials + 3 seeds, decay's range reaching lambda 10."""
+    spec = load("remedies")
+    configurations = expand(spec)
+    assert len(configurations) == 45
+    assert {c.variant for c in configurations} == {"adding-T100"}
+    assert set(spec.models) == {"rnn", "irnn", "lstm", "gru", "orth-rnn"}
+    assert (spec.regularization, spec.clipping) == (("none", "l2", "decay"),
+                                                    ("none", "norm", "weight"))
+    assert spec.training.optimizer == "adam" and spec.training.steps == 2500
+    assert (spec.tuning.trials, spec.final.seeds) == (3, 3)
+    assert spec.search["decay"].high == 10.0
