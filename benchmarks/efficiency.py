@@ -77,8 +77,34 @@ def run_suite(suite: str, sets: list[str], workers: int, root: Path,
     return json.loads(found[0].read_text()), wall
 
 
-def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: int) -> float:
-    """Seconds the suite's steps cost in a bare loop (``bench.cost``), timed here."""
+def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: int,
+          side_by_side: int = 1) -> float:
+    """Seconds the suite's steps cost in a bare loop (``bench.cost``), timed here; with
+    ``side_by_side`` > 1, timed in that many processes at once (as the workers ran: they
+    share the host's cores, caches and memory bandwidth), the mean of their step times."""
+    ran = {(row["variant"], row["model"]): row["steps"] for row in breakdown["steps_by"]}
+    if side_by_side <= 1:
+        step_s = _bare_steps(suite, sets, sorted(ran), timed_steps)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        start, results = ctx.Barrier(side_by_side), ctx.Queue()
+        procs = [ctx.Process(target=_bare_steps_together,
+                             args=(suite, sets, sorted(ran), timed_steps, start, results))
+                 for _ in range(side_by_side)]
+        for proc in procs:
+            proc.start()
+        found = [results.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        step_s = {key: sum(f[key] for f in found) / len(found) for key in found[0]}
+    return sum(ran[key] * seconds for key, seconds in step_s.items())
+
+
+def _bare_steps(suite: str, sets: list[str], keys: list[tuple[str, str]],
+                timed_steps: int) -> dict[tuple[str, str], float]:
+    """(task variant, model) -> seconds of one bare training step, one torch thread."""
     from bench.cost import offline_spec, time_models, variant_of
     from bench.models import select_device
     from bench.suite import available_configurations
@@ -86,14 +112,25 @@ def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: i
 
     configure_torch(threads=1)
     spec = offline_spec(argparse.Namespace(suite=suite, set=list(sets)))
-    ran = {(row["variant"], row["model"]): row["steps"] for row in breakdown["steps_by"]}
+    wanted = set(keys)
     configurations = [c for c in available_configurations(spec)[0]
-                      if (variant_of(c), c.model) in ran]
+                      if (variant_of(c), c.model) in wanted]
     timings = time_models(spec, configurations, select_device(spec.device), timed_steps)
-    return sum(ran[(t.variant, t.model)] * t.step_s for t in timings)
+    return {(t.variant, t.model): t.step_s for t in timings}
 
 
-def table(title: str, breakdown: dict[str, Any], priced_s: float, wall: float) -> str:
+def _bare_steps_together(suite: str, sets: list[str], keys: list[tuple[str, str]],
+                         timed_steps: int, start: Any, results: Any) -> None:
+    """``_bare_steps`` in a process of its own, begun with the others (``start``: a
+    barrier); its step times go to ``results``."""
+    import bench.cost  # noqa: F401 - imports done before the barrier
+
+    start.wait()
+    results.put(_bare_steps(suite, sets, keys, timed_steps))
+
+
+def table(title: str, breakdown: dict[str, Any], priced_s: float, wall: float,
+          together_s: float | None = None) -> str:
     total = breakdown["worker_s"]
     kinds = {**breakdown["kinds"], "unaccounted_s": breakdown["unaccounted_s"]}
     lines = [f"{title}: {breakdown['jobs']} runs, {breakdown['steps']:,} training steps, "
@@ -102,15 +139,29 @@ def table(title: str, breakdown: dict[str, Any], priced_s: float, wall: float) -
              f"  {'kind':42} {'seconds':>9} {'share':>7}",
              f"  {'training steps, priced (bare loop)':42} {priced_s:9.1f} "
              f"{priced_s / total:7.1%}"]
+    if together_s is not None:
+        label = f"  ... {breakdown['workers']} bare loops side by side"
+        lines.append(f"{label:44} {together_s:9.1f} {together_s / total:7.1%}")
     for kind, label in LABELS.items():
         seconds = kinds.get(kind, 0.0)
         lines.append(f"  {label:42} {seconds:9.1f} {seconds / total:7.1%}")
     tracking = kinds["open_s"] + kinds["record_s"]
+    together = "" if together_s is None else f", {together_s / total:.1%} priced side by side"
     lines.append(f"  tracking on the path, of run time: {tracking:.1f} s of "
                  f"{breakdown['job_s']:.1f} s ({tracking / breakdown['job_s']:.1%}); training "
                  f"steps of worker time: {kinds['steps_s'] / total:.1%} measured, "
-                 f"{priced_s / total:.1%} priced")
+                 f"{priced_s / total:.1%} priced{together}")
     return "\n".join(lines)
+
+
+def prices(args: argparse.Namespace, breakdown: dict[str, Any]) -> tuple[float, float | None]:
+    """The steps priced alone, and side by side as many as the suite had workers (None
+    with one worker)."""
+    alone = price(args.suite, args.set, breakdown, args.timed_steps)
+    workers = int(breakdown.get("workers", 1))
+    together = (price(args.suite, args.set, breakdown, args.timed_steps, workers)
+                if workers > 1 else None)
+    return alone, together
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 breakdown, wall = run_suite(args.suite, args.set, args.workers, root, uri,
                                             synchronous=mode == "sync")
-                priced = price(args.suite, args.set, breakdown, args.timed_steps)
+                priced, together = prices(args, breakdown)
                 where = "mlflow server" if server else (uri or "embedded store")
                 print(table(f"{args.suite} ({where}, records written {mode})", breakdown,
-                            priced, wall), flush=True)
+                            priced, wall, together), flush=True)
                 figures.append({"suite": args.suite, "set": args.set, "tracking": mode,
                                 "server": server is not None, "wall_s": wall,
-                                "priced_s": priced, **breakdown})
+                                "priced_s": priced, "priced_together_s": together,
+                                **breakdown})
         finally:
             if server is not None:
                 server.stop()
@@ -170,12 +222,13 @@ def from_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--from-run: no timings.json in {args.from_run} (written by every "
                          f"`gradbench run` since the breakdown exists)")
     breakdown = json.loads(path.read_text())
-    priced = price(args.suite, args.set, breakdown, args.timed_steps)
+    priced, together = prices(args, breakdown)
     print(table(f"{args.suite} (run in {args.from_run})", breakdown, priced,
-                float(breakdown.get("wall_s", math.nan))), flush=True)
+                float(breakdown.get("wall_s", math.nan)), together), flush=True)
     if args.json:
         args.json.write_text(json.dumps([{"suite": args.suite, "priced_s": priced,
-                                          **breakdown}], indent=1) + "\n")
+                                          "priced_together_s": together, **breakdown}],
+                                        indent=1) + "\n")
     return 0
 
 

@@ -32,10 +32,12 @@ def test_efficiency_benchmark_on_the_smoke_suite(tmp_path: Path) -> None:
     assert sum(kinds.values()) + row["unaccounted_s"] == pytest.approx(row["worker_s"], rel=0.02)
     assert kinds["steps_s"] > 0 and kinds["start_s"] > 0 and kinds["open_s"] > 0
     assert 0 < row["priced_s"] < row["worker_s"]
+    assert 0 < row["priced_together_s"] < row["worker_s"]  # 2 bare loops at once, as ran
     assert sum(kinds[k] for k in ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s",
                                   "open_s", "record_s", "other_s")) == pytest.approx(
         row["job_s"], rel=0.02)
     assert "training steps, priced (bare loop)" in out
+    assert "2 bare loops side by side" in out and "priced side by side" in out
     assert "tracking on the path, of run time" in out
 
 
