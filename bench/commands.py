@@ -134,7 +134,7 @@ def _checked_run_dir(spec: SuiteSpec, runs_dir: str | None) -> Path:
 
     tracking.configure()
     tuning.configure()
-    suites.check_inputs(spec, runs_dir)
+    suites.check_remote_inputs(spec, runs_dir)
     run_dir = suites.run_dir_for(spec, runs_dir)
     suites.check_writable(run_dir)
     return run_dir

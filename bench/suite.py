@@ -109,13 +109,12 @@ def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict
     return [c for c in configurations if c.task not in skipped], skipped
 
 
-def check_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
-    """What can be wrong with the input, found before anything is written: the device and
-    the tasks' data (``check_local_inputs``), a storage database and a tracking server
-    (reached; nothing created)."""
+def check_remote_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
+    """What can be wrong with the input beyond this machine, found before anything is
+    written: a storage database and a tracking server (reached; nothing created). The
+    device and the tasks' data are ``check_local_inputs``'s."""
     from bench import tracking, tuning
 
-    check_local_inputs(spec)
     run_dir = run_dir_for(spec, runs_dir)
     if spec.storage is not None and not spec.storage.startswith("journal:"):
         tuning.open_storage(spec.storage, run_dir)

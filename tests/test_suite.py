@@ -458,3 +458,24 @@ def test_a_horizon_sweep_leaves_out_the_t_beyond_the_first_unsolved(
         assert parents[name].info.status == "FINISHED"
     assert main(["status", "sweep", "--runs-dir", str(runs_dir)]) == 0
     assert capsys.readouterr().out.count("beyond horizon") == 2
+
+
+def test_final_seeds_run_longest_first(tmp_path: Path) -> None:
+    """The last jobs of a suite are its shortest: once tuning is done, final seeds go in
+    the order of their configuration's mean trial time, longest first (README "How a suite
+    runs"). T=128 trains several times longer per step than T=8."""
+    spec = {**SMALL, "name": "order", "models": ["rnn"],
+            "tasks": {"adding": {"seq_len": [8, 128], "val_size": 64, "test_size": 64}},
+            "training": {**SMALL["training"], "steps": 200, "eval_every": 100}}
+    config = _write(tmp_path, spec)
+    runs_dir = tmp_path / "runs"
+    assert main(["run", str(config), "--runs-dir", str(runs_dir), "--workers", "1",
+                 "--quiet"]) == 0
+    studies = _studies(runs_dir / "order")
+    mean_trial = {name: sum(t.user_attrs["wall_time"] for t in s.trials) / len(s.trials)
+                  for name, s in studies.items() if not name.endswith("/final")}
+    long_, short = sorted(mean_trial, key=mean_trial.get, reverse=True)
+    assert "adding-T128" in long_  # the premise: the longer sequences took longer
+    finals = {name: [t.datetime_start for t in studies[f"{name}/final"].trials]
+              for name in (long_, short)}
+    assert max(finals[long_]) < min(finals[short])
