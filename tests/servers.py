@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -28,6 +28,29 @@ def default_sigint() -> None:
     installs no KeyboardInterrupt handler, and the SIGINT the test sends would do nothing.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+def freeze_when(pgid: int, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Stop process group ``pgid`` (SIGSTOP) at a moment ``ready()`` holds, and leave it
+    stopped: checked while the group is frozen, so what it saw (a trial running, say) is
+    still so when the test then signals it (``signal_frozen``). Checked while running, a
+    short job could end between the look and the signal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        os.killpg(pgid, signal.SIGSTOP)
+        if ready():
+            return
+        os.killpg(pgid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {timeout:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+def signal_frozen(pgid: int, sig: int) -> None:
+    """Send ``sig`` to a group ``freeze_when`` stopped, then let it run to handle it."""
+    os.killpg(pgid, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGCONT)
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.servers import MlflowServer, create_database
+from tests.servers import MlflowServer, create_database, freeze_when, signal_frozen
 
 pytestmark = pytest.mark.slow
 
@@ -163,18 +163,10 @@ def test_a_killed_worker_is_detected_and_its_trial_rerun(tmp_path: Path, postgre
     config = _config(tmp_path, training={"steps": 400, "batch_size": 16, "eval_every": 100})
     flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
     victim = _start(config, tmp_path / "victim", *flags, env=FAST_HEARTBEAT)
-    # Freeze the victim before looking: a trial seen running could otherwise end, between the
-    # look and the kill, in the gap before the next claim, and nothing would be killed mid-run.
-    deadline = time.monotonic() + 120
-    while True:
-        os.killpg(victim.pid, signal.SIGSTOP)
-        if _running_trial_of(url, victim.pid):
-            break
-        os.killpg(victim.pid, signal.SIGCONT)
-        assert time.monotonic() < deadline, "the victim never ran a trial"
-        time.sleep(0.3)
+    freeze_when(victim.pid, lambda: _running_trial_of(url, victim.pid), timeout=120,
+                what="the victim running a trial")
     survivor = _start(config, tmp_path / "survivor", *flags, env=FAST_HEARTBEAT)
-    os.killpg(victim.pid, signal.SIGKILL)
+    signal_frozen(victim.pid, signal.SIGKILL)
     victim.communicate()
     out = _finish(survivor)
     assert survivor.returncode == 0, out

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from bench import config, tuning
 from bench.cli import main
-from tests.servers import default_sigint
+from tests.servers import default_sigint, freeze_when, signal_frozen
 
 pytestmark = pytest.mark.slow
 
@@ -253,6 +252,15 @@ def _journal_trials(run_dir: Path) -> list:
         return []
 
 
+def _freeze_or_fail(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+    """Freeze ``proc``'s group once ``ready()``, or fail with what it printed."""
+    try:
+        freeze_when(proc.pid, ready, timeout=120, what=what)
+    except AssertionError as err:
+        proc.kill()
+        pytest.fail(f"{err}: {proc.stderr.read()}")
+
+
 @pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
 def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
     spec = {**SMALL, "name": "resume", "training": {"steps": 300, "batch_size": 16,
@@ -264,19 +272,16 @@ def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
            "--workers", "2"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, preexec_fn=default_sigint)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait for work done and work in flight
+
+    def done_and_training() -> bool:
         trials = _journal_trials(run_dir)
         done = any(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
         training = any(t.state == optuna.trial.TrialState.RUNNING  # its MLflow run open
                        and "mlflow_run_id" in t.user_attrs for t in trials)
-        if done and training:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"the run never had a finished and a running trial: {proc.stderr.read()}")
-    os.killpg(proc.pid, signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+        return done and training
+
+    _freeze_or_fail(proc, done_and_training, "a finished and a running trial")
+    signal_frozen(proc.pid, signal.SIGKILL if how == "kill -9" else signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     interrupted_run = [t for t in _journal_trials(run_dir)
@@ -326,19 +331,15 @@ def test_kill_9_loses_no_records_beyond_the_runs_in_flight(tmp_path: Path) -> No
            str(runs_dir), "--workers", "2"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # several runs told, and more in flight
+
+    def told_and_training() -> bool:  # several runs told, and more in flight
         trials = _journal_trials(run_dir)
-        told = [t for t in trials if _told(t)]
         training = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
                     and "mlflow_run_id" in t.user_attrs]
-        if len(told) >= 3 and training:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail(f"the run never had told and running trials: {proc.stderr.read()}")
-    os.killpg(proc.pid, signal.SIGKILL)
+        return len([t for t in trials if _told(t)]) >= 3 and bool(training)
+
+    _freeze_or_fail(proc, told_and_training, "told and running trials")
+    signal_frozen(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     told = [t.user_attrs["mlflow_run_id"] for t in _journal_trials(run_dir) if _told(t)]
     runs, client = _runs(run_dir, "inflight")

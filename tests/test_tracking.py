@@ -204,3 +204,49 @@ def test_background_writer_raises_at_close(tmp_path: Path) -> None:
     writer.submit(broken)
     with pytest.raises(RuntimeError, match="disk full"):
         writer.close()
+
+
+@pytest.mark.slow
+def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """Over HTTP a run's files go up in parallel beside its metric batches: every file lands
+    at its path, every metric point and param arrives, also for a run this tracker did not
+    start (its artifact location asked of the server); an upload that fails is raised after
+    the others ended."""
+    tracker = tracking.Tracker(mlflow_server.url, "http")
+    parent = tracker.parent_run("c", {})
+    files = {tracking.STEPS_TABLE: "step,train_loss\n1,0.5\n",
+             tracking.PROFILES_TABLE: "step,t,norm\n0,1,0.5\n",
+             tracking.diagnostics_table("spectra"): "step,block\n0,h\n",
+             tracking.CONFUSION_TABLE: "true,predicted,count\n0,0,3\n",
+             "task.yaml": "name: adding\n"}
+    ours = tracker.start_run(parent, "trial-0", {"trial_number": "0"})
+    theirs = tracking.Tracker(mlflow_server.url, "http").start_run(parent, "trial-1", {})
+    for run_id in (ours, theirs):
+        tracker.log_run(run_id, params={f"p{i}": i for i in range(150)}, tags={"state": "ok"},
+                        metrics=[("train/loss", float(s), s) for s in range(2500)], files=files)
+        tracker.end_run(run_id)
+    reader = tracking.RunReader(mlflow_server.url, "http")
+    for run_id in (ours, theirs):
+        for path, text in files.items():
+            assert reader.text(run_id, path) == text, path
+        assert len(reader.metric_history(run_id, "train/loss")) == 2500
+        record = next(r for r in reader.runs() if r.run_id == run_id)
+        assert len(record.params) == 150 and record.status == "FINISHED"
+
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    sent = []
+    upload = HttpArtifactRepository.log_artifact
+
+    def failing(self, local_file, artifact_path=None):  # noqa: ANN001, ANN202
+        if local_file.endswith("profiles.csv"):
+            raise ValueError("refused: profiles.csv")
+        upload(self, local_file, artifact_path)
+        sent.append(local_file)
+
+    monkeypatch.setattr(HttpArtifactRepository, "log_artifact", failing)
+    broken = tracker.start_run(parent, "trial-2", {})
+    with pytest.raises(ValueError, match="refused: profiles.csv"):
+        tracker.log_run(broken, params={}, tags={}, metrics=[], files=files)
+    assert len(sent) == len(files) - 1  # the others went up, from a folder still there
