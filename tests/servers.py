@@ -45,9 +45,13 @@ def freeze_when(pgid: int, ready: Callable[[], bool], *, timeout: float, what: s
         time.sleep(0.2)
 
 
-def signal_frozen(pgid: int, sig: int) -> None:
-    """Send ``sig`` to a group ``freeze_when`` stopped, then let it run to handle it."""
-    os.killpg(pgid, sig)
+def signal_frozen(pgid: int, sig: int, *, leader_only: bool = False) -> None:
+    """Send ``sig`` to a group ``freeze_when`` stopped (``leader_only``: to its first
+    process alone), then let the group run to handle it."""
+    if leader_only:
+        os.kill(pgid, sig)
+    else:
+        os.killpg(pgid, sig)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGCONT)
 

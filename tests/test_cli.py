@@ -223,7 +223,13 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
          "--port", str(port), "--dashboard-port", str(dashboard_port)],
         start_new_session=True, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    from tests.test_dashboard import _lines, _wait_for
+
+    seen: list[str] = []
     try:
+        # the links are printed once both servers answer: stopping before that would be a
+        # different case (the command stopped while starting them)
+        _wait_for(_lines(proc), "Ctrl-C stops", seen, timeout=120)
         deadline = time.monotonic() + 90
         body = b""
         while time.monotonic() < deadline:
@@ -253,7 +259,7 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
         assert not _group_alive(proc.pid)
         assert not _listening_addresses(port)  # the server and its workers are gone too
         assert not _listening_addresses(dashboard_port)
-        printed = proc.stdout.read()
+        printed = "".join(seen)
         assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in printed
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
         assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed

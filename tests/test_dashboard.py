@@ -57,7 +57,7 @@ def _wait_for(lines: queue.Queue[str], prefix: str, seen: list[str], timeout: fl
             continue
         seen.append(line)
         if line.startswith(prefix):
-            return line.split(": ", 1)[1].strip()
+            return line.split(": ", 1)[-1].strip()
     raise AssertionError(f"no {prefix!r} line in {seen}")
 
 

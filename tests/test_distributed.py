@@ -337,12 +337,9 @@ def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
     config = _config(tmp_path, training={"steps": 2000, "batch_size": 16, "eval_every": 500})
     run_dir = tmp_path / "runs" / "dist"
     proc = _start(config, tmp_path / "runs", "--workers", "2")
-    deadline = time.monotonic() + 120
-    while not _training(run_dir):
-        assert time.monotonic() < deadline, "no trial started"
-        time.sleep(0.2)
+    freeze_when(proc.pid, lambda: _training(run_dir), timeout=120, what="a trial training")
     assert len(_live_members(proc.pid)) >= 3  # the command, the fork server, workers
-    os.kill(proc.pid, signal.SIGKILL)
+    signal_frozen(proc.pid, signal.SIGKILL, leader_only=True)
     proc.communicate()
     deadline = time.monotonic() + 8
     while _live_members(proc.pid):
