@@ -340,6 +340,25 @@ def test_a_suite_with_problems_still_builds_and_shows_them(mixed_report: Path) -
     assert "0" * 40 in page  # provenance: the git commit of the runs
 
 
+def test_two_factors_are_medians_over_a_configurations_runs() -> None:
+    """One seed far off (a saturated plain RNN, say) moves the median, not the figure."""
+    rows = []
+    for run, (radius, measured) in enumerate([(0.9, -0.3), (0.8, -0.4), (0.1, -4.2)]):
+        for step, when_scale in ((0, 0.0), (100, 1.0)):
+            rows.append({"run_id": f"r{run}", "step": step, "path": "h",
+                         "w_log10_norm": radius + 0.1, "w_log10_radius": radius * when_scale,
+                         "act_log10": -0.1, "act_nonzero": 1.0, "predicted": -0.2,
+                         "measured": measured * when_scale})
+    snaps = an.factor_snapshots(pd.DataFrame(rows)).assign(configuration="c")
+    medians = an.factor_medians(snaps).set_index("when")
+    after = medians.loc["after training"]
+    assert after["w_log10_radius"] == pytest.approx(0.8)
+    assert after["measured"] == pytest.approx(-0.4)
+    assert (after["measured_low"], after["measured_high"]) == (-4.2, -0.3)
+    assert after["runs"] == 3 and medians.loc["at initialisation", "measured"] == 0.0
+    assert an.factor_medians(snaps.iloc[:0]).empty
+
+
 @pytest.mark.slow
 def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = {"name": "tiny", "device": "cpu",

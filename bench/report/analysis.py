@@ -499,6 +499,22 @@ def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([first, last]).reset_index(drop=True)
 
 
+def factor_medians(snaps: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and moment (``when``): the median of each factor over the
+    configuration's runs, the range of the measured decay (``measured_low``,
+    ``measured_high``) and the number of runs. ``snaps``: ``factor_snapshots`` rows with a
+    ``configuration`` column."""
+    columns = ["configuration", "when", *FACTOR_NAMES, "measured_low", "measured_high", "runs"]
+    if snaps.empty:
+        return pd.DataFrame(columns=columns)
+    groups = snaps.groupby(["configuration", "when"], sort=False)
+    out = groups[list(FACTOR_NAMES)].median()
+    out["measured_low"] = groups["measured"].min()
+    out["measured_high"] = groups["measured"].max()
+    out["runs"] = groups["run_id"].nunique()
+    return out.reset_index()[columns]
+
+
 def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and trial number: the trial's final validation loss (complete trials
     only, as Optuna counts them) and the best value so far."""

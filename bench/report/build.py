@@ -627,33 +627,47 @@ class TaskReport:
             f"(its steps to solve).", flow, ids)]
 
     def factors(self) -> list[Any]:
-        """The two factors of the decay, per configuration, at initialisation and after."""
-        ids = [runs[0] for c in self.top["configuration"]
-               if (runs := an.representative_runs(self.runs, c))]
-        factors = self.source.tables(ids, tracking.diagnostics_table("factors"))
+        """The two factors of the decay, per configuration, at initialisation and after:
+        medians over the configuration's final seeds (the plain RNNs' seeds differ widely)."""
+        runs = {c: ids for c in self.top["configuration"]
+                if (ids := an.representative_runs(self.runs, c))}
+        factors = self.source.tables([i for ids in runs.values() for i in ids],
+                                     tracking.diagnostics_table("factors"))
         if factors.empty:
             return [Note("No two-factor diagnostics recorded for these runs (runs made "
                          "before diagnostics/factors.csv was logged).", "warn")]
         snaps = an.factor_snapshots(factors).merge(
-            self.runs[["run_id", "model", "regularization", "clipping", "configuration"]],
-            on="run_id")
-        snaps["remedy"] = [an.remedy_label(r, c) for r, c in
-                           zip(snaps["regularization"], snaps["clipping"], strict=True)]
+            self.runs[["run_id", "configuration"]], on="run_id")
+        medians = an.factor_medians(snaps)
+        info = self.runs.drop_duplicates("configuration").set_index("configuration")
+        paths = snaps.groupby("configuration")["path"].first()
+        order = an.model_order(self.top["model"].astype(str))
         rows = []
-        for _, r in snaps[snaps["when"] == "at initialisation"].iterrows():
-            end = snaps[(snaps["run_id"] == r["run_id"]) & (snaps["when"] == "after training")]
-            e = end.iloc[0] if len(end) else r
+        for configuration in runs:
+            init = medians[(medians["configuration"] == configuration)
+                           & (medians["when"] == "at initialisation")]
+            if init.empty:
+                continue
+            end = medians[(medians["configuration"] == configuration)
+                          & (medians["when"] == "after training")]
+            r, e = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
             pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
                     ("w_log10_radius", "w_log10_norm", "act_log10", "predicted", "measured")]
-            rows.append([str(r["model"]), str(r["remedy"]), str(r["path"]), *pair])
-        rows.sort(key=lambda row: (an.model_order(self.top["model"].astype(str)).index(row[0])
-                                   if row[0] in set(self.top["model"]) else 99, row[1]))
+            if e["runs"] > 1:
+                pair[-1] += f" ({num(e['measured_low'], 3)} to {num(e['measured_high'], 3)})"
+            model = str(info.loc[configuration, "model"])
+            remedy = an.remedy_label(info.loc[configuration, "regularization"],
+                                     info.loc[configuration, "clipping"])
+            rows.append([model, remedy, str(paths[configuration]), *pair, str(int(e["runs"]))])
+        rows.sort(key=lambda row: (order.index(row[0]) if row[0] in order else 99, row[1]))
         return [Table(
             "The two factors of the decay per step, at initialisation -> after training",
             ["model", "remedy", "path", "log10 rho(W_hh)", "log10 ||W_hh||_2", "f' factor",
-             "predicted", "measured"], rows, model_column=0,
-            caption="Per configuration" + where(self.longest) + ", first final seed, in "
-                    "decades per step of lag (negative: the gradient shrinks). The lecture's "
+             "predicted", "measured (range over runs)", "runs"], rows, model_column=0,
+            caption="Per configuration" + where(self.longest) + ": the median over its final "
+                    "seeds (runs: how many; the best tuning trial where there are none), in "
+                    "decades per step of lag (negative: the gradient shrinks); the measured "
+                    "decay after training also with its range over the seeds. The lecture's "
                     "dL/dW_r terms are W_r^(t-n) * prod f'(u_m): the W_r^t factor is log10 of "
                     "W_hh's spectral radius (its long-run rate; the norm bounds one step; the "
                     "largest gate block for LSTM and GRU), the f' factor the mean log10 "
