@@ -701,6 +701,10 @@ class RunReader:
                                     f"{mask_url(uri)}; run the suite first")
         self.experiment_id = str(found.experiment_id)
         self._artifact_uri: dict[str, str] = {}
+        # an embedded store's artifacts sit beside it (``artifact_root``), where they are
+        # looked for when the run directory was moved or copied since they were written
+        self._beside = Path(database).parent / "artifacts" if uri.startswith("sqlite:///") \
+            else None
 
     def runs(self) -> list[RunRecord]:
         """Every run of the experiment (all statuses), in pages of 1,000."""
@@ -718,6 +722,8 @@ class RunReader:
         local folder are read directly (much faster than a download)."""
         local = _local_dir(self._artifact_uri.get(run_id, ""))
         if local is not None:
+            if not local.exists() and self._beside is not None:
+                local = self._beside.joinpath(*local.parts[-2:])  # <run id>/artifacts
             target = local / path
             return target.read_text() if target.is_file() else None
         return _download_text(self._client, run_id, path)

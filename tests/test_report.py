@@ -404,6 +404,7 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     image = (tmp_path / "figures" / "adding-flow.png").read_bytes()  # the picture as a file
     assert image.startswith(b"\x89PNG") and base64.b64encode(image).decode() in page
 
+
     # a second suite side by side on one page
     config.write_text(yaml.safe_dump({**spec, "name": "tiny2", "models": ["lstm"],
                                       "tuning": {**spec["tuning"], "trials": 1}}))
@@ -417,6 +418,16 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     combined = pd.read_csv(both / "leaderboard.csv")
     assert sorted(combined["suite"].unique()) == ["tiny", "tiny2"] and len(combined) == 3
     assert (both / "figures" / "tiny2-adding-flow.csv").exists()
+
+    # the run directory moved (renamed, copied to another machine): its artifacts go with it
+    moved = tmp_path / "moved-runs"
+    shutil.copytree(runs, moved)
+    shutil.rmtree(runs / "tiny" / "artifacts")
+    out = tmp_path / "moved.html"
+    assert main(["report", "tiny", "--runs-dir", str(moved), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "The two factors of the decay per step" in page and "No two-factor" not in page
+    assert "No gradient" not in page and len(_images(page)) >= 7
 
 
 def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,
