@@ -260,19 +260,31 @@ def recover(suite: Suite, storage: Any, *, at_start: bool = True,
     """
     from bench import tuning
 
-    found = tuning.recover(storage, suite.spec, suite.configurations,
-                           all_running=suite.embedded and at_start)
+    all_dead = suite.embedded and at_start
+    found = tuning.recover(storage, suite.spec, suite.configurations, all_running=all_dead)
     tracker = tracker or _tracker(suite)
-    end_orphan_runs(tracker, tuning.trial_outcomes(storage))
+    if at_start:  # what workers of this run directory left unsent, before their runs end
+        from bench.tracking import replay_spooled
+
+        replay_spooled(suite.run_dir, tracker)
+    outcomes, workers = tuning.trial_ends(storage)
+    end_orphan_runs(tracker, outcomes, workers=None if all_dead else workers)
     return found
 
 
-def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str]) -> int:
+def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
+                    workers: Mapping[tuple[str, int], str] | None = None) -> int:
     """End nested MLflow runs left RUNNING by a worker that died.
 
     Its trial was interrupted: KILLED. Its trial finished but the worker died (or lost the
     tracking server) before closing the run: the outcome's status, tagged
     ``tracking=incomplete``. A trial still running or queued keeps its run open.
+
+    ``workers`` (trial -> ``host:pid`` of its worker; None: every worker is gone, as under
+    an embedded storage's run lock at start): a finished trial's run is ended only if its
+    worker is gone from this host. A live worker may still be sending its records (they
+    wait in its spool), and a dead worker's on another host are written when that machine
+    resumes the suite (``tracking.replay_spooled``).
     """
     from bench.tuning import RUNNING, WAITING
 
@@ -284,6 +296,8 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str]) -> in
         if state in (RUNNING, WAITING):
             continue
         outcome = Outcome.parse(state) or Outcome.INTERRUPTED
+        if outcome.kept and workers is not None and not _worker_gone(workers.get(key)):
+            continue
         tags = {"state": str(outcome)}
         if outcome.kept:
             tags["tracking"] = "incomplete"
@@ -291,6 +305,21 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str]) -> in
         tracker.end_run(run.info.run_id, MLFLOW_STATUS[outcome])
         ended += 1
     return ended
+
+
+def _worker_gone(worker: str | None) -> bool:
+    """Whether the worker named ``host:pid`` is known to be gone: on this host, with no
+    such process (unknown, or on another host: not known)."""
+    if worker is None:
+        return True
+    import socket
+
+    from bench.tracking import process_alive
+
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not process_alive(int(pid))
 
 
 @contextlib.contextmanager

@@ -19,8 +19,10 @@ server should hold before it forks.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -49,6 +51,7 @@ TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out"
              "database is locked", "RemoteDisconnected", "Connection aborted")
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
+SEND_BACKLOG = 8  # runs whose kept records may wait for the store, per worker
 UPLOADS = 8  # a run's files sent to a tracking server at a time (and its metric batches)
 PAGE = 1000  # search_runs page size (MLflow's maximum per request)
 MetricPoint = tuple[str, float, int]  # (key, value, step)
@@ -529,6 +532,30 @@ class Tracker:
         uri = self._artifact_uris.get(run_id) or self.client.get_run(run_id).info.artifact_uri
         return get_artifact_repository(uri, tracking_uri=self.uri)
 
+    def write(self, records: RunRecords) -> None:
+        """A finished run's records, then its end (its status says the records are whole)."""
+        self.log_run(records.run_id, params=records.params, tags=records.tags,
+                     metrics=records.metrics, files=records.files)
+        self.end_run(records.run_id, records.status)
+
+    def replay(self, records: RunRecords) -> bool:
+        """Write records kept in a spool whose process died before the store had them all;
+        True if anything was written. A run already ended with its records is left alone.
+        A run that has metrics got its first batch (the store writes a batch's params,
+        then its metrics, then its tags): its metrics are not sent again, so no point is
+        recorded twice; params (the same values) and tags, files and the end are."""
+        run = self.client.get_run(records.run_id)
+        repaired = run.data.tags.get("tracking") == "incomplete"  # ended by recovery
+        if run.info.status != "RUNNING" and not repaired:
+            return False
+        landed = bool(run.data.metrics)
+        self.log_run(records.run_id, params=records.params, tags=records.tags,
+                     metrics=[] if landed else records.metrics, files=records.files)
+        if repaired:
+            self.client.delete_tag(records.run_id, "tracking")
+        self.end_run(records.run_id, records.status)
+        return True
+
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
@@ -540,27 +567,130 @@ class Tracker:
         return list(csv.DictReader(io.StringIO(text)))
 
 
-class BackgroundWriter:
-    """Writes finished runs' records to the store from a thread, one run at a time.
+@dataclass
+class RunRecords:
+    """What a finished run records, as plain values: its params, tags, metric points, files
+    (artifact path -> text) and final status (``Tracker.write``)."""
 
-    ``submit(write)`` hands over a callable that records one run (``Tracker.log_run``, then
-    ``end_run``) and returns at once: the worker trains its next job while the records are
-    written. ``call(fn)`` runs ``fn`` after what was handed over before and gives its result
-    as a future, so the caller need not wait for it either (a worker opens its runs through
-    ``call`` on a second writer of its own, so that an open never queues behind records).
-    Before taking a new run it waits until the previous one is written, so at most
-    one run's records are ever in flight: a ``kill -9`` loses no more than that run's records
-    (and its trial, told to Optuna before it was submitted, is repaired on resume as any run
-    whose worker died before closing it: ``suite.end_orphan_runs``). ``flush`` waits for the
-    run in flight; an error the thread met (``TrackingUnavailable`` after the tracker's own
-    retries, or any other) is raised by the next ``submit``, ``flush`` or ``close`` in the
-    caller's thread, never dropped. ``waited_s`` sums the seconds callers spent waiting.
+    run_id: str
+    params: dict[str, Any]
+    tags: dict[str, Any]
+    metrics: list[MetricPoint]
+    files: dict[str, str]
+    status: str
+
+    def to_json(self) -> str:
+        return json.dumps({"run_id": self.run_id, "params": self.params, "tags": self.tags,
+                           "metrics": self.metrics, "files": self.files,
+                           "status": self.status}, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRecords:
+        data = json.loads(text)
+        return cls(str(data["run_id"]), dict(data["params"]), dict(data["tags"]),
+                   [(str(k), float(v), int(st)) for k, v, st in data["metrics"]],
+                   dict(data["files"]), str(data["status"]))
+
+
+class Spool:
+    """Run records on disk from the moment they are built until the store has them all.
+
+    A process keeps its records in ``<run dir>/spool/<pid>/`` (one JSON file per run,
+    written whole and then renamed), so that a ``kill -9`` loses none that were handed over:
+    ``replay_spooled`` writes what dead processes left, before recovery ends their runs as
+    incomplete. JSON, not pickle: reading a run directory runs no code.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.folder = run_dir / "spool" / str(os.getpid())
+        self._count = 0
+
+    def keep(self, records: RunRecords) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        path = self.folder / f"{self._count:08d}-{records.run_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(records.to_json())
+        tmp.replace(path)
+        return path
+
+    @staticmethod
+    def drop(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+
+def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
+    """Write the records that processes which no longer exist left in the run directory's
+    spool (in the order they were kept), and remove them; returns the runs written. A file
+    that cannot be read is left where it is and named in a warning; its run is then ended
+    as incomplete by recovery, as without a spool."""
+    root = run_dir / "spool"
+    written = 0
+    for folder in sorted(root.glob("*")) if root.is_dir() else []:
+        if not folder.name.isdigit() or process_alive(int(folder.name)):
+            continue
+        for path in sorted(folder.glob("*.json")):
+            try:
+                records = RunRecords.from_json(path.read_text())
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                logging.getLogger(__name__).warning("spooled records %s unreadable: %s",
+                                                    path, err)
+                continue
+            written += tracker.replay(records)
+            path.unlink()
+        for leftover in folder.glob("*.tmp"):  # never renamed: not handed over
+            leftover.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return written
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (ours counts; a zombie, dead but
+    not yet reaped, as a killed worker whose parent died stays in a container, does not)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: it exists
+    return state not in ("Z", "X")
+
+
+class BackgroundWriter:
+    """Writes to the tracking store from a thread, in the order things were handed over.
+
+    ``submit(write)`` hands over a callable that records one run and returns at once: the
+    worker trains its next job meanwhile. It waits only while ``backlog`` runs handed over
+    before are not yet written (1: the previous one). ``submit(write, follows=True)`` is a
+    small write that goes with what was handed over last (a parent run's tags or end):
+    queued after it, without waiting. ``call(fn)`` runs ``fn`` in turn and gives its result
+    as a future (a worker opens its runs through ``call`` on a writer of its own, so that an
+    open never queues behind records).
+
+    A worker hands a run to two writers (``bench.worker``): the first builds its records
+    and keeps them in a ``Spool`` (backlog 1: at most one run's records exist only in
+    memory, so a ``kill -9`` loses no more than that run's, whose trial, told to Optuna
+    before, is repaired on resume as any run whose worker died: ``suite.end_orphan_runs``);
+    the second sends them to the store, up to ``SEND_BACKLOG`` runs behind, since what a
+    dead process left in the spool is written on resume (``replay_spooled``).
+
+    ``flush`` waits for everything handed over; an error the thread met
+    (``TrackingUnavailable`` after the tracker's own retries, or any other) is raised by the
+    next ``submit`` that waits, ``flush`` or ``close`` in the caller's thread, never dropped;
+    after it, only ``call`` still runs. ``waited_s`` sums the seconds callers spent waiting.
 
     ``synchronous=True`` (or ``GRADBENCH_TRACKING_SYNC=1`` in the environment) writes in
     the caller's thread instead, as before, for comparison.
     """
 
-    def __init__(self, *, synchronous: bool | None = None) -> None:
+    def __init__(self, *, synchronous: bool | None = None, backlog: int = 1) -> None:
         import queue
         import threading
 
@@ -569,7 +699,8 @@ class BackgroundWriter:
         self.synchronous = synchronous
         self.waited_s = 0.0
         self._error: BaseException | None = None
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._slots = threading.BoundedSemaphore(backlog)  # runs handed over, not yet written
+        self._queue: queue.Queue[tuple[Callable[[], Any], bool] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         if not synchronous:
             self._thread = threading.Thread(target=self._work, name="gradbench-tracking",
@@ -578,29 +709,37 @@ class BackgroundWriter:
 
     def _work(self) -> None:
         while True:
-            write = self._queue.get()
+            item = self._queue.get()
             try:
-                if write is None:
+                if item is None:
                     return
-                if self._error is None or getattr(write, "answers", False):
-                    write()  # after a failure no more records (it is raised); calls answer
-            except BaseException as err:  # handed to the caller's thread
-                self._error = err
+                write, holds_slot = item
+                try:
+                    if self._error is None or getattr(write, "answers", False):
+                        write()  # after a failure no more records (it is raised); calls answer
+                except BaseException as err:  # handed to the caller's thread
+                    self._error = err
+                finally:
+                    if holds_slot:
+                        self._slots.release()
             finally:
                 self._queue.task_done()
 
     def submit(self, write: Callable[[], None], *, follows: bool = False) -> None:
-        """Write one run's records (in the background); waits for the previous run's.
-        ``follows``: a small write that goes with what was handed over last (a parent
-        run's tags or end): queued after it without waiting."""
+        """Write one run's records in the background; waits while ``backlog`` earlier runs'
+        are not yet written. ``follows``: a small write that goes with what was handed
+        over last, queued without waiting."""
         started = time.perf_counter()
         try:
             if self._thread is None:
                 write()
                 return
             if not follows:
-                self._drain()
-            self._queue.put(write)
+                self._slots.acquire()
+                if self._error is not None:
+                    self._slots.release()
+                    self._raise()
+            self._queue.put((write, not follows))
         finally:
             self.waited_s += time.perf_counter() - started
 
@@ -619,23 +758,24 @@ class BackgroundWriter:
         if self._thread is None:
             answer()
         else:
-            self._queue.put(answer)
+            self._queue.put((answer, False))
         return future
 
     def flush(self) -> None:
-        """Wait until every submitted run is written; raise what writing one raised."""
+        """Wait until everything handed over is written; raise what writing raised."""
         started = time.perf_counter()
         try:
-            self._drain()
+            if self._thread is not None:
+                self._queue.join()
+            if self._error is not None:
+                self._raise()
         finally:
             self.waited_s += time.perf_counter() - started
 
-    def _drain(self) -> None:
-        if self._thread is not None:
-            self._queue.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        assert error is not None
+        raise error
 
     def close(self) -> None:
         """Flush, then stop the thread (also when the flush raises)."""

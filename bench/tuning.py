@@ -882,12 +882,21 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 
 def trial_outcomes(storage: BaseStorage) -> dict[tuple[str, int], str]:
     """(study name, trial number) -> outcome, for every trial in the storage."""
-    out = {}
+    return trial_ends(storage)[0]
+
+
+def trial_ends(storage: BaseStorage) -> tuple[dict[tuple[str, int], str],
+                                              dict[tuple[str, int], str]]:
+    """For every trial in the storage, keyed by (study name, trial number): its outcome,
+    and the worker that claimed it (``host:pid``; absent for a trial never claimed)."""
+    outcomes, workers = {}, {}
     for name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         for t in study.get_trials(deepcopy=False):
-            out[(name, t.number)] = outcome(t)
-    return out
+            outcomes[(name, t.number)] = outcome(t)
+            if "worker" in t.user_attrs:
+                workers[(name, t.number)] = str(t.user_attrs["worker"])
+    return outcomes, workers
 
 
 # ------------------------------------------------------------------------------ reporting

@@ -29,8 +29,11 @@ from bench.registry import TASKS
 from bench.suite import Suite, board_row, parent_tags, records, recover
 from bench.tracking import (
     CONFUSION_TABLE,
+    SEND_BACKLOG,
     STEPS_TABLE,
     BackgroundWriter,
+    RunRecords,
+    Spool,
     Tracker,
     csv_text,
     diagnostics_table,
@@ -58,7 +61,13 @@ class Worker:
         self.device = select_device(self.spec.device, worker=index)
         self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
         self.tracker = Tracker(suite.tracking_uri, self.spec.name, run_dir=suite.run_dir)
-        self.writer = BackgroundWriter()  # a run's records are written while the next trains
+        # A run's records are built and kept on disk by one thread while the next run trains
+        # (at most one run's records only in memory), and sent to the store by another, up
+        # to SEND_BACKLOG runs behind (a slow store, e.g. a server over HTTP, holds up no
+        # run; what a kill -9 leaves in the spool is written on resume).
+        self.spool = Spool(suite.run_dir)
+        self.writer = BackgroundWriter()
+        self.sender = BackgroundWriter(backlog=SEND_BACKLOG)
         # Runs are opened by a thread of their own: an open never waits behind the previous
         # run's records (over HTTP, several requests), so a short run's MLflow run is open
         # before its training ends.
@@ -75,17 +84,17 @@ class Worker:
     def run(self) -> int:
         """Work until every configuration is done; returns the number of jobs run. The last
         run's records are written before it returns (a failure to write them raises)."""
+        writers = (self.writer, self.sender, self.opener)  # in this order: each feeds the next
         try:
             jobs = self._work()
         except BaseException:
-            with contextlib.suppress(Exception):  # what is written by now stays written
-                self.writer.close()
-            with contextlib.suppress(Exception):
-                self.opener.close()
+            for writer in writers:  # what is written by now stays written, the rest spooled
+                with contextlib.suppress(Exception):
+                    writer.close()
             raise
         with self._timed("flush_s"):
-            self.writer.close()
-            self.opener.close()
+            for writer in writers:
+                writer.close()
         return jobs
 
     def _work(self) -> int:
@@ -214,8 +223,7 @@ class Worker:
         tags["best.trial"] = best.number
         if best.value is not None:
             tags[f"best.val_{tuning.objective_key(self.spec, configuration)}"] = best.value
-        self.writer.submit(lambda: self.tracker.set_tags(self._parent(configuration), tags),
-                           follows=True)
+        self._after_records(lambda: self.tracker.set_tags(self._parent(configuration), tags))
 
     # ------------------------------------------------------------------ one job
 
@@ -343,16 +351,28 @@ class Worker:
             confusion = csv_text(_confusion_rows(info["task"], info["model"], classes))
         run = {key: value for key, value in info.items() if key != "model"}  # freed now
 
-        def write() -> None:
-            self._write(run_id, configuration, params, seed, result, run, confusion)
-            self.tracker.end_run(run_id, status)
+        def keep() -> None:
+            records = self._records(run_id, configuration, params, seed, result, run,
+                                    confusion, status)
+            kept = self.spool.keep(records)
 
-        self.writer.submit(write)
+            def send() -> None:
+                self.tracker.write(records)
+                self.spool.drop(kept)
 
-    def _write(self, run_id: str, configuration: Configuration, params: dict[str, Any],
-               seed: int, result: TrainResult, info: dict[str, Any],
-               confusion: str | None) -> None:
-        """Everything one run records (in the writer's thread)."""
+            self.sender.submit(send)
+
+        self.writer.submit(keep)
+
+    def _after_records(self, write: Callable[[], None]) -> None:
+        """``write`` (a parent run's tags or end) once the runs handed over before it are
+        in the store."""
+        self.writer.submit(lambda: self.sender.submit(write, follows=True), follows=True)
+
+    def _records(self, run_id: str, configuration: Configuration, params: dict[str, Any],
+                 seed: int, result: TrainResult, info: dict[str, Any], confusion: str | None,
+                 status: str) -> RunRecords:
+        """Everything one run records (built in the writer's thread)."""
         from bench.tracking import result_metrics, run_params, step_rows
 
         task = info["task"]
@@ -370,9 +390,8 @@ class Worker:
                     files[diagnostics_table(table)] = csv_text(rows)
         if confusion is not None:
             files[CONFUSION_TABLE] = confusion
-        self.tracker.log_run(run_id, params=run_params(configuration, params, seed, info,
-                                                       self.spec),
-                             tags=tags, metrics=result_metrics(result, task), files=files)
+        return RunRecords(run_id, run_params(configuration, params, seed, info, self.spec),
+                          tags, result_metrics(result, task), files, status)
 
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
         """After the last final seed: the seeds' summary on the parent run, which ends
@@ -395,7 +414,7 @@ class Worker:
                 ("final/diverged_rate", row["diverged_rate"], 0)])
             self.tracker.end_run(parent, "FINISHED")
 
-        self.writer.submit(finish, follows=True)
+        self._after_records(finish)
 
 
     def _mark_superseded(self, configuration: Configuration, current: set[int]) -> None:

@@ -259,8 +259,12 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         assert again.returncode == 0, out
         runs = _mlflow_runs(server.url, "dist")
         assert not [r for r in runs if r.info.status == "RUNNING"]
-        incomplete = [r for r in runs if r.data.tags.get("tracking") == "incomplete"]
-        assert incomplete and all(r.info.status == "FINISHED" for r in incomplete)
+        # the records it could not send were kept in the spool, and the rerun wrote them
+        assert not [r for r in runs if r.data.tags.get("tracking") == "incomplete"]
+        finished = [r for r in runs if r.data.tags.get("role") in ("trial", "final")
+                    and r.info.status == "FINISHED"]
+        assert finished and all(r.data.metrics and r.data.params for r in finished)
+        assert not list((run_dir / "spool").glob("*/*.json"))
     finally:
         server.stop()
 

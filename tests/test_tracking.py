@@ -206,6 +206,67 @@ def test_background_writer_raises_at_close(tmp_path: Path) -> None:
         writer.close()
 
 
+def test_spooled_records_of_a_dead_process_are_written_on_resume(tmp_path: Path) -> None:
+    """What a killed worker kept but had not sent: written by ``replay_spooled`` in the
+    order kept; a run whose first batch had landed gets no metric point twice; a run that
+    recovery had ended as incomplete loses that tag; a live process's spool is left alone;
+    a file that cannot be read stays, named in a warning."""
+    tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "spool",
+                               run_dir=tmp_path)
+    parent = tracker.parent_run("c", {})
+
+    def records(i: int) -> tracking.RunRecords:
+        run_id = tracker.start_run(parent, f"trial-{i}", {"trial_number": str(i)})
+        return tracking.RunRecords(run_id, {"lr": 0.1 * (i + 1)}, {"state": "complete"},
+                                   [("train/loss", float(s), s) for s in range(20)],
+                                   {tracking.STEPS_TABLE: f"step\n{i}\n"}, "FINISHED")
+
+    fresh, landed, repaired, live = (records(i) for i in range(4))
+    tracker.log_run(landed.run_id, params=landed.params, tags={}, metrics=landed.metrics,
+                    files={})  # the first batch landed, then the kill
+    tracker.set_tags(repaired.run_id, {"tracking": "incomplete"})
+    tracker.end_run(repaired.run_id, "FINISHED")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    spool = tracking.Spool(tmp_path)
+    spool.folder = tmp_path / "spool" / str(dead.pid)
+    for kept in (fresh, landed, repaired):
+        spool.keep(kept)
+    (spool.folder / "00000009-broken.json").write_text("{not json")
+    tracking.Spool(tmp_path).keep(live)  # this process's own: alive
+
+    assert tracking.replay_spooled(tmp_path, tracker) == 3
+    reader = tracking.RunReader(tracker.uri, "spool")
+    runs = {r.run_id: r for r in reader.runs()}
+    for kept in (fresh, landed, repaired):
+        run = runs[kept.run_id]
+        assert run.status == "FINISHED" and "tracking" not in run.tags, kept.run_id
+        assert run.params["lr"] == str(kept.params["lr"]) and run.tags["state"] == "complete"
+        assert len(reader.metric_history(kept.run_id, "train/loss")) == 20
+        assert reader.text(kept.run_id, tracking.STEPS_TABLE) == kept.files[tracking.STEPS_TABLE]
+    assert runs[live.run_id].status == "RUNNING"
+    assert [p.name for p in spool.folder.iterdir()] == ["00000009-broken.json"]
+    assert len(list((tmp_path / "spool" / str(os.getpid())).glob("*.json"))) == 1
+
+
+def test_a_sender_with_a_backlog_waits_only_when_it_is_full() -> None:
+    """``backlog=3``: three runs may wait for the store; the fourth hand-over waits for the
+    first; everything is written in the order handed over, ``follows`` writes included."""
+    import threading
+
+    gate, done = threading.Event(), []
+    writer = tracking.BackgroundWriter(synchronous=False, backlog=3)
+    for i in range(3):
+        writer.submit(lambda i=i: (gate.wait(5), done.append(i)))
+    writer.submit(lambda: done.append("parent"), follows=True)
+    assert done == [] and writer.waited_s < 1  # none waited: the store is held up
+    threading.Timer(0.3, gate.set).start()
+    writer.submit(lambda: done.append(3))  # waits for the first slot
+    assert writer.waited_s >= 0.2
+    writer.close()
+    assert done == [0, 1, 2, "parent", 3]
+
+
 @pytest.mark.slow
 def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest.MonkeyPatch
                                               ) -> None:
