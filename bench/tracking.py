@@ -761,6 +761,10 @@ class BackgroundWriter:
             self._queue.put((answer, False))
         return future
 
+    def busy(self) -> bool:
+        """Whether something handed over is not yet done."""
+        return self._thread is not None and self._queue.unfinished_tasks > 0
+
     def flush(self) -> None:
         """Wait until everything handed over is written; raise what writing raised."""
         started = time.perf_counter()

@@ -41,6 +41,7 @@ from bench.tracking import (
 )
 from bench.train import TrainResult, configure_torch, predict
 
+OPEN_FIRST_S = 2.0  # how long sending a run's records may wait for an open in progress
 IDLE_SLEEP_S = 0.2  # between looks for work while others run what it waits for
 STALL_CHECKS = 8  # idle passes in a row (1.6 s) with nothing running anywhere: it stops
 
@@ -357,6 +358,9 @@ class Worker:
             kept = self.spool.keep(records)
 
             def send() -> None:
+                waited = time.monotonic()  # an open first: the next run waits for it
+                while self.opener.busy() and time.monotonic() - waited < OPEN_FIRST_S:
+                    time.sleep(0.005)
                 self.tracker.write(records)
                 self.spool.drop(kept)
 
