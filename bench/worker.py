@@ -344,8 +344,10 @@ class Worker:
 
     def _record(self, run_id: str, configuration: Configuration, params: dict[str, Any],
                 seed: int, result: TrainResult, info: dict[str, Any], *, status: str) -> None:
-        """Hand the run's records and its end (``status``) to the background writer; only
-        what needs the model (a classification task's confusion matrix) is computed here."""
+        """Hand the run's records and its end (``status``) to the background writer, which
+        builds them, keeps them in the spool and hands them to the sender (waiting for the
+        previous run's to be kept first); only what needs the model (a classification task's
+        confusion matrix) is computed here."""
         classes = TASKS.get(configuration.task).classes  # a classification task: HAR
         confusion = None
         if info.get("final") and result.status != "diverged" and classes:
@@ -470,7 +472,8 @@ def job_phases(result: TrainResult, *, build_s: float, open_s: float, record_s: 
     """Where one job's seconds went, by kind: building its task (once per worker) and model,
     the training steps proper, evaluation, gradient probes, Optuna (the pruner's reports,
     ``tell``, noting the run on the trial), the tracking calls on the worker's path (opening
-    the MLflow run; handing its records to the writer, which waits for the previous run's),
+    the MLflow run; handing its records to the writer, which waits until the previous run's
+    are kept on disk),
     and the rest (``other_s``)."""
     inside = result.eval_s + result.probe_s + result.report_s
     phases = {"build_s": build_s, "steps_s": max(0.0, result.wall_time - inside),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -280,6 +281,28 @@ def test_orphan_runs_end_with_their_trials_outcome() -> None:
     assert tracker.tags["done"] == {"state": "pruned", "tracking": "incomplete"}
     assert tracker.tags["bad"] == {"state": "failed"}
     assert tracker.tags["gone"] == {"state": "interrupted"}
+
+
+def test_a_finished_trials_run_is_left_open_while_its_worker_may_still_send_it() -> None:
+    """With the trials' workers known (recovery while others work): a finished trial's
+    open run is ended only when its worker is gone from this host; an interrupted trial's
+    run is ended whoever ran it."""
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    tracker = _Tracker({"sending": ("s", 0), "orphan": ("s", 1), "elsewhere": ("s", 2),
+                        "killed": ("s", 3)})
+    outcomes = {("s", 0): "complete", ("s", 1): "complete", ("s", 2): "pruned",
+                ("s", 3): "interrupted"}
+    workers = {("s", 0): f"{here}:{os.getpid()}", ("s", 1): f"{here}:{dead.pid}",
+               ("s", 2): "another-host:1", ("s", 3): f"{here}:{os.getpid()}"}
+    assert end_orphan_runs(tracker, outcomes, workers=workers) == 2
+    assert tracker.status == {"orphan": "FINISHED", "killed": "KILLED"}
+    assert tracker.tags["orphan"] == {"state": "complete", "tracking": "incomplete"}
 
 
 def test_a_suite_job_takes_the_tasks_budget_and_reads_the_test_split_only_when_final() -> None:
