@@ -622,8 +622,9 @@ class Spool:
 def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
     """Write the records that processes which no longer exist left in the run directory's
     spool (in the order they were kept), and remove them; returns the runs written. A file
-    that cannot be read is left where it is and named in a warning; its run is then ended
-    as incomplete by recovery, as without a spool."""
+    that cannot be read or written (its run deleted from the store, say) is left where it
+    is and named in a warning; its run is then ended as incomplete by recovery, as without
+    a spool. A store that does not answer raises ``TrackingUnavailable``."""
     root = run_dir / "spool"
     written = 0
     for folder in sorted(root.glob("*")) if root.is_dir() else []:
@@ -636,7 +637,14 @@ def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
                 logging.getLogger(__name__).warning("spooled records %s unreadable: %s",
                                                     path, err)
                 continue
-            written += tracker.replay(records)
+            try:
+                written += tracker.replay(records)
+            except TrackingUnavailable:
+                raise
+            except Exception as err:  # the run deleted from the store meanwhile, say
+                logging.getLogger(__name__).warning(
+                    "spooled records %s not written (kept): %s", path, _first_line(err))
+                continue
             path.unlink()
         for leftover in folder.glob("*.tmp"):  # never renamed: not handed over
             leftover.unlink()

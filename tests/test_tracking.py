@@ -210,7 +210,8 @@ def test_spooled_records_of_a_dead_process_are_written_on_resume(tmp_path: Path)
     """What a killed worker kept but had not sent: written by ``replay_spooled`` in the
     order kept; a run whose first batch had landed gets no metric point twice; a run that
     recovery had ended as incomplete loses that tag; a live process's spool is left alone;
-    a file that cannot be read stays, named in a warning."""
+    a file that cannot be read, or whose run is not in the store, stays, named in a
+    warning."""
     tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "spool",
                                run_dir=tmp_path)
     parent = tracker.parent_run("c", {})
@@ -233,6 +234,8 @@ def test_spooled_records_of_a_dead_process_are_written_on_resume(tmp_path: Path)
     for kept in (fresh, landed, repaired):
         spool.keep(kept)
     (spool.folder / "00000009-broken.json").write_text("{not json")
+    gone = tracking.RunRecords("f" * 32, {}, {}, [], {}, "FINISHED")  # no such run
+    (spool.folder / "00000010-gone.json").write_text(gone.to_json())
     tracking.Spool(tmp_path).keep(live)  # this process's own: alive
 
     assert tracking.replay_spooled(tmp_path, tracker) == 3
@@ -245,7 +248,8 @@ def test_spooled_records_of_a_dead_process_are_written_on_resume(tmp_path: Path)
         assert len(reader.metric_history(kept.run_id, "train/loss")) == 20
         assert reader.text(kept.run_id, tracking.STEPS_TABLE) == kept.files[tracking.STEPS_TABLE]
     assert runs[live.run_id].status == "RUNNING"
-    assert [p.name for p in spool.folder.iterdir()] == ["00000009-broken.json"]
+    assert sorted(p.name for p in spool.folder.iterdir()) == ["00000009-broken.json",
+                                                              "00000010-gone.json"]
     assert len(list((tmp_path / "spool" / str(os.getpid())).glob("*.json"))) == 1
 
 
