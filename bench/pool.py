@@ -253,12 +253,13 @@ class WorkerPool:
 # Where a worker's seconds go, by kind, in the order the breakdown lists them: the jobs'
 # phases (``bench.worker.job_phases``), then the worker's own (``bench.worker.Worker.times``
 # and ``_worker_entry``): process start-up and waiting for the suite to be prepared, opening
-# the storage and tracker, claims, picking up dead workers' trials, waiting for work, and
+# the storage and tracker, claims, picking up dead workers' trials, waiting for work, reading
+# a configuration's results for its summary after its last seed, and
 # writing the last run's records at exit.
 TIMINGS_FILE = "timings.json"  # RunStats.breakdown of a suite's last `gradbench run`
 JOB_KINDS = ("steps_s", "eval_s", "probe_s", "build_s", "optuna_s", "open_s", "record_s",
              "other_s")
-WORKER_KINDS = ("start_s", "setup_s", "claim_s", "recovery_s", "idle_s", "flush_s")
+WORKER_KINDS = ("start_s", "setup_s", "claim_s", "recovery_s", "idle_s", "summary_s", "flush_s")
 
 
 class RunStats:

@@ -402,7 +402,7 @@ class Worker:
     def _maybe_finish_configuration(self, configuration: Configuration) -> None:
         """After the last final seed: the seeds' summary on the parent run, which ends
         (written in the background, after the seeds' own records)."""
-        with self._timed("optuna_s"):
+        with self._timed("summary_s"):
             trials, finals = records(self.storage, self.spec, configuration)
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return

@@ -49,7 +49,8 @@ LABELS = {
     "record_s": "tracking: handing over the records",
     "start_s": "process start-up, waiting for the suite", "setup_s": "opening storage, tracker",
     "claim_s": "claiming work", "recovery_s": "recovering dead workers' trials",
-    "idle_s": "waiting for work", "flush_s": "writing the last records at exit",
+    "idle_s": "waiting for work", "summary_s": "a configuration's summary after its seeds",
+    "flush_s": "writing the last records at exit",
     "other_s": "other, inside jobs", "unaccounted_s": "other, outside jobs",
 }
 
