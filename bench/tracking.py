@@ -618,6 +618,13 @@ class Spool:
     def drop(path: Path) -> None:
         path.unlink(missing_ok=True)
 
+    def close(self) -> None:
+        """Remove this process's folder once everything in it was sent (and the spool
+        folder, when no other process has one)."""
+        for folder in (self.folder, self.folder.parent):
+            with contextlib.suppress(OSError):  # not there, or not empty: kept
+                folder.rmdir()
+
 
 def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
     """Write the records that processes which no longer exist left in the run directory's

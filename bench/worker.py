@@ -96,6 +96,7 @@ class Worker:
         with self._timed("flush_s"):
             for writer in writers:
                 writer.close()
+        self.spool.close()
         return jobs
 
     def _work(self) -> int:
