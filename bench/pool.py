@@ -114,14 +114,11 @@ def _wait_for_exit(pid: int) -> None:
     except ProcessLookupError:
         return  # gone already
     except (AttributeError, OSError):  # no pidfd here: poll
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass
+        from bench.processes import process_alive
+
+        while process_alive(pid):
             time.sleep(1.0)
+        return
     select.select([fd], [], [])
     os.close(fd)
 

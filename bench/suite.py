@@ -286,7 +286,7 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
     wait in its spool), and a dead worker's on another host are written when that machine
     resumes the suite (``tracking.replay_spooled``).
     """
-    from bench.tuning import RUNNING, WAITING
+    from bench.tuning import RUNNING, WAITING, worker_gone
 
     running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
     ended = 0
@@ -296,7 +296,7 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
         if state in (RUNNING, WAITING):
             continue
         outcome = Outcome.parse(state) or Outcome.INTERRUPTED
-        if outcome.kept and workers is not None and not _worker_gone(workers.get(key)):
+        if outcome.kept and workers is not None and not worker_gone(workers.get(key)):
             continue
         tags = {"state": str(outcome)}
         if outcome.kept:
@@ -305,21 +305,6 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
         tracker.end_run(run.info.run_id, MLFLOW_STATUS[outcome])
         ended += 1
     return ended
-
-
-def _worker_gone(worker: str | None) -> bool:
-    """Whether the worker named ``host:pid`` is known to be gone: on this host, with no
-    such process (unknown, or on another host: not known)."""
-    if worker is None:
-        return True
-    import socket
-
-    from bench.tracking import process_alive
-
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not process_alive(int(pid))
 
 
 @contextlib.contextmanager

@@ -632,6 +632,8 @@ def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
     that cannot be read or written (its run deleted from the store, say) is left where it
     is and named in a warning; its run is then ended as incomplete by recovery, as without
     a spool. A store that does not answer raises ``TrackingUnavailable``."""
+    from bench.processes import process_alive
+
     root = run_dir / "spool"
     written = 0
     for folder in sorted(root.glob("*")) if root.is_dir() else []:
@@ -658,24 +660,6 @@ def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
         with contextlib.suppress(OSError):
             folder.rmdir()
     return written
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (ours counts; a zombie, dead but
-    not yet reaped, as a killed worker whose parent died stays in a container, does not)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc here: it exists
-    return state not in ("Z", "X")
 
 
 class BackgroundWriter:

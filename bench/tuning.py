@@ -711,9 +711,23 @@ def _seed_taken(final: optuna.Study, number: int, seed: int,
 
 
 def started(claim: Claim, mlflow_run_id: str) -> None:
-    """Note on the trial which MLflow run records it and which process runs it."""
+    """Note on the trial which MLflow run records it and which process runs it
+    (``host:pid``)."""
     claim._trial.set_user_attr("mlflow_run_id", mlflow_run_id)
     claim._trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+
+
+def worker_gone(worker: str | None) -> bool:
+    """Whether the process ``started`` named (``host:pid``) is known to be gone: on this
+    host, with no such process. Unknown (never noted): gone; on another host: not known."""
+    from bench.processes import process_alive
+
+    if worker is None:
+        return True
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not process_alive(int(pid))
 
 
 def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]:
@@ -888,7 +902,7 @@ def trial_outcomes(storage: BaseStorage) -> dict[tuple[str, int], str]:
 def trial_ends(storage: BaseStorage) -> tuple[dict[tuple[str, int], str],
                                               dict[tuple[str, int], str]]:
     """For every trial in the storage, keyed by (study name, trial number): its outcome,
-    and the worker that claimed it (``host:pid``; absent for a trial never claimed)."""
+    and the worker that ran it (``host:pid``, see ``started``; absent until noted)."""
     outcomes, workers = {}, {}
     for name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
