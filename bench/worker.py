@@ -37,11 +37,12 @@ from bench.tracking import (
     Tracker,
     csv_text,
     diagnostics_table,
+    opening,
+    opens_first,
     provenance,
 )
 from bench.train import TrainResult, configure_torch, predict
 
-OPEN_FIRST_S = 2.0  # how long sending a run's records may wait for an open in progress
 IDLE_SLEEP_S = 0.2  # between looks for work while others run what it waits for
 STALL_CHECKS = 8  # idle passes in a row (1.6 s) with nothing running anywhere: it stops
 
@@ -71,7 +72,7 @@ class Worker:
         self.sender = BackgroundWriter(backlog=SEND_BACKLOG)
         # Runs are opened by a thread of their own: an open never waits behind the previous
         # run's records (over HTTP, several requests), so a short run's MLflow run is open
-        # before its training ends.
+        # before its training ends; the senders of this machine's workers let it go first.
         self.opener = BackgroundWriter()
         self.times: dict[str, float] = defaultdict(float)  # seconds outside jobs, by kind
         self.embedded = suite.embedded
@@ -232,7 +233,7 @@ class Worker:
     def execute(self, configuration: Configuration, claim: tuning.Claim) -> None:
         """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
         started = time.perf_counter()
-        run = _OpenedRun(claim, self.opener.call(lambda: self._start_run(configuration, claim)))
+        run = _OpenedRun(claim, self.opener.call(lambda: self._open_run(configuration, claim)))
         opening = time.perf_counter() - started
         run.note()  # at once where the run is open already (synchronous), else at an eval
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
@@ -267,6 +268,11 @@ class Worker:
                           "model": configuration.model, "phases": phases})
         if claim.final:
             self._maybe_finish_configuration(configuration)
+
+    def _open_run(self, configuration: Configuration, claim: tuning.Claim) -> str:
+        """``_start_run``, while this machine's senders wait (``tracking.opening``)."""
+        with opening(self.suite.run_dir):
+            return self._start_run(configuration, claim)
 
     def _start_run(self, configuration: Configuration, claim: tuning.Claim) -> str:
         """The claim's nested MLflow run under its configuration's parent run."""
@@ -361,10 +367,7 @@ class Worker:
             kept = self.spool.keep(records)
 
             def send() -> None:
-                waited = time.monotonic()  # an open first: the next run waits for it
-                while self.opener.busy() and time.monotonic() - waited < OPEN_FIRST_S:
-                    time.sleep(0.005)
-                self.tracker.write(records)
+                self.tracker.write(records, before_each=lambda: opens_first(self.suite.run_dir))
                 self.spool.drop(kept)
 
             self.sender.submit(send)

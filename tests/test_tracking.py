@@ -276,8 +276,8 @@ def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest
                                               ) -> None:
     """Over HTTP a run's files go up in parallel beside its metric batches: every file lands
     at its path, every metric point and param arrives, also for a run this tracker did not
-    start (its artifact location asked of the server); an upload that fails is raised after
-    the others ended."""
+    start (its artifact location asked of the server), each request after the caller's wait
+    (``before_each``: opens first); an upload that fails is raised after the others ended."""
     tracker = tracking.Tracker(mlflow_server.url, "http")
     parent = tracker.parent_run("c", {})
     files = {tracking.STEPS_TABLE: "step,train_loss\n1,0.5\n",
@@ -287,10 +287,25 @@ def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest
              "task.yaml": "name: adding\n"}
     ours = tracker.start_run(parent, "trial-0", {"trial_number": "0"})
     theirs = tracking.Tracker(mlflow_server.url, "http").start_run(parent, "trial-1", {})
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    requests, waits = [], []  # every request of a run's records comes after a wait
+    for name in ("log_batch", "set_terminated"):
+        call = getattr(tracker.client, name)
+        monkeypatch.setattr(tracker.client, name,
+                            lambda *a, _call=call, _name=name, **k: (requests.append(_name),
+                                                                     _call(*a, **k))[1])
+    upload = HttpArtifactRepository.log_artifact
+    monkeypatch.setattr(HttpArtifactRepository, "log_artifact",
+                        lambda self, *a: (requests.append("file"), upload(self, *a))[1])
     for run_id in (ours, theirs):
-        tracker.log_run(run_id, params={f"p{i}": i for i in range(150)}, tags={"state": "ok"},
-                        metrics=[("train/loss", float(s), s) for s in range(2500)], files=files)
-        tracker.end_run(run_id)
+        tracker.write(tracking.RunRecords(
+            run_id, {f"p{i}": i for i in range(150)}, {"state": "ok"},
+            [("train/loss", float(s), s) for s in range(2500)], files, "FINISHED"),
+            before_each=lambda: waits.append(1))
+    # per run: params 100 + 50 in two batches, 2,500 points in three, 5 files, the end
+    assert len(requests) == len(waits) == 2 * (4 + len(files) + 1)
+    monkeypatch.undo()
     reader = tracking.RunReader(mlflow_server.url, "http")
     for run_id in (ours, theirs):
         for path, text in files.items():
@@ -299,10 +314,7 @@ def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest
         record = next(r for r in reader.runs() if r.run_id == run_id)
         assert len(record.params) == 150 and record.status == "FINISHED"
 
-    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
-
     sent = []
-    upload = HttpArtifactRepository.log_artifact
 
     def failing(self, local_file, artifact_path=None):  # noqa: ANN001, ANN202
         if local_file.endswith("profiles.csv"):
@@ -315,3 +327,32 @@ def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest
     with pytest.raises(ValueError, match="refused: profiles.csv"):
         tracker.log_run(broken, params={}, tags={}, metrics=[], files=files)
     assert len(sent) == len(files) - 1  # the others went up, from a folder still there
+
+
+def test_opens_go_first_on_one_machine(tmp_path: Path) -> None:
+    """A run being opened (``opening``, by any worker of the run directory) holds up the
+    next request of every sender (``opens_first``) until it is open, at most ``limit_s``;
+    opens do not wait for each other, and a process that dies while opening holds up
+    nothing."""
+    import threading
+
+    assert tracking.opens_first(tmp_path) < 0.1  # nothing being opened
+    waited = []
+    with tracking.opening(tmp_path), tracking.opening(tmp_path):  # two opens at once
+        sender = threading.Thread(target=lambda: waited.append(tracking.opens_first(tmp_path)))
+        sender.start()
+        sender.join(0.4)
+        assert sender.is_alive(), "a request went out while a run was being opened"
+    sender.join(5)
+    assert 0.35 < waited[0] < 2.0
+    with tracking.opening(tmp_path):
+        assert 0.2 <= tracking.opens_first(tmp_path, limit_s=0.2) < 1.0  # bounded
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; h = open(sys.argv[1], 'a'); "
+        "fcntl.flock(h, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)"),
+        str(tmp_path / tracking.OPENS_LOCK)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    assert tracking.opens_first(tmp_path, limit_s=0.3) >= 0.3
+    holder.kill()
+    holder.wait()
+    assert tracking.opens_first(tmp_path) < 0.1
