@@ -57,3 +57,27 @@ def test_a_run_saves_where_the_time_went(tmp_path: Path) -> None:
                           "--timed-steps", "3", "--from-run", str(runs_dir / "smoke")],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert f"16 runs, {saved['steps']:,} training steps" in out and "priced" in out
+
+
+def test_cuda_checks_say_what_is_missing(tmp_path: Path) -> None:
+    """``benchmarks/cuda_checks.sh`` measures nothing and says why (exit 2) where torch sees
+    no CUDA device, or where ``python`` is not the project's environment."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: the script would measure")
+    script = str(ROOT / "benchmarks" / "cuda_checks.sh")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", script, str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "sees no CUDA device on this machine; nothing was measured" in done.stderr
+    assert not list((tmp_path / "out").iterdir())
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to("/bin/false")
+    done = subprocess.run(["bash", script, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=60, env={**env, "PATH": f"{bare}:/usr/bin:/bin"})
+    assert done.returncode == 2 and "cannot import the project and torch" in done.stderr
