@@ -199,7 +199,7 @@ def ui(args: argparse.Namespace) -> int:
     """``gradbench ui``: the MLflow UI and optuna-dashboard on the suite, until Ctrl-C."""
     from bench import serve
     from bench import suite as suites
-    from bench.tracking import find_experiment_id, resolve_uri
+    from bench.tracking import find_experiment_id, relocate_artifacts, resolve_uri
 
     spec = load_suite_spec(args, plugins=False, needs=())  # results, not the plugins' code
     run_dir = suites.run_dir_for(spec, args.runs_dir)
@@ -211,6 +211,7 @@ def ui(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no tracking store for suite {spec.name!r} at {run_dir}; "
                                 f"run it first: gradbench run {args.suite}")
     else:
+        relocate_artifacts(uri, spec.name, run_dir)  # a moved run directory's own files
         found = find_experiment_id(uri, spec.name)  # MLflow 3 opens on its GenAI view
         link = "/" if found is None else \
             f"/#/experiments/{found}/runs?workflowType=machine_learning"

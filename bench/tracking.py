@@ -120,6 +120,46 @@ def artifact_root(run_dir: Path) -> str:
     return (run_dir / "artifacts").resolve().as_uri()
 
 
+def relocate_artifacts(uri: str, experiment: str, run_dir: Path) -> str | None:
+    """Point a moved or copied run directory's embedded store at its own ``artifacts/``.
+
+    MLflow records an experiment's artifact location, and each run's, as absolute paths:
+    after ``mv runs/a runs/b`` new runs' files would go to the old path (created again), and
+    the MLflow UI would find none of the old ones; in a copy they would go into the
+    original. Only the embedded store of ``run_dir`` (``default_tracking_uri``) is changed:
+    a shared store's locations belong to the machine that created them. Returns the old
+    location when it was changed, else None.
+    """
+    if uri != default_tracking_uri(run_dir) or not (run_dir / "mlflow.db").exists():
+        return None
+    import sqlalchemy
+
+    new = artifact_root(run_dir)
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        with engine.begin() as db:
+            row = db.execute(sqlalchemy.text(
+                "SELECT experiment_id, artifact_location FROM experiments WHERE name = :name"),
+                {"name": experiment}).first()
+            if row is None or row[1] == new or _local_dir(str(row[1])) is None:
+                return None
+            old = str(row[1])
+            db.execute(sqlalchemy.text(
+                "UPDATE experiments SET artifact_location = :new WHERE experiment_id = :id"),
+                {"new": new, "id": row[0]})
+            db.execute(sqlalchemy.text(
+                "UPDATE runs SET artifact_uri = :new || substr(artifact_uri, :cut) "
+                "WHERE experiment_id = :id AND substr(artifact_uri, 1, :n) = :old"),
+                {"new": new, "cut": len(old) + 1, "id": row[0], "n": len(old) + 1,
+                 "old": old + "/"})
+    finally:
+        engine.dispose()
+    logging.getLogger(__name__).warning(
+        "run directory %s was moved or copied: its artifacts are now looked for and written "
+        "there (were %s)", run_dir, _local_dir(old))
+    return old
+
+
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in uri
 
@@ -354,6 +394,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None,
                  retry_s: float | None = None) -> None:
         configure()
+        if run_dir is not None:
+            relocate_artifacts(uri, experiment, run_dir)
         self.uri = uri
         self.retry_s = RETRY_S if retry_s is None else retry_s
         self.client = _RetryingClient(MlflowClient(tracking_uri=uri), uri, self.retry_s)

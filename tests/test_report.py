@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bench import tracking
 from bench.cli import main
 from bench.report import analysis as an
 
@@ -428,6 +429,21 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     page = out.read_text()
     assert "The two factors of the decay per step" in page and "No two-factor" not in page
     assert "No gradient" not in page and len(_images(page)) >= 7
+
+    # resumed there, the copy records into its own artifacts folder, never the original's
+    config.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(config), "--runs-dir", str(moved), "--seeds", "3"]) == 0
+    assert not (runs / "tiny" / "artifacts").exists()
+    own = (moved / "tiny" / "artifacts").resolve()
+    reader = tracking.RunReader(tracking.default_tracking_uri(moved / "tiny"), "tiny")
+    finals = [r for r in reader.runs() if r.tags.get("role") == "final"]
+    assert len(finals) == 2 * 3  # two configurations, a third seed each
+    for run in reader.runs():
+        assert run.artifact_uri.startswith(own.as_uri() + "/"), run.artifact_uri
+    for run in finals:
+        assert (own / run.run_id / "artifacts" / "task.yaml").is_file()
+    original = tracking.RunReader(tracking.default_tracking_uri(runs / "tiny"), "tiny")
+    assert all(str((runs / "tiny").resolve()) in r.artifact_uri for r in original.runs())
 
 
 def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,

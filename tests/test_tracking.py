@@ -360,3 +360,28 @@ def test_opens_go_first_on_one_machine(tmp_path: Path) -> None:
     holder.kill()
     holder.wait()
     assert tracking.opens_first(tmp_path) < 0.5
+
+
+def test_a_copied_run_directory_gets_its_own_artifact_folder(tmp_path: Path) -> None:
+    """``relocate_artifacts`` points a copied embedded store at the copy's ``artifacts/``
+    (experiment and runs), once; the original and stores that are not a run directory's
+    own embedded store are left alone."""
+    import shutil
+
+    first = tmp_path / "a" / "suite"
+    first.mkdir(parents=True)
+    tracker = tracking.Tracker(tracking.default_tracking_uri(first), "suite", run_dir=first)
+    run_id = tracker.start_run(tracker.parent_run("c", {}), "trial-0", {})
+    tracker.log_text(run_id, "x", "task.yaml")
+    copy = tmp_path / "b" / "suite"
+    shutil.copytree(first, copy)
+    uri = tracking.default_tracking_uri(copy)
+    assert tracking.relocate_artifacts(tracking.default_tracking_uri(first), "suite", copy) \
+        is None  # not the copy's own store
+    assert tracking.relocate_artifacts(uri, "suite", copy) == tracking.artifact_root(first)
+    assert tracking.relocate_artifacts(uri, "suite", copy) is None  # done already
+    moved = {r.run_id: r.artifact_uri for r in tracking.RunReader(uri, "suite").runs()}
+    assert all(u.startswith(tracking.artifact_root(copy) + "/") for u in moved.values())
+    assert tracking.RunReader(uri, "suite").text(run_id, "task.yaml") == "x"
+    kept = tracking.RunReader(tracking.default_tracking_uri(first), "suite").runs()
+    assert all(r.artifact_uri.startswith(tracking.artifact_root(first) + "/") for r in kept)
