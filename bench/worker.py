@@ -234,7 +234,7 @@ class Worker:
         """Run one claimed trial or final seed: train it, tell Optuna, record it in MLflow."""
         started = time.perf_counter()
         run = _OpenedRun(claim, self.opener.call(lambda: self._open_run(configuration, claim)))
-        opening = time.perf_counter() - started
+        opened_s = time.perf_counter() - started
         run.note()  # at once where the run is open already (synchronous), else at an eval
         self.emit("start", {"worker": self.index, "configuration": configuration.name,
                             "role": claim.role, "steps": configuration.budget(self.spec)})
@@ -243,7 +243,7 @@ class Worker:
         waiting, noted = time.perf_counter(), run.noted_s
         run_id = run.wait()  # open by now, unless one open took longer than the run
         telling = time.perf_counter()
-        opening += telling - waiting - (run.noted_s - noted)
+        opened_s += telling - waiting - (run.noted_s - noted)
         try:
             outcome = tuning.retrying(lambda: tuning.tell(
                 claim, result, metric=task.metric, direction=task.direction))
@@ -255,7 +255,7 @@ class Worker:
         self._record(run_id, configuration, claim.params, claim.seed, result, info,
                      status=MLFLOW_STATUS[outcome])
         done = time.perf_counter()
-        phases = job_phases(result, build_s=info["build_s"], open_s=opening,
+        phases = job_phases(result, build_s=info["build_s"], open_s=opened_s,
                             record_s=done - recording,
                             optuna_s=recording - telling + run.noted_s * (not run.in_loop),
                             job_s=done - started)
