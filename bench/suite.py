@@ -167,6 +167,9 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
     changes = tuning.meaning_changes(storage, spec, configurations)
     if changes:  # before anything is written
         raise ValueError(describe_changes(spec.name, changes))
+    from bench.tracking import relocate_artifacts
+
+    relocate_artifacts(suite.tracking_uri, spec.name, run_dir)  # moved: its own files, once
     tracker = _tracker(suite)
     tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
     _write_resolved_config(suite)

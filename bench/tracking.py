@@ -394,8 +394,6 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, *, run_dir: Path | None = None,
                  retry_s: float | None = None) -> None:
         configure()
-        if run_dir is not None:
-            relocate_artifacts(uri, experiment, run_dir)
         self.uri = uri
         self.retry_s = RETRY_S if retry_s is None else retry_s
         self.client = _RetryingClient(MlflowClient(tracking_uri=uri), uri, self.retry_s)

@@ -894,11 +894,6 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     return queued
 
 
-def trial_outcomes(storage: BaseStorage) -> dict[tuple[str, int], str]:
-    """(study name, trial number) -> outcome, for every trial in the storage."""
-    return trial_ends(storage)[0]
-
-
 def trial_ends(storage: BaseStorage) -> tuple[dict[tuple[str, int], str],
                                               dict[tuple[str, int], str]]:
     """For every trial in the storage, keyed by (study name, trial number): its outcome,

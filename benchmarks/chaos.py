@@ -79,7 +79,7 @@ class Scenario:
         from bench import tuning
 
         try:
-            return tuning.trial_outcomes(tuning.open_storage(self.url, self.root))
+            return tuning.trial_ends(tuning.open_storage(self.url, self.root))[0]
         except Exception:  # the database is restarting
             return {}
 
