@@ -1,5 +1,5 @@
 """``python -m bench`` is the ``gradbench`` command."""
 
-from bench.cli import script
+from bench.cli.main import script
 
 script()

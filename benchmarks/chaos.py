@@ -37,7 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
 
-from tests.servers import MlflowServer, _as_postgres, create_database, postgres_server  # noqa: E402
+from testkit.servers import MlflowServer, _as_postgres, create_database, postgres_server  # noqa: E402
 
 SCENARIOS = ("worker", "command", "machine", "tracking", "postgres")
 ENV = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="steps per run (default 1500)")
     args = parser.parse_args()
     from bench import tuning
-    from tests.servers import postgres_bin
+    from testkit.servers import postgres_bin
 
     tuning.configure()
 

@@ -1,4 +1,4 @@
-"""What a suite will cost: ``gradbench cost SUITE`` (``bench/cost.py``), kept as a script.
+"""What a suite will cost: ``gradbench cost SUITE`` (``bench/cli/cost.py``), kept as a script.
 
 Usage:
     python benchmarks/cost.py full                    # the full suite, on this machine
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.cli import main
+from bench.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["cost", *sys.argv[1:]]))

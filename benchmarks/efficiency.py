@@ -2,8 +2,8 @@
 
 Runs a suite through the real command (``gradbench run SUITE``: worker processes, Optuna
 journal storage, MLflow store) into a fresh temporary run directory, reads the breakdown the
-workers reported (``timings.json`` in the run directory: ``bench.pool.RunStats``), then, in
-this process, prices the training steps the suite actually ran with ``bench.cost`` (the
+workers reported (``timings.json`` in the run directory: ``bench.run.pool.RunStats``), then, in
+this process, prices the training steps the suite actually ran with ``bench.cli.cost`` (the
 median time of a bare training step for each task variant and model, as ``gradbench cost``
 times it) and prints one table per run:
 
@@ -80,7 +80,7 @@ def run_suite(suite: str, sets: list[str], workers: int, root: Path,
 
 def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: int,
           side_by_side: int = 1) -> float:
-    """Seconds the suite's steps cost in a bare loop (``bench.cost``), timed here; with
+    """Seconds the suite's steps cost in a bare loop (``bench.cli.cost``), timed here; with
     ``side_by_side`` > 1, timed in that many processes at once (as the workers ran: they
     share the host's cores, caches and memory bandwidth), the mean of their step times."""
     ran = {(row["variant"], row["model"]): row["steps"] for row in breakdown["steps_by"]}
@@ -106,9 +106,9 @@ def price(suite: str, sets: list[str], breakdown: dict[str, Any], timed_steps: i
 def _bare_steps(suite: str, sets: list[str], keys: list[tuple[str, str]],
                 timed_steps: int) -> dict[tuple[str, str], float]:
     """(task variant, model) -> seconds of one bare training step, one torch thread."""
-    from bench.cost import offline_spec, time_models, variant_of
+    from bench.cli.cost import offline_spec, time_models, variant_of
     from bench.models import select_device
-    from bench.suite import available_configurations
+    from bench.run.suite import available_configurations
     from bench.train import configure_torch
 
     configure_torch(threads=1)
@@ -124,7 +124,7 @@ def _bare_steps_together(suite: str, sets: list[str], keys: list[tuple[str, str]
                          timed_steps: int, start: Any, results: Any) -> None:
     """``_bare_steps`` in a process of its own, begun with the others (``start``: a
     barrier); its step times go to ``results``."""
-    import bench.cost  # noqa: F401 - imports done before the barrier
+    import bench.cli.cost  # noqa: F401 - imports done before the barrier
 
     start.wait()
     results.put(_bare_steps(suite, sets, keys, timed_steps))
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         server = None
         uri = args.tracking_uri
         if uri == "server":
-            from tests.servers import MlflowServer
+            from testkit.servers import MlflowServer
 
             server = MlflowServer(root / "mlflow").start()
             uri = server.url

@@ -4,7 +4,7 @@ Quality bar (issue: performance): peak resident memory per worker <= 1 GB on the
 suite, and a worker that runs 100 small trials in a row ends within 10% of its resident
 memory after the first 10 (no leaked graphs, figures, clients or caches).
 
-This runs one real ``bench.worker.Worker`` in this process (Optuna journal storage, MLflow
+This runs one real ``bench.run.worker.Worker`` in this process (Optuna journal storage, MLflow
 SQLite store, gradient diagnostics on, one torch thread) on a suite of one configuration
 with a budget of ``--trials`` tuning trials, and reads the resident set size (VmRSS) after
 every trial. For the HAR task (the largest arrays) pass ``--har DIR``. The peak per worker
@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 from bench import config
-from bench.pool import peak_rss_mb
-from bench.suite import prepare
-from bench.worker import Worker
+from bench.run.pool import peak_rss_mb
+from bench.run.suite import prepare
+from bench.run.worker import Worker
 
 
 def rss_mb() -> float:

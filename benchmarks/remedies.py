@@ -32,8 +32,8 @@ import torch
 
 import tasks
 from bench.diagnostics import GradientDiagnostics, never
-from bench.job import Job, build
 from bench.registry import remedy
+from bench.run.job import Job, build
 from bench.train import TrainConfig, train
 
 

@@ -37,7 +37,7 @@ import yaml
 
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
-from bench.suite import parent_tags
+from bench.run.suite import parent_tags
 from bench.tracking import (
     CONFIG_FILE,
     CONFUSION_TABLE,
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(root: Path, run_dir: Path) -> int:
     from bench.report import build_report
-    from bench.results import ResultsSource
+    from bench.report.results import ResultsSource
 
     started = time.perf_counter()
     source = ResultsSource(default_tracking_uri(run_dir), NAME)

@@ -16,7 +16,7 @@ def cpu() -> torch.device:
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server for the session (skipped where PostgreSQL is not installed)."""
-    from tests.servers import postgres_bin, postgres_server
+    from testkit.servers import postgres_bin, postgres_server
 
     if postgres_bin() is None:
         pytest.skip("PostgreSQL is not installed (make test installs it: scripts/system-deps.sh)")
@@ -27,7 +27,7 @@ def postgres():
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real MLflow tracking server on a free port, stopped after the test."""
-    from tests.servers import MlflowServer
+    from testkit.servers import MlflowServer
 
     server = MlflowServer(tmp_path / "mlflow-server").start()
     try:

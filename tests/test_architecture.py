@@ -95,7 +95,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
 
 def test_no_import_cycle_among_bench_modules() -> None:
     graph = _bench_graph()
-    assert {"bench.suite", "bench.pool", "bench.worker", "bench.tuning"} <= set(graph)
+    assert {"bench.run.suite", "bench.run.pool", "bench.run.worker", "bench.tuning"} <= set(graph)
     assert _cycle(graph) == [], " -> ".join(_cycle(graph))
 
 

@@ -245,7 +245,7 @@ def test_entry_points_register_plugins(plugin_dir: Path) -> None:
 
 
 def _suite_runs(run_dir: Path, name: str) -> list:
-    from bench.results import ResultsSource
+    from bench.report.results import ResultsSource
     from bench.tracking import default_tracking_uri
 
     return ResultsSource(default_tracking_uri(run_dir), name).search()
@@ -254,7 +254,7 @@ def _suite_runs(run_dir: Path, name: str) -> list:
 @pytest.mark.slow
 def test_the_example_plugins_run_as_a_suite_end_to_end(plugin_dir: Path) -> None:
     """Tuning, final seeds, MLflow runs with the exact profiles, and the report."""
-    from bench.results import ResultsSource
+    from bench.report.results import ResultsSource
     from bench.tracking import PROFILES_TABLE, default_tracking_uri
 
     runs = plugin_dir / "runs"
@@ -292,7 +292,7 @@ def test_the_example_plugins_run_as_a_suite_end_to_end(plugin_dir: Path) -> None
 
 @pytest.mark.slow
 def test_orth_rnn_runs_in_a_suite_like_the_others(tmp_path: Path) -> None:
-    from bench.results import ResultsSource
+    from bench.report.results import ResultsSource
     from bench.tracking import PROFILES_TABLE, default_tracking_uri
 
     runs = tmp_path / "runs"

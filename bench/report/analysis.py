@@ -1,6 +1,6 @@
 """Frames -> tables: the numbers of the report, pure pandas/numpy (no plotting, no I/O).
 
-Inputs are the frames of ``bench.results`` (one row per run; histories and artifact tables
+Inputs are the frames of ``bench.report.results`` (one row per run; histories and artifact tables
 in long format). Every function returns a new frame; nothing here knows MLflow or HTML.
 
 Facts about tasks, models and remedies (display order, labels, a task's metric, direction,
@@ -23,7 +23,7 @@ import pandas as pd
 from bench import registry
 from bench.outcomes import BEYOND_HORIZON
 from bench.registry import MODELS, NONE, REMEDIES, TASKS, ModelInfo, Remedy, TaskInfo
-from bench.results import float_params
+from bench.report.results import float_params
 from bench.tracking import (
     BASELINE,
     FACTOR_NAMES,

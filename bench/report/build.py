@@ -33,7 +33,7 @@ from bench.report.html import (
     figure_images,
     render,
 )
-from bench.results import Results, ResultsSource
+from bench.report.results import Results, ResultsSource
 
 Importances = Mapping[str, dict[str, float] | str]
 SHOWN_IDS = 6  # run ids listed under a figure (all of them are in its CSV)

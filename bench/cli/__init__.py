@@ -1,0 +1,1 @@
+"""The command layer: `gradbench` and its commands, on top of every stage."""

@@ -1,0 +1,193 @@
+"""The local web UIs of ``gradbench ui`` and ``gradbench dashboard``: ports, start, stop.
+
+Each server (the MLflow UI, optuna-dashboard) runs in a process group of its own, so that
+stopping it also stops every process it started. A default port in use is replaced by the
+next free one, and said so; a link is printed only once its server answers. Any stop
+signal (Ctrl-C, ``kill``, a closed terminal) stops them all.
+
+``python -m bench.cli.serve dashboard RUN_DIR HOST PORT`` is optuna-dashboard's process (the
+storage URL, if any, comes in ``GRADBENCH_DASHBOARD_STORAGE``: never on a command line,
+where ``ps`` would show its password).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MLFLOW_PORT = 5000  # the defaults of `gradbench ui`
+DASHBOARD_PORT = 8080
+PORT_TRIES = 50
+ANSWER_TIMEOUT_S = float(os.environ.get("GRADBENCH_UI_TIMEOUT_S", "120"))
+STORAGE_ENV = "GRADBENCH_DASHBOARD_STORAGE"
+
+
+def default_dashboard_url() -> str:
+    """Where ``gradbench ui`` serves optuna-dashboard when its port is free."""
+    return f"http://127.0.0.1:{DASHBOARD_PORT}"
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str, port: int, taken: Collection[int] = ()) -> int:
+    """``port``, or the next free one after it (those in ``taken`` are skipped too)."""
+    for candidate in range(port, min(port + PORT_TRIES, 65536)):
+        if candidate not in taken and port_free(host, candidate):
+            return candidate
+    raise RuntimeError(f"--port {port}: it and the {PORT_TRIES - 1} ports after it are in use "
+                       f"on {host}")
+
+
+@dataclass
+class Server:
+    """One UI: what it is, its command, where it answers, and its process once started."""
+
+    name: str
+    command: Sequence[str]  # "{port}" stands for the port picked
+    host: str
+    port: int
+    probe: str  # a path that answers 200 once the server is ready
+    link: str  # the page to print
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}{path}"
+
+    def start(self) -> None:
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        self.proc = subprocess.Popen(command, env=self.env, start_new_session=True)
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url(self.probe), timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+
+def pick_ports(servers: Sequence[Server]) -> None:
+    """Give each server its port, or the next free one, and say when it moved."""
+    taken: dict[int, str] = {}
+    for server in servers:
+        port = free_port(server.host, server.port, taken)
+        if port != server.port:
+            why = f"goes to the {taken[server.port]}" if server.port in taken else "is in use"
+            print(f"port {server.port} {why}; the {server.name} takes port {port}", flush=True)
+            server.port = port
+        taken[port] = server.name
+
+
+def run_servers(servers: Sequence[Server]) -> int:
+    """Start the servers, print each link once it answers, and wait for a stop signal.
+
+    Returns 0 when stopped by a signal; 1 when a server ended on its own (its code said).
+    """
+    pick_ports(servers)
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)  # also a `kill`, a closed terminal, a background job
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            _wait_until_answers(server)
+            print(f"{server.name}: {server.url(server.link)}", flush=True)
+        print("Ctrl-C stops " + ("it" if len(servers) == 1 else "them"), flush=True)
+        while True:
+            for server in servers:
+                assert server.proc is not None
+                if server.proc.poll() is not None:
+                    print(f"gradbench: the {server.name} stopped (exit code "
+                          f"{server.proc.returncode})", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for server in servers:
+            stop_group(server.proc)
+
+
+def _wait_until_answers(server: Server) -> None:
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while not server.answers():
+        assert server.proc is not None
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the {server.name} did not start (exit code "
+                               f"{server.proc.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the {server.name} did not answer on "
+                               f"{server.url(server.probe)} within {ANSWER_TIMEOUT_S:.0f} s")
+        time.sleep(0.3)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Any stop signal ends the command as Ctrl-C does, so that its servers stop with it."""
+    raise KeyboardInterrupt
+
+
+def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server and every process it started (its own process group)."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def dashboard_server(storage: str | None, run_dir: Path, host: str, port: int,
+                     link: str = "/dashboard") -> Server:
+    """optuna-dashboard on a suite's Optuna storage (its journal file, or ``storage``)."""
+    env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV}
+    if storage is not None:
+        env[STORAGE_ENV] = storage
+    command = [sys.executable, "-m", "bench.cli.serve", "dashboard", str(run_dir), host, "{port}"]
+    return Server("optuna-dashboard", command, host, port, "/api/meta", link, env)
+
+
+def mlflow_server(uri: str, host: str, port: int, link: str) -> Server:
+    """The MLflow UI on a tracking store (one worker; no job execution)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+               "--host", host, "--port", "{port}", "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return Server("MLflow UI", command, host, port, "/health", link, env)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """The dashboard's own process: ``dashboard RUN_DIR HOST PORT``."""
+    from bench import tuning
+
+    _, run_dir, host, port = argv
+    tuning.configure()
+    with contextlib.suppress(KeyboardInterrupt):
+        tuning.serve_dashboard(os.environ.get(STORAGE_ENV), Path(run_dir), host, int(port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

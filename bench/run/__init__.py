@@ -1,0 +1,1 @@
+"""The run machinery: a suite, its pool of workers, and one job."""

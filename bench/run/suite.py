@@ -1,0 +1,468 @@
+"""A suite: configurations x studies, where it lives, how it starts, resumes and reads.
+
+``prepare`` expands the config, sets the run directory up, creates every Optuna study
+before any worker starts, and recovers what an interrupted run left behind (trials
+marked interrupted and queued again; their MLflow runs ended as KILLED). The workers
+(``bench.run.pool``, ``bench.run.worker``) then claim tuning trials and final seeds through the
+storage until every configuration is done. ``leaderboard``, ``status_rows`` and
+``progress_snapshot`` read where a suite stands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.config import Configuration, SuiteSpec, describe_changes, expand
+from bench.errors import mask_secrets
+from bench.locks import locked
+from bench.outcomes import MLFLOW_STATUS, Outcome
+
+PARENT_SETTLE_S = 2.0  # see create_parent_runs
+
+
+@dataclass
+class Suite:
+    """A suite ready to run: where it lives and what it will run."""
+
+    spec: SuiteSpec
+    run_dir: Path
+    configurations: list[Configuration]
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it was left out
+    workers: int = 1
+    whole: SuiteSpec | None = None  # the suite as recorded when --tasks/--models narrow it
+
+    @property
+    def recorded(self) -> SuiteSpec:
+        """What is recorded with the suite (run directory, MLflow): the whole of it, and
+        ``status`` and ``report`` read that, however narrow this run."""
+        return self.whole or self.spec
+
+    @property
+    def storage_url(self) -> str | None:
+        return self.spec.storage
+
+    @property
+    def embedded(self) -> bool:
+        """Optuna's journal file in the run directory (one ``gradbench run`` at a time, under
+        the run lock), not a database shared by machines."""
+        return self.storage_url is None or self.storage_url.startswith("journal:")
+
+    @property
+    def tracking_uri(self) -> str:
+        from bench.tracking import resolve_uri
+
+        return resolve_uri(self.spec.tracking_uri, self.run_dir)
+
+    def jobs_per_configuration(self) -> int:
+        return self.spec.tuning.trials + self.spec.final.seeds
+
+
+def runs_root(runs_dir: str | Path | None) -> Path:
+    """``--runs-dir``, else ``$GRADBENCH_HOME``, else ``./runs``."""
+    return Path(runs_dir or os.environ.get("GRADBENCH_HOME") or "runs")
+
+
+def run_dir_for(spec: SuiteSpec, runs_dir: str | Path | None) -> Path:
+    return runs_root(runs_dir) / spec.name
+
+
+# ------------------------------------------------------------------------------ preparation
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, with the path, when the run directory cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"run directory {run_dir} is not writable: {err.strerror}") from err
+
+
+def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
+    """Expand the grid; leave a task out (with the reason) when its data are absent.
+
+    The task's record says (``TaskInfo.unavailable``; HAR: no copy at the default location,
+    offline). Data that are given but hold nothing, or an archive that is truncated or
+    tampered with, are bad input: the task's error propagates.
+    """
+    from bench.config import TASK_STEPS
+    from bench.registry import TASKS
+
+    configurations = expand(spec)
+    skipped: dict[str, str] = {}
+    for name, params in spec.tasks:
+        info = TASKS.get(name)
+        data = {k: v for k, v in params.items() if k != TASK_STEPS}  # the budget is not data
+        reason = info.unavailable(data) if info.unavailable is not None else None
+        if reason is not None:
+            skipped[info.name] = reason
+    return [c for c in configurations if c.task not in skipped], skipped
+
+
+def check_remote_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
+    """What can be wrong with the input beyond this machine, found before anything is
+    written: a storage database and a tracking server (reached; nothing created). The
+    device and the tasks' data are ``check_local_inputs``'s."""
+    from bench import tracking, tuning
+
+    run_dir = run_dir_for(spec, runs_dir)
+    if spec.storage is not None and not spec.storage.startswith("journal:"):
+        tuning.open_storage(spec.storage, run_dir)
+    tracking.check_reachable(tracking.resolve_uri(spec.tracking_uri, run_dir))
+
+
+def check_local_inputs(spec: SuiteSpec) -> None:
+    """The device and the tasks' data: checked on this machine, in an instant."""
+    check_device(spec.device)
+    _configurations(spec)
+
+
+def check_device(device: str) -> None:
+    """``cuda`` / ``cuda:N`` where this machine has no such device: a one-line error."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ValueError(f"device {device!r}: this machine has {found}; "
+                         f"use --device cpu (or auto)")
+
+
+def _configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
+    configurations, skipped = available_configurations(spec)
+    if not configurations:
+        raise ValueError(f"suite {spec.name!r}: nothing to run (skipped: "
+                         f"{', '.join(skipped) or 'none'})")
+    return configurations, skipped
+
+
+def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
+            whole: SuiteSpec | None = None) -> Suite:
+    """Everything before the workers: directory, resolved config, studies, recovery.
+
+    ``whole``: the suite without the ``--tasks`` / ``--models`` that narrow this run (what
+    is recorded). A change of the settings behind recorded results is refused here,
+    before anything is written (``tuning.meaning_changes``).
+    """
+    from bench import tuning
+
+    run_dir = run_dir_for(spec, runs_dir)
+    check_writable(run_dir)
+    configurations, skipped = _configurations(spec)
+    suite = Suite(spec, run_dir, configurations, skipped, whole=whole)
+    storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
+    changes = tuning.meaning_changes(storage, spec, configurations)
+    if changes:  # before anything is written
+        raise ValueError(describe_changes(spec.name, changes))
+    from bench.tracking import relocate_artifacts
+
+    relocate_artifacts(suite.tracking_uri, spec.name, run_dir)  # moved: its own files, once
+    tracker = _tracker(suite)
+    tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
+    _write_resolved_config(suite)
+    tuning.create_studies(storage, spec, configurations)
+    from bench.cli.serve import default_dashboard_url
+
+    links = tuning.dashboard_links(storage, spec, configurations, default_dashboard_url())
+    create_parent_runs(suite, tracker, links=links)
+    recover(suite, storage, tracker=tracker)
+    return suite
+
+
+def _tracker(suite: Suite) -> Any:
+    """The main process's tracker: fails fast (10 s of retries) when the store is down."""
+    from bench.tracking import RETRY_S, Tracker
+
+    return Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
+                   retry_s=min(RETRY_S, 10.0))
+
+
+def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]:
+    return {**configuration.tags(), "config_hash": spec.config_hash(), "suite": spec.name}
+
+
+def create_parent_runs(suite: Suite, tracker: Any,
+                       links: Mapping[str, tuple[str, str]] | None = None) -> None:
+    """One MLflow parent run per configuration, with the resolved config and provenance.
+
+    ``links``: configuration -> (its study, the study's page on optuna-dashboard as
+    ``gradbench ui`` serves it by default), as tags and as the run's description.
+
+    With a shared storage other machines may be preparing the same suite right now: their
+    parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
+    (an embedded storage has one ``gradbench run`` at a time: no wait).
+    """
+    from bench.tracking import provenance
+
+    config_text = yaml.safe_dump(recorded_config(suite), sort_keys=False)
+    info = provenance()
+    parents = tracker.ensure_parent_runs(
+        {c.name: parent_tags(suite.spec, c) for c in suite.configurations},
+        settle_s=0.0 if suite.embedded else PARENT_SETTLE_S)
+    for name, (run_id, created) in parents.items():
+        if created:
+            tracker.set_tags(run_id, {**info, **study_tags(*(links or {}).get(name, ("", "")))})
+            tracker.log_text(run_id, config_text, "config.yaml")
+
+
+def recorded_config(suite: Suite) -> dict[str, Any]:
+    """The suite as recorded (``Suite.recorded``), passwords masked, with the tracking URI
+    it used even where it came from ``$MLFLOW_TRACKING_URI`` (not the embedded store's:
+    that one follows the run directory)."""
+    from bench.tracking import default_tracking_uri
+
+    data = suite.recorded.public_dict()
+    if data["tracking_uri"] is None and suite.tracking_uri != default_tracking_uri(
+            suite.run_dir):
+        data["tracking_uri"] = mask_secrets(suite.tracking_uri)
+    return data
+
+
+def study_tags(study: str, url: str) -> dict[str, str]:
+    """A parent run's tags that lead to its Optuna study (none when unknown)."""
+    from bench.tracking import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
+
+    if not study:
+        return {}
+    return {STUDY_TAG: study, DASHBOARD_TAG: url,
+            DESCRIPTION_TAG: f"Optuna study `{study}`: {url} (served by `gradbench ui` or "
+                             f"`gradbench dashboard`)"}
+
+
+def _write_resolved_config(suite: Suite) -> None:
+    target = suite.run_dir / "config.yaml"
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(recorded_config(suite), sort_keys=False))
+    tmp.replace(target)
+
+
+# ------------------------------------------------------------------------------ resuming
+
+
+def recover(suite: Suite, storage: Any, *, at_start: bool = True,
+            tracker: Any = None) -> dict[str, int]:
+    """Mark trials of dead workers as interrupted, queue them again, end their MLflow runs.
+
+    At start-up on an embedded (journal) storage every RUNNING trial is dead: the run lock
+    is held. On an RDB storage only trials whose heartbeat went stale are; workers call
+    this now and then (``at_start=False``) to pick up the work of a worker that died.
+    ``storage`` is the one ``tuning.open_storage`` returned.
+    """
+    from bench import tuning
+
+    all_dead = suite.embedded and at_start
+    found = tuning.recover(storage, suite.spec, suite.configurations, all_running=all_dead)
+    tracker = tracker or _tracker(suite)
+    if at_start:  # what workers of this run directory left unsent, before their runs end
+        from bench.tracking import replay_spooled
+
+        replay_spooled(suite.run_dir, tracker)
+    outcomes, workers = tuning.trial_ends(storage)
+    end_orphan_runs(tracker, outcomes, workers=None if all_dead else workers)
+    return found
+
+
+def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
+                    workers: Mapping[tuple[str, int], str] | None = None) -> int:
+    """End nested MLflow runs left RUNNING by a worker that died.
+
+    Its trial was interrupted: KILLED. Its trial finished but the worker died (or lost the
+    tracking server) before closing the run: the outcome's status, tagged
+    ``tracking=incomplete``. A trial still running or queued keeps its run open.
+
+    ``workers`` (trial -> ``host:pid`` of its worker; None: every worker is gone, as under
+    an embedded storage's run lock at start): a finished trial's run is ended only if its
+    worker is gone from this host. A live worker may still be sending its records (they
+    wait in its spool), and a dead worker's on another host are written when that machine
+    resumes the suite (``tracking.replay_spooled``).
+    """
+    from bench.tuning import RUNNING, WAITING, worker_gone
+
+    running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
+    ended = 0
+    for run in running:
+        key = (run.data.tags.get("study", ""), int(run.data.tags.get("trial_number", -1)))
+        state = outcomes.get(key, Outcome.INTERRUPTED)
+        if state in (RUNNING, WAITING):
+            continue
+        outcome = Outcome.parse(state) or Outcome.INTERRUPTED
+        if outcome.kept and workers is not None and not worker_gone(workers.get(key)):
+            continue
+        tags = {"state": str(outcome)}
+        if outcome.kept:
+            tags["tracking"] = "incomplete"
+        tracker.set_tags(run.info.run_id, tags)
+        tracker.end_run(run.info.run_id, MLFLOW_STATUS[outcome])
+        ended += 1
+    return ended
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Only one ``gradbench run`` of a suite at a time on an embedded storage."""
+    path = run_dir / ".run.lock"
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(locked(path, wait=False))
+        except BlockingIOError:
+            pid = path.read_text().strip() or "?"
+            raise RuntimeError(f"suite {run_dir.name!r} is already running (pid {pid}); "
+                               f"wait for it or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+# ------------------------------------------------------------------------------ where it stands
+
+
+def leaderboard(suite: Suite) -> list[dict[str, Any]]:
+    """Per configuration: the final seeds' test metric (mean, std), solved and diverged rates
+    (``board_row``)."""
+    from bench import tuning
+
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    rows = []
+    for configuration in suite.configurations:
+        row = board_row(configuration, *records(storage, suite.spec, configuration))
+        # suites begun before trials recorded a direction
+        row["direction"] = row["direction"] or _task_direction(row["task"])
+        row["beyond_horizon"] = not row["seeds"] and tuning.horizon_gate(
+            storage, suite.spec, configuration) == tuning.BEYOND
+        rows.append(row)
+    return rows
+
+
+def records(storage: Any, spec: SuiteSpec, configuration: Configuration
+            ) -> tuple[list[Any], list[Any]]:
+    """A configuration's tuning trials and its current final seeds (those of the best
+    parameters; seeds of superseded parameters are left out), as ``tuning.TrialRecord``s."""
+    from bench import tuning
+
+    trials = tuning.trial_records(storage, spec, configuration)
+    finals = tuning.trial_records(storage, spec, configuration, final=True)
+    direction = tuning.objective_direction(spec, configuration)
+    return trials, tuning.current_finals(trials, finals, direction)
+
+
+def board_row(configuration: Configuration, trials: Sequence[Any],
+              finals: Sequence[Any]) -> dict[str, Any]:
+    """One configuration's leaderboard row from its tuning trials and current final seeds
+    (``records``): the one leaderboard computation of the terminal.
+
+    ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
+    The mean and std are over every final seed done: a diverged seed counts with the
+    trivial predictor's test score, which it records (``test_from=trivial``); none is
+    dropped. ``diverged_rate`` says how many those are.
+    """
+    from bench.tuning import counts
+
+    metric = _recorded(finals, "metric")
+    direction = _recorded([*finals, *trials], "direction")
+    done = [t for t in finals if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED)]
+    values = [float(t.attrs["test"][metric]) for t in done if metric in t.attrs.get("test", {})]
+    solved_at = [int(t.attrs["solved_at"]) for t in done if "solved_at" in t.attrs]
+    c = counts(trials)
+    return {
+        "configuration": configuration.name,
+        "task": configuration.task,
+        "seq_len": configuration.seq_len,
+        "model": configuration.model,
+        "regularization": configuration.regularization,
+        "clipping": configuration.clipping,
+        "metric": metric,
+        "direction": direction,
+        "mean": statistics.fmean(values) if values else math.nan,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan,
+        "seeds": len(done),
+        "steps_to_solve": statistics.median(solved_at) if solved_at else math.nan,
+        "solved_rate": _rate(done, lambda t: bool(t.attrs.get("solved"))),
+        "diverged_rate": _rate(done, lambda t: t.outcome == Outcome.DIVERGED),
+        "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
+        "running": c["running"],
+    }
+
+
+def _recorded(trials: Sequence[Any], attr: str) -> str:
+    return str(next((t.attrs[attr] for t in trials if attr in t.attrs), ""))
+
+
+def _task_direction(task: str) -> str:
+    """The task's direction from the registry, "" where it has no record of the task."""
+    from bench.registry import TASKS, PluginError
+
+    try:
+        return TASKS.get(task).direction
+    except PluginError:
+        return ""
+
+
+def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
+    return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
+
+
+def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
+    """Jobs done per configuration (finished tuning trials + finished final seeds).
+    ``storage``: one opened before, for a caller that asks again and again."""
+    from bench import tuning
+
+    if storage is None:
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    spec, done = suite.spec, {}
+    for configuration in suite.configurations:
+        trials, finals = records(storage, spec, configuration)
+        c, f = tuning.counts(trials), tuning.counts(finals)
+        tuned = min(spec.tuning.trials, c["complete"] + c["pruned"] + c["diverged"])
+        if tuning.horizon_gate(storage, spec, configuration) == tuning.BEYOND or (
+                tuning.tuning_done(trials, spec.tuning.trials)
+                and tuning.best_trial(trials) is None):
+            done[configuration.name] = suite.jobs_per_configuration()  # nothing to re-run
+        else:
+            done[configuration.name] = tuned + min(spec.final.seeds,
+                                                   f["complete"] + f["diverged"])
+    return done
+
+
+def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
+    """Per configuration: trials by outcome, best objective (``tuning.objective``), final
+    seeds done."""
+    from bench import tuning
+
+    if spec.storage is None and not (run_dir / "optuna.journal").exists():
+        return []
+    storage = tuning.open_storage(spec.storage, run_dir)
+    existing = tuning.study_names(storage)
+    if not any(tuning.study_name(spec, c) in existing for c in expand(spec)):
+        return []
+    rows = []
+    for configuration in expand(spec):
+        if tuning.study_name(spec, configuration) not in existing:  # not started yet
+            rows.append({"configuration": configuration.name, **tuning.counts([]),
+                         "best": math.nan, "finals": f"0/{spec.final.seeds}"})
+            continue
+        trials, finals = records(storage, spec, configuration)
+        best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
+        f = tuning.counts(finals)
+        beyond = not trials and tuning.horizon_gate(storage, spec, configuration) == tuning.BEYOND
+        rows.append({"configuration": configuration.name, **tuning.counts(trials),
+                     "best": best.value if best is not None and best.value is not None
+                     else math.nan,
+                     "finals": "beyond horizon" if beyond
+                     else f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
+    return rows

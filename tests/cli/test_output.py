@@ -1,0 +1,160 @@
+"""Output for people, logs and scripts: help, version, plain progress, dry runs, --data-dir."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+import bench
+from bench.cli.main import build_parser, main, packaged_suites
+from bench.cli.view import PlainProgress
+
+
+def _options(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(f"{name} {a}", b) for a, b in _options(sub)]
+        elif action.option_strings and action.dest not in ("help", "version"):
+            found.append((action.option_strings[-1], action))
+    return found
+
+
+def test_every_option_says_its_default() -> None:
+    from bench.cli.main import _Help
+
+    options = _options(build_parser())
+    assert len(options) > 40
+    for name, action in options:
+        assert "default" in (_Help("gradbench")._get_help_string(action) or ""), name
+
+
+def test_version_and_packaged_suites_in_run_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gradbench {bench.__version__}"
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    names = sorted(p.stem for p in (Path(bench.__file__).parent / "configs").glob("*.yaml"))
+    assert packaged_suites() == names and {"smoke", "default", "full"} <= set(names)
+    assert f"packaged suites: {', '.join(names)}" in " ".join(out.split())
+    assert "(default: 1)" in out  # --workers
+
+
+def _plain(total: int, done: dict[str, int], refresh=None) -> tuple[PlainProgress, io.StringIO]:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
+    return PlainProgress(console, total, done, refresh=refresh, every=0.05), buffer
+
+
+def test_plain_progress_prints_steady_lines_with_counts_and_time_left() -> None:
+    progress, buffer = _plain(10, {"a": 2})
+    with progress:
+        progress("start", {"worker": 0, "configuration": "a", "role": "trial", "steps": 5})
+        progress("start", {"worker": 1, "configuration": "b", "role": "trial", "steps": 5})
+        progress("end", {"worker": 1, "configuration": "b", "role": "trial",
+                         "outcome": "diverged"})
+        time.sleep(0.3)
+    lines = buffer.getvalue().strip().splitlines()
+    assert len(lines) >= 3  # at a steady pace, without any event, and once at the end
+    pattern = r"\d\d:\d\d:\d\d progress: 3/10 runs done \(30%\), 1 running, 1 diverged; " \
+              r"elapsed 0m00s, about \d+m\d\ds left"
+    assert re.fullmatch(pattern, lines[-1]), lines[-1]
+
+
+def test_plain_progress_counts_the_whole_suite_from_the_storage() -> None:
+    """Two machines on one suite: this one ran 3 of 8 runs, the storage says all 8 are done."""
+    progress, buffer = _plain(8, {}, refresh=lambda: {"a": 4, "b": 4})
+    progress.every = 60.0
+    with progress:
+        for _ in range(3):
+            progress("end", {"worker": 0, "configuration": "a", "role": "trial",
+                             "outcome": "complete"})
+    assert "progress: 8/8 runs done (100%)" in buffer.getvalue()
+    assert buffer.getvalue().rstrip().endswith("done")
+
+
+def test_the_bars_count_the_whole_suite_at_the_end() -> None:
+    from bench.cli.view import SuiteProgress
+
+    console = Console(file=io.StringIO(), width=120)
+    bars = SuiteProgress(console, total=8, done={}, per_configuration=4, workers=1,
+                         refresh=lambda: {"a": 4, "b": 4})
+    with bars:
+        bars("end", {"worker": 0, "configuration": "a", "role": "trial", "outcome": "complete"})
+    assert bars.progress.tasks[bars.suite].completed == 8  # not 1 of 8
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*"))
+
+
+def test_dry_run_prints_the_grid_and_cost_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "GRADBENCH_HOME": str(tmp_path / "gb"),
+           "GRADBENCH_DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": ""}
+    before = _files(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "smoke", "--dry-run",
+                          "--workers", "2", "--set", "training.steps=30"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert _files(tmp_path) == before  # no run directory, no store, no cache, nothing
+    text = out.stdout
+    assert "suite smoke: 16 configurations x (2 trials + 1 seeds) of 30 steps" in text
+    assert re.search(r"adding-T10\s+8\s+24\s+720", text)  # configurations, runs, steps
+    assert re.search(r"total\s+16\s+48\s+1,440", text)
+    assert re.search(r"adding-T10\s+lstm\s+\d+\s+\d+\.\d\d", text)  # timed here
+    assert "core-hours of training; with 2 worker(s) about" in text
+
+
+def test_cost_command_and_the_benchmarks_script(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "cost.py"), "smoke",
+                          "--models", "lstm", "--timed-steps", "2", "--workers", "4"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "with 4 worker(s)" in out.stdout and "rnn" not in out.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_data_dir_reaches_every_task_that_reads_data(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import config
+
+    spec = config.load(config.resolve_config("default"), {"data_dir": str(tmp_path)})
+    assert dict(spec.tasks)["har"]["data_dir"] == str(tmp_path)
+    missing = tmp_path / "nowhere"
+    code = main(["run", "default", "--dry-run", "--data-dir", str(missing)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"UCI HAR data not found in {missing}" in err and len(err.strip().splitlines()) == 1
+    spec_path = tmp_path / "synthetic.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "syn", "tasks": {"adding": {"seq_len": [4]}}}))
+    assert main(["run", str(spec_path), "--dry-run", "--data-dir", str(tmp_path)]) == 2
+    assert "none of the suite's tasks (adding) reads a data directory" in capsys.readouterr().err
+
+
+def test_verbose_shows_the_traceback_of_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ntrainig: {}\n")
+    quiet = subprocess.run([sys.executable, "-m", "bench", "run", str(bad), "--dry-run"],
+                           capture_output=True, text=True, timeout=120)
+    loud = subprocess.run([sys.executable, "-m", "bench", "run", str(bad), "--dry-run",
+                           "--verbose"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == loud.returncode == 2
+    assert "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
+    assert "Traceback" in loud.stderr and "trainig" in loud.stderr.strip().splitlines()[-1]
