@@ -54,13 +54,77 @@ def _importers_of(library: str) -> set[str]:
             if any(n == library or n.startswith(f"{library}.") for n in names)}
 
 
+def _in_package(names: set[str], package: str) -> bool:
+    return bool(names) and all(n == package or n.startswith(f"{package}.") for n in names)
+
+
 def test_optuna_is_imported_by_tuning_only() -> None:
-    assert _importers_of("optuna") == {"bench.tuning"}
-    assert _importers_of("optuna_dashboard") == {"bench.tuning"}  # it reads the storage too
+    assert _in_package(_importers_of("optuna"), "bench.tuning")
+    # optuna-dashboard reads the storage too
+    assert _in_package(_importers_of("optuna_dashboard"), "bench.tuning")
 
 
 def test_mlflow_is_imported_by_tracking_only() -> None:
-    assert _importers_of("mlflow") == {"bench.tracking"}
+    assert _in_package(_importers_of("mlflow"), "bench.tracking")
+
+
+# The stages of the pipeline, as folders of ``bench``; every other module (the loop, the
+# diagnostics, models, remedies, registry and the small leaf helpers) and ``tasks`` are the
+# base. A stage may import the stages listed here and nothing above them.
+STAGES = ("config", "tuning", "tracking", "run", "report", "cli")
+MAY_IMPORT = {
+    "base": {"base"},
+    "config": {"base", "config"},
+    "tuning": {"base", "config", "tuning"},
+    "tracking": {"base", "config", "tracking"},
+    "run": {"base", "config", "tuning", "tracking", "run"},
+    "report": {"base", "config", "tuning", "tracking", "report"},
+    "cli": {"base", "config", "tuning", "tracking", "run", "report", "cli"},
+}
+
+
+def stage_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "bench" and len(parts) > 1:
+        if parts[1] in STAGES:
+            return parts[1]
+        if parts[1] == "__main__":
+            return "cli"
+    return "base"
+
+
+def test_each_stage_imports_only_the_stages_below_it() -> None:
+    imports = _imports()
+    modules = set(imports)
+    wrong = sorted(f"{name} ({stage_of(name)}) imports {n} ({stage_of(n)})"
+                   for name, names in imports.items() for n in names
+                   if n in modules and stage_of(n) not in MAY_IMPORT[stage_of(name)])
+    assert wrong == []
+
+
+def test_the_stages_are_the_folders_of_bench() -> None:
+    folders = {p.name for p in (ROOT / "bench").iterdir()
+               if p.is_dir() and (p / "__init__.py").exists()}
+    assert set(STAGES) <= folders
+    assert stage_of("bench.run.worker") == "run" and stage_of("bench.train") == "base"
+    assert stage_of("tasks.adding") == "base" and stage_of("bench.__main__") == "cli"
+
+
+def test_no_module_is_longer_than_five_hundred_lines() -> None:
+    long = sorted(f"{module} ({n} lines)" for module, path in _sources().items()
+                  if (n := len(path.read_text().splitlines())) > 500)
+    assert long == []
+
+
+def test_no_class_is_longer_than_two_hundred_lines() -> None:
+    long = []
+    for module, path in _sources().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 200:
+                    long.append(f"{module}.{node.name} ({lines} lines)")
+    assert long == []
 
 
 def _bench_graph() -> dict[str, set[str]]:

@@ -197,7 +197,7 @@ def status(args: argparse.Namespace) -> int:
 
 def ui(args: argparse.Namespace) -> int:
     """``gradbench ui``: the MLflow UI and optuna-dashboard on the suite, until Ctrl-C."""
-    from bench.cli.main import serve
+    from bench.cli import serve
     from bench.run import suite as suites
     from bench.tracking import find_experiment_id, relocate_artifacts, resolve_uri
 
@@ -234,7 +234,7 @@ def dashboard(args: argparse.Namespace) -> int:
     if server is None:
         raise FileNotFoundError(f"no Optuna storage for suite {spec.name!r} at {run_dir}; "
                                 f"run it first: gradbench run {args.suite}")
-    from bench.cli.main import serve
+    from bench.cli import serve
 
     return serve.run_servers([server])
 
@@ -242,7 +242,7 @@ def dashboard(args: argparse.Namespace) -> int:
 def _dashboard(spec: SuiteSpec, run_dir: Path, args: argparse.Namespace, *, port: int) -> Any:
     """optuna-dashboard's server for the suite, or None when its storage does not exist."""
     from bench import tuning
-    from bench.cli.main import serve
+    from bench.cli import serve
 
     if not tuning.storage_exists(spec.storage, run_dir):
         return None
