@@ -32,7 +32,7 @@ step() {  # step NAME COMMAND...: run it, keep its output in $out/NAME.txt
 }
 
 step device python -c 'import torch; p = torch.cuda.get_device_properties(0); print(torch.__version__, torch.version.cuda, p.name, p.total_memory // 2**20, "MiB")'
-step tests python -m pytest -q tests/test_cuda.py
+step tests python -m pytest -q tests/models/test_cuda.py
 step overhead python benchmarks/overhead.py --device cuda --rounds 3
 step scaling python benchmarks/scaling.py --device cuda --workers 1,2,4,8
 step many_models python benchmarks/many_models.py --device cuda --ks 1,4,16,64
