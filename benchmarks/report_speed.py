@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.trial import TrialState
 
 from bench import config, tuning
 from bench.config import Configuration, SuiteSpec, expand, search_space
@@ -228,7 +229,7 @@ def write_suite(run_dir: Path, spec: SuiteSpec) -> int:
             run.log(tracker, run_id, final=False)
             if run.diverged_at:
                 trial.set_user_attr("outcome", "diverged")
-                study.tell(trial, state=tuning.TrialState.FAIL)
+                study.tell(trial, state=TrialState.FAIL)
             else:
                 value = BASELINE[c.task] * run.ratio
                 study.tell(trial, value)

@@ -25,16 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MLFLOW_PORT = 5000  # the defaults of `gradbench ui`
-DASHBOARD_PORT = 8080
+from bench import tuning
+
 PORT_TRIES = 50
 ANSWER_TIMEOUT_S = float(os.environ.get("GRADBENCH_UI_TIMEOUT_S", "120"))
 STORAGE_ENV = "GRADBENCH_DASHBOARD_STORAGE"
-
-
-def default_dashboard_url() -> str:
-    """Where ``gradbench ui`` serves optuna-dashboard when its port is free."""
-    return f"http://127.0.0.1:{DASHBOARD_PORT}"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -180,8 +175,6 @@ def mlflow_server(uri: str, host: str, port: int, link: str) -> Server:
 
 def _main(argv: Sequence[str]) -> int:
     """The dashboard's own process: ``dashboard RUN_DIR HOST PORT``."""
-    from bench import tuning
-
     _, run_dir, host, port = argv
     tuning.configure()
     with contextlib.suppress(KeyboardInterrupt):

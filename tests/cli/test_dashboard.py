@@ -4,61 +4,31 @@ browser, a busy port is replaced by the next free one, and Ctrl-C stops everythi
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from testkit.servers import default_sigint
-from tests.cli.test_cli import _group_alive, _listening_addresses
+from bench.cli.main import main
+from bench.cli.serve import free_port, port_free
+from testkit.processes import (
+    default_sigint,
+    group_alive,
+    listening_addresses,
+    read_lines,
+    stop_command,
+    wait_for_line,
+)
+from testkit.suites import SMOKE_STUDY, journal_with_a_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-STUDY = "smoke/adding-T10/rnn/none/none"
-
-
-def _journal_with_a_study(run_dir: Path) -> None:
-    """A study with a few trials, in the journal file the suite's workers write."""
-    import optuna
-
-    from bench import tuning
-
-    storage = tuning.open_storage(None, run_dir)
-    study = optuna.create_study(study_name=STUDY, storage=storage)
-    study.optimize(lambda t: (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 0.01) ** 2,
-                   n_trials=6)
-
-
-def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
-    out: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return out
-
-
-def _wait_for(lines: queue.Queue[str], prefix: str, seen: list[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if line.startswith(prefix):
-            return line.split(": ", 1)[-1].strip()
-    raise AssertionError(f"no {prefix!r} line in {seen}")
+STUDY = SMOKE_STUDY  # the study journal_with_a_study writes
 
 
 def _busy_port() -> socket.socket:
@@ -70,7 +40,7 @@ def _busy_port() -> socket.socket:
 
 
 def _screenshot(url: str, path: Path) -> tuple[str, list[str]]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # here: only this slow test needs it
 
     with sync_playwright() as p:  # Debian's chromium; never downloads a browser
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -95,7 +65,7 @@ def _screenshot(url: str, path: Path) -> tuple[str, list[str]]:
                     "installs it; CI runs it)")
 def test_dashboard_serves_the_journal_renders_a_study_and_stops(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "smoke"
-    _journal_with_a_study(run_dir)
+    journal_with_a_study(run_dir)
     busy = _busy_port()
     port = busy.getsockname()[1]
     proc = subprocess.Popen(
@@ -104,44 +74,31 @@ def test_dashboard_serves_the_journal_renders_a_study_and_stops(tmp_path: Path) 
         stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     seen: list[str] = []
     try:
-        link = _wait_for(_lines(proc), "optuna-dashboard:", seen, timeout=90)
+        link = wait_for_line(read_lines(proc), "optuna-dashboard:", seen, timeout=90)
         # printed only once the server answers, on the next free port, and said so
         with urllib.request.urlopen(link.replace("/dashboard", "/api/studies"),
                                     timeout=5) as response:
             assert STUDY.encode() in response.read()
         moved = link.split(":")[2].split("/")[0]
         assert int(moved) > port and f"port {port} is in use" in "".join(seen)
-        assert _listening_addresses(int(moved)) == {"127.0.0.1"}
+        assert listening_addresses(int(moved)) == {"127.0.0.1"}
         text, errors = _screenshot(f"{link}/studies/0", tmp_path / "study.png")
         assert STUDY in text and "Hyperparameter Importance" in text and errors == []
         assert (tmp_path / "study.png").stat().st_size > 20_000
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert proc.wait(timeout=60) == 0
         deadline = time.monotonic() + 15
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
+        while group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _group_alive(proc.pid)
-        assert not _listening_addresses(int(moved))
+        assert not group_alive(proc.pid)
+        assert not listening_addresses(int(moved))
     finally:
         busy.close()
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """After a failure: stop the command as a user would, so that it stops its server (a
-    SIGKILL would leave the server, in its own process group, running)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_command(proc)
 
 
 def test_dashboard_of_a_suite_not_run_is_one_clear_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.cli.main import main
-
     assert main(["dashboard", "smoke", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no Optuna storage for suite 'smoke'" in err and len(err.splitlines()) == 1
@@ -149,8 +106,6 @@ def test_dashboard_of_a_suite_not_run_is_one_clear_error(
 
 
 def test_a_busy_port_gives_the_next_free_one() -> None:
-    from bench.cli.serve import free_port, port_free
-
     busy = _busy_port()
     try:
         port = busy.getsockname()[1]

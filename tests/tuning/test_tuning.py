@@ -199,8 +199,8 @@ def test_recovery_fails_a_stale_trial_and_keeps_a_fresh_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On an RDB storage (here sqlite), a claim writes a first heartbeat at once; recovery
     fails only the trials whose last heartbeat is older than the grace period."""
-    monkeypatch.setattr(tuning, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(tuning, "GRACE_S", 2)
+    monkeypatch.setattr(tuning.storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tuning.storage, "GRACE_S", 2)
     spec, configuration = _smoke()
     storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path)
     tuning.create_studies(storage, spec, [configuration])
@@ -392,7 +392,7 @@ def test_heartbeats_are_read_through_the_study_wrapper(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A study loaded from an RDB storage holds Optuna's caching wrapper: the heartbeat is
     still written at claim time, and a fresh trial is not taken as stale."""
-    monkeypatch.setattr(tuning, "GRACE_S", 30)
+    monkeypatch.setattr(tuning.storage, "GRACE_S", 30)
     spec, configuration = _smoke()
     rdb = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", tmp_path)
     wrapper = optuna.storages.get_storage(rdb)
@@ -404,7 +404,7 @@ def test_heartbeats_are_read_through_the_study_wrapper(
     assert tuning.fail_stale(wrapper, study, all_running=False) == []
     assert [t.outcome for t in tuning.trial_records(rdb, spec, configuration)] == ["running"]
     journal = tuning.open_storage(None, tmp_path / "journal")
-    assert not tuning._heartbeats(journal) and tuning._heartbeats(wrapper)
+    assert not tuning.storage._heartbeats(journal) and tuning.storage._heartbeats(wrapper)
 
 
 def test_a_trial_taken_over_meanwhile_is_not_told_twice(tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""optuna-dashboard: the page of a study, the links to the pages of a suite's studies, and
+the server on a suite's storage (``gradbench dashboard``, ``gradbench ui``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from optuna.storages import BaseStorage
+
+from bench.config import Configuration, SuiteSpec
+from bench.tuning.storage import open_storage
+from bench.tuning.studies import study_name
+
+
+def dashboard_path(storage: BaseStorage, study: str) -> str:
+    """The path of a study's page on optuna-dashboard (``/dashboard/studies/<id>``)."""
+    return f"/dashboard/studies/{storage.get_study_id_from_name(study)}"
+
+
+def dashboard_links(storage: BaseStorage, spec: SuiteSpec,
+                    configurations: Sequence[Configuration], base: str
+                    ) -> dict[str, tuple[str, str]]:
+    """Configuration -> (its tuning study, the study's page on optuna-dashboard at ``base``)."""
+    out = {}
+    for configuration in configurations:
+        name = study_name(spec, configuration)
+        out[configuration.name] = (name, base + dashboard_path(storage, name))
+    return out
+
+
+def serve_dashboard(url: str | None, run_dir: Path, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the suite's storage until the process is stopped.
+
+    The storage object is built here (``open_storage``) and handed to the dashboard's WSGI
+    app: its own loader for journal files builds the backend with a lock of its own
+    (``JournalFileOpenLock``), not the one the workers use, and takes no RDB heartbeats.
+    """
+    # Here, not at the top: optuna-dashboard takes seconds to import, and only the
+    # dashboard's own process needs it.
+    from optuna_dashboard import wsgi
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass  # one line per request would drown the links the command printed
+
+    app = wsgi(open_storage(url, run_dir))
+    with make_server(host, port, app, handler_class=Quiet) as server:
+        server.serve_forever()
