@@ -1,5 +1,6 @@
-"""The MLflow boundary: only ``bench.tracking`` imports mlflow, nothing is set at import, the
-read side hands out plain records, and a suite's store is resolved in one place."""
+"""The MLflow boundary: only ``bench.tracking`` imports mlflow (and loads it on first use),
+nothing is set at import, the read side hands out plain records, and a suite's store is
+resolved in one place."""
 
 from __future__ import annotations
 
@@ -35,10 +36,37 @@ def _imports_mlflow(path: Path) -> list[int]:
 @pytest.mark.parametrize("path", MODULES, ids=[p.relative_to(ROOT).as_posix() for p in MODULES])
 def test_only_tracking_imports_mlflow(path: Path) -> None:
     lines = _imports_mlflow(path)
-    if path == ROOT / "bench" / "tracking.py":
-        assert lines, "bench.tracking is where mlflow is imported"
-    else:
+    if path.parent == ROOT / "bench" / "tracking" and path.stem in ("store", "writer", "reader"):
+        assert lines, f"bench.tracking.{path.stem} is where mlflow is imported"
+    elif path.parent != ROOT / "bench" / "tracking":
         assert lines == [], f"{path.relative_to(ROOT)} imports mlflow at line(s) {lines}"
+
+
+def test_names_and_analysis_load_no_mlflow() -> None:
+    """The names of metrics and artifacts, and the report's pure analysis, load no MLflow;
+    neither does ``bench.tracking`` itself, until a name of its MLflow side is used."""
+    code = (
+        "import sys\n"
+        "import bench.names, bench.report.analysis\n"
+        "assert 'mlflow' not in sys.modules, 'bench.names or bench.report.analysis'\n"
+        "import bench.tracking\n"
+        "assert 'mlflow' not in sys.modules, 'bench.tracking'\n"
+        "from bench.tracking import Tracker, RunReader\n"
+        "assert 'mlflow' in sys.modules\n"
+        "import bench.tracking.writer as writer\n"
+        "assert Tracker is writer.Tracker\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_name_of_the_package_is_there() -> None:
+    """``__all__`` names what callers use; the names of its MLflow side arrive on use."""
+    for name in tracking.__all__:
+        assert getattr(tracking, name) is not None, name
+    assert tracking.STEPS_TABLE == "curves.csv" and tracking.RETRY_S > 0
+    with pytest.raises(AttributeError, match="no attribute 'Trackr'"):
+        tracking.Trackr  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_check_sees_imports_at_any_depth(tmp_path: Path) -> None:

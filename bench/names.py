@@ -1,0 +1,44 @@
+"""The names of what a run records: metric keys and artifact paths (SPEC section 4).
+
+Both sides use them: the tracking layer writes under these names (``bench.tracking``), the
+report reads them back (``bench.report``). This module imports nothing, so a module that
+needs only the names (``bench.report.analysis``, pure pandas) never loads MLflow.
+"""
+
+from __future__ import annotations
+
+# Artifacts of a run (paths inside its artifact folder).
+STEPS_TABLE = "curves.csv"  # a run's every step: step, train_loss, grad_norm, clipped
+CONFIG_FILE = "config.yaml"  # the resolved suite config, on each configuration run
+CONFUSION_TABLE = "test/confusion.csv"  # HAR final seeds: true, predicted, count
+
+
+def diagnostics_table(name: str) -> str:
+    """The artifact path of a diagnostics table (``profiles`` -> ``diagnostics/profiles.csv``)."""
+    return f"diagnostics/{name}.csv"
+
+
+PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+# A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
+# MLflow's description of the run (shown on the run's page).
+STUDY_TAG = "optuna.study"
+DASHBOARD_TAG = "optuna.dashboard"
+DESCRIPTION_TAG = "mlflow.note.content"
+
+# The metrics a report reads back by name (every key is ``namespace/name``).
+TRAIN_LOSS = "train/loss"  # task loss per step (thinned; every step in STEPS_TABLE)
+GRAD_NORM = "grad/norm"  # global gradient norm before clipping, per step (thinned)
+VAL_LOSS = "val/loss"  # validation loss at the evaluation steps
+TEST_LOSS = "test/loss"
+TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's (same test set)
+STEPS_TO_SOLVE = "val/steps_to_solve"  # first evaluation step meeting the solved rule
+BASELINE = "baseline"  # namespace of the trivial predictor's metrics: baseline/test_loss, ...
+SPECTRAL_RADIUS = "weights/spectral_radius"  # of W_hh, largest over gate blocks
+FACTORS = "factors"  # the two factors of the decay per step, at each probe
+FACTOR_NAMES = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
+                "measured")
+
+
+def metric_key(namespace: str, name: str) -> str:
+    """A metric's key: ``metric_key("test", "mse")`` -> ``test/mse``."""
+    return f"{namespace}/{name}"
