@@ -2,10 +2,11 @@
 
 The registry checks a plugin's record (its type, name and callables). Here it is exercised,
 on the CPU and at a tiny size, before anything of a suite is written: a model's layer must
-have the fused layer's parameters, and the cell of its unrolled twin must reproduce the
-layer's outputs (the gradient profiles are only exact if it does); a task must hand out
-batches of its declared sizes, and its loss and metrics must accept a model's output. Each
-problem is one line naming the plugin (``PluginError``).
+have the fused layer's parameters, as many as the closed formula that sizes models to a
+parameter budget counts (``bench.models.param_count``), and the cell of its unrolled twin
+must reproduce the layer's outputs (the gradient profiles are only exact if it does); a task
+must hand out batches of its declared sizes, and its loss and metrics must accept a model's
+output. Each problem is one line naming the plugin (``PluginError``).
 """
 
 from __future__ import annotations
@@ -16,36 +17,46 @@ from typing import Any
 
 import torch
 
+from bench.diagnostics.unrolled import unroll
+from bench.errors import error_line
+from bench.models import ModelSizes, RecurrentModel, build_model, n_parameters, param_count
 from bench.registry import ModelInfo, PluginError, TaskInfo
 
 CPU = torch.device("cpu")
 
 
 def check_model(info: ModelInfo) -> None:
-    """Build the model at H=4 and compare its fused forward with its unrolled twin."""
-    from bench.diagnostics.unrolled import unroll
-    from bench.models import ModelSizes, RecurrentModel
-
+    """Build the model at H=4, count its parameters, and compare its fused forward with its
+    unrolled twin."""
     where = f"model {info.name}"
+    sizes = ModelSizes(3, 2, True)
     try:
         torch.manual_seed(0)
-        model = RecurrentModel(info.name, ModelSizes(3, 2, True), 4).double()
+        model = RecurrentModel(info.name, sizes, 4).double()
         layer = model.rnn
         shapes = {n: tuple(getattr(layer, n).shape) for n in
                   ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")}
     except Exception as err:  # the plugin's own code failed
-        raise PluginError(f"{where}: cannot build it: {type(err).__name__}: {err}") from None
+        raise PluginError(f"{where}: cannot build it: "
+                          f"{error_line(err, with_type=True)}") from None
     rows = 4 * len(info.blocks)
     if shapes["weight_hh_l0"] != (rows, 4) or shapes["weight_ih_l0"] != (rows, 3):
         raise PluginError(f"{where}: its layer's weights are {shapes}; with {len(info.blocks)} "
                           f"gate block(s) at H=4 from 3 inputs, W_hh must be ({rows}, 4)")
+    count, formula = n_parameters(model), param_count(info.name, sizes, 4)
+    if count != formula:
+        raise PluginError(f"{where}: it has {count} trainable parameters at H=4 from 3 inputs "
+                          f"(head included) where the closed formula of its {len(info.blocks)} "
+                          f"gate block(s) counts {formula} (bench.models.param_count); a "
+                          "parameter budget would size it wrongly")
     x = torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     try:
         with torch.no_grad():
             run = unroll(model, x)
             gap = float((run.output - model(x)).abs().max())
     except Exception as err:
-        raise PluginError(f"{where}: its cell fails: {type(err).__name__}: {err}") from None
+        raise PluginError(f"{where}: its cell fails: "
+                          f"{error_line(err, with_type=True)}") from None
     if not gap < 1e-8:
         raise PluginError(f"{where}: its cell does not reproduce its layer (largest output "
                           f"difference {gap:.3g}); the gradient profiles would not be exact")
@@ -58,8 +69,6 @@ def check_model(info: ModelInfo) -> None:
 
 def check_task(info: TaskInfo, params: Mapping[str, Any]) -> None:
     """Build the task on the CPU, draw a batch, and score a model's output with it."""
-    from bench.models import ModelSizes, build_model
-
     where = f"task {info.name}"
     one = {k: (v[0] if k == "seq_len" and isinstance(v, list) else v) for k, v in params.items()}
     try:
@@ -69,7 +78,7 @@ def check_task(info: TaskInfo, params: Mapping[str, Any]) -> None:
         raise  # bad parameters or missing data: the task's own clear message
     except Exception as err:
         raise PluginError(f"{where}: cannot build it or draw a batch: "
-                          f"{type(err).__name__}: {err}") from None
+                          f"{error_line(err, with_type=True)}") from None
     _check_sizes(where, info, task, x)
     model = build_model("rnn", ModelSizes(task.input_size, task.output_size, task.per_step),
                         hidden_size=4)
@@ -79,7 +88,7 @@ def check_task(info: TaskInfo, params: Mapping[str, Any]) -> None:
         solved = task.solved(metrics)
     except Exception as err:
         raise PluginError(f"{where}: its loss or metrics fail on a model's output: "
-                          f"{type(err).__name__}: {err}") from None
+                          f"{error_line(err, with_type=True)}") from None
     if loss.ndim != 0 or not {"loss", info.metric} <= set(metrics) or not isinstance(solved, bool):
         raise PluginError(f"{where}: loss must be a scalar, evaluate() must return 'loss' and "
                           f"{info.metric!r}, solved() a bool; got {list(metrics)}")

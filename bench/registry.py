@@ -16,67 +16,66 @@ Code elsewhere looks facts up here (``TASKS.get("copy").direction``,
 A reference that does not import, names a missing attribute, or holds something that is not
 a record of the right kind raises a ``PluginError`` whose message is one line.
 
+The registries refuse rather than guess (``bench.lookup``, where the ``Registry`` class
+lives): a module of a registry's folder declares its record or says ``HELPER = True`` (shared
+code, e.g. ``bench.models.cells``), else the scan stops with a ``RegistryError`` naming it;
+and a name belongs to one record, built-in or plugin, else the error names both places.
+
 This module imports nothing heavy: the record types are plain data, and a module is only
 imported when one of its names is looked up.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
-import re
-import sys
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
-from importlib import metadata
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+from bench import checks
+from bench.lookup import (
+    NONE,
+    PluginError,
+    Registry,
+    RegistryError,
+    UnknownName,
+    is_reference,
+    unknown_text,
+)
+
+__all__ = [
+    "AXES", "MODELS", "NONE", "REMEDIES", "TASKS", "ModelInfo", "PluginError", "Registry",
+    "RegistryError", "Remedy", "SearchDefault", "TaskInfo", "TaskParam", "UnknownName",
+    "boolean", "integer", "is_reference", "optional_str", "remedy", "remedy_label",
+    "remedy_marker", "remedy_names", "remedy_rank", "remedy_style", "unknown_text",
+]
+
 AXES = ("regularization", "clipping")
-NONE = "none"  # the "no remedy" entry of each axis; not a record
-
-
-class PluginError(ValueError):
-    """A task, model or remedy that cannot be used; the message is one line."""
-
-
-class UnknownName(PluginError):
-    """A name that is neither built in, nor an installed entry point, nor a reference."""
 
 
 # --------------------------------------------------------------------------- records
 
 
 def integer(minimum: int | None = None) -> Callable[[Any], int]:
-    """A parameter check: an integer, at least ``minimum``."""
+    """A parameter check: an integer, at least ``minimum`` (``bench.checks.integer``)."""
 
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"must be >= {minimum}, got {value}")
-        return value
+        return checks.integer((), value, minimum, show=repr)
 
+    # what it accepts, in words, for the config reference (docs/config.md)
+    check.__doc__ = f"A parameter check: an integer{'' if minimum is None else f' >= {minimum}'}."
     return check
 
 
 def boolean(value: Any) -> bool:
     """A parameter check: true or false."""
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
+    return checks.boolean((), value, show=repr)
 
 
 def optional_str(value: Any) -> str | None:
     """A parameter check: a non-empty string or null."""
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"expected a non-empty string or null, got {value!r}")
-    return value
+    return checks.optional_str((), value, show=repr)
 
 
 @dataclass(frozen=True)
@@ -276,141 +275,6 @@ class Remedy:
 
 
 # --------------------------------------------------------------------------- registries
-
-
-def is_reference(name: str) -> bool:
-    """``package.module:attribute``, a plugin named by where it lives."""
-    return bool(_REF_RE.fullmatch(name))
-
-
-class Registry(Generic[T]):
-    """The records of one kind: built-ins found in ``package``, plugins on demand."""
-
-    def __init__(self, kind: str, record: type, package: str, attr: str) -> None:
-        self.kind, self.record, self.package, self.attr = kind, record, package, attr
-        self.group = f"gradbench.{kind}s"
-        self._builtin: dict[str, T] | None = None
-        self._plugins: dict[str, T] = {}
-
-    def builtin(self) -> dict[str, T]:
-        """Name -> record of the modules in the package, in display order."""
-        if self._builtin is None:
-            package = importlib.import_module(self.package)
-            found: list[T] = []
-            for module in pkgutil.iter_modules(package.__path__):
-                if module.name.startswith("_"):
-                    continue
-                loaded = importlib.import_module(f"{self.package}.{module.name}")
-                value = getattr(loaded, self.attr, None)
-                if isinstance(value, self.record):
-                    found.append(value)
-            found.sort(key=lambda r: (getattr(r, "rank", 100), getattr(r, "name", "")))
-            self._builtin = {getattr(r, "name"): r for r in found}  # noqa: B009
-        return self._builtin
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.builtin())
-
-    def get(self, name: str) -> T:
-        """The record of a built-in name, a plugin reference, or an entry point's name.
-
-        Raises:
-            PluginError: unknown name (the message lists the valid ones) or a bad plugin.
-        """
-        builtin = self.builtin()
-        if name in builtin:
-            return builtin[name]
-        if name in self._plugins:
-            return self._plugins[name]
-        if is_reference(name):
-            record = self._check(name, _import_reference(name, self.kind))
-        else:
-            record = self._from_entry_point(name)
-        self._plugins[name] = record
-        self._plugins.setdefault(getattr(record, "name"), record)  # noqa: B009 - found by name too
-        return record
-
-    def find(self, name: str) -> T | None:
-        """The record of ``name``, or None where it cannot be had here (unknown, or a plugin
-        that does not import): for readers of results, which go on without it."""
-        try:
-            return self.get(name)
-        except PluginError:
-            return None
-
-    def __contains__(self, name: str) -> bool:
-        return self.find(name) is not None
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.builtin().values())
-
-    def _from_entry_point(self, name: str) -> T:
-        points = [ep for ep in metadata.entry_points(group=self.group) if ep.name == name]
-        if not points:
-            installed = sorted(ep.name for ep in metadata.entry_points(group=self.group))
-            raise UnknownName(unknown_text(self.kind, name, [*self.builtin(), *installed]))
-        try:
-            value = points[0].load()
-        except Exception as err:  # the plugin's own import failed
-            raise PluginError(f"{self.kind} {name!r} (entry point {points[0].value}): cannot "
-                              f"load it: {_one_line(err)}") from None
-        return self._check(f"{name} (entry point {points[0].value})", value)
-
-    def _check(self, where: str, value: Any) -> T:
-        """The value must be a record of this kind, named like nothing built in."""
-        if not isinstance(value, self.record):
-            raise PluginError(f"{self.kind} {where}: expected a {self.record.__name__} "
-                              f"record (bench.registry.{self.record.__name__}), got "
-                              f"{type(value).__name__}")
-        name = getattr(value, "name", "")
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise PluginError(f"{self.kind} {where}: its name {name!r} must be lower-case "
-                              f"letters, digits, '_', '.', '-'")
-        if name in self.builtin() or name == NONE:
-            raise PluginError(f"{self.kind} {where}: its name {name!r} is taken by a built-in "
-                              f"{self.kind}")
-        _check_callables(self.kind, where, value)
-        return value  # type: ignore[no-any-return]
-
-
-def unknown_text(what: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """The message of an ``UnknownName``: what the valid names are."""
-    return (f"unknown {what} {name!r}; valid: {', '.join(valid)} (or a plugin: "
-            f"package.module:attribute)")
-
-
-def _check_callables(kind: str, where: str, value: Any) -> None:
-    for f in fields(value):
-        item = getattr(value, f.name)
-        hooks = ("penalty", "after_backward", "after_step", "optimizer_args")
-        if item is None and f.name in hooks:
-            continue
-        if f.name in ("build", "layer", "init", "cell", *hooks) and not callable(item):
-            raise PluginError(f"{kind} {where}: {f.name} must be callable, got "
-                              f"{type(item).__name__}")
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-def _import_reference(reference: str, kind: str) -> Any:
-    """The attribute named by ``package.module:attribute`` (the working directory is on the
-    path, as for ``python -m``)."""
-    module_name, attribute = reference.split(":")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.append(cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:
-        raise PluginError(f"{kind} {reference}: cannot import {module_name}: "
-                          f"{_one_line(err)}") from None
-    if not hasattr(module, attribute):
-        raise PluginError(f"{kind} {reference}: module {module_name} has no attribute "
-                          f"{attribute!r}")
-    return getattr(module, attribute)
 
 
 TASKS: Registry[TaskInfo] = Registry("task", TaskInfo, "tasks", "TASK")

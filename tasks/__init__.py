@@ -94,7 +94,33 @@ def build(
     return TASKS.get(name).build(dict(params), seed=seed, device=device)  # type: ignore[no-any-return]
 
 
-def pinned(task: Task) -> dict[str, Any]:
+class Pinned(Protocol):
+    """What ``pinned`` reads: a ``Task``, or a base class that leaves the loss and metrics to
+    its subclasses (``tasks.synthetic.SyntheticTask``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def seq_len(self) -> int: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def output_size(self) -> int: ...
+
+    @property
+    def per_step(self) -> bool: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def baseline(self) -> float: ...
+
+
+def pinned(task: Pinned) -> dict[str, Any]:
     """The head of every task's ``describe()``: its name, sizes, metric and baseline."""
     return {"task": task.name, "seq_len": task.seq_len, "input_size": task.input_size,
             "output_size": task.output_size, "per_step": task.per_step,

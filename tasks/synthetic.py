@@ -15,6 +15,8 @@ import torch
 from bench.registry import TaskParam, integer
 from tasks import make_generator, pinned, stream_seed
 
+HELPER = True  # shared code, no task: the registry's scan skips it (bench.registry)
+
 BatchFn = Callable[[int, int, torch.Generator, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -1,12 +1,15 @@
 """Registries and plugins: built-ins found by scanning, users' records by reference or entry
-point, bad plugins refused in one line before anything is written, and the example plugins
-run as a suite end to end."""
+point, a folder module without its record and a name held by two records refused, bad
+plugins refused in one line before anything is written, and the example plugins run as a
+suite end to end."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +18,13 @@ import torch
 from bench import config
 from bench.config import ConfigError
 from bench.registry import (
+    AXES,
     MODELS,
     REMEDIES,
     TASKS,
     PluginError,
+    Registry,
+    RegistryError,
     Remedy,
     SearchDefault,
     remedy,
@@ -37,11 +43,31 @@ GRADBENCH = [sys.executable, "-m", "bench"]
 # --------------------------------------------------------------------------- built-ins
 
 
-def test_builtin_records_are_found_by_scanning_their_packages() -> None:
-    assert MODELS.names() == ("rnn", "irnn", "lstm", "gru", "orth-rnn")
-    assert TASKS.names() == ("adding", "copy", "har")
-    assert remedy_names("regularization") == ("none", "l2", "l2-all", "decay")
-    assert remedy_names("clipping") == ("none", "norm", "value", "weight")
+def _folder_modules(package: str) -> dict[str, bool]:
+    """Module -> whether it says ``HELPER = True``, for each public module file (or
+    subpackage) of a registry's folder, read from the files."""
+    folder = ROOT.joinpath(*package.split("."))
+    found = [p.stem for p in folder.iterdir() if not p.name.startswith("_")
+             and (p.suffix == ".py" or (p / "__init__.py").is_file())]
+    modules = {f"{package}.{name}": importlib.import_module(f"{package}.{name}") for name in found}
+    return {name: getattr(module, "HELPER", False) is True for name, module in modules.items()}
+
+
+@pytest.mark.parametrize("registry", [TASKS, MODELS, REMEDIES], ids=lambda r: r.kind)
+def test_each_module_of_a_registry_folder_is_one_record_or_a_helper(registry: Registry) -> None:
+    modules = _folder_modules(registry.package)
+    places = [registry.where(name) for name in registry.names()]
+    assert sorted(places) == sorted(f"{m}:{registry.attr}" for m, helper in modules.items()
+                                    if not helper)
+    assert all(isinstance(record, registry.record) for record in registry)
+    order = [(record.rank, record.name) for record in registry]
+    assert order == sorted(order) and len(set(registry.names())) == len(places)
+
+
+def test_remedy_names_split_the_remedies_by_axis() -> None:
+    names = [name for axis in AXES for name in remedy_names(axis)[1:]]
+    assert sorted(names) == sorted(REMEDIES.names())
+    assert all(remedy_names(axis)[0] == "none" for axis in AXES)
 
 
 def test_every_model_record_matches_its_layer() -> None:
@@ -71,8 +97,8 @@ def test_remedy_labels_styles_and_order() -> None:
     assert remedy("none", "clipping") is None
     with pytest.raises(PluginError, match="belongs to regularization, not clipping"):
         remedy("l2", "clipping")
-    with pytest.raises(PluginError, match=r"unknown clipping 'spectral'; valid: none, norm, "
-                                          r"value, weight"):
+    valid = ", ".join(remedy_names("clipping"))
+    with pytest.raises(PluginError, match=rf"unknown clipping 'spectral'; valid: {valid} "):
         remedy("spectral", "clipping")
 
 
@@ -90,6 +116,112 @@ def test_search_space_follows_the_remedies() -> None:
     assert spaces["adding-T10/rnn/none/none"] == {"lr"}
     assert spaces["adding-T10/rnn/l2/norm"] == {"lr", "l2", "clip"}
     assert set(REMEDIES.get("l2").search) == {"l2"}
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def _remedy(name: str, attr: str = "REMEDY", label: str = "") -> str:
+    """The text of a module declaring a remedy record ``name`` as ``attr``."""
+    return ("from bench.registry import Remedy\n"
+            f"{attr} = Remedy(name={name!r}, axis='clipping', label={label or name!r}, "
+            "search={})\n")
+
+
+@pytest.fixture()
+def scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str, dict[str, str]], Registry[Remedy]]]:
+    """Write a package of remedy modules under tmp_path (on the path); its registry scans
+    it like a built-in folder. The modules are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(package: str, modules: dict[str, str]) -> Registry[Remedy]:
+        folder = tmp_path / package
+        folder.mkdir()
+        (folder / "__init__.py").write_text("")
+        for name, text in modules.items():
+            (folder / f"{name}.py").write_text(text)
+        importlib.invalidate_caches()
+        return Registry("remedy", Remedy, package, "REMEDY")
+
+    yield make
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def test_a_folder_module_without_its_record_is_refused_naming_it(
+    scratch: Callable[[str, dict[str, str]], Registry[Remedy]]
+) -> None:
+    typo = scratch("scan_typo", {"good": _remedy("good"), "typo": _remedy("typo", "REMEDI")})
+    with pytest.raises(RegistryError, match=r"^remedy module scan_typo\.typo \(\S+typo\.py\): "
+                                            r"no REMEDY record; it holds a Remedy as REMEDI"):
+        typo.names()
+    with pytest.raises(RegistryError, match=r"scan_typo\.typo"):
+        typo.find("good")  # never hidden as an unknown name
+    empty = scratch("scan_empty", {"good": _remedy("good"), "empty": "X = 1\n"})
+    with pytest.raises(RegistryError, match=r"module scan_empty\.empty \(.*\): no REMEDY "
+                                            r"record \(a module of shared code says HELPER"):
+        empty.names()
+    wrong = scratch("scan_wrong", {"wrong": "REMEDY = 'l2'\n"})
+    with pytest.raises(RegistryError, match=r"its REMEDY is a str, not a Remedy record"):
+        wrong.names()
+    both = scratch("scan_both", {"both": "HELPER = True\n" + _remedy("both")})
+    with pytest.raises(RegistryError, match=r"says HELPER = True but declares REMEDY"):
+        both.names()
+    helpers = scratch("scan_helpers", {"good": _remedy("good"), "shared": "HELPER = True\n"})
+    assert helpers.names() == ("good",)
+    assert helpers.where("good") == "scan_helpers.good:REMEDY"
+
+
+def test_two_built_ins_with_one_name_are_refused_naming_both(
+    scratch: Callable[[str, dict[str, str]], Registry[Remedy]]
+) -> None:
+    twins = scratch("scan_twins", {"first": _remedy("twin"), "second": _remedy("twin")})
+    with pytest.raises(RegistryError, match=r"^remedy 'twin' is declared twice: "
+                                            r"scan_twins\.first:REMEDY and "
+                                            r"scan_twins\.second:REMEDY$"):
+        twins.names()
+
+
+def test_a_plugin_named_like_a_built_in_is_refused_naming_both(
+    scratch: Callable[[str, dict[str, str]], Registry[Remedy]], tmp_path: Path
+) -> None:
+    registry = scratch("scan_taken", {"good": _remedy("good")})
+    (tmp_path / "plug_taken.py").write_text(_remedy("good", "OTHER"))
+    with pytest.raises(PluginError, match=r"^remedy plug_taken:OTHER: its name 'good' is taken "
+                                          r"by a built-in remedy \(scan_taken\.good:REMEDY\)$"):
+        registry.get("plug_taken:OTHER")
+
+
+def test_two_plugins_with_one_name_are_refused_naming_both(
+    scratch: Callable[[str, dict[str, str]], Registry[Remedy]], tmp_path: Path
+) -> None:
+    registry = scratch("scan_plugins", {"good": _remedy("good")})
+    (tmp_path / "plug_twins.py").write_text(
+        _remedy("twin", "FIRST") + _remedy("twin", "SECOND", label="other") + "AGAIN = FIRST\n")
+    first = registry.get("plug_twins:FIRST")
+    assert registry.get("plug_twins:AGAIN") is first  # one record by two references
+    assert registry.get("twin") is first and registry.where("twin") == "plug_twins:FIRST"
+    with pytest.raises(PluginError, match=r"^remedy plug_twins:SECOND: its name 'twin' is taken "
+                                          r"by the plugin plug_twins:FIRST$"):
+        registry.get("plug_twins:SECOND")
+
+
+def test_two_entry_points_with_one_name_are_refused_naming_both(
+    scratch: Callable[[str, dict[str, str]], Registry[Remedy]], tmp_path: Path
+) -> None:
+    registry = scratch("scan_points", {"good": _remedy("good")})
+    (tmp_path / "plug_points.py").write_text(_remedy("one", "ONE") + _remedy("two", "TWO"))
+    for dist, attr in (("first", "ONE"), ("second", "TWO")):
+        info = tmp_path / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[{registry.group}]\ntwin = plug_points:{attr}\n")
+    with pytest.raises(PluginError, match=r"^remedy 'twin': the entry points plug_points:ONE and "
+                                          r"plug_points:TWO have one name$"):
+        registry.get("twin")
 
 
 # --------------------------------------------------------------------------- plugins
@@ -149,7 +281,12 @@ BAD = {
                    r"expected a ModelInfo record \(bench.registry.ModelInfo\), got function"),
     "wrong cell": ("models: [bad_models:TANH_CELL_ON_RELU]",
                    r"its cell does not reproduce its layer"),
-    "name taken": ("models: [bad_models:NAMED_LSTM]", r"its name 'lstm' is taken by a built-in"),
+    "name taken": ("models: [bad_models:NAMED_LSTM]",
+                   r"model bad_models:NAMED_LSTM: its name 'lstm' is taken by a built-in model "
+                   r"\(bench\.models\.lstm:MODEL\)"),
+    "parameter count": ("models: [bad_models:EXTRA_PARAMETER]",
+                        r"it has 50 trainable parameters at H=4 from 3 inputs \(head included\) "
+                        r"where the closed formula of its 1 gate block\(s\) counts 46"),
     "task import error": ("tasks: {bad_models:BROKEN: {seq_len: 5}}",
                           r"cannot import bad_models: ZeroDivisionError"),
     "remedy on the wrong axis": ("clipping: [none, my_remedies:DECAY]",
@@ -168,7 +305,14 @@ def _bad_files(work: Path, case: str) -> None:
         "    init=lambda layer: None, blocks=('hh',), cell=rnn_cell(torch.tanh),\n"
         "    activations={'h': 'tanh'}, gain=1.0)\n"
         "import dataclasses\n"
-        "NAMED_LSTM = dataclasses.replace(LSTM)\n")
+        "NAMED_LSTM = dataclasses.replace(LSTM)\n"
+        "class Scaled(torch.nn.RNN):  # one parameter more than the formula counts\n"
+        "    def __init__(self, input_size, hidden_size):\n"
+        "        super().__init__(input_size, hidden_size, batch_first=True)\n"
+        "        self.scale = torch.nn.Parameter(torch.ones(hidden_size))\n"
+        "EXTRA_PARAMETER = ModelInfo(name='extra', layer=Scaled,\n"
+        "    init=lambda layer: None, blocks=('hh',), cell=rnn_cell(torch.tanh),\n"
+        "    activations={'h': 'tanh'}, gain=1.0)\n")
     (work / "my_remedies.py").write_text(
         "from bench.registry import Remedy, SearchDefault\n"
         "DECAY = Remedy(name='shrink', axis='regularization', label='shrink',\n"
@@ -236,8 +380,8 @@ def test_entry_points_register_plugins(plugin_dir: Path) -> None:
     spec = config.load("plugins.yaml", {"models": ["lstm", "np-rnn"]})
     assert [c.model for c in config.expand(spec)][:2] == ["lstm", "lstm"]
     assert "np-rnn" in {c.model for c in config.expand(spec)}
-    with pytest.raises(ConfigError, match=r"unknown model 'np-rnx'; valid: rnn, irnn, lstm, "
-                                          r"gru, orth-rnn, np-rnn"):
+    valid = ", ".join([*MODELS.names(), "np-rnn"])
+    with pytest.raises(ConfigError, match=rf"unknown model 'np-rnx'; valid: {valid} "):
         config.load("plugins.yaml", {"models": ["np-rnx"]})
 
 

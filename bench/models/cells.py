@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+HELPER = True  # shared code, no model: the registry's scan skips it (bench.registry)
+
 State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (B, H)
 Activations = dict[str, torch.Tensor]  # name -> (B, H) at one step
 Nudge = Callable[[str, torch.Tensor], torch.Tensor]  # ("h" | "c", new state) -> used state

@@ -13,6 +13,7 @@ from bench.models import ModelSizes, build_model, select_device
 from bench.registry import MODELS
 from bench.train import TrainConfig, train
 from tasks import adding, copy
+from testkit.suites import SMALL, write_suite
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -57,11 +58,10 @@ def test_a_suite_runs_its_workers_on_cuda(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     from bench.cli.main import main
-    from tests.run.test_suite import SMALL, _write
 
     spec = {**SMALL, "name": "gpu", "device": "cuda"}
     runs_dir = tmp_path / "runs"
-    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir),
+    assert main(["run", str(write_suite(tmp_path, spec)), "--runs-dir", str(runs_dir),
                  "--workers", "2"]) == 0
     client = MlflowClient(f"sqlite:///{runs_dir / 'gpu' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("gpu").experiment_id],

@@ -1,8 +1,9 @@
 """Tests of the UCI HAR loader and task.
 
-Most tests run on a tiny data set written in the exact original layout (4 train subjects,
-2 test subjects, 2 windows per subject and label, values formatted like the original
-``1.0128170e+000``), as a folder, as ``UCI HAR Dataset.zip`` and nested in an outer zip.
+Most tests run on a tiny data set written in the exact original layout (``testkit.har``: 4
+train subjects, 2 test subjects, 2 windows per subject and label, values formatted like the
+original ``1.0128170e+000``), as a folder, as ``UCI HAR Dataset.zip`` and nested in an outer
+zip.
 One test reads the real copy next to the repository when it exists.
 """
 
@@ -30,12 +31,19 @@ import pytest
 import torch
 
 from tasks import har, har_data
+from testkit.har import (
+    PER_LABEL,
+    TEST_SUBJECTS,
+    TRAIN_SUBJECTS,
+    Fixture,
+    make_fixture,
+    write_dir,
+    write_outer,
+    write_zip,
+)
 
 REAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci-har"
 REAL_ZIP = REAL_DIR / "UCI HAR Dataset.zip"
-TRAIN_SUBJECTS = (1, 3, 5, 6)
-TEST_SUBJECTS = (2, 4)
-PER_LABEL = 2  # windows per subject and label
 CPU = torch.device("cpu")
 DEVICES = [
     pytest.param(CPU, id="cpu"),
@@ -47,80 +55,8 @@ DEVICES = [
 
 
 # --------------------------------------------------------------------------------------
-# The fixture data set
+# The fixture data set (testkit.har) in its source forms
 # --------------------------------------------------------------------------------------
-
-
-def _fmt(value: float) -> str:
-    """MATLAB-style ``%.7e`` with a three-digit exponent, as in the original files."""
-    mantissa, exponent = f"{value:.7e}".split("e")
-    return f"{mantissa}e{int(exponent):+04d}"
-
-
-@dataclass
-class Fixture:
-    files: dict[str, str]  # path under "UCI HAR Dataset/" -> text
-    x: dict[str, np.ndarray]  # split -> (N, 128, 9) float32, the values written
-    y: dict[str, np.ndarray]  # split -> labels 0..5
-    subjects: dict[str, np.ndarray]
-
-
-def _make_split(split: str, subjects: tuple[int, ...], rng: np.random.Generator,
-                files: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = [(s, label) for s in subjects for label in range(1, 7) for _ in range(PER_LABEL)]
-    subj = np.array([s for s, _ in rows], dtype=np.int64)
-    labels = np.array([label for _, label in rows], dtype=np.int64)
-    # Channel c centred on 10 c (to check the channel order), shifted per subject (so that
-    # held-out subjects have statistics of their own).
-    noise = rng.normal(size=(len(rows), har_data.WINDOW, 9))
-    raw = noise + 10.0 * np.arange(9) + 0.5 * subj[:, None, None]
-    text = np.vectorize(_fmt)(raw)
-    files[f"{split}/y_{split}.txt"] = "".join(f"{v}\n" for v in labels)
-    files[f"{split}/subject_{split}.txt"] = "".join(f"{v}\n" for v in subj)
-    for c, name in enumerate(har_data.SIGNALS):
-        lines = ("".join(f"{v:>16}" for v in row) for row in text[:, :, c])
-        files[f"{split}/Inertial Signals/{name}_{split}.txt"] = "".join(f"{ln}\n" for ln in lines)
-    x = text.astype(np.float64).astype(np.float32)  # what a parser of the text must return
-    return x, labels - 1, subj
-
-
-def make_fixture() -> Fixture:
-    rng = np.random.default_rng(0)
-    files = {"README.txt": "tiny fixture\n", "activity_labels.txt": "1 WALKING\n"}
-    x, y, s = {}, {}, {}
-    for split, subjects in (("train", TRAIN_SUBJECTS), ("test", TEST_SUBJECTS)):
-        x[split], y[split], s[split] = _make_split(split, subjects, rng, files)
-    return Fixture(files, x, y, s)
-
-
-def write_dir(files: dict[str, str], parent: Path) -> Path:
-    root = parent / har_data.ROOT_NAME
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
-def write_zip(files: dict[str, str], path: Path,
-              compression: int = zipfile.ZIP_DEFLATED) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=compression) as zf:
-        for folder in ("", "train/", "test/", "train/Inertial Signals/", "test/Inertial Signals/"):
-            zf.writestr(f"{har_data.ROOT_NAME}/{folder}", "")
-        for rel, text in files.items():
-            zf.writestr(f"{har_data.ROOT_NAME}/{rel}", text)
-    return path
-
-
-def write_outer(inner: Path, path: Path) -> Path:
-    """The official download's shape: the inner zip nested, plus macOS junk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("__MACOSX/._UCI HAR Dataset.zip", b"\x00\x05\x16\x07junk")
-        zf.write(inner, har_data.INNER_ZIP_NAME)
-        zf.writestr("UCI HAR Dataset.names", "description\n")
-    return path
 
 
 @dataclass
@@ -256,7 +192,7 @@ def test_cache_is_written_then_used(
     files = list(cache.iterdir())
     assert [f.suffix for f in files] == [".npz"]
     har.clear_memo()
-    monkeypatch.setattr(har_data, "_read_source", _forbidden)
+    monkeypatch.setattr(har_data.cache, "_read_source", _forbidden)
     second = har_data.load_har(sources.inner, cache_dir=cache, expected_windows=None)
     assert second is not first
     _assert_same(second, fx)
@@ -289,7 +225,7 @@ def test_corrupt_cache_is_rebuilt(
 ) -> None:
     har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None)
     (file,) = tmp_path.glob("*.npz")
-    corrupt(file, har_data._fingerprint(sources.inner))
+    corrupt(file, har_data.cache._fingerprint(sources.inner))
     har.clear_memo()
     _assert_same(har_data.load_har(sources.inner, cache_dir=tmp_path, expected_windows=None), fx)
     with np.load(file, allow_pickle=False) as npz:  # rewritten, valid again
@@ -482,7 +418,8 @@ def test_download_with_a_wrong_checksum_is_rejected(
 ) -> None:
     base, folder = served
     shutil.copy(sources.outer, folder / "har.zip")
-    monkeypatch.setattr(har_data, "HAR_URL", f"{base}/har.zip")  # HAR_SHA256 stays the official one
+    # HAR_SHA256 stays the official one
+    monkeypatch.setattr(har_data.download, "HAR_URL", f"{base}/har.zip")
     with pytest.raises(har_data.HarDataError, match="checksum mismatch"):
         har_data.find_har(None)
     assert list(_default_dir(tmp_path).iterdir()) == []
@@ -494,9 +431,9 @@ def test_download_is_verified_and_extracted(
 ) -> None:
     base, folder = served
     shutil.copy(sources.outer, folder / "har.zip")
-    monkeypatch.setattr(har_data, "HAR_URL", f"{base}/har.zip")
+    monkeypatch.setattr(har_data.download, "HAR_URL", f"{base}/har.zip")
     digest = hashlib.sha256(sources.outer.read_bytes()).hexdigest()
-    monkeypatch.setattr(har_data, "HAR_SHA256", digest)
+    monkeypatch.setattr(har_data.download, "HAR_SHA256", digest)
     path = har_data.find_har(None)
     directory = _default_dir(tmp_path)
     assert path == directory / har_data.INNER_ZIP_NAME
@@ -618,12 +555,16 @@ def test_task_module_reexports_the_loader_names() -> None:
         assert getattr(har, name) is getattr(har_data, name), name
 
 
-def test_loader_module_does_not_import_torch() -> None:
-    tree = ast.parse(Path(har_data.__file__).read_text())
-    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names]
-    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-    assert not [name for name in imported if name.split(".")[0] == "torch"]
+def test_loader_modules_do_not_import_torch() -> None:
+    files = sorted(Path(har_data.__file__).parent.glob("*.py"))
+    assert len(files) > 1  # the package and its modules
+    for file in files:
+        tree = ast.parse(file.read_text())
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if name.split(".")[0] == "torch"], file.name
 
 
 def test_clear_memo_forgets_data_and_prepared_tensors(sources: Sources, tmp_path: Path) -> None:
@@ -673,14 +614,14 @@ def test_final_seeds_record_the_confusion_matrix_under_the_records_class_names(
 ) -> None:
     from bench.models import ModelSizes, build_model
     from bench.registry import TASKS
-    from bench.run.worker import _confusion_rows
+    from bench.run.records import confusion_rows
 
     task = har.HarTask(fx_data, seed=0, device=CPU, val_subjects=1)
     torch.manual_seed(0)
     model = build_model("gru", ModelSizes(9, 6, False), hidden_size=4)
     classes = TASKS.get("har").classes
     assert classes == har.CLASS_NAMES
-    rows = _confusion_rows(task, model, classes)
+    rows = confusion_rows(task, model, classes)
     assert len(rows) == 36 and {r["true"] for r in rows} == set(har.CLASS_NAMES)
     assert sum(r["count"] for r in rows) == len(task.split("test")[1])
 
@@ -690,18 +631,18 @@ def test_a_local_archive_is_checked_against_the_official_digest_on_first_use(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     digest = hashlib.sha256(sources.outer.read_bytes()).hexdigest()
-    with caplog.at_level("WARNING", logger=har_data.log.name):
+    with caplog.at_level("WARNING", logger=har_data.download.log.name):
         har_data.load_har(sources.outer, cache_dir=tmp_path / "a", expected_windows=None)
     assert f"SHA-256 {digest} is not the official archive's ({har_data.HAR_SHA256})" \
         in caplog.text  # a repackaged copy: read, and said so
     caplog.clear()
     har.clear_memo()
-    with caplog.at_level("WARNING", logger=har_data.log.name):  # cached: not hashed again
+    with caplog.at_level("WARNING", logger=har_data.download.log.name):  # cached: not hashed again
         har_data.load_har(sources.outer, cache_dir=tmp_path / "a", expected_windows=None)
     assert caplog.text == ""
-    monkeypatch.setattr(har_data, "HAR_SHA256", digest)  # as if it were the official one
+    monkeypatch.setattr(har_data.download, "HAR_SHA256", digest)  # as if it were the official one
     har.clear_memo()
-    with caplog.at_level("WARNING", logger=har_data.log.name):
+    with caplog.at_level("WARNING", logger=har_data.download.log.name):
         har_data.load_har(sources.outer, cache_dir=tmp_path / "b", expected_windows=None)
     assert caplog.text == ""
     assert har_data.check_digest(sources.outer) and not har_data.check_digest(sources.root)
@@ -709,7 +650,7 @@ def test_a_local_archive_is_checked_against_the_official_digest_on_first_use(
 
 def test_a_har_budget_is_not_taken_for_data() -> None:
     from bench import config
-    from bench.run.suite import available_configurations
+    from bench.run.inputs import available_configurations
 
     spec = config.load("smoke", {"set": ["tasks.har.data_dir=null", "tasks.har.steps=7"]})
     configurations, skipped = available_configurations(spec)  # no copy here, offline

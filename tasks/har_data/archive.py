@@ -1,44 +1,19 @@
-"""Getting the UCI HAR data: locating, verifying, parsing, caching and downloading.
+"""Reading the UCI HAR data: locating the files in a folder or a zip, parsing and verifying.
 
-The data set (Anguita, Ghio, Oneto, Parra & Reyes-Ortiz, ESANN 2013) ships as text files:
-per split (``train``, ``test``) one label file, one subject file and 9 raw inertial signal
-files (body_acc x/y/z, body_gyro x/y/z, total_acc x/y/z), each line of which is a window of
-128 samples. This module turns them into ``HarData`` (numpy arrays, no torch); the task
-built on them lives in ``tasks.har``.
-
-Loading pipeline (see ``find_har`` and ``load_har``):
-
-    data_dir given  -> that directory (or zip) must hold the data
-    data_dir null   -> default_data_dir(); when empty, download the official archive,
-                       verify its SHA-256 and extract it safely
-    source          -> parse and verify the 22 text files -> HarData (float32, int64)
-                    -> cached as an .npz in the cache dir, memoised per process
-
+Per split (``train``, ``test``) the data set has one label file, one subject file and 9 raw
+inertial signal files, each line of which is a window of 128 samples; ``read_har`` turns them
+into ``HarData`` (numpy arrays, no torch), checking every file, row and label on the way.
 Accepted sources: the extracted ``UCI HAR Dataset`` folder (or its parent), the inner
 ``UCI HAR Dataset.zip``, or the official outer download that nests the inner zip.
-
-Example:
-    >>> data = load_har("~/data/UCI HAR Dataset.zip")  # doctest: +SKIP
-    >>> data.x_train.shape, data.y_train[:3]  # doctest: +SKIP
-    ((7352, 128, 9), array([4, 4, 4]))
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import io
-import logging
 import math
-import os
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -48,20 +23,6 @@ from typing import IO, NoReturn
 
 import numpy as np
 import numpy.typing as npt
-
-log = logging.getLogger(__name__)
-
-HAR_URL = (
-    "https://archive.ics.uci.edu/static/public/240/human+activity+recognition+using+smartphones.zip"
-)
-# SHA-256 of the official outer archive at HAR_URL (61,005,872 bytes). UCI publishes no
-# checksum; this digest is the one recorded independently by several public projects that
-# downloaded the archive from UCI (data provenance notes and download scripts found on
-# GitHub), and they agree. The inner zip digest is recorded for reference only (the loader
-# also accepts repackaged inner zips, e.g. one without the 561-feature files).
-HAR_SHA256 = "c00b803081a5c797cd5e4b83700a9810b38d53d9d84e01917e090e1fdbc81031"
-HAR_INNER_SHA256 = "2045e435c955214b38145fb5fa00776c72814f01b203fec405152dac7d5bfeb0"
-DOWNLOAD_TIMEOUT_S = 30.0
 
 OUTER_ZIP_NAME = "human+activity+recognition+using+smartphones.zip"
 INNER_ZIP_NAME = "UCI HAR Dataset.zip"
@@ -77,7 +38,6 @@ CLASS_NAMES = (
 )
 WINDOW = 128
 OFFICIAL_WINDOWS: Mapping[str, int] = MappingProxyType({"train": 7352, "test": 2947})
-CACHE_VERSION = 1  # bump when the parsed arrays or their layout change
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -431,300 +391,3 @@ def read_har(
     _check_counts(data, expected_windows)
     return data
 
-
-# --------------------------------------------------------------------------------------
-# Cache (.npz, never unpickled) and per-process memo
-# --------------------------------------------------------------------------------------
-
-_MEMO: OrderedDict[str, HarData] = OrderedDict()
-_MEMO_SIZE = 2
-
-
-def clear_memo() -> None:
-    """Forget the data sets memoised in this process.
-
-    ``tasks.har.clear_memo`` also forgets the task tensors prepared from them.
-    """
-    _MEMO.clear()
-
-
-def _fingerprint(path: Path) -> str:
-    """Identity of a source for the cache: format version, path, sizes and mtimes."""
-    files = [path] if path.is_file() else [path / rel for s in SPLITS for rel in required_files(s)]
-    parts = [f"v{CACHE_VERSION}", str(path.resolve())]
-    for file in files:
-        try:
-            st = file.stat()
-            parts.append(f"{file.name}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            parts.append(f"{file.name}:missing")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def cache_file(path: Path, cache_dir: Path) -> Path:
-    """Cache file of a resolved source: one per source path, overwritten when it changes."""
-    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    return cache_dir / f"uci-har-{name}.npz"
-
-
-def _read_cache(file: Path, key: str, source: Path) -> HarData | None:
-    if not file.is_file():
-        return None
-    try:
-        with open(file, "rb") as fh:  # our own handle: np.load leaks it on a truncated npz
-            npz = np.load(fh, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            with npz:
-                if str(npz["key"]) != key:
-                    return None
-                arrays = {name: npz[name] for name in _ARRAY_FIELDS}
-        data = HarData(**arrays, source=str(source))
-        _check_arrays(data)
-    except (*_ZIP_ERRORS, KeyError, HarDataError) as exc:
-        log.warning("ignoring unreadable HAR cache %s (%s); rebuilding it", file, exc)
-        return None
-    return data
-
-
-def _write_cache(file: Path, key: str, data: HarData) -> None:
-    """Write atomically (temp file + rename); a cache that cannot be written is not fatal."""
-    arrays = {name: getattr(data, name) for name in _ARRAY_FIELDS}
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
-        try:
-            # Uncompressed (measured on the real data): 48 MB, loads in 0.02-0.1 s, writes in
-            # 0.1 s; savez_compressed: 24 MB but 0.12-0.15 s to load and 0.8 s to write.
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, key=np.array(key), **arrays)
-            os.replace(tmp, file)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("cannot write the HAR cache %s (%s); continuing without it", file, exc)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_digest(path: Path) -> bool:
-    """On first use of a local archive: is it the official one (outer or inner zip)?
-
-    A zip whose SHA-256 is neither is still read (a repackaged copy, e.g. without the
-    561-feature files, holds the same data, and its contents are checked file by file),
-    but a warning names its digest. A folder has no digest to check.
-    """
-    if not path.is_file():
-        return False
-    found = file_sha256(path)
-    if found in (HAR_SHA256, HAR_INNER_SHA256):
-        return True
-    log.warning("%s: SHA-256 %s is not the official archive's (%s) nor its inner zip's "
-                "(%s); reading it anyway, its files, shapes and labels are checked",
-                path, found, HAR_SHA256, HAR_INNER_SHA256)
-    return False
-
-
-def load_har(
-    source: str | Path,
-    *,
-    cache_dir: str | Path | None = None,
-    expected_windows: Mapping[str, int] | None = OFFICIAL_WINDOWS,
-) -> HarData:
-    """The data set at ``source``, from the per-process memo, the cache or the text files.
-
-    Args:
-        source: a zip or a folder, see ``resolve_source``.
-        cache_dir: where the parsed arrays are cached (default ``default_cache_dir()``).
-        expected_windows: window counts to enforce, see ``read_har``.
-
-    Returns:
-        The shared, memoised ``HarData``: treat its arrays as read-only.
-    """
-    path = _resolve_or_raise(source)
-    key = _fingerprint(path)
-    data = _MEMO.get(key)
-    if data is None:
-        file = cache_file(path, Path(cache_dir) if cache_dir else default_cache_dir())
-        data = _read_cache(file, key, path)
-        if data is None:
-            check_digest(path)
-            data = _read_source(path)
-            _check_arrays(data)
-            _write_cache(file, key, data)
-        _MEMO[key] = data
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    _MEMO.move_to_end(key)
-    _check_counts(data, expected_windows)
-    return data
-
-
-# --------------------------------------------------------------------------------------
-# Locating, downloading and extracting
-# --------------------------------------------------------------------------------------
-
-
-def default_data_dir() -> Path:
-    """``$GRADBENCH_DATA_DIR/uci-har`` when that is set, else ``~/.cache/gradbench/uci-har``."""
-    base = os.environ.get("GRADBENCH_DATA_DIR")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "gradbench"
-    return root / "uci-har"
-
-
-def default_cache_dir() -> Path:
-    """Where parsed arrays are cached unless ``tasks.har.cache_dir`` says otherwise."""
-    return default_data_dir() / "cache"
-
-
-def _where_to_put(directory: Path, reason: str) -> str:
-    return (
-        f"UCI HAR data not found in {directory}: {reason}. Put the official archive "
-        f"{OUTER_ZIP_NAME!r} (from {HAR_URL}), its inner {INNER_ZIP_NAME!r}, or the extracted "
-        f"{ROOT_NAME!r} folder into {directory}, or set the config key tasks.har.data_dir to "
-        "where your copy is (GRADBENCH_DATA_DIR moves the default directory)"
-    )
-
-
-def find_har(data_dir: str | Path | None = None, *, download: bool = True) -> Path:
-    """Locate the data set; download it into the default directory when allowed.
-
-    Args:
-        data_dir: the configured ``tasks.har.data_dir``: a folder or zip that must hold the
-            data. ``None``: ``default_data_dir()``, downloaded there when empty.
-        download: whether a missing default copy may be downloaded.
-
-    Returns:
-        The resolved source (a zip or a ``UCI HAR Dataset`` folder).
-
-    Raises:
-        HarDataError: nothing found (and no download possible), saying where to put it.
-    """
-    if data_dir is not None:
-        path = Path(data_dir).expanduser()
-        found = resolve_source(path)
-        if found is None:
-            raise HarDataError(_where_to_put(path, "tasks.har.data_dir points there"))
-        return found
-    directory = default_data_dir()
-    found = resolve_source(directory)
-    if found is not None:
-        return found
-    if not download:
-        raise HarDataError(_where_to_put(directory, "downloading is off (tasks.har.download)"))
-    return download_har(directory)
-
-
-def _fetch(url: str, directory: Path, sha256: str, timeout: float) -> Path:
-    """Download ``url`` to a temp file in ``directory`` and check its SHA-256."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".download-", suffix=".part")
-    tmp = Path(name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256.lower():
-            raise HarDataError(
-                f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()}, expected {sha256}; "
-                "the download was deleted. Fetch the archive by hand, check it and put it into "
-                f"{directory}"
-            )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def download_har(
-    directory: Path, *, url: str | None = None, sha256: str | None = None,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
-) -> Path:
-    """Download the official archive into ``directory``, verify it and extract it.
-
-    The verified outer archive is extracted (``UCI HAR Dataset.zip`` lands in
-    ``directory``) and then removed.
-
-    Args:
-        directory: the data directory, created when missing.
-        url: defaults to ``HAR_URL``.
-        sha256: expected digest, defaults to ``HAR_SHA256``.
-        timeout: socket timeout in seconds.
-
-    Returns:
-        The resolved source in ``directory``.
-
-    Raises:
-        HarDataError: network unreachable (saying where to put the archive by hand),
-            checksum mismatch, or an unsafe or corrupt archive.
-    """
-    url = HAR_URL if url is None else url
-    sha256 = HAR_SHA256 if sha256 is None else sha256
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = _fetch(url, directory, sha256, timeout)
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused, ...
-        raise HarDataError(
-            _where_to_put(directory, f"the download from {url} failed ({exc})")
-        ) from exc
-    archive = directory / OUTER_ZIP_NAME
-    os.replace(tmp, archive)
-    log.info("downloaded %s (SHA-256 verified) to %s", url, archive)
-    try:
-        safe_extract(archive, directory)
-    finally:  # extracted or rejected: the outer archive is not needed any more
-        archive.unlink(missing_ok=True)
-    return _resolve_or_raise(directory)
-
-
-def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
-    """Path components of a member name; rejects absolute paths and ``..`` (traversal)."""
-    posix = name.replace("\\", "/")
-    parts = tuple(p for p in posix.split("/") if p not in ("", "."))
-    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in parts:
-        raise HarDataError(f"{archive}: unsafe member {name!r} (absolute path or '..'); "
-                           "refusing to extract this archive")
-    return parts
-
-
-def safe_extract(archive: Path, directory: Path) -> list[Path]:
-    """Extract ``archive`` into ``directory``, skipping macOS junk.
-
-    Every member name is checked before anything is written: absolute paths, drive letters
-    and ``..`` components (path traversal) reject the whole archive. Each file is written to
-    a temp file and renamed, so an interrupted extraction leaves no half-written file.
-
-    Returns:
-        The extracted files.
-    """
-    written = []
-    with _open_zip(archive, str(archive)) as zf:
-        members = [(m, _safe_parts(m.filename, archive)) for m in zf.infolist()
-                   if not _is_junk(m.filename)]
-        for member, parts in members:
-            if member.is_dir() or not parts:
-                continue
-            written.append(_extract_member(zf, member, directory.joinpath(*parts), archive))
-    return written
-
-
-def _extract_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path,
-                    archive: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".extract-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, zf.open(member) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(name, target)
-    except _ZIP_ERRORS as exc:
-        raise _corrupt_zip(str(archive), f"cannot extract {member.filename!r}", exc) from exc
-    finally:
-        Path(name).unlink(missing_ok=True)
-    return target
