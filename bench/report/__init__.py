@@ -1,7 +1,9 @@
 """The comparative HTML report of a suite (``gradbench report``; SPEC section 5).
 
-``analysis`` turns frames into tables (pure pandas), ``plots`` turns frames into figures
-(seaborn), ``html`` renders the page; ``build`` gathers the data and joins them.
+``results`` reads a suite from MLflow into frames; ``leaderboard``, ``analysis`` and
+``statistics`` turn frames into tables (pure pandas; ``facts`` holds the registry's facts
+they show); ``plots`` turns frames into figures (seaborn), ``html`` renders the page;
+``page`` and ``task`` make its parts, and ``build`` gathers the data and joins them.
 """
 
 from __future__ import annotations

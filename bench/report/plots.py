@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench import registry
 from bench.registry import MODELS
-from bench.report import analysis as an
+from bench.report import facts
 
 PALETTE = "colorblind"  # 10 colours; the built-in models' colours are entries of it
 GREY = "#949494"  # the palette's grey: it reads as a reference line, never a model's colour
@@ -53,7 +53,7 @@ def configure() -> None:
 def _record_color(model: str) -> str | None:
     """The colour of the model's record as ``#rrggbb``, or None (no record, no colour, or
     one matplotlib does not read)."""
-    info = an.model_info(model)
+    info = facts.model_info(model)
     if info is None or not info.color:
         return None
     try:
@@ -101,7 +101,7 @@ def palette(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 def remedy_style(regularization: str, clipping: str) -> Any:
     """Line style of a (regularization, clipping) pair, from the clipping remedy's record
     (dotted: no clipping; dash-dot-dot: a remedy the registry does not know here)."""
-    if clipping in an.unknown_remedies(regularization, clipping):
+    if clipping in facts.unknown_remedies(regularization, clipping):
         return (0, (3, 1, 1, 1, 1, 1))
     return registry.remedy_style(regularization, clipping)
 
@@ -109,7 +109,7 @@ def remedy_style(regularization: str, clipping: str) -> Any:
 def remedy_marker(regularization: str, clipping: str) -> str:
     """Marker of a pair, from the regularization remedy's record (circle: none; star: a
     remedy the registry does not know here)."""
-    if regularization in an.unknown_remedies(regularization, clipping):
+    if regularization in facts.unknown_remedies(regularization, clipping):
         return "*"
     return registry.remedy_marker(regularization, clipping)
 
@@ -136,7 +136,7 @@ def _log_y(ax: plt.Axes) -> None:
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
-    return an.model_order(frame["model"].astype(str))
+    return facts.model_order(frame["model"].astype(str))
 
 
 def _model_legend(models: Sequence[str], extra: Sequence[Line2D] = ()) -> list[Line2D]:
@@ -276,7 +276,7 @@ def grad_norm_traces(traces: pd.DataFrame) -> Figure:
         ax.set_xlabel("training step")
     axes[0][0].set_ylabel("global gradient norm")
     handles = [Line2D([], [], color="0.3", ls=remedy_style("none", str(c)),
-                      label=an.remedy_label("none", str(c)) if c != "none" else "no clipping")
+                      label=facts.remedy_label("none", str(c)) if c != "none" else "no clipping")
                for c in clippings]
     if traces["tau"].notna().any():
         handles.append(Line2D([], [], color="black", ls="--", lw=1,
@@ -349,7 +349,7 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
              for _, r in frame.drop_duplicates("remedy").iterrows()}
     handles = [Line2D([], [], color="0.3", ls=remedy_style(*pairs[r]),
                       marker=remedy_marker(*pairs[r]), ms=3.5, label=r)
-               for r in an.remedy_order(frame)]
+               for r in facts.remedy_order(frame)]
     axes[0][-1].legend(handles=handles, fontsize=8, **OUTSIDE, title="remedy",
                        title_fontsize=8)
     fig.tight_layout()
@@ -379,7 +379,7 @@ def importance_heatmap(table: pd.DataFrame) -> Figure:
 
 def seq_len_sweep(board: pd.DataFrame) -> Figure:
     """Normalised score against T: one panel per remedy, one line per model."""
-    remedies = an.remedy_order(board)
+    remedies = facts.remedy_order(board)
     fig, axes = plt.subplots(1, len(remedies), figsize=(WIDTH, 2.9), sharey=True,
                              squeeze=False)
     data = board.assign(T=board["seq_len"].astype(float))

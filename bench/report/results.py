@@ -34,6 +34,9 @@ import pandas as pd
 import yaml
 
 from bench import tracking
+from bench.errors import mask_secrets
+from bench.names import CONFIG_FILE, STEPS_TABLE
+from bench.registry import REMEDIES
 from bench.tracking import RunRecord
 
 IDENTITY_TAGS = ("role", "configuration", "task", "model", "regularization", "clipping",
@@ -45,8 +48,6 @@ PROVENANCE_TAGS = ("git_commit", "python", "platform", "machine", "cpu_count", "
 
 def float_params() -> tuple[str, ...]:
     """The tuned float params: the learning rate and every built-in remedy's parameters."""
-    from bench.registry import REMEDIES
-
     return ("lr", *dict.fromkeys(p for r in REMEDIES for p in r.search))
 
 
@@ -106,12 +107,12 @@ class ResultsSource:
         """All runs as a frame, plus the provenance and config of the suite."""
         records = self.search()
         runs = runs_frame(records)
-        results = Results(self.experiment, runs, tracking_uri=tracking.mask_url(self.uri))
+        results = Results(self.experiment, runs, tracking_uri=mask_secrets(self.uri))
         parents = runs[runs["role"] == "configuration"].sort_values("start_time")
         if len(parents):
             latest = next(r for r in records if r.run_id == parents["run_id"].iloc[-1])
             results.provenance = provenance_of(latest.tags)
-            text = self.text(latest.run_id, tracking.CONFIG_FILE)
+            text = self.text(latest.run_id, CONFIG_FILE)
             if text:
                 results.config_text = text
                 loaded = yaml.safe_load(text)
@@ -131,7 +132,7 @@ class ResultsSource:
         """A per-step series at every step, in the format of ``histories``: ``column`` of
         the runs' ``STEPS_TABLE``, else (runs recorded without one) the metric ``key``."""
         ids = list(dict.fromkeys(run_ids))
-        table = self.tables(ids, tracking.STEPS_TABLE)
+        table = self.tables(ids, STEPS_TABLE)
         if column in table:
             table = table[["run_id", "step", column]].rename(columns={column: "value"})
             table.insert(1, "key", key)

@@ -1,10 +1,11 @@
-"""A suite: configurations x studies, where it lives, how it starts, resumes and reads.
+"""A suite: configurations x studies, how it starts, resumes and reads.
 
-``prepare`` expands the config, sets the run directory up, creates every Optuna study
-before any worker starts, and recovers what an interrupted run left behind (trials
-marked interrupted and queued again; their MLflow runs ended as KILLED). The workers
-(``bench.run.pool``, ``bench.run.worker``) then claim tuning trials and final seeds through the
-storage until every configuration is done. ``leaderboard``, ``status_rows`` and
+Where it lives and what this machine must have for it are ``bench.run.inputs``'s, checked
+before anything starts. ``prepare`` expands the config, sets the run directory up, creates
+every Optuna study before any worker starts, and recovers what an interrupted run left
+behind (trials marked interrupted and queued again; their MLflow runs ended as KILLED). The
+workers (``bench.run.pool``, ``bench.run.worker``) then claim tuning trials and final seeds
+through the storage until every configuration is done. ``leaderboard``, ``status_rows`` and
 ``progress_snapshot`` read where a suite stands.
 """
 
@@ -13,18 +14,33 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import statistics
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench import tracking, tuning
+from bench.board import Seed, seed_stats
 from bench.config import Configuration, SuiteSpec, describe_changes, expand
 from bench.errors import mask_secrets
+from bench.links import default_dashboard_url
 from bench.locks import locked
+from bench.names import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
 from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.registry import TASKS, PluginError
+from bench.run.inputs import check_writable, run_dir_for, runnable_configurations
+from bench.tracking import (
+    Tracker,
+    default_tracking_uri,
+    provenance,
+    relocate_artifacts,
+    replay_spooled,
+    resolve_uri,
+    retries,
+)
+from bench.tuning import RUNNING, WAITING, worker_gone
 
 PARENT_SETTLE_S = 2.0  # see create_parent_runs
 
@@ -58,96 +74,23 @@ class Suite:
 
     @property
     def tracking_uri(self) -> str:
-        from bench.tracking import resolve_uri
-
         return resolve_uri(self.spec.tracking_uri, self.run_dir)
 
     def jobs_per_configuration(self) -> int:
         return self.spec.tuning.trials + self.spec.final.seeds
 
 
-def runs_root(runs_dir: str | Path | None) -> Path:
-    """``--runs-dir``, else ``$GRADBENCH_HOME``, else ``./runs``."""
-    return Path(runs_dir or os.environ.get("GRADBENCH_HOME") or "runs")
-
-
-def run_dir_for(spec: SuiteSpec, runs_dir: str | Path | None) -> Path:
-    return runs_root(runs_dir) / spec.name
-
-
 # ------------------------------------------------------------------------------ preparation
-
-
-def check_writable(run_dir: Path) -> None:
-    """Fail early, with the path, when the run directory cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise PermissionError(f"run directory {run_dir} is not writable: {err.strerror}") from err
-
-
-def available_configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
-    """Expand the grid; leave a task out (with the reason) when its data are absent.
-
-    The task's record says (``TaskInfo.unavailable``; HAR: no copy at the default location,
-    offline). Data that are given but hold nothing, or an archive that is truncated or
-    tampered with, are bad input: the task's error propagates.
-    """
-    from bench.config import TASK_STEPS
-    from bench.registry import TASKS
-
-    configurations = expand(spec)
-    skipped: dict[str, str] = {}
-    for name, params in spec.tasks:
-        info = TASKS.get(name)
-        data = {k: v for k, v in params.items() if k != TASK_STEPS}  # the budget is not data
-        reason = info.unavailable(data) if info.unavailable is not None else None
-        if reason is not None:
-            skipped[info.name] = reason
-    return [c for c in configurations if c.task not in skipped], skipped
 
 
 def check_remote_inputs(spec: SuiteSpec, runs_dir: str | Path | None) -> None:
     """What can be wrong with the input beyond this machine, found before anything is
     written: a storage database and a tracking server (reached; nothing created). The
-    device and the tasks' data are ``check_local_inputs``'s."""
-    from bench import tracking, tuning
-
+    device and the tasks' data are ``inputs.check_local_inputs``'s."""
     run_dir = run_dir_for(spec, runs_dir)
     if spec.storage is not None and not spec.storage.startswith("journal:"):
         tuning.open_storage(spec.storage, run_dir)
     tracking.check_reachable(tracking.resolve_uri(spec.tracking_uri, run_dir))
-
-
-def check_local_inputs(spec: SuiteSpec) -> None:
-    """The device and the tasks' data: checked on this machine, in an instant."""
-    check_device(spec.device)
-    _configurations(spec)
-
-
-def check_device(device: str) -> None:
-    """``cuda`` / ``cuda:N`` where this machine has no such device: a one-line error."""
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    index = int(device.split(":")[1]) if ":" in device else 0
-    if index >= count:
-        found = f"{count} CUDA device(s)" if count else "no CUDA device"
-        raise ValueError(f"device {device!r}: this machine has {found}; "
-                         f"use --device cpu (or auto)")
-
-
-def _configurations(spec: SuiteSpec) -> tuple[list[Configuration], dict[str, str]]:
-    configurations, skipped = available_configurations(spec)
-    if not configurations:
-        raise ValueError(f"suite {spec.name!r}: nothing to run (skipped: "
-                         f"{', '.join(skipped) or 'none'})")
-    return configurations, skipped
 
 
 def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
@@ -158,25 +101,19 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
     is recorded). A change of the settings behind recorded results is refused here,
     before anything is written (``tuning.meaning_changes``).
     """
-    from bench import tuning
-
     run_dir = run_dir_for(spec, runs_dir)
     check_writable(run_dir)
-    configurations, skipped = _configurations(spec)
+    configurations, skipped = runnable_configurations(spec)
     suite = Suite(spec, run_dir, configurations, skipped, whole=whole)
     storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
     changes = tuning.meaning_changes(storage, spec, configurations)
     if changes:  # before anything is written
         raise ValueError(describe_changes(spec.name, changes))
-    from bench.tracking import relocate_artifacts
-
     relocate_artifacts(suite.tracking_uri, spec.name, run_dir)  # moved: its own files, once
     tracker = _tracker(suite)
     tracker.experiment_id  # noqa: B018 - reaches the tracking store, or fails clearly
     _write_resolved_config(suite)
     tuning.create_studies(storage, spec, configurations)
-    from bench.cli.serve import default_dashboard_url
-
     links = tuning.dashboard_links(storage, spec, configurations, default_dashboard_url())
     create_parent_runs(suite, tracker, links=links)
     recover(suite, storage, tracker=tracker)
@@ -185,10 +122,8 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
 
 def _tracker(suite: Suite) -> Any:
     """The main process's tracker: fails fast (10 s of retries) when the store is down."""
-    from bench.tracking import RETRY_S, Tracker
-
     return Tracker(suite.tracking_uri, suite.spec.name, run_dir=suite.run_dir,
-                   retry_s=min(RETRY_S, 10.0))
+                   retry_s=min(retries.RETRY_S, 10.0))
 
 
 def parent_tags(spec: SuiteSpec, configuration: Configuration) -> dict[str, str]:
@@ -206,8 +141,6 @@ def create_parent_runs(suite: Suite, tracker: Any,
     parent runs get ``PARENT_SETTLE_S`` to become visible before the earliest is chosen
     (an embedded storage has one ``gradbench run`` at a time: no wait).
     """
-    from bench.tracking import provenance
-
     config_text = yaml.safe_dump(recorded_config(suite), sort_keys=False)
     info = provenance()
     parents = tracker.ensure_parent_runs(
@@ -223,8 +156,6 @@ def recorded_config(suite: Suite) -> dict[str, Any]:
     """The suite as recorded (``Suite.recorded``), passwords masked, with the tracking URI
     it used even where it came from ``$MLFLOW_TRACKING_URI`` (not the embedded store's:
     that one follows the run directory)."""
-    from bench.tracking import default_tracking_uri
-
     data = suite.recorded.public_dict()
     if data["tracking_uri"] is None and suite.tracking_uri != default_tracking_uri(
             suite.run_dir):
@@ -234,8 +165,6 @@ def recorded_config(suite: Suite) -> dict[str, Any]:
 
 def study_tags(study: str, url: str) -> dict[str, str]:
     """A parent run's tags that lead to its Optuna study (none when unknown)."""
-    from bench.tracking import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
-
     if not study:
         return {}
     return {STUDY_TAG: study, DASHBOARD_TAG: url,
@@ -262,14 +191,10 @@ def recover(suite: Suite, storage: Any, *, at_start: bool = True,
     this now and then (``at_start=False``) to pick up the work of a worker that died.
     ``storage`` is the one ``tuning.open_storage`` returned.
     """
-    from bench import tuning
-
     all_dead = suite.embedded and at_start
     found = tuning.recover(storage, suite.spec, suite.configurations, all_running=all_dead)
     tracker = tracker or _tracker(suite)
     if at_start:  # what workers of this run directory left unsent, before their runs end
-        from bench.tracking import replay_spooled
-
         replay_spooled(suite.run_dir, tracker)
     outcomes, workers = tuning.trial_ends(storage)
     end_orphan_runs(tracker, outcomes, workers=None if all_dead else workers)
@@ -290,8 +215,6 @@ def end_orphan_runs(tracker: Any, outcomes: Mapping[tuple[str, int], str], *,
     wait in its spool), and a dead worker's on another host are written when that machine
     resumes the suite (``tracking.replay_spooled``).
     """
-    from bench.tuning import RUNNING, WAITING, worker_gone
-
     running = tracker.find_runs("attributes.status = 'RUNNING' and tags.role != 'configuration'")
     ended = 0
     for run in running:
@@ -335,8 +258,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 def leaderboard(suite: Suite) -> list[dict[str, Any]]:
     """Per configuration: the final seeds' test metric (mean, std), solved and diverged rates
     (``board_row``)."""
-    from bench import tuning
-
     storage = tuning.open_storage(suite.storage_url, suite.run_dir)
     rows = []
     for configuration in suite.configurations:
@@ -353,8 +274,6 @@ def records(storage: Any, spec: SuiteSpec, configuration: Configuration
             ) -> tuple[list[Any], list[Any]]:
     """A configuration's tuning trials and its current final seeds (those of the best
     parameters; seeds of superseded parameters are left out), as ``tuning.TrialRecord``s."""
-    from bench import tuning
-
     trials = tuning.trial_records(storage, spec, configuration)
     finals = tuning.trial_records(storage, spec, configuration, final=True)
     direction = tuning.objective_direction(spec, configuration)
@@ -364,21 +283,18 @@ def records(storage: Any, spec: SuiteSpec, configuration: Configuration
 def board_row(configuration: Configuration, trials: Sequence[Any],
               finals: Sequence[Any]) -> dict[str, Any]:
     """One configuration's leaderboard row from its tuning trials and current final seeds
-    (``records``): the one leaderboard computation of the terminal.
+    (``records``): the terminal's, its statistics from ``bench.board.seed_stats``.
 
     ``metric`` and ``direction`` are what the trials recorded (``tuning.tell``), or "".
     The mean and std are over every final seed done: a diverged seed counts with the
     trivial predictor's test score, which it records (``test_from=trivial``); none is
     dropped. ``diverged_rate`` says how many those are.
     """
-    from bench.tuning import counts
-
     metric = _recorded(finals, "metric")
     direction = _recorded([*finals, *trials], "direction")
     done = [t for t in finals if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED)]
-    values = [float(t.attrs["test"][metric]) for t in done if metric in t.attrs.get("test", {})]
-    solved_at = [int(t.attrs["solved_at"]) for t in done if "solved_at" in t.attrs]
-    c = counts(trials)
+    stats = seed_stats([_seed(t, metric) for t in done])
+    c = tuning.counts(trials)
     return {
         "configuration": configuration.name,
         "task": configuration.task,
@@ -388,15 +304,26 @@ def board_row(configuration: Configuration, trials: Sequence[Any],
         "clipping": configuration.clipping,
         "metric": metric,
         "direction": direction,
-        "mean": statistics.fmean(values) if values else math.nan,
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan,
-        "seeds": len(done),
-        "steps_to_solve": statistics.median(solved_at) if solved_at else math.nan,
-        "solved_rate": _rate(done, lambda t: bool(t.attrs.get("solved"))),
-        "diverged_rate": _rate(done, lambda t: t.outcome == Outcome.DIVERGED),
+        "mean": stats.mean,
+        # one seed: 0, as the parent run's final/<metric>_std has always recorded it
+        "std": 0.0 if stats.n_values == 1 else stats.std,
+        "seeds": stats.seeds,
+        "steps_to_solve": stats.steps_to_solve,
+        "solved_rate": stats.solved_rate,
+        "diverged_rate": stats.diverged_rate,
         "complete": c["complete"], "pruned": c["pruned"], "diverged": c["diverged"],
         "running": c["running"],
     }
+
+
+def _seed(trial: Any, metric: str) -> Seed:
+    """A final seed's trial record (``tuning.TrialRecord``) as ``bench.board`` reads it."""
+    test = trial.attrs.get("test", {})
+    return Seed(score=float(test[metric]) if metric in test else None,
+                solved=bool(trial.attrs.get("solved")),
+                solved_at=float(trial.attrs["solved_at"]) if "solved_at" in trial.attrs
+                else None,
+                diverged=trial.outcome == Outcome.DIVERGED)
 
 
 def _recorded(trials: Sequence[Any], attr: str) -> str:
@@ -405,23 +332,15 @@ def _recorded(trials: Sequence[Any], attr: str) -> str:
 
 def _task_direction(task: str) -> str:
     """The task's direction from the registry, "" where it has no record of the task."""
-    from bench.registry import TASKS, PluginError
-
     try:
         return TASKS.get(task).direction
     except PluginError:
         return ""
 
 
-def _rate(trials: Sequence[Any], predicate: Callable[[Any], bool]) -> float:
-    return sum(1 for t in trials if predicate(t)) / len(trials) if trials else math.nan
-
-
 def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
     """Jobs done per configuration (finished tuning trials + finished final seeds).
     ``storage``: one opened before, for a caller that asks again and again."""
-    from bench import tuning
-
     if storage is None:
         storage = tuning.open_storage(suite.storage_url, suite.run_dir)
     spec, done = suite.spec, {}
@@ -442,8 +361,6 @@ def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
 def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
     """Per configuration: trials by outcome, best objective (``tuning.objective``), final
     seeds done."""
-    from bench import tuning
-
     if spec.storage is None and not (run_dir / "optuna.journal").exists():
         return []
     storage = tuning.open_storage(spec.storage, run_dir)

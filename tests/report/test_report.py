@@ -16,9 +16,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench import tracking
+from bench import config, tracking, tuning
 from bench.cli.main import main
 from bench.report import analysis as an
+from bench.report import facts
+from bench.report import leaderboard as lb
+from bench.report import statistics as st
+from bench.run import suite as suites
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -61,18 +65,18 @@ def _suite(metric: str, direction: str, values: dict[str, list[float]]) -> pd.Da
 
 
 def test_mean_ci_uses_student_t() -> None:
-    mean, std, low, high = an.mean_ci([1.0, 2.0, 3.0])
+    mean, std, low, high = st.mean_ci([1.0, 2.0, 3.0])
     assert (mean, std) == (2.0, 1.0)
     assert high - mean == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)  # the t table's digits
     assert low == pytest.approx(2 * mean - high)
-    one = an.mean_ci([0.5])
+    one = st.mean_ci([0.5])
     assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
-    assert all(math.isnan(v) for v in an.mean_ci([]))
-    assert an.t_quantile(1000) == pytest.approx(1.962, abs=0.005)
+    assert all(math.isnan(v) for v in st.mean_ci([]))
+    assert st.t_quantile(1000) == pytest.approx(1.962, abs=0.005)
 
 
 def test_leaderboard_ranks_by_the_metric_direction() -> None:
-    mse = an.leaderboard(_suite("mse", "minimize", {
+    mse = lb.leaderboard(_suite("mse", "minimize", {
         "adding-T10/rnn/none/none": [0.2, 0.3], "adding-T10/lstm/none/none": [0.01, 0.03]}),
         {"trials": 2, "seeds": 2})
     assert mse["model"].tolist() == ["lstm", "rnn"]
@@ -82,11 +86,11 @@ def test_leaderboard_ranks_by_the_metric_direction() -> None:
     assert best["normalized"] == pytest.approx(0.04)
     assert best["status"] == "done" and best["complete"] == 2 and best["seeds"] == 2
 
-    acc = an.leaderboard(_suite("acc", "maximize", {
+    acc = lb.leaderboard(_suite("acc", "maximize", {
         "har/rnn/none/none": [0.6, 0.7], "har/lstm/none/none": [0.9, 0.92]}))
     assert acc["model"].tolist() == ["lstm", "rnn"]  # higher accuracy first
     assert acc["seq_len"].isna().all()
-    grid = an.score_grid(acc)
+    grid = lb.score_grid(acc)
     assert grid.loc["lstm", "none"] == pytest.approx(1.82)
 
 
@@ -105,14 +109,14 @@ def test_leaderboard_marks_diverged_running_and_unfinished() -> None:
                metric="mse", direction="minimize") for s in (1, 2)],
         _run("adding-T10/lstm/none/none", "configuration", state="", status="RUNNING"),
     ]
-    board = an.leaderboard(_frame(rows), {"trials": 2, "seeds": 2}).set_index("model")
+    board = lb.leaderboard(_frame(rows), {"trials": 2, "seeds": 2}).set_index("model")
     assert board.loc["rnn", "status"] == "all trials diverged"
     assert board.loc["rnn", "failed"] == 2
     assert board.loc["irnn", "status"] == "running" and board.loc["irnn", "running"] == 1
     assert board.loc["gru", "status"] == "diverged" and board.loc["gru", "diverged_rate"] == 1
     assert board.loc["lstm", "status"] == "not started"
     assert board["rank"].isna().all()  # nothing has a test result
-    assert an.best_rows(board.reset_index(), ["model"])["model"].tolist() == ["gru", "irnn"]
+    assert lb.best_rows(board.reset_index(), ["model"])["model"].tolist() == ["gru", "irnn"]
 
 
 def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
@@ -127,31 +131,55 @@ def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
             _run(config, "final", seed=3, state="diverged", status="FAILED", metric="mse",
                  direction="minimize", **{"test/mse": 0.17, "test/normalized": 1.0})]
     frame = _frame(rows)
-    row = an.leaderboard(frame, {"trials": 1, "seeds": 3}).iloc[0]
+    row = lb.leaderboard(frame, {"trials": 1, "seeds": 3}).iloc[0]
     assert row["seeds"] == 3 and row["n_values"] == 3  # none dropped
     assert row["mean"] == pytest.approx((0.01 + 0.03 + 0.17) / 3)
     assert row["diverged_rate"] == pytest.approx(1 / 3)
     assert row["normalized"] == pytest.approx((0.06 + 0.18 + 1.0) / 3)
     assert row["steps_to_solve"] == 300.0
-    assert an.seed_values(frame, config, "mse") == pytest.approx([0.01, 0.03, 0.17])
+    assert st.seed_values(frame, config, "mse") == pytest.approx([0.01, 0.03, 0.17])
     assert an.baseline_of(frame[frame["role"] == "final"]) == 0.17
     measured = an.empirical_baselines(frame, "adding", 10, "mse")
     assert measured["test_loss"] == 0.17 and math.isnan(measured["val_loss"])
 
 
+def test_the_report_and_the_terminal_count_the_same_seeds_alike() -> None:
+    """The same final seeds, as MLflow runs (the report) and as Optuna trial records (the
+    terminal, ``gradbench status``): one computation (``bench.board``) gives both rows."""
+    configuration = config.expand(config.load("smoke", {}))[0]
+    seeds = [("complete", 0.12, True, 300.0), ("complete", 0.31, False, None),
+             ("diverged", 0.52, False, None), ("complete", 0.09, True, 100.0)]
+    rows = [_run(configuration.name, "configuration", state=""),
+            *[_run(configuration.name, "final", seed=i, state=state, metric="mse",
+                   direction="minimize", solved=solved,
+                   **{"test/mse": score},
+                   **({"val/steps_to_solve": at} if at is not None else {}))
+              for i, (state, score, solved, at) in enumerate(seeds)]]
+    report = lb.leaderboard(_frame(rows)).iloc[0]
+    finals = [tuning.TrialRecord(i, state, None, {}, {
+        "metric": "mse", "direction": "minimize", "test": {"mse": score}, "solved": solved,
+        **({"solved_at": int(at)} if at is not None else {})})
+        for i, (state, score, solved, at) in enumerate(seeds)]
+    terminal = suites.board_row(configuration, [], finals)
+    for key in ("mean", "std", "seeds", "solved_rate", "diverged_rate", "steps_to_solve"):
+        assert report[key] == terminal[key], key
+    assert (terminal["seeds"], terminal["solved_rate"], terminal["steps_to_solve"]) == \
+        (4, 0.5, 200.0)
+
+
 def test_permutation_test_and_bootstrap_interval() -> None:
-    assert an.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)  # exact, two-sided
-    assert an.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
-    assert an.min_attainable_p(2, 2) == pytest.approx(1 / 3)
-    assert an.min_attainable_p(5, 5) == pytest.approx(2 / 252)
-    assert math.isnan(an.permutation_p([], [1.0]))
+    assert st.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)  # exact, two-sided
+    assert st.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
+    assert st.min_attainable_p(2, 2) == pytest.approx(1 / 3)
+    assert st.min_attainable_p(5, 5) == pytest.approx(2 / 252)
+    assert math.isnan(st.permutation_p([], [1.0]))
     rng = np.random.default_rng(1)
     a, b = rng.normal(0, 1, 40), rng.normal(3, 1, 40)  # many seeds: sampled, not enumerated
-    assert an.permutation_p(a, b) < 0.001
-    low, high = an.bootstrap_diff_ci(a, b)
+    assert st.permutation_p(a, b) < 0.001
+    low, high = st.bootstrap_diff_ci(a, b)
     assert low < b.mean() - a.mean() < high and low > 2
-    assert an.verdict(0.3, 1 / 3) == "too few seeds to test"
-    assert an.verdict(0.004, 2 / 252) == "best is better"
+    assert st.verdict(0.3, 1 / 3) == "too few seeds to test"
+    assert st.verdict(0.004, 2 / 252) == "best is better"
 
 
 def test_significance_compares_the_best_with_the_rest() -> None:
@@ -159,7 +187,7 @@ def test_significance_compares_the_best_with_the_rest() -> None:
         "adding-T10/lstm/none/none": [0.01, 0.011, 0.012, 0.009, 0.010],
         "adding-T10/rnn/none/none": [0.2, 0.21, 0.19, 0.2, 0.22],
         "adding-T10/gru/none/none": [0.0105, 0.0098, 0.011, 0.012, 0.0095]})
-    table = an.significance(an.leaderboard(runs), runs).set_index("model")
+    table = st.significance(lb.leaderboard(runs), runs).set_index("model")
     assert set(table["best"]) == {"adding-T10/lstm/none/none"}
     assert table.loc["rnn", "verdict"] == "best is better" and table.loc["rnn", "diff"] > 0
     assert table.loc["gru", "verdict"] == "no detectable difference"
@@ -179,7 +207,7 @@ def test_tuning_curve_sweep_and_classes() -> None:
     board = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"], "remedy": ["none"] * 4,
                           "regularization": ["none"] * 4, "clipping": ["none"] * 4,
                           "seq_len": [50, 100, 50, 100], "solved_rate": [1.0, 0.0, 1.0, 0.5]})
-    longest = an.longest_solved(board)
+    longest = lb.longest_solved(board)
     assert longest.loc["lstm", "none"] == 100 and longest.loc["rnn", "none"] == 50
 
     rows = pd.DataFrame({"true": ["a", "a", "b", "b"] * 2, "predicted": ["a", "b", "a", "b"] * 2,
@@ -489,7 +517,7 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
 
 
 def test_intervals_stay_in_the_metric_range() -> None:
-    from bench.report.analysis import clip_to_range, mean_ci
+    from bench.report.statistics import clip_to_range, mean_ci
 
     _, _, low, high = mean_ci([0.001, 0.2])  # two seeds far apart: a wide t-interval
     assert low < 0
@@ -546,22 +574,22 @@ def test_order_labels_and_colours_come_from_the_registries() -> None:
     from bench.registry import MODELS
     from bench.report import plots
 
-    assert an.model_order(["gru", "zz-plugin", "lstm", "rnn", "irnn"]) == [
+    assert facts.model_order(["gru", "zz-plugin", "lstm", "rnn", "irnn"]) == [
         "rnn", "irnn", "lstm", "gru", "zz-plugin"]  # unknown last
-    assert an.task_order(["har", "mine", "adding", "copy"]) == ["adding", "copy", "har", "mine"]
+    assert facts.task_order(["har", "mine", "adding", "copy"]) == ["adding", "copy", "har", "mine"]
     pairs = [("l2", "norm"), ("none", "norm"), ("l2", "none"), ("none", "none"),
              ("mystery", "none")]
     frame = pd.DataFrame(pairs, columns=["regularization", "clipping"])
-    assert an.remedy_order(frame) == ["none", "L2", "norm clip", "L2 + norm clip", "mystery"]
-    assert an.remedy_label("l2", "mystery") == "L2 + mystery"
+    assert facts.remedy_order(frame) == ["none", "L2", "norm clip", "L2 + norm clip", "mystery"]
+    assert facts.remedy_label("l2", "mystery") == "L2 + mystery"
     # line style from the clipping remedy, marker from the regularization remedy
     assert [plots.remedy_style(*p) for p in pairs] == ["--", "--", ":", ":", ":"]
     assert [plots.remedy_marker(*p) for p in pairs] == ["s", "o", "s", "o", "*"]
     assert plots.remedy_style("l2", "mystery") == (0, (3, 1, 1, 1, 1, 1))  # unknown here
     assert plots.remedy_style("none", "weight") == "-"
-    assert an.metric_of("copy", pd.DataFrame()) == ("recall_acc", "maximize")
-    assert an.metric_of("mine", pd.DataFrame()) == ("loss", "minimize")
-    assert an.solved_rule("adding") == "test MSE < 0.01"
+    assert lb.metric_of("copy", pd.DataFrame()) == ("recall_acc", "maximize")
+    assert lb.metric_of("mine", pd.DataFrame()) == ("loss", "minimize")
+    assert facts.solved_rule("adding") == "test MSE < 0.01"
 
     # the colorblind palette entries the report always used for the four built-ins
     assert {m: plots.model_hex(m) for m in ("rnn", "irnn", "lstm", "gru")} == {

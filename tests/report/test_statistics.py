@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.report.analysis import (
+from bench.report.statistics import (
     bootstrap_diff_ci,
     mean_ci,
     min_attainable_p,

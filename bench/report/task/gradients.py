@@ -1,0 +1,239 @@
+"""One task's gradient picture: per-step gradient norms at initialisation and after
+training, the gradient flow over training, the two factors of the decay, gradient-norm traces
+with the clipping threshold, learning curves and the spectral radius."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from bench.names import (
+    GRAD_NORM,
+    PROFILES_TABLE,
+    SPECTRAL_RADIUS,
+    STEPS_TO_SOLVE,
+    VAL_LOSS,
+    diagnostics_table,
+)
+from bench.report import analysis as an
+from bench.report import facts, plots
+from bench.report.formatting import num, plural, where
+from bench.report.html import Note, Row, Table
+from bench.report.task.view import TaskView
+
+
+def gradients(view: TaskView) -> list[Any]:
+    """Per-step gradient norms of each model's best configuration, the first / last
+    ratio, and the gradient flow over training."""
+    ids = view.first_runs(view.per_model["configuration"])
+    profiles = view.source.tables(ids, PROFILES_TABLE)
+    if profiles.empty:
+        return [Note("No gradient profiles recorded for these runs.", "warn")]
+    memory = bool(len(profiles)) and profiles["kind"].isin(list(an.MEMORY_KINDS)).any()
+    snaps = an.profile_snapshots(profiles)
+    snaps = snaps.merge(view.runs[["run_id", "model", "configuration"]], on="run_id")
+    ratios = an.gradient_ratios(snaps).merge(view.runs[["run_id", "model"]], on="run_id")
+    shown = ", ".join(f"{r['model']} ({r['remedy']})" for _, r in
+                      view.per_model.iterrows())
+    caption = (
+        f"||dL/dh_t||: the norm of the total gradient of the loss with respect to the "
+        f"hidden state at step t (through every later step), mean over a fixed probe "
+        f"batch; best configuration of each model{where(view.longest)}: {shown}; first "
+        f"final seed. {facts.read_at(view.task)} A line that falls to the left means "
+        "gradients vanish on their way back (the model cannot learn dependencies that far "
+        "back); a line that rises to the left means they explode; flat is what long memory "
+        "needs. Dashed: the theory bound ||dL/dh_T|| (gamma ||W_hh||_2)^(T-t) for "
+        f"{_and(bounded_models(view.board['model'])) or 'plain RNNs (none here)'} "
+        "(gamma = 1 for tanh and ReLU); a measured line far below its bound is "
+        "vanishing caused by the activation derivatives, not only by the weights. Left: "
+        "at initialisation; right: after training. The y range follows the measured "
+        "lines; bounds beyond it are cut off."
+        + (" L here is the loss of the steps that need the long memory alone (copy: the "
+           "cross-entropy of the 10 recalled symbols), not the full loss, which the blank "
+           "predictions dominate." if memory else ""))
+    fig = view.figure("profiles", "The vanishing / exploding picture: per-time-step "
+                      "gradient norms", plots.gradient_profiles(snaps), caption, snaps, ids)
+    return [fig, _ratio_table(ratios), *flow(view, profiles, ids)]
+
+
+def flow(view: TaskView, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any]:
+    """The gradient-flow heatmap of the best configuration of each model."""
+    flow = an.gradient_flow(an.memory_profiles(profiles))
+    if flow.empty or flow["step"].nunique() < 2:
+        return []
+    columns = ["run_id", "model", "configuration"]
+    if STEPS_TO_SOLVE in view.runs:
+        columns.append(STEPS_TO_SOLVE)
+    flow = flow.merge(view.runs[columns], on="run_id").rename(
+        columns={STEPS_TO_SOLVE: "solved_step"})
+    return [view.figure(
+        "flow", "Gradient flow over training", plots.gradient_flow(flow),
+        f"Each panel: one model's best configuration{where(view.longest)}, first final "
+        f"seed. A row is one probe of the fixed probe batch (bottom: initialisation, then "
+        f"every diagnostics.probe_every steps and after the last update); a cell is "
+        f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
+        f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
+        f"smaller); red: it grew. {facts.read_at(view.task)} Read upwards to see when during "
+        f"training gradients start to flow back to the early steps. A black line: the "
+        f"first probe after the run met the task's solved rule on the validation set "
+        f"(its steps to solve).", flow, ids)]
+
+
+def factors(view: TaskView) -> list[Any]:
+    """The two factors of the decay, per configuration, at initialisation and after:
+    medians over the configuration's final seeds (the plain RNNs' seeds differ widely)."""
+    runs = {c: ids for c in view.top["configuration"]
+            if (ids := an.representative_runs(view.runs, c))}
+    factors = view.source.tables([i for ids in runs.values() for i in ids],
+                                 diagnostics_table("factors"))
+    if factors.empty:
+        return [Note("No two-factor diagnostics recorded for these runs (runs made "
+                     "before diagnostics/factors.csv was logged).", "warn")]
+    snaps = an.factor_snapshots(factors).merge(
+        view.runs[["run_id", "configuration"]], on="run_id")
+    medians = an.factor_medians(snaps)
+    info = view.runs.drop_duplicates("configuration").set_index("configuration")
+    paths = snaps.groupby("configuration")["path"].first()
+    order = facts.model_order(view.top["model"].astype(str))
+    rows = []
+    for configuration in runs:
+        init = medians[(medians["configuration"] == configuration)
+                       & (medians["when"] == "at initialisation")]
+        if init.empty:
+            continue
+        end = medians[(medians["configuration"] == configuration)
+                      & (medians["when"] == "after training")]
+        r, e = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
+        pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
+                ("w_log10_radius", "w_log10_norm", "act_log10", "predicted", "measured")]
+        if e["runs"] > 1:
+            pair[-1] += f" ({num(e['measured_low'], 3)} to {num(e['measured_high'], 3)})"
+        model = str(info.loc[configuration, "model"])
+        remedy = facts.remedy_label(info.loc[configuration, "regularization"],
+                                    info.loc[configuration, "clipping"])
+        rows.append([model, remedy, str(paths[configuration]), *pair, str(int(e["runs"]))])
+    rows.sort(key=lambda row: (order.index(row[0]) if row[0] in order else 99, row[1]))
+    return [Table(
+        "The two factors of the decay per step, at initialisation -> after training",
+        ["model", "remedy", "path", "log10 rho(W_hh)", "log10 ||W_hh||_2", "f' factor",
+         "predicted", "measured (range over runs)", "runs"], rows, model_column=0,
+        caption="Per configuration" + where(view.longest) + ": the median over its final "
+                "seeds (runs: how many; the best tuning trial where there are none), in "
+                "decades per step of lag (negative: the gradient shrinks); the measured "
+                "decay after training also with its range over the seeds. The lecture's "
+                "dL/dW_r terms are W_r^(t-n) * prod f'(u_m): the W_r^t factor is log10 of "
+                "W_hh's spectral radius (its long-run rate; the norm bounds one step; the "
+                "largest gate block for LSTM and GRU), the f' factor the mean log10 "
+                "derivative on the path (tanh: 1 - h^2; ReLU: 0 over its active units; "
+                "LSTM: the forget gate f, GRU: the update gate z, on the cell path). "
+                "predicted: their sum (the gate alone for LSTM and GRU); measured: the "
+                "slope of log10 ||dL/dh_t||. Weight clipping and L2/decay act on the first "
+                "factor, ReLU and the gates on the second.")]
+
+
+def _ratio_table(ratios: pd.DataFrame) -> Table:
+    """log10 of the first / last step's gradient norm per model, at init and after."""
+    pivot = ratios.pivot_table(index="model", columns="when", values="log10_ratio")
+    rows = []
+    for model in facts.model_order(pivot.index.tolist()):
+        r = pivot.loc[model]
+        rows.append([model, num(r.get("at initialisation"), 3),
+                     num(r.get("after training"), 3)])
+    return Table("Gradient ratio first / last step", ["model", "log10 ratio at init",
+                                                     "after training"], rows,
+                 model_column=0,
+                 caption="log10(||dL/dh_1|| / ||dL/dh_T||) of the lines above: -3 means "
+                         "the gradient reaching the first step is 1000 times smaller "
+                         "than at the last (vanishing); positive values mean growth.")
+
+
+def traces(view: TaskView) -> list[Any]:
+    """Gradient norms at every step, per model and clipping remedy, with the threshold."""
+    picks = view.per_clip
+    ids = view.first_runs(picks["configuration"])
+    hist = view.source.steps(ids, "grad_norm", GRAD_NORM)
+    if hist.empty:
+        return [Note("No gradient-norm traces recorded for these runs.", "warn")]
+    info = view.runs.set_index("run_id")
+    hist["model"] = hist["run_id"].map(info["model"])
+    hist["clipping"] = hist["run_id"].map(info["clipping"])
+    hist["tau"] = hist["run_id"].map(info["clip"]) if "clip" in info else math.nan
+    return [view.figure(
+        "grad-norm", "Gradient norm during training, with the clipping threshold",
+        plots.grad_norm_traces(hist),
+        f"Global gradient norm before clipping at every training step; per model the "
+        f"best configuration{where(view.longest)} of each clipping remedy (line style; "
+        f"dotted: no clipping), first final seed. Spikes far above the rest are exploding "
+        f"gradients; with norm clipping every step above the dashed threshold tau (tuned) "
+        f"was rescaled to tau (value clipping clamps each entry, weight clipping bounds "
+        f"W_hh instead: their thresholds are not gradient norms). A line that ends early "
+        f"belongs to a run that diverged there.", hist, ids)]
+
+
+def curves(view: TaskView) -> list[Any]:
+    """Learning curves of each model's best configuration, and the spectral radius."""
+    ids = [i for c in view.per_model["configuration"] for i in view.seeds.get(c, [])]
+    hist = view.source.histories(ids, [VAL_LOSS, SPECTRAL_RADIUS])
+    if hist.empty:
+        return [Note("No learning curves recorded for these runs.", "warn")]
+    info = view.runs.set_index("run_id")
+    hist["model"] = hist["run_id"].map(info["model"])
+    hist["configuration"] = hist["run_id"].map(info["configuration"])
+    bands = []
+    for _, r in view.per_model.iterrows():
+        band = an.seed_band(hist[hist["configuration"] == r["configuration"]],
+                            VAL_LOSS)
+        seeds = plural(int(band["n"].max()) if len(band) else 0, "seed")
+        label = f"{r['model']} ({r['remedy']}, {seeds})"
+        bands.append(band.assign(model=r["model"], label=label))
+    baseline = an.baseline_of(view.runs[view.runs["role"] == "final"])
+    curves = view.figure(
+        "learning-curves", "Learning curves of the best configuration of each model",
+        plots.learning_curves(pd.concat(bands), baseline, "validation loss"),
+        "Validation loss at the evaluation steps, mean over the final seeds (line) and "
+        "from the lowest to the highest seed (band). The dotted line is the trivial "
+        "predictor: a curve that stays on it has learned nothing; the gap between "
+        "curves is the gap between the models.",
+        hist[hist["key"] == VAL_LOSS], ids)
+    radius = hist[hist["key"] == SPECTRAL_RADIUS]
+    blocks: list[Any] = [curves]
+    if len(radius):
+        blocks.append(view.figure(
+            "spectral-radius", "Spectral radius of the recurrent weights",
+            plots.spectral_radius(radius), radius_caption(view.board["model"]), radius,
+            ids))
+    return [Row(blocks)]
+
+
+# ------------------------------------------------------------------------------ captions
+
+
+def _and(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def bounded_models(models: Iterable[str]) -> list[str]:
+    """The models, in display order, that have the theory bound (a plain RNN's gain), from
+    their records."""
+    return [m for m in facts.model_order(models)
+            if (info := facts.model_info(m)) is not None and info.gain is not None]
+
+
+def radius_caption(models: Iterable[str]) -> str:
+    """The caption of the spectral-radius figure: which of the suite's models have gate
+    blocks and which the bound that rho governs (from their records)."""
+    shown = facts.model_order(models)
+    gated = "/".join(info.label or m for m in shown
+                     if (info := facts.model_info(m)) is not None and len(info.blocks) > 1)
+    plain = "/".join(bounded_models(shown))
+    text = ("rho(W_hh), the largest |eigenvalue|"
+            + (f" ({gated}: largest over gate blocks)" if gated else "")
+            + " at the probe steps, mean over the seeds (band: lowest to highest).")
+    if plain:
+        text += (f" For {plain}, rho < 1 makes W_hh^k shrink (gradients vanish over many "
+                 "steps) and rho > 1 lets it grow (explode).")
+    return text
