@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from bench.diagnostics.grad_norms import global_grad_norm
 from bench.models import RecurrentModel
 from bench.registry import Remedy, remedy
 from tasks import Task, trivial_metrics
@@ -141,6 +140,14 @@ class TrainResult:
         if self.status == "diverged":
             return f"diverged at step {self.diverged_at} ({self.reason})"
         return f"{self.status} after {self.steps_done} steps"
+
+
+def global_grad_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
+    """The L2 norm of all gradients together, on the device, without a host sync (the
+    loop's every step; ``bench.diagnostics.group_grad_norms`` splits it by group)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm: torch.Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return norm
 
 
 def configure_torch(threads: int = 1) -> None:

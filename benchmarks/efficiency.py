@@ -108,7 +108,7 @@ def _bare_steps(suite: str, sets: list[str], keys: list[tuple[str, str]],
     """(task variant, model) -> seconds of one bare training step, one torch thread."""
     from bench.cli.cost import offline_spec, time_models, variant_of
     from bench.models import select_device
-    from bench.run.suite import available_configurations
+    from bench.run.inputs import available_configurations
     from bench.train import configure_torch
 
     configure_torch(threads=1)

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 import torch
 
 import tasks
+from bench import config
 from bench.config import Configuration, SuiteSpec
+from bench.models import build_model, n_parameters, select_device
+from bench.registry import TASKS
+from bench.run.inputs import available_configurations
+from bench.run.job import model_sizes
+from bench.train import OPTIMIZERS, configure_torch
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,6 @@ def variant_of(configuration: Configuration) -> str:
 def step_time(task: tasks.Task, model: torch.nn.Module, spec: SuiteSpec,
               device: torch.device, steps: int) -> float:
     """Median seconds of one training step (after two warm-up steps)."""
-    from bench.train import OPTIMIZERS
-
     optimizer = OPTIMIZERS[spec.training.optimizer](list(model.parameters()), lr=1e-3)
     generator = task.train_generator(0)
     times = []
@@ -74,9 +78,6 @@ def step_time(task: tasks.Task, model: torch.nn.Module, spec: SuiteSpec,
 def time_models(spec: SuiteSpec, configurations: Iterable[Configuration],
                 device: torch.device, steps: int) -> list[Timing]:
     """Time each (task variant, model) of the grid once."""
-    from bench.models import build_model, n_parameters
-    from bench.run.job import model_sizes
-
     timings: dict[tuple[str, str], Timing] = {}
     built: dict[str, tasks.Task] = {}
     for configuration in configurations:
@@ -98,15 +99,12 @@ def time_models(spec: SuiteSpec, configurations: Iterable[Configuration],
 
 def offline_spec(args: argparse.Namespace) -> SuiteSpec:
     """The suite as ``run`` would read it, with every task's download turned off."""
-    from bench.cli.commands import load_run_spec
-    from bench.registry import TASKS
-
-    spec = load_run_spec(args)
+    spec = config.load_args(args)
     offline = [f"tasks.{name}.download=false" for name, _ in spec.tasks
                if "download" in TASKS.get(name).params]
     if not offline:
         return spec
-    return load_run_spec(argparse.Namespace(**{**vars(args), "set": [*args.set, *offline]}))
+    return config.load_args(argparse.Namespace(**{**vars(args), "set": [*args.set, *offline]}))
 
 
 def _grid(spec: SuiteSpec, configurations: list[Configuration]) -> None:
@@ -157,8 +155,6 @@ def _wall(seconds: float) -> str:
 
 
 def _available(spec: SuiteSpec) -> list[Configuration]:
-    from bench.run.suite import available_configurations
-
     configurations, skipped = available_configurations(spec)
     for task, reason in skipped.items():
         print(f"skipped task {task} (nothing is downloaded here): {reason}")
@@ -169,9 +165,6 @@ def _available(spec: SuiteSpec) -> list[Configuration]:
 
 
 def _setup(args: argparse.Namespace) -> tuple[SuiteSpec, torch.device]:
-    from bench.models import select_device
-    from bench.train import configure_torch
-
     if args.workers < 1:
         raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     configure_torch(threads=1)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench
-from bench.cli.serve import DASHBOARD_PORT, MLFLOW_PORT
+from bench.errors import mask_secrets
+from bench.links import DASHBOARD_PORT, MLFLOW_PORT
 
 
 class _Help(argparse.HelpFormatter):
@@ -82,7 +83,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bench.cli.train_one import run_one
+    from bench.cli.train_one import run_one  # lazy, as every command's: --help stays fast
 
     return run_one(args)
 
@@ -135,10 +136,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from bench.cli.cost import dry_run
+        from bench.cli.cost import dry_run  # lazy: --help stays fast (torch)
 
         return dry_run(args)
-    from bench.cli.commands import run
+    from bench.cli.run_suite import run  # lazy: --help stays fast
 
     return run(args)
 
@@ -158,7 +159,7 @@ def _cost_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
-    from bench.cli.cost import cost
+    from bench.cli.cost import cost  # lazy: --help stays fast (torch)
 
     return cost(args)
 
@@ -181,7 +182,7 @@ def _status_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from bench.cli.commands import status
+    from bench.cli.commands import status  # lazy: --help stays fast (MLflow, Optuna)
 
     return status(args)
 
@@ -201,7 +202,7 @@ def _ui_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from bench.cli.commands import ui
+    from bench.cli.commands import ui  # lazy: --help stays fast (MLflow, Optuna)
 
     return ui(args)
 
@@ -220,7 +221,7 @@ def _dashboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from bench.cli.commands import dashboard
+    from bench.cli.commands import dashboard  # lazy: --help stays fast (MLflow, Optuna)
 
     return dashboard(args)
 
@@ -248,7 +249,7 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from bench.cli.commands import report
+    from bench.cli.report_page import report  # lazy: --help stays fast (pandas, MLflow)
 
     return report(args)
 
@@ -284,15 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradbench: interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
-        from bench.errors import mask_secrets
-
         if args.verbose:
             traceback.print_exc()
         print(f"gradbench: error: {mask_secrets(str(err))}", file=sys.stderr)
         return 2
     except Exception as err:  # a bug, not bad input: one line, or the traceback when asked
-        from bench.errors import mask_secrets
-
         if args.verbose:
             traceback.print_exc()
         print(f"gradbench: unexpected error: {type(err).__name__}: "
@@ -304,9 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _configure(command: str) -> None:
     """Quiet the libraries a command uses (explicit set-up, nothing at import time); ``run``
-    does it itself, after starting its workers (``commands.run``)."""
+    does it itself, after starting its workers (``run_suite.run``)."""
     if command in ("status", "report", "ui", "dashboard"):
-        from bench import tracking, tuning
+        from bench import tracking, tuning  # lazy: --help stays fast (MLflow, Optuna)
 
         tracking.configure()
         tuning.configure()

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+import tasks
+from bench.cli.view import make_console
+from bench.models import n_parameters, select_device
+from bench.registry import TASKS
+from bench.run.job import Job, build, run_job
+from bench.train import TrainConfig, configure_torch
+
 
 def _task_params(args: argparse.Namespace) -> dict[str, Any]:
     """``--seq-len`` for a task with a T, ``--data-dir`` for one that reads data."""
-    from bench.registry import TASKS
-
     info = TASKS.get(args.task)
     params: dict[str, Any] = {"seq_len": args.seq_len} if info.swept else {}
     if "data_dir" in info.params and args.data_dir is not None:
@@ -37,14 +43,7 @@ def _remedy_params(args: argparse.Namespace) -> dict[str, float]:
 
 def run_one(args: argparse.Namespace) -> int:
     """Train ``args.model`` on ``args.task`` and print the curve and the outcome."""
-    import tasks
-    from bench.models import n_parameters, select_device
-    from bench.run.job import Job, build, run_job
-    from bench.train import TrainConfig, configure_torch
-
     configure_torch(1)
-    from bench.cli.view import make_console
-
     console = make_console()
     device = select_device(args.device)
     task = tasks.build(args.task, _task_params(args), seed=args.seed, device=device)
@@ -67,7 +66,7 @@ def run_one(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
 
-    def show(step: int, metrics: dict[str, float]) -> bool:
+    def show(step: int, metrics: Mapping[str, float]) -> bool:
         elapsed = time.perf_counter() - start
         values = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         console.print(f"step {step:>6}  val {values}  ({elapsed:.1f} s)")

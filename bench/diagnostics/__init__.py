@@ -6,7 +6,8 @@ One small module per quantity, each returning plain data:
 - ``profiles``: ``||dL/dh_t||`` (and ``||dL/dc_t||``), the total derivative through time.
 - ``summaries``: log10 ratio, decay rate and effective horizon of a profile.
 - ``bound``: the theory bound ``(gamma ||W_hh||_2)^(T - t) ||dL/dh_T||`` for the plain RNNs.
-- ``grad_norms``: the global gradient norm (every step) and norms per parameter group.
+- ``grad_norms``: gradient norms per parameter group (the global norm of every step is
+  the training loop's, ``bench.train.global_grad_norm``).
 - ``spectra``: spectral norm and radius of each gate block of ``W_hh``.
 - ``saturation``: saturated tanh units and gates, dead ReLU units.
 - ``factors``: the two factors of the decay per step (``W_hh``'s norm, the mean ``f'`` or
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from bench.diagnostics.bound import recurrent_gain, theory_bound
 from bench.diagnostics.factors import log10_mean_factor, two_factors
-from bench.diagnostics.grad_norms import global_grad_norm, group_grad_norms, parameter_group
+from bench.diagnostics.grad_norms import group_grad_norms, parameter_group
 from bench.diagnostics.observer import DEFAULT_PROBE_SIZE, GradientDiagnostics
 from bench.diagnostics.probing import probe
 from bench.diagnostics.profiles import ProbeGrads, example_norms, probe_gradients, profile
@@ -59,7 +60,6 @@ __all__ = [
     "Unrolled",
     "every",
     "example_norms",
-    "global_grad_norm",
     "group_grad_norms",
     "log10_mean_factor",
     "log_spaced",

@@ -1,4 +1,5 @@
-"""Gradient norms: the global norm every step (fused, no host sync) and per parameter group.
+"""Gradient norms per parameter group (the global norm, every step, is the training loop's:
+``bench.train.global_grad_norm``).
 
 Groups of a ``RecurrentModel``: ``input`` (``rnn.weight_ih_l0``), ``recurrent``
 (``rnn.weight_hh_l0``), ``bias`` (the recurrent layer's biases) and ``head`` (the output
@@ -11,7 +12,6 @@ import math
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
 GROUPS = ("input", "recurrent", "bias", "head")
 
@@ -27,13 +27,6 @@ def parameter_group(name: str) -> str:
     if "bias" in name:
         return "bias"
     raise ValueError(f"parameter {name!r} belongs to no group of {', '.join(GROUPS)}")
-
-
-def global_grad_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
-    """The L2 norm of all gradients together, on the device, without a host sync."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm: torch.Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    return norm
 
 
 def group_grad_norms(named_grads: Iterable[tuple[str, torch.Tensor | None]]) -> dict[str, float]:

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.diagnostics import GradientDiagnostics, every
 from bench.models import ModelSizes, RecurrentModel, build_model
+from bench.registry import remedy
 from bench.train import OnEval, TrainConfig, TrainResult, train
 from tasks import Task
 
@@ -69,12 +71,11 @@ def run_job(
 
     With ``probe_every`` set, the gradient diagnostics ride along (``result.diagnostics``).
     """
-    from bench.diagnostics import GradientDiagnostics, every
-
     observer = None
     if job.probe_every is not None:
         observer = GradientDiagnostics(task, every(job.probe_every), seed=job.data_seed)
     return train(job.train, task, model, on_eval=on_eval, observer=observer)
+
 
 def suite_job(
     spec: SuiteSpec, configuration: Configuration, params: Mapping[str, Any], seed: int,
@@ -96,8 +97,6 @@ def suite_job(
 
 def remedy_params(configuration: Configuration, params: Mapping[str, Any]) -> dict[str, float]:
     """The tuned values the configuration's remedies act with (``{"l2": ..., "clip": ...}``)."""
-    from bench.registry import remedy
-
     found = (remedy(configuration.regularization, "regularization"),
              remedy(configuration.clipping, "clipping"))
     return {name: float(params[name]) for r in found if r is not None for name in r.search}

@@ -7,14 +7,24 @@ configuration is done, and reports its progress as events (``RunStats`` sums the
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
 import os
+import queue as queue_module
+import select
+import signal
 import sys
+import threading
+import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import error_line
+from bench.processes import process_alive
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the suite's module imports MLflow and Optuna: not before the workers
     from bench.run.suite import Suite
 
 
@@ -29,8 +39,8 @@ def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int,
     Kept in this light module (the worker's modules are imported here, in the child, while
     the parent prepares the suite), so that the parent need not import torch first.
     """
-    import time
-
+    # Lazy: the worker's modules (torch, MLflow, Optuna) load in the worker, never in the
+    # parent that imports this module (the fork server has them loaded already).
     from bench.run.worker import Worker
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
@@ -60,8 +70,6 @@ def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int,
     except Exception as err:  # reported by the parent in one line, which exits non-zero
         emit("error", {"worker": index, "error": error_line(err, with_type=True, limit=500)})
         if verbose:
-            import traceback
-
             traceback.print_exc()
         sys.exit(1)
 
@@ -81,9 +89,6 @@ def die_with(command_pid: int) -> None:
     next start) and it exits, or is ended ``GRACE_AFTER_COMMAND_S`` later if that hangs
     (a tracking server that does not answer). Call from the worker's main thread.
     """
-    import signal
-    import threading
-
     signal.signal(signal.SIGTERM, _stop)
 
     def watch() -> None:
@@ -100,16 +105,11 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def _wait_for_exit(pid: int) -> None:
-    import select
-    import time
-
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return  # gone already
     except (AttributeError, OSError):  # no pidfd here: poll
-        from bench.processes import process_alive
-
         while process_alive(pid):
             time.sleep(1.0)
         return
@@ -119,7 +119,7 @@ def _wait_for_exit(pid: int) -> None:
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
-    import resource
+    import resource  # lazy: a Unix module (Windows workers are spawned, and have none)
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -133,8 +133,6 @@ def _start_context() -> Any:
     It forks from a process that has run no torch op and opened no store, so nothing
     fork-unsafe (thread pools, CUDA, connections) is inherited.
     """
-    import multiprocessing as mp
-
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
@@ -155,9 +153,6 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int) -> None:
-        import threading
-        import time
-
         ctx = _start_context()
         self.events: Any = ctx.Queue()
         self.inbox: Any = ctx.Queue()
@@ -202,8 +197,6 @@ class WorkerPool:
         ``on_event(kind, payload)`` receives the workers' progress in this process. Ctrl-C
         reaches the workers too (same process group): each marks its trial interrupted.
         """
-        import queue as queue_module
-
         self._started()
         context = {"cwd": os.getcwd(), "environ": dict(os.environ), "verbose": verbose}
         for _ in self.procs:
@@ -243,7 +236,7 @@ class WorkerPool:
 
 
 # Where a worker's seconds go, by kind, in the order the breakdown lists them: the jobs'
-# phases (``bench.run.worker.job_phases``), then the worker's own (``bench.run.worker.Worker.times``
+# phases (``bench.run.phases.job_phases``), then the worker's own (``bench.run.worker.Worker.times``
 # and ``_worker_entry``): process start-up and waiting for the suite to be prepared, opening
 # the storage and tracker, claims, picking up dead workers' trials, waiting for work, reading
 # a configuration's results for its summary after its last seed, and
@@ -316,9 +309,6 @@ class RunStats:
     def save(self, path: Any, wall_s: float | None = None) -> None:
         """``breakdown`` as JSON (``timings.json`` in the suite's run directory), with the
         command's wall time so far (``wall_s``) when given."""
-        import json
-        from pathlib import Path
-
         data = self.breakdown()
         if wall_s is not None:
             data["wall_s"] = round(wall_s, 2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,17 @@ import pytest
 import yaml
 
 from bench.cli.main import main
-from testkit.servers import default_sigint
+from testkit.har import make_fixture, write_zip
+from testkit.processes import (
+    default_sigint,
+    group_alive,
+    listening_addresses,
+    read_lines,
+    stop_command,
+    wait_for_line,
+)
+from testkit.servers import free_port
+from testkit.suites import journal_with_a_study
 
 
 def test_help_imports_nothing_heavy() -> None:
@@ -71,8 +80,6 @@ def _truncated_har(tmp_path: Path) -> Path:
 
 
 def _tampered_har(tmp_path: Path) -> Path:
-    from tests.tasks.test_har import make_fixture, write_zip
-
     path = write_zip(make_fixture().files, tmp_path / "UCI HAR Dataset.zip",
                      compression=zipfile.ZIP_STORED)
     data = bytearray(path.read_bytes())
@@ -112,11 +119,11 @@ def test_bad_places_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
                                        message: str) -> None:
     import torch
 
-    import bench.tracking
+    from bench.tracking import retries
 
     if case == "cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    monkeypatch.setattr(bench.tracking, "RETRY_S", 1.0)
+    monkeypatch.setattr(retries, "RETRY_S", 1.0)  # read by each tracker made
     code = main(["run", "smoke", "--runs-dir", str(tmp_path / "runs"), *flags(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2, (case, err)
@@ -181,31 +188,6 @@ def test_status_of_a_suite_not_started(tmp_path: Path, capsys: pytest.CaptureFix
     assert "has not started" in capsys.readouterr().out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _listening_addresses(port: int) -> set[str]:
-    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        address, hex_port = local.split(":")
-        if state == "0A" and int(hex_port, 16) == port:
-            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: str) -> None:
@@ -215,21 +197,17 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
     run_dir.mkdir(parents=True)
     client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
     client.create_experiment("smoke")
-    from tests.cli.test_dashboard import _journal_with_a_study
-
-    _journal_with_a_study(run_dir)  # optuna-dashboard starts beside the MLflow UI
-    port, dashboard_port = _free_port(), _free_port()
+    journal_with_a_study(run_dir)  # optuna-dashboard starts beside the MLflow UI
+    port, dashboard_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
          "--port", str(port), "--dashboard-port", str(dashboard_port)],
         start_new_session=True, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
-    from tests.cli.test_dashboard import _lines, _wait_for
-
     seen: list[str] = []
     try:
         # the links are printed once both servers answer: stopping before that would be a
         # different case (the command stopped while starting them)
-        _wait_for(_lines(proc), "Ctrl-C stops", seen, timeout=120)
+        wait_for_line(read_lines(proc), "Ctrl-C stops", seen, timeout=120)
         deadline = time.monotonic() + 90
         body = b""
         while time.monotonic() < deadline:
@@ -242,31 +220,29 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
             except OSError:
                 time.sleep(0.5)
         assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
-        assert _listening_addresses(port) == {"127.0.0.1"}  # loopback only
+        assert listening_addresses(port) == {"127.0.0.1"}  # loopback only
         deadline = time.monotonic() + 60
-        while not _listening_addresses(dashboard_port) and time.monotonic() < deadline:
+        while not listening_addresses(dashboard_port) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _listening_addresses(dashboard_port) == {"127.0.0.1"}
+        assert listening_addresses(dashboard_port) == {"127.0.0.1"}
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             proc.terminate()  # `kill PID`: the ui process only, not the server's group
         assert proc.wait(timeout=90) == 0  # generous: a loaded machine is slow
         deadline = time.monotonic() + 15
-        while (_group_alive(proc.pid) or _listening_addresses(port)
-               or _listening_addresses(dashboard_port)) and time.monotonic() < deadline:
+        while (group_alive(proc.pid) or listening_addresses(port)
+               or listening_addresses(dashboard_port)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _group_alive(proc.pid)
-        assert not _listening_addresses(port)  # the server and its workers are gone too
-        assert not _listening_addresses(dashboard_port)
+        assert not group_alive(proc.pid)
+        assert not listening_addresses(port)  # the server and its workers are gone too
+        assert not listening_addresses(dashboard_port)
         printed = "".join(seen)
         assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in printed
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
         assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed
     finally:
-        from tests.cli.test_dashboard import _stop
-
-        _stop(proc)
+        stop_command(proc)
 
 
 def test_train_takes_any_remedy_and_its_parameters(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from testkit.servers import MlflowServer, create_database, freeze_when, signal_frozen
+from testkit.processes import freeze_when, signal_frozen
+from testkit.servers import MlflowServer, create_database
 
 pytestmark = pytest.mark.slow
 
@@ -427,7 +428,7 @@ def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
 
     from bench import config as configs
     from bench import tuning
-    from testkit.servers import _as_postgres, postgres_bin, postgres_server
+    from testkit.servers import as_postgres, postgres_bin, postgres_server
 
     if postgres_bin() is None:
         pytest.skip("PostgreSQL is not installed")
@@ -444,12 +445,12 @@ def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
         pg_ctl = str(postgres_bin() / "pg_ctl")
 
         def outage() -> None:
-            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
                            capture_output=True, check=True)
             time.sleep(4)
             options = f"-p {server.split(':')[1]} -k {data} -c listen_addresses=127.0.0.1"
-            subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
-                                         str(data / "server.log"), "-w", "start"]),
+            subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
+                                        str(data / "server.log"), "-w", "start"]),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
         thread = threading.Thread(target=outage)

@@ -20,31 +20,10 @@ from optuna.storages.journal import JournalFileBackend
 
 from bench import config, tuning
 from bench.cli.main import main
-from testkit.servers import default_sigint, freeze_when, signal_frozen
+from testkit.processes import default_sigint, freeze_when, signal_frozen
+from testkit.suites import SMALL, write_suite
 
 pytestmark = pytest.mark.slow
-
-SMALL = {
-    "name": "small",
-    "device": "cpu",
-    "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
-    "models": ["rnn", "lstm"],
-    "regularization": ["none"],
-    "clipping": ["norm"],
-    "model": {"hidden_size": 8},
-    "training": {"steps": 20, "batch_size": 16, "eval_every": 10},
-    "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
-               "clip": {"low": 0.5, "high": 5.0, "log": True}},
-    "tuning": {"trials": 2, "sampler": "tpe", "pruner": "median"},
-    "final": {"seeds": 2},
-    "diagnostics": {"probe_every": 10},
-}
-
-
-def _write(tmp_path: Path, spec: dict) -> Path:
-    path = tmp_path / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def _studies(run_dir: Path) -> dict[str, optuna.Study]:
@@ -60,7 +39,7 @@ def _runs(run_dir: Path, name: str) -> list:
 
 
 def test_small_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _write(tmp_path, SMALL)
+    config = write_suite(tmp_path, SMALL)
     runs_dir = tmp_path / "runs"
     assert main(["run", str(config), "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
@@ -189,7 +168,7 @@ def test_workers_take_the_callers_directory_and_environment(
             "training": {"steps": 10, "batch_size": 16, "eval_every": 10},
             "tuning": {"trials": 1, "sampler": "random", "pruner": "none"},
             "final": {"seeds": 1}}
-    config = _write(tmp_path, spec)
+    config = write_suite(tmp_path, spec)
     assert main(["run", str(config), "--runs-dir", str(tmp_path / "first")]) == 0  # server up
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -211,7 +190,7 @@ def test_a_case_built_to_prune(tmp_path: Path) -> None:
             "tuning": {"trials": 8, "sampler": "random", "pruner": "median"},
             "final": {"seeds": 1}, "diagnostics": {"probe_every": 1000}}
     runs_dir = tmp_path / "runs"
-    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
+    assert main(["run", str(write_suite(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
     study = _studies(runs_dir / "prune")["prune/adding-T10/lstm/none/none".replace("T10", "T8")]
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, [(t.params, t.state) for t in study.trials]
@@ -227,7 +206,7 @@ def test_successive_halving_stops_trials_at_its_rungs(tmp_path: Path) -> None:
             "tuning": {"trials": 9, "sampler": "random", "pruner": "halving"},
             "final": {"seeds": 1}, "diagnostics": {"probe_every": 1000}}
     runs_dir = tmp_path / "runs"
-    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
+    assert main(["run", str(write_suite(tmp_path, spec)), "--runs-dir", str(runs_dir)]) == 0
     study = _studies(runs_dir / "halving")["halving/adding-T8/lstm/none/none"]
     assert tuning.halving_rungs(config.load(tmp_path / "halving.yaml")) == [10, 30]
     trials = sorted(study.trials, key=lambda t: t.number)
@@ -265,7 +244,7 @@ def _freeze_or_fail(proc: subprocess.Popen, ready: Callable[[], bool], what: str
 def test_resume_after_an_interrupted_run(tmp_path: Path, how: str) -> None:
     spec = {**SMALL, "name": "resume", "training": {"steps": 300, "batch_size": 16,
                                                     "eval_every": 50}}
-    config = _write(tmp_path, spec)
+    config = write_suite(tmp_path, spec)
     runs_dir = tmp_path / "runs"
     run_dir = runs_dir / "resume"
     cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
@@ -325,7 +304,7 @@ def test_kill_9_loses_no_records_beyond_the_runs_in_flight(tmp_path: Path) -> No
     with their outcome's status, tagged ``tracking=incomplete``, and finishes the suite."""
     spec = {**SMALL, "name": "inflight", "tuning": {**SMALL["tuning"], "trials": 4},
             "training": {"steps": 150, "batch_size": 16, "eval_every": 50}}
-    config_path = _write(tmp_path, spec)
+    config_path = write_suite(tmp_path, spec)
     runs_dir = tmp_path / "runs"
     run_dir = runs_dir / "inflight"
     cmd = [sys.executable, "-m", "bench", "run", str(config_path), "--runs-dir",
@@ -377,7 +356,7 @@ def test_an_error_while_training_fails_the_trial_and_its_run(
     from bench.run import suite as suites
     from bench.run import worker
 
-    spec = config.load(_write(tmp_path, {**SMALL, "name": "broken", "models": ["rnn"]}))
+    spec = config.load(write_suite(tmp_path, {**SMALL, "name": "broken", "models": ["rnn"]}))
     suite = suites.prepare(spec, tmp_path / "runs")
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -403,7 +382,7 @@ def test_resuming_a_suite_after_a_change(tmp_path: Path,
     """Narrowing runs a subset and the whole suite is recorded; a change of meaning is
     refused in one line with nothing written; more trials, seeds and configurations are
     scheduled, finals of a superseded best run again, and the command ends."""
-    config = _write(tmp_path, SMALL)
+    config = write_suite(tmp_path, SMALL)
     runs_dir, run_dir = tmp_path / "runs", tmp_path / "runs" / "small"
     base = ["run", str(config), "--runs-dir", str(runs_dir)]
     assert main([*base, "--models", "rnn", "--trials", "1", "--seeds", "1"]) == 0
@@ -448,7 +427,7 @@ def test_a_horizon_sweep_leaves_out_the_t_beyond_the_first_unsolved(
             "tuning": {"trials": 1, "sampler": "tpe", "pruner": "none", "horizon": True},
             "final": {"seeds": 1}}
     runs_dir = tmp_path / "runs"
-    assert main(["run", str(_write(tmp_path, spec)), "--runs-dir", str(runs_dir),
+    assert main(["run", str(write_suite(tmp_path, spec)), "--runs-dir", str(runs_dir),
                  "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "progress: 6/6 runs done (100%)" in out  # the left-out runs count as done
@@ -473,7 +452,7 @@ def test_final_seeds_run_longest_first(tmp_path: Path) -> None:
     spec = {**SMALL, "name": "order", "models": ["rnn"],
             "tasks": {"adding": {"seq_len": [8, 128], "val_size": 64, "test_size": 64}},
             "training": {**SMALL["training"], "steps": 200, "eval_every": 100}}
-    config = _write(tmp_path, spec)
+    config = write_suite(tmp_path, spec)
     runs_dir = tmp_path / "runs"
     assert main(["run", str(config), "--runs-dir", str(runs_dir), "--workers", "1",
                  "--quiet"]) == 0
