@@ -19,6 +19,8 @@ def diagnostics_table(name: str) -> str:
 
 
 PROFILES_TABLE = diagnostics_table("profiles")  # per-time-step gradient norms at probe steps
+FACTORS_TABLE = diagnostics_table("factors")  # the exact split per probe, over its steps
+FACTOR_STEPS_TABLE = diagnostics_table("factor_steps")  # the exact split per probe and step
 # A parent run's way to its Optuna study: the study's name, its page on optuna-dashboard, and
 # MLflow's description of the run (shown on the run's page).
 STUDY_TAG = "optuna.study"
@@ -34,9 +36,10 @@ TEST_NORMALIZED = "test/normalized"  # test loss / the trivial predictor's (same
 STEPS_TO_SOLVE = "val/steps_to_solve"  # first evaluation step meeting the solved rule
 BASELINE = "baseline"  # namespace of the trivial predictor's metrics: baseline/test_loss, ...
 SPECTRAL_RADIUS = "weights/spectral_radius"  # of W_hh, largest over gate blocks
-FACTORS = "factors"  # the two factors of the decay per step, at each probe
-FACTOR_NAMES = ("w_log10_norm", "w_log10_radius", "act_log10", "act_nonzero", "predicted",
-                "measured")
+FACTORS = "factors"  # the exact split of the decay (means over the steps), at each probe
+# the columns of FACTORS_TABLE recorded as metrics factors/<name> (a NaN is not recorded)
+FACTOR_NAMES = ("available", "fprime_log10", "w_hh_log10", "step_log10_ratio", "slope",
+                "carry_share", "dropped", "residual")
 
 
 def metric_key(namespace: str, name: str) -> str:

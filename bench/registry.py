@@ -45,13 +45,14 @@ from bench.lookup import (
 )
 
 __all__ = [
-    "AXES", "MODELS", "NONE", "REMEDIES", "TASKS", "ModelInfo", "PluginError", "Registry",
-    "RegistryError", "Remedy", "SearchDefault", "TaskInfo", "TaskParam", "UnknownName",
+    "AXES", "MODELS", "NONE", "REMEDIES", "SPLITS", "TASKS", "ModelInfo", "PluginError",
+    "Registry", "RegistryError", "Remedy", "SearchDefault", "TaskInfo", "TaskParam", "UnknownName",
     "boolean", "integer", "is_reference", "optional_str", "remedy", "remedy_label",
     "remedy_marker", "remedy_names", "remedy_rank", "remedy_style", "unknown_text",
 ]
 
 AXES = ("regularization", "clipping")
+SPLITS = ("plain", "lstm", "gru")  # the cells whose backward step the exact split knows
 
 
 # --------------------------------------------------------------------------- records
@@ -195,10 +196,16 @@ class ModelInfo:
         activations: activation name -> nonlinearity (tanh, sigmoid, relu), for saturation.
         gain: ``gamma = max |f'|`` of a plain RNN, for the theory bound
             ``(gamma ||W_hh||_2)^(T-t)``; None for gated cells (no such bound).
-        carry: the gate that carries the state along the cell path of the derivation
-            (``f`` of the LSTM: ``dc_t/dc_(t-1) = f_t``; ``z`` of the GRU), whose values are
-            the gated cell's counterpart of the product of f'; None for a plain RNN, whose
-            path runs through ``W_hh`` and the derivative of its activation ``h``.
+        carry: the gate that carries the state along the cell path (``f`` of the LSTM:
+            c_(t-1) receives ``f_t * dL/dc_t``; ``z`` of the GRU: h_(t-1) receives ``z_t *
+            dL/dh_t``), the carry path of the exact split; None for a plain RNN, whose one
+            path runs through the derivative of its activation ``h`` and ``W_hh``.
+        split: the equations of the cell, as far as the exact split of the backpropagated
+            gradient needs them (``bench.diagnostics.factors``): ``plain`` for ``h' =
+            f(W_ih x + b_ih + W_hh h + b_hh)`` with f the nonlinearity ``activations["h"]``
+            (``cells.rnn_cell``), ``lstm`` and ``gru`` for PyTorch's equations with the gates
+            named as in ``cells.lstm_cell`` and ``cells.gru_cell``. None (a cell of one's
+            own): the split is reported as not available for the model.
     """
 
     name: str
@@ -210,10 +217,16 @@ class ModelInfo:
     state: tuple[str, ...] = ("h",)
     gain: float | None = None
     carry: str | None = None
+    split: str | None = None
     label: str = ""
     description: str = ""
     color: str | None = None  # a matplotlib colour; None: one from the palette
     rank: int = 100
+
+    def __post_init__(self) -> None:
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"model {self.name}: split must be one of {', '.join(SPLITS)} "
+                             f"or None, got {self.split!r}")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ the same fixed settings, several seeds):
 
 For each row: seeds solved (test MSE below the task's solved rule), diverged, the mean test
 loss over the trivial predictor's (a diverged seed counts as 1, the trivial score), the clip
-rate, and the two factors at the end of training (``log10 ||W_hh||_2`` and the mean log10 of
-f' or of the carry gate, per step) beside the measured decay per step of ``||dL/dh_t||``.
+rate, and the exact split at the end of training (the W_hh and f' factors of a plain cell,
+in decades per step, ``bench.diagnostics.factors``; NaN for a gated cell) beside the slope of
+``log10 ||dL/dh_t||``.
 
 Usage:
     python benchmarks/remedies.py regularization --seq-len 100 --steps 1500 --seeds 3
@@ -87,8 +88,8 @@ def run(case: Case, seed: int, args: argparse.Namespace) -> dict[str, float]:
     return {
         "solved": float(result.solved), "diverged": float(diverged),
         "score": 1.0 if diverged else result.test["loss"] / task.baseline,
-        "clip_rate": result.clip_rate, "w": factors.w_log10_norm, "act": factors.act_log10,
-        "measured": factors.measured,
+        "clip_rate": result.clip_rate, "w": factors.w_hh_log10, "act": factors.fprime_log10,
+        "measured": factors.slope,
     }
 
 
@@ -118,7 +119,7 @@ def main() -> None:
     print(f"adding T={args.seq_len}, {args.steps} steps, ~{args.budget} parameters, "
           f"{args.seeds} seeds; score = test loss / trivial loss (diverged seed = 1)")
     print(f"{'model':5} {'opt':4} {'lr':>6} {'remedy':18} {'solved':>6} {'diverged':>8} "
-          f"{'score':>6} {'clip rate':>9} {'log10|W|':>8} {'log10 f`':>8} {'measured':>8} "
+          f"{'score':>6} {'clip rate':>9} {'W_hh':>8} {'f`':>8} {'slope':>8} "
           f"{'s/run':>6}")
     for case in cases:
         start = time.perf_counter()

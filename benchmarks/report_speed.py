@@ -111,10 +111,13 @@ def probe_tables(rng: random.Random, model: str, seq_len: int, steps: int) -> di
                              for g in ("input", "recurrent", "bias", "head")]
         tables["saturation"].append({"step": step, "block": "h", "measure": "saturated",
                                      "value": rng.random() * 0.1})
-        tables["factors"].append({"step": step, "path": "W_hh, tanh'", "w_log10_norm": 0.04,
-                                  "w_log10_radius": -0.05, "act_log10": -0.01,
-                                  "act_nonzero": 1.0, "predicted": -0.06,
-                                  "measured": -decay / math.log(10)})
+        tables["factors"].append({"step": step, "path": "W_hh, tanh'", "split": "plain",
+                                  "available": True, "reason": "", "fprime_log10": -0.01,
+                                  "w_hh_log10": -0.05, "step_log10_ratio": -0.06,
+                                  "slope": -decay / math.log(10), "carry_share": math.nan,
+                                  "steps_used": seq_len - 1, "dropped": 0,
+                                  "injected_steps": 0, "residual": 1e-7,
+                                  "fprime_all_units": -0.02})
     tables["steps"] = [{"steps": steps, "clip_rate": 0.1, "n_clipped": steps // 10,
                         "n_nonfinite": 0, "first_nonfinite": "", "max_grad_norm": 3.0,
                         "median_grad_norm": 1.0}]

@@ -10,8 +10,9 @@ One small module per quantity, each returning plain data:
   the training loop's, ``bench.train.global_grad_norm``).
 - ``spectra``: spectral norm and radius of each gate block of ``W_hh``.
 - ``saturation``: saturated tanh units and gates, dead ReLU units.
-- ``factors``: the two factors of the decay per step (``W_hh``'s norm, the mean ``f'`` or
-  carry gate) beside the measured decay.
+- ``paths`` and ``factors``: the exact split of every backward step along the gradient the
+  model has: the f' and W_hh factors of a plain cell (they add up to the per-step log ratio),
+  the carry and hidden paths of a gated one.
 - ``steps``: summary of the per-step records (clip rate, non-finite steps).
 - ``schedules``: when to probe (``every``, ``log_spaced``).
 - ``probing``: all probe-step quantities at once; ``observer``: ``GradientDiagnostics``, the
@@ -21,14 +22,16 @@ One small module per quantity, each returning plain data:
 from __future__ import annotations
 
 from bench.diagnostics.bound import recurrent_gain, theory_bound
-from bench.diagnostics.factors import log10_mean_factor, two_factors
+from bench.diagnostics.factors import split_factors
 from bench.diagnostics.grad_norms import group_grad_norms, parameter_group
 from bench.diagnostics.observer import DEFAULT_PROBE_SIZE, GradientDiagnostics
+from bench.diagnostics.paths import log10_mean_factor
 from bench.diagnostics.probing import probe
 from bench.diagnostics.profiles import ProbeGrads, example_norms, probe_gradients, profile
 from bench.diagnostics.records import (
     Diagnostics,
     FactorRow,
+    FactorStepRow,
     GroupRow,
     ProfileRow,
     SaturationRow,
@@ -47,6 +50,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "Diagnostics",
     "FactorRow",
+    "FactorStepRow",
     "GradientDiagnostics",
     "GroupRow",
     "ProbeGrads",
@@ -74,8 +78,8 @@ __all__ = [
     "spectral_norm",
     "spectral_radius",
     "summarize_profile",
+    "split_factors",
     "summarize_steps",
     "theory_bound",
-    "two_factors",
     "unroll",
 ]

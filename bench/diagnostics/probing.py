@@ -11,7 +11,9 @@ as it is), then reads off:
 - the probe-batch gradient norm per parameter group;
 - the spectral norm and radius of each gate block of ``W_hh``;
 - the saturation of the units;
-- the two factors of the decay per step (``factors``) beside the measured decay.
+- the exact split of every backward step (``factors``): the f' and W_hh factors of a plain
+  cell, the carry and hidden paths of a gated one, per step and summarised, beside the
+  profile's slope.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from __future__ import annotations
 import torch
 
 from bench.diagnostics.bound import recurrent_gain, theory_bound
-from bench.diagnostics.factors import path_name, two_factors
+from bench.diagnostics.factors import split_factors
 from bench.diagnostics.grad_norms import group_grad_norms
 from bench.diagnostics.profiles import LossFn, ProbeGrads, example_norms, probe_gradients
 from bench.diagnostics.records import (
     Diagnostics,
-    FactorRow,
     GroupRow,
     ProfileRow,
     SaturationRow,
@@ -86,7 +87,8 @@ def probe(
     out.spectra.extend(SpectrumRow(step, *row) for row in spectra)
     rows = saturation_fractions(model.info.activations, grads.activations)
     out.saturation.extend(SaturationRow(step, *row) for row in rows)
-    measured = next(row.decay_rate for row in out.summaries if row.kind == "h")
-    factors = two_factors(model, grads.activations, spectra, measured)
-    out.factors.append(FactorRow(step, path_name(model), **factors))
+    slope = next(row.decay_rate for row in out.summaries if row.kind == "h")
+    factors, factor_steps = split_factors(model, grads, slope, step)
+    out.factors.append(factors)
+    out.factor_steps.extend(factor_steps)
     return out

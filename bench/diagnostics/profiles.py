@@ -19,7 +19,7 @@ batch: ``profile[t] = mean_b ||dL/dh_t[b]||``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -40,6 +40,8 @@ class ProbeGrads:
         direct: (B, T, H) the direct terms: gradient on the head's input at step t only.
         params: parameter name -> dL/dparameter on the probe batch.
         activations: (B, T, H) per named activation (``h`` and the gates), detached.
+        states: (B, T, H) per state name (``h``, and ``c`` of the LSTM): h_1..h_T, detached
+            (the exact split of each step reads h_(t-1) and c_(t-1)).
     """
 
     loss: float
@@ -48,6 +50,7 @@ class ProbeGrads:
     direct: torch.Tensor
     params: dict[str, torch.Tensor]
     activations: dict[str, torch.Tensor]
+    states: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def probe_gradients(
@@ -72,7 +75,10 @@ def probe_gradients(
     c = torch.stack(grads[steps : 2 * steps], dim=1) if run.cs else None
     rest = grads[steps + len(run.cs) :]
     params = {name: g for (name, _), g in zip(named, rest[1:], strict=True)}
-    return ProbeGrads(float(loss.detach()), h, c, rest[0], params, run.activations)
+    states = {"h": run.hidden.detach()}
+    if run.cs:
+        states["c"] = torch.stack(run.cs, dim=1).detach()
+    return ProbeGrads(float(loss.detach()), h, c, rest[0], params, run.activations, states)
 
 
 def example_norms(grads: torch.Tensor) -> torch.Tensor:

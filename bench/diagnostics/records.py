@@ -79,18 +79,66 @@ class SaturationRow:
 
 @dataclass(frozen=True)
 class FactorRow:
-    """The two factors of the decay per step at one probe, beside the measured decay (in
-    decades per step; see ``factors``). ``path``: the derivation's path, e.g. ``W_hh, tanh'``
-    or ``gate f``."""
+    """The exact split of the decay at one probe, summarised over the steps (see ``factors``;
+    decades per step, log10).
+
+    ``path``: the split's paths, e.g. ``W_hh, tanh'`` or ``carry f, hidden W_hh``; ``split``:
+    the record's (``plain``, ``lstm``, ``gru``, ``none``); ``available``: whether the split
+    was made, else ``reason`` says why and the split's numbers are NaN. ``fprime_log10``,
+    ``w_hh_log10`` (plain cells) and ``step_log10_ratio``: the means over the steps of the
+    per-step rows (``FactorStepRow``), ``fprime_log10 + w_hh_log10 = step_log10_ratio``;
+    ``slope``: the least-squares slope of ``log10 ||dL/dh_t||`` against the lag (the
+    profile's ``decay_rate``); ``carry_share`` (gated cells): the mean over the steps.
+    ``steps_used``: steps with a value (of T - 1); ``dropped``: (sequence, step) pairs left
+    out for a norm 0 or not finite; ``injected_steps``: steps whose earlier state the loss
+    also reads directly; ``residual``: the largest relative gap between the split and
+    autograd's gradient. ``fprime_all_units`` (plain cells): the mean ``log10 f'`` over every
+    unit, step and sequence, a typical f' and not the one on the gradient's path.
+    """
 
     step: int
     path: str
-    w_log10_norm: float
-    w_log10_radius: float
-    act_log10: float
-    act_nonzero: float
-    predicted: float
-    measured: float
+    split: str
+    available: bool
+    reason: str
+    fprime_log10: float
+    w_hh_log10: float
+    step_log10_ratio: float
+    slope: float
+    carry_share: float
+    steps_used: int
+    dropped: int
+    injected_steps: int
+    residual: float
+    fprime_all_units: float
+
+
+@dataclass(frozen=True)
+class FactorStepRow:
+    """One backward step t (2..T: from the state at t to the state at t - 1) at one probe;
+    see ``factors``.
+
+    ``fprime_log10``, ``w_hh_log10`` (plain cells), ``step_log10_ratio`` and
+    ``carry_share`` (gated cells): means over the ``sequences`` kept of per-sequence values.
+    The norms are means over every sequence: ``received_norm`` (the gradient the step
+    receives: ``dL/dh_t``; LSTM ``(dL/dh_t, f_(t+1) dL/dc_(t+1))``), ``propagated_norm`` (its
+    part on the state at t - 1), ``injected_norm`` (the loss's direct read of h_(t-1), kept
+    apart), ``carry_norm`` and ``hidden_norm`` (gated cells: the two paths). NaN where a
+    column does not apply to the cell.
+    """
+
+    step: int
+    t: int
+    fprime_log10: float
+    w_hh_log10: float
+    step_log10_ratio: float
+    carry_share: float
+    received_norm: float
+    propagated_norm: float
+    injected_norm: float
+    carry_norm: float
+    hidden_norm: float
+    sequences: int
 
 
 @dataclass
@@ -103,6 +151,7 @@ class Diagnostics:
     spectra: list[SpectrumRow] = field(default_factory=list)
     saturation: list[SaturationRow] = field(default_factory=list)
     factors: list[FactorRow] = field(default_factory=list)
+    factor_steps: list[FactorStepRow] = field(default_factory=list)
     steps: StepSummary | None = None  # the cheap per-step quantities, summarised
 
     @property
@@ -118,6 +167,7 @@ class Diagnostics:
         self.spectra.extend(other.spectra)
         self.saturation.extend(other.saturation)
         self.factors.extend(other.factors)
+        self.factor_steps.extend(other.factor_steps)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """Every table as a list of plain dicts (``steps`` as a one-row table)."""
@@ -128,6 +178,7 @@ class Diagnostics:
             "spectra": _dicts(self.spectra),
             "saturation": _dicts(self.saturation),
             "factors": _dicts(self.factors),
+            "factor_steps": _dicts(self.factor_steps),
             "steps": [asdict(self.steps)] if self.steps is not None else [],
         }
 

@@ -14,5 +14,5 @@ MODEL = ModelInfo(
     name="gru", label="GRU", rank=3, color="#029e73",
     description="GRU, PyTorch's default initialisation",
     layer=make_layer, init=keep_default, blocks=("r", "z", "n"), cell=gru_cell,
-    activations={"r": "sigmoid", "z": "sigmoid", "n": "tanh"}, carry="z",
+    activations={"r": "sigmoid", "z": "sigmoid", "n": "tanh"}, carry="z", split="gru",
 )

@@ -20,5 +20,5 @@ MODEL = ModelInfo(
     name="irnn", label="IRNN (ReLU)", rank=1, color="#cc78bc",
     description="ReLU RNN, W_hh = I, zero biases, input weights N(0, 0.001^2) (Le et al. 2015)",
     layer=plain_rnn("relu"), init=init_identity, blocks=("hh",), cell=rnn_cell(torch.relu),
-    activations={"h": "relu"}, gain=1.0,  # max relu' = 1
+    activations={"h": "relu"}, gain=1.0, split="plain",  # max relu' = 1
 )

@@ -24,7 +24,7 @@ MODEL = ModelInfo(
     name="lstm", label="LSTM", rank=2, color="#0173b2",
     description="LSTM, forget-gate bias 1 (Jozefowicz et al. 2015)",
     layer=make_layer, init=init_forget_bias, blocks=("i", "f", "g", "o"), cell=lstm_cell,
-    state=("h", "c"), carry="f",
+    state=("h", "c"), carry="f", split="lstm",
     activations={"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid",
                  "tanh_c": "tanh"},
 )

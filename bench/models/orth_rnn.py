@@ -26,5 +26,5 @@ MODEL = ModelInfo(
     name="orth-rnn", label="orthogonal tanh RNN", rank=4, color="#de8f05",
     description="tanh RNN, orthogonal W_hh (Saxe et al. 2014; Henaff et al. 2016)",
     layer=plain_rnn("tanh"), init=init_orthogonal, blocks=("hh",), cell=rnn_cell(torch.tanh),
-    activations={"h": "tanh"}, gain=1.0,  # max tanh' = 1
+    activations={"h": "tanh"}, gain=1.0, split="plain",  # max tanh' = 1
 )

@@ -9,5 +9,5 @@ MODEL = ModelInfo(
     name="rnn", label="tanh RNN", rank=0, color="#d55e00",
     description="tanh RNN, PyTorch's default initialisation uniform(-1/sqrt(H), 1/sqrt(H))",
     layer=plain_rnn("tanh"), init=keep_default, blocks=("hh",), cell=rnn_cell(torch.tanh),
-    activations={"h": "tanh"}, gain=1.0,  # max tanh' = 1
+    activations={"h": "tanh"}, gain=1.0, split="plain",  # max tanh' = 1
 )

@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.names import BASELINE, FACTOR_NAMES, TEST_LOSS, TEST_NORMALIZED, VAL_LOSS, metric_key
+from bench.names import BASELINE, TEST_LOSS, TEST_NORMALIZED, VAL_LOSS, metric_key
 from bench.report.facts import model_order, remedy_label
 from bench.report.leaderboard import at_seq_len
 from bench.report.results import float_params
+
+# the columns of diagnostics/factors.csv a configuration's row shows (bench.diagnostics.factors)
+SPLIT_COLUMNS = ("fprime_log10", "w_hh_log10", "step_log10_ratio", "carry_share")
 
 # ------------------------------------------------------------------------------ runs
 
@@ -127,10 +130,10 @@ def gradient_flow(profiles: pd.DataFrame) -> pd.DataFrame:
 
 
 def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
-    """The two factors of each run at initialisation (step 0) and after training (its last
-    probe), one row per run and moment (``when``)."""
+    """The split of each run at initialisation (step 0) and after training (its last probe),
+    one ``diagnostics/factors.csv`` row per run and moment (``when``)."""
     if factors.empty:
-        return pd.DataFrame(columns=["run_id", "when", "step", "path", *FACTOR_NAMES])
+        return pd.DataFrame(columns=["run_id", "when", "step", "path", *SPLIT_COLUMNS, "slope"])
     frame = factors.sort_values(["run_id", "step"])
     first = frame.groupby("run_id").head(1).assign(when="at initialisation")
     last = frame.groupby("run_id").tail(1).assign(when="after training")
@@ -138,19 +141,32 @@ def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
 
 
 def factor_medians(snaps: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and moment (``when``): the median of each factor over the
-    configuration's runs, the range of the measured decay (``measured_low``,
-    ``measured_high``) and the number of runs. ``snaps``: ``factor_snapshots`` rows with a
-    ``configuration`` column."""
-    columns = ["configuration", "when", *FACTOR_NAMES, "measured_low", "measured_high", "runs"]
+    """Per configuration and moment (``when``): the split of the median run (the run whose
+    mean per-step log ratio is the median over the configuration's runs, the lower of two
+    middles), so that its f' and W_hh factors add up to its log ratio as each run's do; the
+    median slope and its range over the runs (``slope_low``, ``slope_high``); the number of
+    runs. ``snaps``: ``factor_snapshots`` rows with a ``configuration`` column."""
+    columns = ["configuration", "when", *SPLIT_COLUMNS, "slope", "slope_low", "slope_high",
+               "runs"]
     if snaps.empty:
         return pd.DataFrame(columns=columns)
-    groups = snaps.groupby(["configuration", "when"], sort=False)
-    out = groups[list(FACTOR_NAMES)].median()
-    out["measured_low"] = groups["measured"].min()
-    out["measured_high"] = groups["measured"].max()
-    out["runs"] = groups["run_id"].nunique()
-    return out.reset_index()[columns]
+    rows = []
+    for (configuration, when), group in snaps.groupby(["configuration", "when"], sort=False):
+        median = _median_run(group)
+        slope = group["slope"].astype(float)
+        rows.append({"configuration": configuration, "when": when,
+                     **{k: median[k] for k in SPLIT_COLUMNS}, "slope": slope.median(),
+                     "slope_low": slope.min(), "slope_high": slope.max(),
+                     "runs": group["run_id"].nunique()})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _median_run(group: pd.DataFrame) -> pd.Series:
+    """The row whose ``step_log10_ratio`` is the median of the group's (the lower of two
+    middles); the first row where no run has one."""
+    ratio = group["step_log10_ratio"].astype(float)
+    ranked = group[np.isfinite(ratio)].sort_values("step_log10_ratio")
+    return group.iloc[0] if ranked.empty else ranked.iloc[(len(ranked) - 1) // 2]
 
 
 # ------------------------------------------------------------------------------ curves

@@ -122,7 +122,8 @@ def diagnostic_metrics(diagnostics: Any) -> list[MetricPoint]:
     for row in diagnostics.saturation:
         points.append((f"act/{row.block}/{row.measure}", row.value, row.step))
     for row in diagnostics.factors:
-        points += [(f"{FACTORS}/{name}", getattr(row, name), row.step) for name in FACTOR_NAMES]
+        points += [(f"{FACTORS}/{name}", float(getattr(row, name)), row.step)
+                   for name in FACTOR_NAMES]
     steps = diagnostics.steps
     if steps is not None:
         points.append(("grad/nonfinite_steps", float(steps.n_nonfinite), steps.steps))

@@ -35,5 +35,5 @@ NP_RNN = ModelInfo(
     name="np-rnn", label="np-RNN (ReLU)",
     description="ReLU RNN, W_hh normalised positive definite (Talathi & Vartak 2016)",
     layer=plain_rnn("relu"), init=init_np, blocks=("hh",), cell=rnn_cell(torch.relu),
-    activations={"h": "relu"}, gain=1.0,  # max relu' = 1
+    activations={"h": "relu"}, gain=1.0, split="plain",  # max relu' = 1
 )

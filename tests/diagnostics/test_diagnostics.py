@@ -404,7 +404,7 @@ def test_observer_result_structure(kind: str) -> None:
     assert diag.steps.n_nonfinite == 0
     tables = diag.tables()
     assert set(tables) == {"profiles", "summaries", "groups", "spectra", "saturation", "factors",
-                           "steps"}
+                           "factor_steps", "steps"}
     assert set(tables["profiles"][0]) == {"step", "t", "norm", "kind"}
 
 

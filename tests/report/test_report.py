@@ -369,22 +369,26 @@ def test_a_suite_with_problems_still_builds_and_shows_them(mixed_report: Path) -
     assert "0" * 40 in page  # provenance: the git commit of the runs
 
 
-def test_two_factors_are_medians_over_a_configurations_runs() -> None:
-    """One seed far off (a saturated plain RNN, say) moves the median, not the figure."""
+def test_the_split_shown_is_the_median_runs_and_adds_up() -> None:
+    """One seed far off (a saturated plain RNN, say) moves the median, not the figure; the
+    row is one run's split, so its f' and W_hh factors add up to its per-step log ratio."""
     rows = []
-    for run, (radius, measured) in enumerate([(0.9, -0.3), (0.8, -0.4), (0.1, -4.2)]):
-        for step, when_scale in ((0, 0.0), (100, 1.0)):
-            rows.append({"run_id": f"r{run}", "step": step, "path": "h",
-                         "w_log10_norm": radius + 0.1, "w_log10_radius": radius * when_scale,
-                         "act_log10": -0.1, "act_nonzero": 1.0, "predicted": -0.2,
-                         "measured": measured * when_scale})
+    for run, (fprime, w_hh, slope) in enumerate([(-0.1, -0.2, -0.3), (-0.05, -0.35, -0.4),
+                                                 (-3.0, -1.0, -4.2)]):
+        for step, scale in ((0, 0.0), (100, 1.0)):
+            rows.append({"run_id": f"r{run}", "step": step, "path": "W_hh, tanh'",
+                         "fprime_log10": fprime * scale, "w_hh_log10": w_hh * scale,
+                         "step_log10_ratio": (fprime + w_hh) * scale, "slope": slope * scale,
+                         "carry_share": math.nan})
     snaps = an.factor_snapshots(pd.DataFrame(rows)).assign(configuration="c")
     medians = an.factor_medians(snaps).set_index("when")
     after = medians.loc["after training"]
-    assert after["w_log10_radius"] == pytest.approx(0.8)
-    assert after["measured"] == pytest.approx(-0.4)
-    assert (after["measured_low"], after["measured_high"]) == (-4.2, -0.3)
-    assert after["runs"] == 3 and medians.loc["at initialisation", "measured"] == 0.0
+    assert (after["fprime_log10"], after["w_hh_log10"]) == (-0.05, -0.35)  # r1: -0.4
+    assert after["step_log10_ratio"] == pytest.approx(after["fprime_log10"]
+                                                      + after["w_hh_log10"])
+    assert after["slope"] == pytest.approx(-0.4)
+    assert (after["slope_low"], after["slope_high"]) == (-4.2, -0.3)
+    assert after["runs"] == 3 and medians.loc["at initialisation", "slope"] == 0.0
     assert an.factor_medians(snaps.iloc[:0]).empty
 
 
@@ -481,6 +485,7 @@ def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,
     assert "no tracking store for suite 'smoke'" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/system-deps.sh "
                     "installs it; CI runs it)")
 def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> None:

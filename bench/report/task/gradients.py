@@ -11,12 +11,12 @@ from typing import Any
 import pandas as pd
 
 from bench.names import (
+    FACTORS_TABLE,
     GRAD_NORM,
     PROFILES_TABLE,
     SPECTRAL_RADIUS,
     STEPS_TO_SOLVE,
     VAL_LOSS,
-    diagnostics_table,
 )
 from bench.report import analysis as an
 from bench.report import facts, plots
@@ -83,15 +83,14 @@ def flow(view: TaskView, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any
 
 
 def factors(view: TaskView) -> list[Any]:
-    """The two factors of the decay, per configuration, at initialisation and after:
-    medians over the configuration's final seeds (the plain RNNs' seeds differ widely)."""
+    """The exact split of the decay, per configuration, at initialisation and after: the
+    median run over the configuration's final seeds (the plain RNNs' seeds differ widely)."""
     runs = {c: ids for c in view.top["configuration"]
             if (ids := an.representative_runs(view.runs, c))}
-    factors = view.source.tables([i for ids in runs.values() for i in ids],
-                                 diagnostics_table("factors"))
-    if factors.empty:
-        return [Note("No two-factor diagnostics recorded for these runs (runs made "
-                     "before diagnostics/factors.csv was logged).", "warn")]
+    factors = view.source.tables([i for ids in runs.values() for i in ids], FACTORS_TABLE)
+    if factors.empty or "step_log10_ratio" not in factors:
+        return [Note("No exact split of the decay recorded for these runs (runs made before "
+                     "diagnostics/factors.csv held it).", "warn")]
     snaps = an.factor_snapshots(factors).merge(
         view.runs[["run_id", "configuration"]], on="run_id")
     medians = an.factor_medians(snaps)
@@ -108,9 +107,9 @@ def factors(view: TaskView) -> list[Any]:
                       & (medians["when"] == "after training")]
         r, e = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
         pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
-                ("w_log10_radius", "w_log10_norm", "act_log10", "predicted", "measured")]
+                ("fprime_log10", "w_hh_log10", "step_log10_ratio", "slope", "carry_share")]
         if e["runs"] > 1:
-            pair[-1] += f" ({num(e['measured_low'], 3)} to {num(e['measured_high'], 3)})"
+            pair[3] += f" ({num(e['slope_low'], 3)} to {num(e['slope_high'], 3)})"
         model = str(info.loc[configuration, "model"])
         remedy = facts.remedy_label(info.loc[configuration, "regularization"],
                                     info.loc[configuration, "clipping"])
@@ -118,20 +117,33 @@ def factors(view: TaskView) -> list[Any]:
     rows.sort(key=lambda row: (order.index(row[0]) if row[0] in order else 99, row[1]))
     return [Table(
         "The two factors of the decay per step, at initialisation -> after training",
-        ["model", "remedy", "path", "log10 rho(W_hh)", "log10 ||W_hh||_2", "f' factor",
-         "predicted", "measured (range over runs)", "runs"], rows, model_column=0,
-        caption="Per configuration" + where(view.longest) + ": the median over its final "
-                "seeds (runs: how many; the best tuning trial where there are none), in "
-                "decades per step of lag (negative: the gradient shrinks); the measured "
-                "decay after training also with its range over the seeds. The lecture's "
-                "dL/dW_r terms are W_r^(t-n) * prod f'(u_m): the W_r^t factor is log10 of "
-                "W_hh's spectral radius (its long-run rate; the norm bounds one step; the "
-                "largest gate block for LSTM and GRU), the f' factor the mean log10 "
-                "derivative on the path (tanh: 1 - h^2; ReLU: 0 over its active units; "
-                "LSTM: the forget gate f, GRU: the update gate z, on the cell path). "
-                "predicted: their sum (the gate alone for LSTM and GRU); measured: the "
-                "slope of log10 ||dL/dh_t||. Weight clipping and L2/decay act on the first "
-                "factor, ReLU and the gates on the second.")]
+        ["model", "remedy", "path", "f' factor", "W_hh factor",
+         "per-step log ratio (= f' + W_hh)", "slope (range over runs)", "carry share",
+         "runs"], rows, model_column=0,
+        caption="Per configuration" + where(view.longest) + ": the run with the median "
+                "per-step log ratio over its final seeds (runs: how many; the best tuning "
+                "trial where there are none), in decades per step (negative: the gradient "
+                "shrinks on its way back), each the mean over the steps t of the probe batch's "
+                "mean over sequences. A plain cell's step multiplies the gradient g_t = "
+                "dL/dh_t by f'(u_t), then by W_hh^T: the f' factor is log10(||f'(u_t) g_t|| / "
+                "||g_t||), the W_hh factor log10(||W_hh^T f'(u_t) g_t|| / ||f'(u_t) g_t||), "
+                "measured along the gradient the model has; they add up to the per-step log "
+                "ratio of the propagated gradient's norm. Gated cells (LSTM, GRU) split their "
+                "step into the carry (LSTM: f_t dL/dc_t; GRU: z_t dL/dh_t) and the hidden "
+                "path through W_hh: carry share = ||carry||^2 / (||carry||^2 + "
+                "||hidden||^2). slope: the least-squares slope of log10 ||dL/dh_t|| against "
+                "the lag, median over the seeds and its range. Weight clipping and L2/decay "
+                "act on the W_hh factor, ReLU and the gates on the f' factor.")] + \
+        _unavailable_notes(snaps)
+
+
+def _unavailable_notes(snaps: pd.DataFrame) -> list[Note]:
+    """One note per configuration whose split was not made, with the recorded reason."""
+    if "available" not in snaps or "reason" not in snaps:
+        return []
+    missing = snaps[~snaps["available"].astype(bool)].drop_duplicates("configuration")
+    return [Note(f"The exact split is not available for {row['configuration']}: "
+                 f"{row['reason']}", "warn") for _, row in missing.iterrows()]
 
 
 def _ratio_table(ratios: pd.DataFrame) -> Table:
