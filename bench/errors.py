@@ -7,6 +7,8 @@ terminal, a log or a run's tags.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 _SECRET_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
@@ -26,4 +28,38 @@ def error_line(err: BaseException, *, with_type: bool = False, limit: int = 300)
         text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
     else:
         text = lines[0] if lines else type(err).__name__
+    if full_disk(err) and "full" not in text and "No space" not in text:
+        text = f"{text}: the disk is full"  # said on a later line (SQLAlchemy's autoflush)
     return mask_secrets(text)[:limit]
+
+
+class DamagedStore(RuntimeError):
+    """A store on disk that cannot be read (a SQLite database, the Optuna journal, a spooled
+    run's records): one line naming the file, what is wrong with it and the way out. The
+    stage that reads the file raises it; the command prints it and exits 2 (``--verbose``:
+    the traceback, with the library's error it was raised from)."""
+
+    def __init__(self, what: str, path: str | os.PathLike[str], problem: str,
+                 way_out: str) -> None:
+        self.path = shown_path(path)
+        super().__init__(f"{what} {self.path} is damaged ({problem}); {way_out}")
+
+
+def full_disk(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, says the disk is full: ENOSPC, or
+    SQLite's "database or disk is full"."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or \
+                "database or disk is full" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a user reads it: relative to the working directory where it lies below
+    it (``runs/smoke/mlflow.db``), else absolute."""
+    full = os.path.abspath(path)
+    here = os.getcwd()
+    return os.path.relpath(full, here) if full.startswith(here + os.sep) else full

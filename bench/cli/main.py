@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench
-from bench.errors import mask_secrets
+from bench.errors import DamagedStore, error_line, full_disk, mask_secrets
 from bench.links import DASHBOARD_PORT, MLFLOW_PORT
 
 
@@ -284,19 +284,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradbench: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as err:
+    except Exception as err:
         if args.verbose:
             traceback.print_exc()
-        print(f"gradbench: error: {mask_secrets(str(err))}", file=sys.stderr)
-        return 2
-    except Exception as err:  # a bug, not bad input: one line, or the traceback when asked
-        if args.verbose:
-            traceback.print_exc()
-        print(f"gradbench: unexpected error: {type(err).__name__}: "
-              f"{mask_secrets(str(err))}" + ("" if args.verbose else
-                                             " (--verbose shows the traceback)"),
-              file=sys.stderr)
-        return 1
+        line, code = _explained(err, verbose=args.verbose)
+        print(f"gradbench: {line}", file=sys.stderr)
+        return code
+
+
+# Errors a user can act on, said in one line with exit status 2: bad input (ValueError,
+# ConfigError), a missing or unwritable place, a store that is unreachable
+# (StorageUnavailable, TrackingUnavailable: RuntimeErrors) or damaged (DamagedStore: the
+# file, what is wrong and the way out, raised by the stage that reads it).
+KNOWN_ERRORS = (ValueError, FileNotFoundError, PermissionError, RuntimeError, DamagedStore)
+
+
+def _explained(err: Exception, *, verbose: bool) -> tuple[str, int]:
+    """The line that reports ``err`` (after ``gradbench: ``) and the exit status: a full
+    disk (1, as a run that stopped on it: the suite resumes once space is freed), a known
+    error (2), else an unexpected one (1: a bug, not bad input)."""
+    if full_disk(err):
+        return (f"error: the disk is full ({error_line(err, with_type=True)}); free some "
+                f"space and run the command again: a suite resumes where it stopped", 1)
+    if isinstance(err, KNOWN_ERRORS):
+        return f"error: {mask_secrets(str(err))}", 2
+    return (f"unexpected error: {type(err).__name__}: {mask_secrets(str(err))}"
+            + ("" if verbose else " (--verbose shows the traceback)"), 1)
 
 
 def _configure(command: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import config, tuning
 from bench.cli.commands import load_suite_spec
-from bench.errors import mask_secrets
+from bench.errors import DamagedStore, mask_secrets
 from bench.report import build_report
 from bench.report.build import leaderboard_path
 from bench.report.results import ResultsSource
@@ -74,5 +74,7 @@ def _report_storage(url: str | None, run_dir: Path | None) -> tuple[Any, str]:
                       "for hyperparameter importance")
     try:
         return tuning.open_storage(url, run_dir or Path(".")), ""
+    except DamagedStore:  # not a note: a store that cannot be read stops the command
+        raise
     except Exception as err:  # unreachable database, missing driver: the report goes on
         return None, f"the Optuna storage is unreachable ({mask_secrets(str(err))})"

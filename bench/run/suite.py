@@ -33,6 +33,7 @@ from bench.registry import TASKS, PluginError
 from bench.run.inputs import check_writable, run_dir_for, runnable_configurations
 from bench.tracking import (
     Tracker,
+    check_spooled,
     default_tracking_uri,
     provenance,
     relocate_artifacts,
@@ -105,6 +106,10 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
     check_writable(run_dir)
     configurations, skipped = runnable_configurations(spec)
     suite = Suite(spec, run_dir, configurations, skipped, whole=whole)
+    check_spooled(run_dir)  # a spooled run that cannot be read: named before anything is written
+    journal = tuning.journal_file(spec.storage, run_dir)
+    if suite.embedded and journal is not None:  # under the run lock: no worker is appending
+        tuning.repair_torn_tail(journal)
     storage = tuning.open_storage(spec.storage, run_dir)  # unreachable: fails before writing
     changes = tuning.meaning_changes(storage, spec, configurations)
     if changes:  # before anything is written

@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from bench.errors import mask_secrets
+from bench.errors import DamagedStore, mask_secrets
 from bench.tracking.records import RunRecord
-from bench.tracking.retries import TrackingUnavailable
-from bench.tracking.store import configure, local_dir
+from bench.tracking.retries import NamingClient, TrackingUnavailable
+from bench.tracking.store import configure, local_dir, mlflow_client
 
 PAGE = 1000  # search_runs page size (MLflow's maximum per request)
 
@@ -46,7 +45,7 @@ class RunReader:
         database = uri.removeprefix("sqlite:///")
         if uri.startswith("sqlite:///") and not Path(database).exists():
             raise FileNotFoundError(f"no tracking store at {database}")  # don't create one
-        self._client = MlflowClient(tracking_uri=uri)
+        self._client = NamingClient(mlflow_client(uri), uri)
         found = self._client.get_experiment_by_name(experiment)
         if found is None:
             raise FileNotFoundError(f"no MLflow experiment {experiment!r} at "
@@ -102,7 +101,7 @@ def download_text(client: Any, run_id: str, path: str) -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             return Path(client.download_artifacts(run_id, path, tmp)).read_text()
-        except TrackingUnavailable:
+        except (TrackingUnavailable, DamagedStore):
             raise
         except Exception:  # absent artifact: MlflowException / OSError, by store
             return None

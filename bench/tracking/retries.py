@@ -4,17 +4,20 @@ Every call of the writing side (``Tracker``) and the reachability check go throu
 ``RetryingClient``: transient failures (server down, connection refused, database locked)
 are retried with exponential backoff for up to ``RETRY_S`` seconds (default 60,
 ``GRADBENCH_TRACKING_RETRY_S``), then ``TrackingUnavailable`` names the store and the call.
-``RETRY_S`` is read from this module when a tracker is made: set it here.
+``RETRY_S`` is read from this module when a tracker is made: set it here. An error from a
+SQLite file that is damaged is not retried: it is raised at once as ``DamagedStore``, naming
+the file (``naming_damage``; the reading side's ``NamingClient`` does the same).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bench import retry
-from bench.errors import error_line, mask_secrets
+from bench.errors import DamagedStore, error_line, mask_secrets, shown_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,8 +28,66 @@ TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out"
              "database is locked", "RemoteDisconnected", "Connection aborted")
 
 
+# What SQLite says of a file that is not (or no longer) a database it can read.
+SQLITE_DAMAGE = ("database disk image is malformed", "file is not a database",
+                 "malformed database schema")
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking store stayed unreachable through every retry."""
+
+
+def damaged_store(err: BaseException, uri: str) -> DamagedStore | None:
+    """``err`` (or an error it was raised from: MLflow wraps SQLAlchemy's, which wraps
+    sqlite3's) as a ``DamagedStore`` naming the SQLite file of ``uri``; None when it says
+    nothing of a damaged file."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    seen: BaseException | None = err
+    while seen is not None:
+        found = next((m for m in SQLITE_DAMAGE if m in str(seen)), None)
+        if found is not None:
+            path = uri.removeprefix("sqlite:///")
+            return DamagedStore("the MLflow store", path, found,
+                                f"restore it from a backup, try `sqlite3 {shown_path(path)} "
+                                f".recover`, or move it aside to start the suite's records "
+                                f"afresh")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def naming_damage(uri: str) -> Iterator[None]:
+    """Calls to the store at ``uri`` inside: an error from a damaged SQLite file is raised
+    as ``DamagedStore`` (``damaged_store``), from the library's error."""
+    try:
+        yield
+    except DamagedStore:
+        raise
+    except Exception as err:
+        damage = damaged_store(err, uri)
+        if damage is None:
+            raise
+        raise damage from err
+
+
+class NamingClient:
+    """``MlflowClient`` whose calls name a damaged SQLite store (``naming_damage``): the
+    reading side's, which makes each call once."""
+
+    def __init__(self, client: MlflowClient, uri: str) -> None:
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with naming_damage(self._uri):
+                return method(*args, **kwargs)
+
+        return call
 
 
 def transient(err: BaseException) -> bool:
@@ -46,7 +107,11 @@ def retried(name: str, fn: Callable[[], Any], uri: str, retry_s: float) -> Any:
             f"tracking store {mask_secrets(uri)} unreachable: {name} failed "
             f"{attempts} times over {retry_s:.0f} s; last error: {error_line(err)}")
 
-    return retry.retrying(fn, transient=transient, limit_s=retry_s, give_up=give_up)
+    def attempt() -> Any:
+        with naming_damage(uri):  # a damaged file: named at once, not retried
+            return fn()
+
+    return retry.retrying(attempt, transient=transient, limit_s=retry_s, give_up=give_up)
 
 
 class RetryingClient:

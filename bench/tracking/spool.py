@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import error_line
+from bench.errors import DamagedStore, error_line
 from bench.locks import locked
 from bench.processes import process_alive
 from bench.tracking.records import RunRecords
@@ -101,11 +101,8 @@ def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
     that cannot be read or written (its run deleted from the store, say) is left where it
     is and named in a warning; its run is then ended as incomplete by recovery, as without
     a spool. A store that does not answer raises ``TrackingUnavailable``."""
-    root = run_dir / "spool"
     written = 0
-    for folder in sorted(root.glob("*")) if root.is_dir() else []:
-        if not folder.name.isdigit() or process_alive(int(folder.name)):
-            continue
+    for folder in _left_behind(run_dir):
         for path in sorted(folder.glob("*.json")):
             try:
                 records = RunRecords.from_json(path.read_text())
@@ -127,6 +124,32 @@ def replay_spooled(run_dir: Path, tracker: Tracker) -> int:
         with contextlib.suppress(OSError):
             folder.rmdir()
     return written
+
+
+def check_spooled(run_dir: Path) -> None:
+    """Read every run's records that processes which no longer exist left in the run
+    directory's spool, before a run writes anything: a file that cannot be read stops it as
+    ``DamagedStore``, naming the file and the way out.
+
+    Raises:
+        DamagedStore: the first spooled file that cannot be read.
+    """
+    for folder in _left_behind(run_dir):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                RunRecords.from_json(path.read_text())
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise DamagedStore(
+                    "the spooled run records", path, f"unreadable: {error_line(err)}",
+                    "move it aside: its run is then ended as incomplete, as "
+                    "if its worker had died before keeping it") from err
+
+
+def _left_behind(run_dir: Path) -> list[Path]:
+    """The spool folders of processes which no longer exist, in the order of their ids."""
+    root = run_dir / "spool"
+    return [folder for folder in sorted(root.glob("*")) if root.is_dir()
+            and folder.name.isdigit() and not process_alive(int(folder.name))]
 
 
 class BackgroundWriter:

@@ -19,7 +19,12 @@ from urllib.parse import unquote, urlparse
 from mlflow import MlflowClient
 
 from bench.errors import error_line, mask_secrets
-from bench.tracking.retries import RetryingClient, TrackingUnavailable
+from bench.tracking.retries import (
+    NamingClient,
+    RetryingClient,
+    TrackingUnavailable,
+    naming_damage,
+)
 
 
 def configure() -> None:
@@ -78,7 +83,7 @@ def relocate_artifacts(uri: str, experiment: str, run_dir: Path) -> str | None:
     new = artifact_root(run_dir)
     engine = sqlalchemy.create_engine(uri)
     try:
-        with engine.begin() as db:
+        with naming_damage(uri), engine.begin() as db:
             row = db.execute(sqlalchemy.text(
                 "SELECT experiment_id, artifact_location FROM experiments WHERE name = :name"),
                 {"name": experiment}).first()
@@ -139,8 +144,15 @@ def check_reachable(uri: str, retry_s: float = 10.0) -> None:
                                   f"{error_line(err)}{hint}") from None
 
 
+def mlflow_client(uri: str) -> MlflowClient:
+    """MLflow's client on the store at ``uri``. It opens a SQLite store at once: a damaged
+    file is a ``DamagedStore`` naming it (``retries.naming_damage``)."""
+    with naming_damage(uri):
+        return MlflowClient(tracking_uri=uri)
+
+
 def find_experiment_id(uri: str, name: str) -> str | None:
     """The id of the experiment ``name`` in the store at ``uri``, or None (creates nothing)."""
     configure()
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    found = NamingClient(mlflow_client(uri), uri).get_experiment_by_name(name)
     return None if found is None else str(found.experiment_id)

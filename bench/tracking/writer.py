@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -29,7 +28,7 @@ from bench.tracking import retries
 from bench.tracking.reader import download_text, search_runs
 from bench.tracking.records import MetricPoint, RunRecords, csv_text
 from bench.tracking.retries import RetryingClient, retried
-from bench.tracking.store import artifact_root, configure, is_local
+from bench.tracking.store import artifact_root, configure, is_local, mlflow_client
 
 BATCH = 1000  # MLflow accepts at most 1,000 metrics per log_batch call
 PARAM_BATCH = 100  # and 100 params
@@ -56,7 +55,7 @@ class Tracker:
         configure()
         self.uri = uri
         self.retry_s = retries.RETRY_S if retry_s is None else retry_s
-        self.client = RetryingClient(MlflowClient(tracking_uri=uri), uri, self.retry_s)
+        self.client = RetryingClient(mlflow_client(uri), uri, self.retry_s)
         self.experiment_name = experiment
         self._artifacts = artifact_root(run_dir) if run_dir and is_local(uri) else None
         self._experiment_id: str | None = None

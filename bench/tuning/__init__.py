@@ -20,7 +20,8 @@ Trial outcomes (``bench.outcomes.Outcome``, mapped to trial states in ``trial._S
 - FAIL with ``outcome=failed``: an unexpected error while training; not counted, not retried.
 - FAIL with ``outcome=over_budget``: claimed in a race after the budget was used up; dropped.
 
-The modules, from the storage up: ``storage`` (opening it, retries, heartbeats), ``studies``
+The modules, from the storage up: ``journal`` (the journal file: a torn tail repaired, a
+damaged line named), ``storage`` (opening it, retries, heartbeats), ``studies``
 (names, samplers, pruners, creation, the search space), ``accounting`` (``TrialRecord`` and
 what is counted from it), ``claims`` (``claim``), ``trial`` (a claimed trial in its worker:
 heartbeat, pruning, ``tell``), ``recovery`` (dead workers' trials), ``importance`` (for the
@@ -66,11 +67,17 @@ from bench.tuning.importance import (
     IMPORTANCE_EVALUATOR,
     param_importances,
 )
+from bench.tuning.journal import (
+    journal_file,
+    open_journal,
+    repair_torn_tail,
+)
 from bench.tuning.recovery import (
     fail_stale,
     recover,
     requeue_interrupted,
     trial_ends,
+    worker_gone,
 )
 from bench.tuning.storage import (
     GRACE_S,
@@ -106,7 +113,6 @@ from bench.tuning.trial import (
     pruning_callback,
     started,
     tell,
-    worker_gone,
 )
 
 __all__ = [
@@ -145,6 +151,7 @@ __all__ = [
     "halving_rungs",
     "heartbeat",
     "horizon_gate",
+    "journal_file",
     "load_study",
     "make_pruner",
     "make_sampler",
@@ -152,11 +159,13 @@ __all__ = [
     "missing_seeds",
     "objective_direction",
     "objective_key",
+    "open_journal",
     "open_storage",
     "outcome",
     "param_importances",
     "pruning_callback",
     "recover",
+    "repair_torn_tail",
     "requeue_interrupted",
     "retries_queued",
     "retrying",

@@ -5,6 +5,7 @@ heartbeats of an RDB storage, which tell a dead worker's trial from a live one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -12,11 +13,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
 
 from bench import retry
 from bench.errors import error_line, mask_secrets
+from bench.tuning.journal import open_journal
 
 
 def configure() -> None:
@@ -45,9 +46,9 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     """
     if url is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
+        return open_journal(run_dir / "optuna.journal")
     if url.startswith("journal:"):
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        return open_journal(url.removeprefix("journal:"))
     for attempt in range(3):  # fresh databases: two processes may create the tables at once
         try:
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
@@ -83,11 +84,12 @@ STORAGE_RETRY_S = float(os.environ.get("GRADBENCH_STORAGE_RETRY_S", "60"))
 T = TypeVar("T")
 
 
-def retrying(call: Callable[[], T], retry_s: float | None = None) -> T:
+def retrying(call: Callable[[], T], retry_s: float | None = None, *,
+             landed: Callable[[], bool] | None = None) -> T:
     """``call()``, made again with backoff while the database does not answer (a restart,
     a network blip: Optuna's StorageInternalError) for up to ``retry_s`` seconds (default
     ``GRADBENCH_STORAGE_RETRY_S``, 60), then StorageUnavailable in one line. For reads and
-    claims, which are safe to repeat."""
+    claims, which are safe to repeat; a write passes ``landed`` (see ``write``)."""
     limit = STORAGE_RETRY_S if retry_s is None else retry_s
 
     def give_up(err: BaseException, attempts: int) -> BaseException:
@@ -95,8 +97,21 @@ def retrying(call: Callable[[], T], retry_s: float | None = None) -> T:
                                   f"{error_line(err.__cause__ or err)}")
 
     return retry.retrying(
-        call, limit_s=limit, give_up=give_up, max_delay_s=5.0,
+        call, limit_s=limit, give_up=give_up, max_delay_s=5.0, landed=landed,
         transient=lambda err: isinstance(err, optuna.exceptions.StorageInternalError))
+
+
+def write(call: Callable[[], object], landed: Callable[[], bool] | None = None,
+          retry_s: float | None = None) -> None:
+    """A write a worker makes (a trial's attribute, its state, a heartbeat, a queued
+    trial), made again as ``retrying`` does while the database does not answer. Optuna
+    raises the same StorageInternalError for a commit whose connection dropped after the
+    database kept it; so before each repeat ``landed`` re-reads the store (is the trial in
+    that state, does the attribute hold that value?) and a write found there is not made
+    again: no trial told twice, no "already finished". Without ``landed`` the write must be
+    safe to repeat (a heartbeat, a re-read-and-queue)."""
+    with contextlib.suppress(retry.Landed):
+        retrying(call, retry_s, landed=landed)
 
 
 def _heartbeats(storage: BaseStorage) -> bool:
