@@ -10,10 +10,11 @@ from bench.registry import ModelInfo
 
 @torch.no_grad()
 def init_identity(layer: nn.Module) -> None:
-    nn.init.eye_(layer.weight_hh_l0)
-    nn.init.normal_(layer.weight_ih_l0, std=0.001)  # small input weights, as in Le et al.
-    nn.init.zeros_(layer.bias_ih_l0)
-    nn.init.zeros_(layer.bias_hh_l0)
+    nn.init.eye_(layer.get_parameter("weight_hh_l0"))
+    # small input weights, as in Le et al.
+    nn.init.normal_(layer.get_parameter("weight_ih_l0"), std=0.001)
+    nn.init.zeros_(layer.get_parameter("bias_ih_l0"))
+    nn.init.zeros_(layer.get_parameter("bias_hh_l0"))
 
 
 MODEL = ModelInfo(

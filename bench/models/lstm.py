@@ -15,9 +15,9 @@ def make_layer(input_size: int, hidden_size: int) -> nn.Module:
 def init_forget_bias(layer: nn.Module) -> None:
     # PyTorch gate order is (input, forget, cell, output); two bias vectors are summed,
     # so put the whole forget bias of 1 in one and zero the other.
-    hidden = layer.hidden_size
-    layer.bias_ih_l0[hidden : 2 * hidden].fill_(1.0)
-    layer.bias_hh_l0[hidden : 2 * hidden].fill_(0.0)
+    hidden = layer.get_parameter("bias_hh_l0").shape[0] // 4  # the four gates stacked
+    layer.get_parameter("bias_ih_l0")[hidden : 2 * hidden].fill_(1.0)
+    layer.get_parameter("bias_hh_l0")[hidden : 2 * hidden].fill_(0.0)
 
 
 MODEL = ModelInfo(

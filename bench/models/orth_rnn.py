@@ -19,7 +19,7 @@ from bench.registry import ModelInfo
 def init_orthogonal(layer: nn.Module) -> None:
     """W_hh orthogonal (QR of a Gaussian matrix, drawn from torch's global generator);
     input weights and biases keep PyTorch's default."""
-    nn.init.orthogonal_(layer.weight_hh_l0)
+    nn.init.orthogonal_(layer.get_parameter("weight_hh_l0"))
 
 
 MODEL = ModelInfo(

@@ -12,15 +12,19 @@ two orders differ by ``lr^2 * lambda`` times the update, nothing at ``lambda = 0
 the same lambda range as ``l2``.
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from bench.registry import Remedy
 from bench.remedies.l2 import LAMBDA
 
+if TYPE_CHECKING:
+    from bench.models import RecurrentModel
 
-def decay(model: torch.nn.Module, hp: Mapping[str, float], lr: float) -> None:
+
+def decay(model: RecurrentModel, hp: Mapping[str, float], lr: float) -> None:
     """Shrink W_hh by the factor ``1 - lr * hp["decay"]`` (in place, after the step)."""
     model.recurrent_weight().mul_(1.0 - lr * hp["decay"])
 

@@ -6,16 +6,22 @@ Under Adam or RMSprop a penalty in the loss is not weight decay: its gradient is
 the adaptive step like any other (``decay`` is the decoupled form).
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from bench.registry import Remedy, SearchDefault
 
+if TYPE_CHECKING:
+    from bench.models import RecurrentModel
+
 LAMBDA = SearchDefault(1.0e-6, 1.0e-2)  # the lambda range of the penalty and of decay
 
 
-def penalty(model: torch.nn.Module, hp: Mapping[str, float]) -> torch.Tensor:
+def penalty(model: RecurrentModel, hp: Mapping[str, float]) -> torch.Tensor:
     """``hp["l2"]`` times the sum of squared entries of W_hh."""
     return hp["l2"] * model.recurrent_weight().square().sum()
 

@@ -5,17 +5,23 @@ excluded), added to the loss: the usual "weight regularization" of a whole netwo
 comparison with ``l2``, which acts on the recurrent matrix alone.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from bench.registry import Remedy
 from bench.remedies.l2 import LAMBDA
 
+if TYPE_CHECKING:
+    from bench.models import RecurrentModel
 
-def penalty(model: torch.nn.Module, hp: Mapping[str, float]) -> torch.Tensor:
+
+def penalty(model: RecurrentModel, hp: Mapping[str, float]) -> torch.Tensor:
     """``hp["l2"]`` times the sum of squared entries of the weight matrices."""
-    norms = torch._foreach_norm(model.weight_matrices())
+    norms = torch._foreach_norm(tuple(model.weight_matrices()))
     return hp["l2"] * torch.stack(norms).square().sum()
 
 

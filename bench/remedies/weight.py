@@ -18,10 +18,14 @@ promise the bound. ``benchmarks/overhead.py`` prices the projection per step.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
 from bench.registry import Remedy, SearchDefault
+
+if TYPE_CHECKING:
+    from bench.models import RecurrentModel
 
 
 def spectral_norms(blocks: torch.Tensor) -> torch.Tensor:
@@ -33,7 +37,7 @@ def spectral_norms(blocks: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0.0).sqrt().to(blocks.dtype)
 
 
-def project(model: torch.nn.Module, hp: Mapping[str, float], lr: float) -> torch.Tensor:
+def project(model: RecurrentModel, hp: Mapping[str, float], lr: float) -> torch.Tensor:
     """Rescale every gate block of W_hh to spectral norm ``hp["w_max"]`` when above it;
     True if one was rescaled."""
     tau = hp["w_max"]
