@@ -140,14 +140,30 @@ def factor_snapshots(factors: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([first, last]).reset_index(drop=True)
 
 
+def factor_step_snapshots(steps: pd.DataFrame) -> pd.DataFrame:
+    """The per-step split (``diagnostics/factor_steps.csv``: one row per probe and backward
+    step t) of each run at initialisation (its first probe) and after training (its last,
+    where it has more than one), with a ``when`` column, as ``profile_snapshots``."""
+    if steps.empty:
+        return pd.DataFrame(columns=["run_id", "when", "step", "t", *SPLIT_COLUMNS])
+    first = steps.groupby("run_id")["step"].transform("min")
+    last = steps.groupby("run_id")["step"].transform("max")
+    init = steps[steps["step"] == first].assign(when="at initialisation")
+    trained = steps[(steps["step"] == last) & (last > first)].assign(when="after training")
+    return pd.concat([init, trained], ignore_index=True).sort_values(
+        ["run_id", "step", "t"], ignore_index=True)
+
+
 def factor_medians(snaps: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and moment (``when``): the split of the median run (the run whose
     mean per-step log ratio is the median over the configuration's runs, the lower of two
     middles), so that its f' and W_hh factors add up to its log ratio as each run's do; the
     median slope and its range over the runs (``slope_low``, ``slope_high``); the number of
-    runs. ``snaps``: ``factor_snapshots`` rows with a ``configuration`` column."""
+    runs; and the median run's ``fprime_all_units`` (the mean log10 f' over every unit, not
+    on the gradient's path; NaN where not recorded). ``snaps``: ``factor_snapshots`` rows with
+    a ``configuration`` column."""
     columns = ["configuration", "when", *SPLIT_COLUMNS, "slope", "slope_low", "slope_high",
-               "runs"]
+               "runs", "fprime_all_units"]
     if snaps.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -157,7 +173,8 @@ def factor_medians(snaps: pd.DataFrame) -> pd.DataFrame:
         rows.append({"configuration": configuration, "when": when,
                      **{k: median[k] for k in SPLIT_COLUMNS}, "slope": slope.median(),
                      "slope_low": slope.min(), "slope_high": slope.max(),
-                     "runs": group["run_id"].nunique()})
+                     "runs": group["run_id"].nunique(),
+                     "fprime_all_units": median.get("fprime_all_units", math.nan)})
     return pd.DataFrame(rows, columns=columns)
 
 

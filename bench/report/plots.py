@@ -27,7 +27,7 @@ import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from bench import registry
 from bench.registry import MODELS
@@ -251,6 +251,72 @@ def gradient_flow(flow: pd.DataFrame) -> Figure:
     if image is not None:
         bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
         bar.set_label("log10 ||dL/dh_t|| / ||dL/dh_T||", fontsize=8)
+    return fig
+
+
+# the split's lines (column, label, colour, style); not the models' colours: a panel is a model
+SPLIT_LINES = (("fprime_log10", "f' factor", "#7570b3", "-"),
+               ("w_hh_log10", "W_hh factor", "#66a61e", "-"),
+               ("step_log10_ratio", "per-step log ratio (= f' + W_hh)", "black", "--"))
+CARRY_LINE = ("carry_share", "carry share (gated cells)", "#e7298a", "-")
+
+
+def _split_panel(ax: plt.Axes, rows: pd.DataFrame, x: str) -> str:
+    """One model's split against ``x``: a plain cell's f' and W_hh factors and their sum,
+    else a gated cell's carry share; the panel's y label."""
+    plain = bool(rows["fprime_log10"].notna().any())
+    marker = "o" if x == "step" else None
+    for column, _, colour, style in SPLIT_LINES if plain else (CARRY_LINE,):
+        ax.plot(rows[x], rows[column], color=colour, ls=style, lw=1.8, marker=marker, ms=3)
+    if plain:
+        ax.axhline(0.0, color=GREY, lw=1, ls=":")
+        return "decades per step"
+    if rows["carry_share"].notna().any():
+        ax.set_ylim(-0.03, 1.03)
+        return "carry share"
+    ax.text(0.5, 0.5, "split not available (or every norm 0)", transform=ax.transAxes, ha="center",
+            va="center", color="0.35")
+    return ""
+
+
+def _split_legend(frame: pd.DataFrame) -> list[Line2D]:
+    """Legend entries for the lines drawn: the plain cells' and the gated cells'."""
+    lines = [*(SPLIT_LINES if frame["fprime_log10"].notna().any() else ()),
+             *((CARRY_LINE,) if frame["carry_share"].notna().any() else ())]
+    return [Line2D([], [], color=c, ls=s, lw=1.8, label=label) for _, label, c, s in lines]
+
+
+def factor_steps(snapshots: pd.DataFrame) -> Figure:
+    """The exact split per backward step t, one column per model, one row per moment (at
+    initialisation, after training); the panels of a model share their y axis."""
+    models = _models(snapshots)
+    whens = [w for w in ("at initialisation", "after training") if w in set(snapshots["when"])]
+    fig, axes = plt.subplots(len(whens), len(models), figsize=(WIDTH, 1.0 + 2.4 * len(whens)),
+                             sharex="col", sharey="col", squeeze=False, layout="constrained")
+    for i, when in enumerate(whens):
+        for ax, model in zip(axes[i], models, strict=True):
+            rows = snapshots[(snapshots["when"] == when) & (snapshots["model"] == model)]
+            ax.set_ylabel(_split_panel(ax, rows.sort_values("t"), "t"), fontsize=8)
+            ax.set_title(f"{model}, {when}", color=color(model), fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("backward step t (h_t -> h_(t-1))")
+    fig.legend(handles=_split_legend(snapshots), loc="outside lower center", ncol=4, fontsize=8)
+    return fig
+
+
+def factor_history(history: pd.DataFrame) -> Figure:
+    """The split's means over the backward steps at every probe against the training step,
+    one panel per model."""
+    models = _models(history)
+    fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.0), squeeze=False,
+                             layout="constrained")
+    for ax, model in zip(axes[0], models, strict=True):
+        rows = history[history["model"] == model].sort_values("step")
+        ax.set_ylabel(_split_panel(ax, rows, "step"), fontsize=8)
+        ax.set_title(model, color=color(model))
+        ax.set_xlabel("training step (probe)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(handles=_split_legend(history), loc="outside lower center", ncol=4, fontsize=8)
     return fig
 
 

@@ -4,6 +4,7 @@ and running configurations, and the page opened in a real (headless) browser."""
 from __future__ import annotations
 
 import base64
+import html
 import math
 import re
 import shutil
@@ -392,6 +393,69 @@ def test_the_split_shown_is_the_median_runs_and_adds_up() -> None:
     assert an.factor_medians(snaps.iloc[:0]).empty
 
 
+def _step_rows(run_id: str, model: str, plain: bool) -> list[dict[str, Any]]:
+    """factor_steps.csv rows of three probes (0, 10, 20) and t = 2..5, as a model records them."""
+    nan = math.nan
+    return [{"run_id": run_id, "model": model, "step": step, "t": t,
+             "fprime_log10": -0.01 * t if plain else nan, "w_hh_log10": -0.2 if plain else nan,
+             "step_log10_ratio": -0.01 * t - 0.2, "carry_share": nan if plain else 0.9}
+            for step in (0, 10, 20) for t in range(2, 6)]
+
+
+def test_the_split_figures_draw_plain_gated_and_missing_splits() -> None:
+    """Per backward step: the first and the last probe of each run, a column per model; over
+    training: every probe, a panel per model, the undeclared one saying so."""
+    from bench.report import plots
+
+    steps = pd.DataFrame(_step_rows("a", "rnn", True) + _step_rows("b", "lstm", False))
+    snaps = an.factor_step_snapshots(steps.drop(columns="model"))
+    assert set(snaps["step"]) == {0, 20} and len(snaps) == 2 * 2 * 4
+    assert (snaps[snaps["step"] == 0]["when"] == "at initialisation").all()
+    assert an.factor_step_snapshots(steps.iloc[:0]).empty
+    fig = plots.factor_steps(snaps.assign(model=snaps["run_id"].map({"a": "rnn", "b": "lstm"})))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["rnn, at initialisation", "lstm, at initialisation",
+                      "rnn, after training", "lstm, after training"]
+    assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["decades per step", "carry share"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["f' factor", "W_hh factor", "per-step log ratio (= f' + W_hh)",
+                      "carry share (gated cells)"]
+    history = steps.groupby(["run_id", "model", "step"], as_index=False).mean()
+    missing = history[history["model"] == "rnn"].assign(
+        run_id="c", model="zz-plugin", fprime_log10=math.nan, w_hh_log10=math.nan,
+        step_log10_ratio=math.nan)
+    fig = plots.factor_history(pd.concat([history, missing]))
+    assert [ax.get_title() for ax in fig.axes] == ["rnn", "lstm", "zz-plugin"]
+    assert "split not available (or every norm 0)" in [t.get_text() for t in fig.axes[2].texts]
+    plots.plt.close("all")
+
+
+def _factor_table(page: str) -> list[list[str]]:
+    """The cells of the page's factor table, one list per row."""
+    start = page.index("The two factors of the decay per step")
+    body = page[start:page.index("</table>", start)]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)
+    cells = [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+              for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S)] for r in rows]
+    return cells
+
+
+def _check_factor_table(page: str) -> None:
+    """No column called 'predicted'; on every row with the plain split, at initialisation and
+    after training, per-step log ratio = f' + W_hh (to the shown digits)."""
+    head, *rows = _factor_table(page)
+    assert not any("predicted" in c for c in head)
+    fprime, w_hh, ratio = (head.index(c) for c in
+                           ("f' factor", "W_hh factor", "per-step log ratio (= f' + W_hh)"))
+    assert any(c.startswith("slope of log10") for c in head)
+    plain = [r for r in rows if r[fprime] != "- -> -"]
+    assert plain and len(rows) > len(plain)  # the rnn's rows split, the lstm's are gated
+    for row in plain:
+        pairs = [[float(v) for v in row[i].split(" -> ")] for i in (fprime, w_hh, ratio)]
+        for f, w, r in zip(*pairs, strict=True):
+            assert f + w == pytest.approx(r, abs=2e-3), row
+
+
 @pytest.mark.slow
 def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = {"name": "tiny", "device": "cpu",
@@ -434,6 +498,18 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     last = flow[flow["t"] == 8]["value"]
     assert (last.abs() < 1e-12).all()  # log10 of ||dL/dh_T|| / itself
     assert (tmp_path / "figures" / "adding-profiles.csv").exists()
+    # which factor drives the decay: the table adds up, the figures and their data are there
+    _check_factor_table(page)
+    for name in ("factor-steps", "factor-history"):
+        assert (tmp_path / "figures" / f"adding-{name}.png").read_bytes().startswith(b"\x89PNG")
+    split = pd.read_csv(tmp_path / "figures" / "adding-factor-steps.csv")
+    assert set(split["model"]) == {"rnn", "lstm"} and set(split["t"]) == set(range(2, 9))
+    assert set(split["when"]) == {"at initialisation", "after training"}
+    plain = split[split["model"] == "rnn"]
+    assert np.allclose(plain["fprime_log10"] + plain["w_hh_log10"], plain["step_log10_ratio"])
+    assert split[split["model"] == "lstm"]["carry_share"].between(0, 1).all()
+    history = pd.read_csv(tmp_path / "figures" / "adding-factor-history.csv")
+    assert sorted(history["step"].unique()) == [0, 10, 20] and history["available"].all()
     image = (tmp_path / "figures" / "adding-flow.png").read_bytes()  # the picture as a file
     assert image.startswith(b"\x89PNG") and base64.b64encode(image).decode() in page
 

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from bench.names import (
+    FACTOR_STEPS_TABLE,
     FACTORS_TABLE,
     GRAD_NORM,
     PROFILES_TABLE,
@@ -83,8 +84,16 @@ def flow(view: TaskView, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any
 
 
 def factors(view: TaskView) -> list[Any]:
-    """The exact split of the decay, per configuration, at initialisation and after: the
-    median run over the configuration's final seeds (the plain RNNs' seeds differ widely)."""
+    """The exact split of the decay: over training (beside the gradient-flow heatmap above
+    it), the table per configuration, and per backward step t at initialisation and after
+    training."""
+    ids = view.first_runs(view.per_model["configuration"])
+    return [*_factor_history(view, ids), *_factor_table(view), *_factor_steps(view, ids)]
+
+
+def _factor_table(view: TaskView) -> list[Any]:
+    """The split per configuration, at initialisation and after: the median run over the
+    configuration's final seeds (the plain RNNs' seeds differ widely)."""
     runs = {c: ids for c in view.top["configuration"]
             if (ids := an.representative_runs(view.runs, c))}
     factors = view.source.tables([i for ids in runs.values() for i in ids], FACTORS_TABLE)
@@ -107,7 +116,8 @@ def factors(view: TaskView) -> list[Any]:
                       & (medians["when"] == "after training")]
         r, e = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
         pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
-                ("fprime_log10", "w_hh_log10", "step_log10_ratio", "slope", "carry_share")]
+                ("fprime_log10", "w_hh_log10", "step_log10_ratio", "slope", "carry_share",
+                 "fprime_all_units")]
         if e["runs"] > 1:
             pair[3] += f" ({num(e['slope_low'], 3)} to {num(e['slope_high'], 3)})"
         model = str(info.loc[configuration, "model"])
@@ -118,23 +128,76 @@ def factors(view: TaskView) -> list[Any]:
     return [Table(
         "The two factors of the decay per step, at initialisation -> after training",
         ["model", "remedy", "path", "f' factor", "W_hh factor",
-         "per-step log ratio (= f' + W_hh)", "slope (range over runs)", "carry share",
-         "runs"], rows, model_column=0,
-        caption="Per configuration" + where(view.longest) + ": the run with the median "
-                "per-step log ratio over its final seeds (runs: how many; the best tuning "
-                "trial where there are none), in decades per step (negative: the gradient "
-                "shrinks on its way back), each the mean over the steps t of the probe batch's "
-                "mean over sequences. A plain cell's step multiplies the gradient g_t = "
-                "dL/dh_t by f'(u_t), then by W_hh^T: the f' factor is log10(||f'(u_t) g_t|| / "
-                "||g_t||), the W_hh factor log10(||W_hh^T f'(u_t) g_t|| / ||f'(u_t) g_t||), "
-                "measured along the gradient the model has; they add up to the per-step log "
-                "ratio of the propagated gradient's norm. Gated cells (LSTM, GRU) split their "
-                "step into the carry (LSTM: f_t dL/dc_t; GRU: z_t dL/dh_t) and the hidden "
-                "path through W_hh: carry share = ||carry||^2 / (||carry||^2 + "
-                "||hidden||^2). slope: the least-squares slope of log10 ||dL/dh_t|| against "
-                "the lag, median over the seeds and its range. Weight clipping and L2/decay "
-                "act on the W_hh factor, ReLU and the gates on the f' factor.")] + \
+         "per-step log ratio (= f' + W_hh)", "slope of log10 ||dL/dh_t|| (range over runs)",
+         "carry share", "typical f' over all units, not on the path", "runs"], rows,
+        model_column=0, caption=_FACTOR_TABLE_CAPTION.format(where=where(view.longest)))] + \
         _unavailable_notes(snaps)
+
+
+_FACTOR_TABLE_CAPTION = (
+    "Per configuration{where}: the run with the median per-step log ratio over its final "
+    "seeds (runs: how many; the best tuning trial where there are none), in decades per step "
+    "(negative: the gradient shrinks on its way back), each the mean over the steps t of the "
+    "probe batch's mean over sequences. A plain cell's step multiplies the gradient g_t = "
+    "dL/dh_t by f'(u_t), then by W_hh^T: the f' factor is log10(||f'(u_t) g_t|| / ||g_t||), "
+    "the W_hh factor log10(||W_hh^T f'(u_t) g_t|| / ||f'(u_t) g_t||), measured along the "
+    "gradient the model has; they add up to the per-step log ratio of the propagated "
+    "gradient's norm, in every row (to rounding). Gated cells (LSTM, GRU) split their step "
+    "into the carry (LSTM: f_t dL/dc_t; GRU: z_t dL/dh_t) and the hidden path through W_hh: "
+    "carry share = ||carry||^2 / (||carry||^2 + ||hidden||^2); their per-step log ratio is "
+    "that of the whole state gradient. slope: a different summary, the least-squares slope of "
+    "log10 ||dL/dh_t|| (the batch's mean norm) against the lag, median over the seeds and "
+    "its range; it matches the per-step log ratio where the decay is even along t and over "
+    "sequences and no loss term enters on the way. typical f': the mean log10 f' over every "
+    "unit, step and sequence: not the f' the gradient meets, since the gradient lives on a "
+    "few units and directions, and no prediction of the decay. Weight clipping and L2/decay "
+    "act on the W_hh factor, ReLU and the gates on the f' factor.")
+
+
+def _factor_steps(view: TaskView, ids: Sequence[str]) -> list[Any]:
+    """The split per backward step t of each model's best configuration (first final seed),
+    at initialisation and after training."""
+    steps = view.source.tables(ids, FACTOR_STEPS_TABLE)
+    if steps.empty or "step_log10_ratio" not in steps:
+        return []
+    snaps = an.factor_step_snapshots(steps)
+    snaps.insert(1, "model", snaps["run_id"].map(view.runs.set_index("run_id")["model"]))
+    return [view.figure(
+        "factor-steps", "Which factor drives the decay: the split per backward step",
+        plots.factor_steps(snaps),
+        f"Each column: one model's best configuration{where(view.longest)}, first final seed; "
+        f"top: at initialisation, bottom: after training (the last probe). x: the backward "
+        f"step t, from the gradient at h_t to its part carried on to h_(t-1) (the loss is "
+        f"read at the right end; the gradient travels leftwards). Plain cells: the f' factor "
+        f"and the W_hh factor of each step, means over the probe batch's sequences, and their "
+        f"sum (dashed), the per-step log ratio of the propagated gradient's norm, in decades "
+        f"per step; below the dotted 0 the gradient shrinks at that step, above it grows. The "
+        f"factor further below 0 drives the decay: f' (saturated or dead units: what ReLU and "
+        f"gates change) or W_hh (its directions: what weight clipping and L2/decay change). "
+        f"Gated cells (LSTM, GRU): the carry share ||carry||^2 / (||carry||^2 + "
+        f"||hidden||^2) of each step: near 1 the gradient goes back along the carry (the "
+        f"forget gate f_t, the GRU's z_t), which keeps it when the gate stays near 1; near 0 "
+        f"through W_hh and the gates' derivatives, as in a plain cell. "
+        f"{facts.read_at(view.task)}", snaps, ids)]
+
+
+def _factor_history(view: TaskView, ids: Sequence[str]) -> list[Any]:
+    """The split's means over t at every probe of the same runs, against the training
+    step (none with fewer than two probes)."""
+    history = view.source.tables(ids, FACTORS_TABLE)
+    if history.empty or "step_log10_ratio" not in history or history["step"].nunique() < 2:
+        return []
+    history.insert(1, "model", history["run_id"].map(view.runs.set_index("run_id")["model"]))
+    return [view.figure(
+        "factor-history", "The split of the decay over training",
+        plots.factor_history(history),
+        f"The runs of the heatmap above (each model's best configuration{where(view.longest)}, "
+        f"first final seed), at every probe (x: the training step; the first point is the "
+        f"initialisation): plain cells the f' factor, the W_hh factor and their sum (dashed), "
+        f"the per-step log ratio, each the mean over the backward steps t (the quantities of "
+        f"the table below), in decades per step; gated cells the carry share. A "
+        f"sum that rises towards 0 is the gradient reaching further back, as the heatmap's "
+        f"rows turn grey; the factor that moves with it says why.", history, ids)]
 
 
 def _unavailable_notes(snaps: pd.DataFrame) -> list[Note]:
