@@ -11,6 +11,13 @@ scenario one fault is injected once both machines train a trial:
 - ``tracking``: the MLflow server killed, restarted 5 s later on the same port;
 - ``postgres``: the PostgreSQL server restarted (``pg_ctl restart -m fast``).
 
+And one row without a fault, ``load`` (not in the default list): ``--machines`` commands
+(default 4, one worker each) on a suite of short trials (``--load-steps``, default 200), one
+PostgreSQL and one MLflow server, all on loopback; it prints runs per minute, the claim
+latency (a worker's tell to the start of its next trial: recording, ranking, claiming;
+median and p99), and the runs lost, doubled and stuck RUNNING at the end. A load on the
+machine it runs on, for regressions: not the servers' capacity.
+
 For each: runs finished (complete trials and final seeds in Optuna, against the suite's
 budget), lost (missing at the end), doubled (a trial or seed recorded FINISHED twice in
 MLflow, or more complete runs than the budget), the seconds from the fault to the next
@@ -20,13 +27,16 @@ completed run, and each machine's exit status (A first). Heartbeats every 1 s, s
 Usage (from the repository root; PostgreSQL 15 binaries as in scripts/system-deps.sh):
     python benchmarks/chaos.py                       # every scenario
     python benchmarks/chaos.py --scenarios worker,postgres --steps 1500
+    python benchmarks/chaos.py --scenarios load --machines 4
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,11 +45,11 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testkit/
 
-from testkit.servers import MlflowServer, _as_postgres, create_database, postgres_server  # noqa: E402
+from testkit.servers import MlflowServer, as_postgres, create_database, postgres_server  # noqa: E402
 
-SCENARIOS = ("worker", "command", "machine", "tracking", "postgres")
+SCENARIOS = ("worker", "command", "machine", "tracking", "postgres")  # the default list
 ENV = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
 
 
@@ -55,6 +65,16 @@ def suite(steps: int) -> dict:
         "tuning": {"trials": 3, "sampler": "tpe", "pruner": "none"},
         "final": {"seeds": 2}, "diagnostics": {"probe_every": steps},
     }
+
+
+def load_suite(steps: int) -> dict:
+    """Short trials, many of them: 4 configurations x (8 trials + 2 seeds) = 40 runs."""
+    spec = suite(steps)
+    spec["name"] = "load"
+    spec["tasks"]["adding"]["seq_len"] = [8, 16]
+    spec["tuning"]["trials"] = 8
+    spec["training"]["eval_every"] = max(1, steps // 4)
+    return spec
 
 
 class Scenario:
@@ -129,8 +149,8 @@ def inject(kind: str, s: Scenario, a: subprocess.Popen, worker: int) -> None:
     elif kind == "postgres":
         data = Path(s.pg_data)
         bindir = Path(s.pg_bin)
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-l", str(data / "server.log"), "-w", "restart"]),
+        subprocess.run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                    "-l", str(data / "server.log"), "-w", "restart"]),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -175,13 +195,58 @@ def run_scenario(kind: str, pg: str, pg_data: str, pg_bin: str, steps: int,
         s.stop()
 
 
+def run_load(pg: str, steps: int, machines: int, root: Path) -> dict:
+    """``machines`` commands of one worker each on one suite, no fault: how fast, how the
+    claims wait, and whether anything is lost, doubled or left RUNNING."""
+    spec = load_suite(steps)
+    config = root / "load.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    s = Scenario(root / "load", pg, config, spec)
+    expected = 4 * (spec["tuning"]["trials"] + spec["final"]["seeds"])
+    try:
+        procs = [s.start(f"m{i}") for i in range(machines)]
+        deadline = time.monotonic() + 1200
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(1)
+        return {"scenario": f"load x{machines}", **count(s, expected), **_pace(s),
+                "exit": "/".join(str(p.poll()) for p in procs)}
+    finally:
+        s.stop()
+
+
+def _pace(s: Scenario) -> dict:
+    """Runs per minute (first start to last end), the claim latency (median, p99) and the
+    trials left RUNNING, from the storage."""
+    import optuna
+
+    from bench import tuning
+
+    storage = tuning.open_storage(s.url, s.root)
+    trials = [t for name in tuning.study_names(storage)
+              for t in optuna.load_study(study_name=name, storage=storage).get_trials()]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done))
+    by_worker: dict[str, list] = {}
+    for t in trials:
+        if t.datetime_start and t.datetime_complete and "worker" in t.user_attrs:
+            by_worker.setdefault(t.user_attrs["worker"], []).append(t)
+    waits = [(after.datetime_start - before.datetime_complete).total_seconds()
+             for runs in by_worker.values()
+             for before, after in itertools.pairwise(sorted(runs, key=lambda t: t.datetime_start))]
+    return {"runs_per_min": len(done) / (span.total_seconds() / 60),
+            "claim_median_s": statistics.median(waits),
+            "claim_p99_s": statistics.quantiles(waits, n=100)[98] if len(waits) > 1
+            else waits[0],
+            "stuck_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)}
+
+
 def count(s: Scenario, expected: int) -> dict:
     from mlflow import MlflowClient
 
     outcomes = s.outcomes()
     finished = sum(1 for v in outcomes.values() if v == "complete")
     client = MlflowClient(s.server.url)
-    experiment = client.get_experiment_by_name("chaos")
+    experiment = client.get_experiment_by_name(s.spec["name"])
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=1000) if experiment else []
     keys = [(r.data.tags.get("study"), r.data.tags.get("trial_number")) for r in runs
@@ -195,22 +260,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--steps", type=int, default=1500, help="steps per run (default 1500)")
+    parser.add_argument("--machines", type=int, default=4,
+                        help="commands of one worker each in the load row (default 4)")
+    parser.add_argument("--load-steps", type=int, default=200,
+                        help="steps per run in the load row (default 200)")
     args = parser.parse_args()
     from bench import tuning
     from testkit.servers import postgres_bin
 
     tuning.configure()
 
-    rows = []
+    rows, loads = [], []
     with postgres_server() as pg, tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         data = _cluster_dir(pg)
         for kind in args.scenarios.split(","):
             started = time.perf_counter()
-            row = run_scenario(kind, pg, data, str(postgres_bin()), args.steps, Path(tmp))
+            if kind == "load":
+                row = run_load(pg, args.load_steps, args.machines, Path(tmp))
+                loads.append(row)
+            else:
+                row = run_scenario(kind, pg, data, str(postgres_bin()), args.steps, Path(tmp))
+                rows.append(row)
             row["wall_s"] = time.perf_counter() - started
-            rows.append(row)
             print(_line(row), flush=True)
+    _tables(rows, loads)
+
+
+def _tables(rows: list[dict], loads: list[dict]) -> None:
     print()
+    if loads:
+        print("| load | runs finished | runs/min | claim median | claim p99 | lost | doubled "
+              "| stuck RUNNING | exit |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in loads:
+            print(f"| {r['scenario']} | {r['finished']} | {r['runs_per_min']:.1f} | "
+                  f"{r['claim_median_s']:.2f} s | {r['claim_p99_s']:.2f} s | {r['lost']} | "
+                  f"{r['doubled']} | {r['stuck_running']} | {r['exit']} |")
+        print()
+    if not rows:
+        return
     print("| fault | runs finished | lost | doubled | to the next finished run | exit A/B |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +46,48 @@ def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True,
             if env and mask_secrets(env) == recorded:  # the environment it ran with
                 spec = dataclasses.replace(spec, tracking_uri=env)
                 continue
-            flag = "--" + key.replace("_", "-")
-            raise ValueError(f"suite {spec.name!r}: its recorded {key} URL has a masked "
-                             f"password; pass {flag} with the full URL")
+            if key == "storage" and _password_at_hand(recorded):  # PGPASSWORD, ~/.pgpass
+                spec = dataclasses.replace(spec, storage=recorded.replace(":***@", "@", 1))
+                continue
+            raise ValueError(_masked(spec.name, key, recorded))
     return spec
+
+
+def _masked(name: str, key: str, recorded: str) -> str:
+    """What to pass for a recorded URL whose password is masked, in one line."""
+    flag = "--" + key.replace("_", "-")
+    line = f"suite {name!r}: its recorded {key} URL has a masked password; pass {flag} " \
+           f"with the full URL"
+    parts = urllib.parse.urlsplit(recorded)
+    if key != "storage" or not parts.scheme.startswith("postgresql"):
+        return line
+    user, db = parts.username or "", parts.path.lstrip("/")
+    return (f"{line}, or the password of {user!r} in PGPASSWORD or a ~/.pgpass line "
+            f"{parts.hostname or 'localhost'}:{parts.port or 5432}:{db}:{user}:PASSWORD")
+
+
+def _password_at_hand(url: str) -> bool:
+    """Whether libpq finds the password of a PostgreSQL ``url`` without it: in
+    ``PGPASSWORD``, or on a matching line of the password file (``PGPASSFILE``, else
+    ``~/.pgpass``; ``*`` matches anything, ``\\:`` is a colon)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme.startswith("postgresql"):
+        return False
+    if os.environ.get("PGPASSWORD"):
+        return True
+    path = Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return False
+    wanted = [parts.hostname or "localhost", str(parts.port or 5432), parts.path.lstrip("/"),
+              parts.username or ""]
+    for line in lines:
+        fields = [f.replace("\\:", ":") for f in re.split(r"(?<!\\):", line.strip())]
+        if len(fields) == 5 and not line.startswith("#") and all(
+                f in ("*", w) for f, w in zip(fields[:4], wanted, strict=True)):
+            return True
+    return False
 
 
 def status(args: argparse.Namespace) -> int:

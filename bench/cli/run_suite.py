@@ -131,7 +131,12 @@ def _progress(console: Any, suite: Any, args: argparse.Namespace) -> Any:
     refresh = None
     if not suite.embedded:  # other machines work on it too: read their runs now and then
         storage = tuning.open_storage(suite.storage_url, suite.run_dir)
-        refresh = lambda: suites.progress_snapshot(suite, storage)  # noqa: E731
+
+        def refresh() -> dict[str, int]:  # a database restarting: the counts wait
+            try:
+                return suites.progress_snapshot(suite, storage)
+            except Exception:  # noqa: BLE001 - the bars only; the workers say what fails
+                return {}
     if console.is_terminal:
         return SuiteProgress(console, total, done, per, args.workers, refresh=refresh)
     return PlainProgress(console, total, done, refresh=refresh)

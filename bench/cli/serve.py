@@ -7,7 +7,10 @@ signal (Ctrl-C, ``kill``, a closed terminal) stops them all.
 
 ``python -m bench.cli.serve dashboard RUN_DIR HOST PORT`` is optuna-dashboard's process (the
 storage URL, if any, comes in ``GRADBENCH_DASHBOARD_STORAGE``: never on a command line,
-where ``ps`` would show its password).
+where ``ps`` would show its password). No server is handed a secret on its command line:
+the MLflow UI gets its store's URL in ``MLFLOW_BACKEND_STORE_URI``, and a PostgreSQL
+password in ``PGPASSWORD`` (``store_environment``); a process's environment is readable by
+its user alone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -166,11 +170,30 @@ def dashboard_server(storage: str | None, run_dir: Path, host: str, port: int,
 
 
 def mlflow_server(uri: str, host: str, port: int, link: str) -> Server:
-    """The MLflow UI on a tracking store (one worker; no job execution)."""
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-               "--host", host, "--port", "{port}", "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    """The MLflow UI on a tracking store (one worker; no job execution). The store's URL
+    goes in the server's environment, never on its command line (``store_environment``)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", "{port}",
+               "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           **store_environment(uri)}
     return Server("MLflow UI", command, host, port, "/health", link, env)
+
+
+def store_environment(uri: str) -> dict[str, str]:
+    """The environment that hands ``mlflow server`` its backend store ``uri`` without a
+    command line (``MLFLOW_BACKEND_STORE_URI``, which it reads and passes on to its own
+    workers the same way). A PostgreSQL password leaves the URL for ``PGPASSWORD``, which
+    libpq reads: it then sits in no URL that MLflow might show. Another scheme's password
+    stays in the URL, in the environment only, which its user alone can read."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None or not parts.scheme.startswith("postgresql"):
+        return {"MLFLOW_BACKEND_STORE_URI": uri}
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    netloc = f"{user}@{parts.netloc.rpartition('@')[2]}"
+    env = {"MLFLOW_BACKEND_STORE_URI": urllib.parse.urlunsplit(parts._replace(netloc=netloc))}
+    if parts.password != "***":  # a masked (recorded) one: PGPASSWORD or ~/.pgpass, as set
+        env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
+    return env
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -141,9 +141,8 @@ class Worker:
         run_id = run.wait()  # open by now, unless one open took longer than the run
         telling = time.perf_counter()
         opened_s += telling - waiting - (run.noted_s - noted)
-        try:
-            outcome = tuning.retrying(lambda: tuning.tell(
-                claim, result, metric=task.metric, direction=task.direction))
+        try:  # each write of it waits out a database restart, and lands once
+            outcome = tuning.tell(claim, result, metric=task.metric, direction=task.direction)
         except tuning.TrialTaken as taken:  # this worker stalled; another took the trial
             self._abandon(claim, run, Outcome.INTERRUPTED)
             self.emit("note", {"worker": self.index, "message": str(taken)})
@@ -221,7 +220,8 @@ class Worker:
         """After the last final seed: the seeds' summary on the parent run, which ends
         (written in the background, after the seeds' own records)."""
         with self._timed("summary_s"):
-            trials, finals = records(self.storage, self.spec, configuration)
+            trials, finals = tuning.retrying(lambda: records(self.storage, self.spec,
+                                                             configuration))
         if not tuning.finals_done(finals, self.spec.final.seeds):
             return
         row = board_row(configuration, trials, finals)

@@ -15,6 +15,7 @@ from optuna.trial import Trial, TrialState
 
 from bench.config import Configuration, SuiteSpec, search_space, shorter
 from bench.outcomes import Outcome
+from bench.tuning import storage as stored
 from bench.tuning.accounting import (
     OVER_BUDGET,
     RUNNING,
@@ -118,7 +119,16 @@ def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -
     first), then, once tuning is done, its final seeds (queued by the first try that sees
     it done). Local callers serialise claims; remote ones rely on the checks made here.
     With ``tuning.horizon`` a configuration first waits for its next shorter T
-    (``horizon_gate``)."""
+    (``horizon_gate``). A trial ended by another process while it was being claimed (a
+    claim held up by a database outage past the grace period, then recovered) is no claim:
+    the configuration is tried again."""
+    try:
+        return _claim(storage, spec, configuration)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return Attempt(pending=True)
+
+
+def _claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> Attempt:
     gate = horizon_gate(storage, spec, configuration)
     if gate != OPEN:
         return Attempt(pending=gate == WAIT, beyond=gate == BEYOND)
@@ -166,7 +176,8 @@ def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
             return None
     params = suggest(trial, search_space(spec, configuration))
     seed = trial_seed(spec, configuration, int(trial.user_attrs.get("retry_of", trial.number)))
-    trial.set_user_attr("seed", seed)
+    stored.write(lambda: trial.set_user_attr("seed", seed),
+                 landed=lambda: storage.get_trial(trial._trial_id).user_attrs.get("seed") == seed)
     return Claim("trial", trial.number, study.study_name, params, seed,
                  study, trial, storage, trial_id, objective=objective_key(spec, configuration))
 
@@ -207,8 +218,8 @@ def _beat(storage: BaseStorage, study: optuna.Study, trial: Trial) -> int | None
     trial's id for later heartbeats, None where the storage has none."""
     if not _heartbeats(storage):
         return None
-    trial_id = _trial_id(storage, study.study_name, trial.number)
-    _record_heartbeat(storage, trial_id)
+    trial_id = stored.retrying(lambda: _trial_id(storage, study.study_name, trial.number))
+    stored.write(lambda: _record_heartbeat(storage, trial_id))  # safe to repeat: an upsert
     return trial_id
 
 

@@ -10,13 +10,13 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from bench.outcomes import Outcome
-from bench.processes import process_alive
+from bench.tuning import storage as stored
 from bench.tuning.claims import Claim
 from bench.tuning.recovery import requeue_interrupted
 from bench.tuning.storage import GRACE_S, HEARTBEAT_S, _record_heartbeat
@@ -34,19 +34,44 @@ _STATES = {Outcome.COMPLETE: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRU
 def started(claim: Claim, mlflow_run_id: str) -> None:
     """Note on the trial which MLflow run records it and which process runs it
     (``host:pid``)."""
-    claim._trial.set_user_attr("mlflow_run_id", mlflow_run_id)
-    claim._trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    _set_attr(claim, "mlflow_run_id", mlflow_run_id)
+    _set_attr(claim, "worker", f"{socket.gethostname()}:{os.getpid()}")
 
 
-def worker_gone(worker: str | None) -> bool:
-    """Whether the process ``started`` named (``host:pid``) is known to be gone: on this
-    host, with no such process. Unknown (never noted): gone; on another host: not known."""
-    if worker is None:
-        return True
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not process_alive(int(pid))
+# ------------------------------------------------------------------ writes, once each
+
+def _read(claim: Claim) -> FrozenTrial:
+    """The claimed trial as the storage holds it now (not a cached copy)."""
+    return claim._storage.get_trial(claim._trial._trial_id)
+
+
+def _set_attr(claim: Claim, key: str, value: Any) -> None:
+    """One user attribute of the claimed trial, written once however the database fails
+    (``storage.write``: re-read before a repeat)."""
+    stored.write(lambda: claim._trial.set_user_attr(key, value),
+                 landed=lambda: key in (attrs := _read(claim).user_attrs) and attrs[key] == value)
+
+
+def _end(claim: Claim, state: TrialState, value: float | None = None) -> None:
+    """Tell the claimed trial's end (``state``, with ``value`` for a complete one) once:
+    a tell whose commit landed though its answer was lost is not told again."""
+
+    def landed() -> bool:
+        now = _read(claim)
+        return now.state == state and (value is None or now.value == value)
+
+    def told() -> None:
+        try:
+            if value is None:
+                claim._study.tell(claim._trial, state=state)
+            else:
+                claim._study.tell(claim._trial, value)
+        except ValueError as err:  # "Cannot tell a FAIL trial": ended by another process
+            if not str(err).startswith("Cannot tell a "):
+                raise
+            raise optuna.exceptions.UpdateFinishedTrialError(str(err)) from None
+
+    stored.write(told, landed)
 
 
 def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]:
@@ -58,8 +83,9 @@ def pruning_callback(claim: Claim) -> Callable[[int, Mapping[str, float]], bool]
         value = metrics.get(claim.objective, math.nan)
         if claim.final or not math.isfinite(value):
             return False
-        claim._trial.report(float(value), step)
-        return bool(claim._trial.should_prune())
+        stored.write(lambda: claim._trial.report(float(value), step),
+                     landed=lambda: step in _read(claim).intermediate_values)
+        return bool(stored.retrying(claim._trial.should_prune))
 
     return should_stop
 
@@ -74,12 +100,12 @@ def heartbeat(claim: Claim) -> Iterator[None]:
         return
     stop = threading.Event()
 
-    def beat() -> None:
+    def beat() -> None:  # a beat that fails for a while is made again at the next one
         while not stop.wait(HEARTBEAT_S):
             with contextlib.suppress(Exception):
-                _record_heartbeat(storage, trial_id)
+                stored.write(lambda: _record_heartbeat(storage, trial_id), retry_s=HEARTBEAT_S)
 
-    _record_heartbeat(storage, trial_id)
+    stored.write(lambda: _record_heartbeat(storage, trial_id))  # safe to repeat: an upsert
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
     try:
@@ -122,27 +148,23 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
 
 
 def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
-    ended, trial = Outcome.of(result), claim._trial
-    trial.set_user_attr("metric", metric)
-    trial.set_user_attr("direction", direction)
-    trial.set_user_attr("wall_time", result.wall_time)
-    trial.set_user_attr("steps_done", result.steps_done)
+    ended = Outcome.of(result)
+    attrs: dict[str, Any] = {"metric": metric, "direction": direction,
+                             "wall_time": result.wall_time, "steps_done": result.steps_done}
     if result.solved_at is not None:
-        trial.set_user_attr("solved_at", result.solved_at)
+        attrs["solved_at"] = result.solved_at
     if result.test:
-        trial.set_user_attr("test", {k: float(v) for k, v in result.test.items()})
-        trial.set_user_attr("solved", bool(result.solved))
-        trial.set_user_attr("test_from", result.test_from)
+        attrs["test"] = {k: float(v) for k, v in result.test.items()}
+        attrs["solved"] = bool(result.solved)
+        attrs["test_from"] = result.test_from
     if ended == Outcome.DIVERGED:
-        trial.set_user_attr("outcome", str(ended))
-        trial.set_user_attr("diverged_at", result.diverged_at)
-        trial.set_user_attr("reason", result.reason)
-        claim._study.tell(trial, state=_STATES[ended])
-        return ended
+        attrs.update(outcome=str(ended), diverged_at=result.diverged_at, reason=result.reason)
+    for key, value in attrs.items():
+        _set_attr(claim, key, value)
     if ended == Outcome.COMPLETE:
-        claim._study.tell(trial, float(result.val[claim.objective]))
+        _end(claim, _STATES[ended], float(result.val[claim.objective]))
     else:
-        claim._study.tell(trial, state=_STATES[ended])
+        _end(claim, _STATES[ended])
     return ended
 
 
@@ -150,7 +172,7 @@ def fail(claim: Claim, ended: Outcome) -> None:
     """End a claim that produced no result: ``interrupted`` (queued again at once, so that
     no new trial takes its place in the budget meanwhile) or ``failed``."""
     with _owned(claim):
-        claim._trial.set_user_attr("outcome", str(ended))
-        claim._study.tell(claim._trial, state=_STATES[ended])
-    if ended == Outcome.INTERRUPTED:
-        requeue_interrupted(claim._study)
+        _set_attr(claim, "outcome", str(ended))
+        _end(claim, _STATES[ended])
+    if ended == Outcome.INTERRUPTED:  # re-reads what is queued: safe to repeat
+        stored.write(lambda: requeue_interrupted(claim._study))

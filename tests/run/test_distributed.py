@@ -360,9 +360,11 @@ def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
     assert len(done) == 2 * (TRIALS + SEEDS)
 
 
-def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> None:
+def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's "Running on many machines", on one host: roles and databases made with
-    psql, an MLflow server on PostgreSQL that checks the Host header, a tracking URI under a
+    psql, an MLflow server on PostgreSQL (its password in PGPASSWORD, not on its command
+    line) that checks the Host header, a tracking URI under a
     host name (with a password, as a proxy might want), the storage password from
     PGPASSWORD. Nothing prints a password; without --allowed-hosts the run is refused in one
     line that names the fix."""
@@ -376,7 +378,8 @@ def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str) -> 
                     *[arg for command in sql for arg in ("-c", command)]],
                    check=True, capture_output=True)
     name = socket.gethostname()  # resolves to this host, and is not "localhost"
-    backend = f"postgresql+psycopg2://mlflow:s3cret-pw@{postgres}/mlflow"
+    backend = f"postgresql+psycopg2://mlflow@{postgres}/mlflow"
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")  # the servers' environment
     config = _config(tmp_path, tuning={"trials": 2, "sampler": "tpe", "pruner": "none"},
                      final={"seeds": 1})
     storage = f"postgresql+psycopg2://gradbench@{postgres}/gradbench"
