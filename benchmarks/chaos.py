@@ -2,7 +2,7 @@
 
 Two ``gradbench run`` processes (one worker each, their own run directories) stand for two
 machines sharing a suite through PostgreSQL (Optuna) and ``mlflow server`` (tracking), both
-real servers on loopback (the test helpers in ``tests/servers.py`` start them). In each
+real servers on loopback (the test helpers in ``testkit/servers.py`` start them). In each
 scenario one fault is injected once both machines train a trial:
 
 - ``worker``: ``kill -9`` of A's worker process (A's command reports its worker died);
@@ -18,6 +18,19 @@ latency (a worker's tell to the start of its next trial: recording, ranking, cla
 median and p99), and the runs lost, doubled and stuck RUNNING at the end. A load on the
 machine it runs on, for regressions: not the servers' capacity.
 
+And two rows that damage a machine's own stores (one command, one worker, the embedded
+Optuna journal and MLflow SQLite in its run directory; no server needed):
+
+- ``torn``: once 3 runs have finished, ``kill -9`` of the command (a power loss), then the
+  journal's last record cut in half, as a write cut short leaves it; the same command
+  resumes. It prints whether the suite finished, the runs lost and doubled, whether the
+  repair's warning line was printed and the original journal kept beside it;
+- ``disk``: the runs directory on a 3 MB tmpfs, 1.9 MB of it taken by a filler file, so
+  the run fills it; the command's exit status and its one error line; then the filler is
+  deleted and the tmpfs remounted at 64 MB, and the same command resumes: runs finished,
+  lost, doubled and stuck RUNNING. Skipped, with the reason, where mounting is not allowed
+  (it needs root).
+
 For each: runs finished (complete trials and final seeds in Optuna, against the suite's
 budget), lost (missing at the end), doubled (a trial or seed recorded FINISHED twice in
 MLflow, or more complete runs than the budget), the seconds from the fault to the next
@@ -28,11 +41,13 @@ Usage (from the repository root; PostgreSQL 15 binaries as in scripts/system-dep
     python benchmarks/chaos.py                       # every scenario
     python benchmarks/chaos.py --scenarios worker,postgres --steps 1500
     python benchmarks/chaos.py --scenarios load --machines 4
+    python benchmarks/chaos.py --scenarios torn,disk --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import signal
@@ -50,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testkit/
 from testkit.servers import MlflowServer, as_postgres, create_database, postgres_server  # noqa: E402
 
 SCENARIOS = ("worker", "command", "machine", "tracking", "postgres")  # the default list
+DAMAGE = ("torn", "disk")  # one machine on its embedded stores: no server
 ENV = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
 
 
@@ -85,6 +101,10 @@ class Scenario:
         self.url = create_database(pg, f"chaos_{root.name}")
         self.server = MlflowServer(root / "mlflow").start()
         self.procs: list[subprocess.Popen] = []
+
+    @property
+    def tracking(self) -> str:
+        return self.server.url
 
     def start(self, name: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "bench", "run", str(self.config), "--runs-dir",
@@ -159,7 +179,7 @@ def run_scenario(kind: str, pg: str, pg_data: str, pg_bin: str, steps: int,
     spec = suite(steps)
     config = root / "chaos.yaml"
     config.write_text(yaml.safe_dump(spec))
-    s = Scenario(root / kind, pg, config, spec)
+    s = Scenario(root, pg, config, spec)
     s.pg_data, s.pg_bin = pg_data, pg_bin  # type: ignore[attr-defined]
     expected = len(spec["models"]) * (spec["tuning"]["trials"] + spec["final"]["seeds"])
     try:
@@ -201,7 +221,7 @@ def run_load(pg: str, steps: int, machines: int, root: Path) -> dict:
     spec = load_suite(steps)
     config = root / "load.yaml"
     config.write_text(yaml.safe_dump(spec))
-    s = Scenario(root / "load", pg, config, spec)
+    s = Scenario(root, pg, config, spec)
     expected = 4 * (spec["tuning"]["trials"] + spec["final"]["seeds"])
     try:
         procs = [s.start(f"m{i}") for i in range(machines)]
@@ -212,6 +232,118 @@ def run_load(pg: str, steps: int, machines: int, root: Path) -> dict:
                 "exit": "/".join(str(p.poll()) for p in procs)}
     finally:
         s.stop()
+
+
+def _said(errors: list[str], traces: int) -> str:
+    """The command's error lines, and the tracebacks printed besides them."""
+    text = "; ".join(f"`{line}`" for line in errors) or "no error line"
+    return text + (f" (and {traces} traceback(s) before it)" if traces else "")
+
+
+class Local:
+    """One machine on its embedded stores: the Optuna journal and MLflow's SQLite in the run
+    directory ``runs/<name>``; its commands' output goes to ``<root>/<name>.log``."""
+
+    def __init__(self, root: Path, runs: Path, steps: int) -> None:
+        self.root, self.runs, self.spec = root, runs, suite(steps)
+        self.config = root / "chaos.yaml"
+        self.config.write_text(yaml.safe_dump(self.spec))
+        self.run_dir = runs / self.spec["name"]
+        self.tracking = f"sqlite:///{self.run_dir / 'mlflow.db'}"
+        self.expected = len(self.spec["models"]) * (self.spec["tuning"]["trials"]
+                                                    + self.spec["final"]["seeds"])
+
+    def start(self, name: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "bench", "run", str(self.config), "--runs-dir",
+               str(self.runs)]
+        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - closed by the process end
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, **ENV})
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def outcomes(self) -> dict[tuple[str, int], str]:
+        from bench import tuning
+
+        if not (self.run_dir / "optuna.journal").exists():
+            return {}
+        try:
+            return tuning.trial_ends(tuning.open_storage(None, self.run_dir))[0]
+        except Exception:  # a record being written
+            return {}
+
+    def complete(self) -> int:
+        return sum(1 for v in self.outcomes().values() if v == "complete")
+
+    def resume(self, since: float) -> tuple[subprocess.Popen, float | None]:
+        """The same command again, to its end; with the seconds from ``since`` (the fault
+        mended) to the first run it finishes."""
+        before, proc, recovered = self.complete(), self.start("resume"), None
+        while proc.poll() is None and time.monotonic() - since < 900:
+            if recovered is None and self.complete() > before:
+                recovered = time.monotonic() - since
+            time.sleep(0.5)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if recovered is None and self.complete() > before:
+            recovered = time.monotonic() - since
+        return proc, recovered
+
+
+def run_torn(steps: int, root: Path) -> dict:
+    """A power loss mid-write: the command killed, the journal's last record cut in half;
+    then the same command resumes."""
+    m = Local(root, root / "runs", steps)
+    first = m.start("first")
+    deadline = time.monotonic() + 600
+    while m.complete() < 3 and first.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    journal = m.run_dir / "optuna.journal"
+    data = journal.read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1  # the last record
+    journal.write_bytes(data[: start + (len(data) - start) // 2])
+    resume, recovered = m.resume(time.monotonic())
+    said = [line for line in m.log("resume").splitlines() if "ended in an unfinished" in line]
+    backups = list(m.run_dir.glob("optuna.journal.torn-*"))
+    return {"scenario": "torn", **count(m, m.expected), "recover_s": recovered,
+            "exit": f"{first.returncode}/{resume.returncode}",
+            "seen": ("warning line" if len(said) == 1 else f"{len(said)} warning lines")
+            + (", backup kept" if backups else ", no backup")}
+
+
+def run_disk(steps: int, root: Path) -> dict:
+    """The runs directory on a 3 MB tmpfs that the run fills; space freed, then resumed."""
+    m = Local(root, root / "runs", steps)
+    m.runs.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(m.runs)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        return {"scenario": "disk", "skipped": "cannot mount a small file system here: "
+                + (mounted.stderr.strip() or f"mount exited {mounted.returncode}")}
+    try:
+        filler = m.runs / "filler"
+        filler.write_bytes(b"\0" * 1_900_000)
+        first = m.start("first")
+        first.wait(timeout=900)
+        said = m.log("first")
+        errors = [line.strip() for line in said.splitlines()
+                  if line.startswith(("error:", "gradbench: error:"))]
+        traces = said.count("Traceback (most recent call last)")
+        filler.unlink()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(m.runs)], check=True)
+        resume, recovered = m.resume(time.monotonic())
+        return {"scenario": "disk", **count(m, m.expected), "recover_s": recovered,
+                "exit": f"{first.returncode}/{resume.returncode}",
+                "seen": _said(errors, traces)}
+    finally:
+        subprocess.run(["umount", "-l", str(m.runs)], check=False)
 
 
 def _pace(s: Scenario) -> dict:
@@ -240,12 +372,12 @@ def _pace(s: Scenario) -> dict:
             "stuck_running": sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)}
 
 
-def count(s: Scenario, expected: int) -> dict:
+def count(s: Scenario | Local, expected: int) -> dict:
     from mlflow import MlflowClient
 
     outcomes = s.outcomes()
     finished = sum(1 for v in outcomes.values() if v == "complete")
-    client = MlflowClient(s.server.url)
+    client = MlflowClient(s.tracking)
     experiment = client.get_experiment_by_name(s.spec["name"])
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=1000) if experiment else []
@@ -253,37 +385,55 @@ def count(s: Scenario, expected: int) -> dict:
             if r.data.tags.get("role") in ("trial", "final")]
     doubled = (len(keys) - len(set(keys))) + max(0, finished - expected)
     return {"finished": f"{finished}/{expected}", "lost": max(0, expected - finished),
-            "doubled": doubled}
+            "doubled": doubled,
+            "stuck_running": sum(1 for v in outcomes.values() if v == "running")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma separated, of {', '.join((*SCENARIOS, 'load', *DAMAGE))} "
+                        "(default: the first five)")
     parser.add_argument("--steps", type=int, default=1500, help="steps per run (default 1500)")
     parser.add_argument("--machines", type=int, default=4,
                         help="commands of one worker each in the load row (default 4)")
     parser.add_argument("--load-steps", type=int, default=200,
                         help="steps per run in the load row (default 200)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each scenario this many times (default 1)")
     args = parser.parse_args()
     from bench import tuning
-    from testkit.servers import postgres_bin
 
     tuning.configure()
-
-    rows, loads = [], []
-    with postgres_server() as pg, tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
-        data = _cluster_dir(pg)
-        for kind in args.scenarios.split(","):
+    kinds = [k for k in args.scenarios.split(",") for _ in range(args.repeat)]
+    rows: dict[str, list[dict]] = {"fault": [], "load": [], "damage": []}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chaos-")))
+        pg = (stack.enter_context(postgres_server())
+              if any(k not in DAMAGE for k in kinds) else "")
+        for n, kind in enumerate(kinds):
             started = time.perf_counter()
-            if kind == "load":
-                row = run_load(pg, args.load_steps, args.machines, Path(tmp))
-                loads.append(row)
-            else:
-                row = run_scenario(kind, pg, data, str(postgres_bin()), args.steps, Path(tmp))
-                rows.append(row)
+            table, row = _run_one(kind, args, pg, tmp / f"{kind}{n}")
             row["wall_s"] = time.perf_counter() - started
+            rows[table].append(row)
             print(_line(row), flush=True)
-    _tables(rows, loads)
+    _tables(rows["fault"], rows["load"])
+    _damage_table(rows["damage"])
+
+
+def _run_one(kind: str, args: argparse.Namespace, pg: str, root: Path) -> tuple[str, dict]:
+    """Which table the scenario's row goes to, and the row."""
+    root.mkdir()
+    if kind == "torn":
+        return "damage", run_torn(args.steps, root)
+    if kind == "disk":
+        return "damage", run_disk(args.steps, root)
+    if kind == "load":
+        return "load", run_load(pg, args.load_steps, args.machines, root)
+    from testkit.servers import postgres_bin
+
+    return "fault", run_scenario(kind, pg, _cluster_dir(pg), str(postgres_bin()), args.steps,
+                                 root)
 
 
 def _tables(rows: list[dict], loads: list[dict]) -> None:
@@ -305,6 +455,22 @@ def _tables(rows: list[dict], loads: list[dict]) -> None:
         recover = "-" if r["recover_s"] is None else f"{r['recover_s']:.0f} s"
         print(f"| {r['scenario']} | {r['finished']} | {r['lost']} | {r['doubled']} | "
               f"{recover} | {r['exit']} |")
+
+
+def _damage_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print()
+    print("| damage | runs finished | lost | doubled | stuck RUNNING | to the next finished run "
+          "| exit first/resume | seen |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            print(f"| {r['scenario']} | skipped: {r['skipped']} | | | | | | |")
+            continue
+        recover = "-" if r["recover_s"] is None else f"{r['recover_s']:.0f} s"
+        print(f"| {r['scenario']} | {r['finished']} | {r['lost']} | {r['doubled']} | "
+              f"{r['stuck_running']} | {recover} | {r['exit']} | {r['seen']} |")
 
 
 def _cluster_dir(server: str) -> str:
