@@ -57,6 +57,24 @@ def full_disk(err: BaseException) -> bool:
     return False
 
 
+_DISK_FULL = ("database or disk is full", "No space left on device")
+
+
+def full_disk_line(err: BaseException) -> str:
+    """What to say of a full disk, in one line: the line of the error (or of the error it was
+    raised from) that says so, and that a suite resumes once space is freed."""
+    seen: BaseException | None = err
+    said = error_line(err, with_type=True)
+    while seen is not None:
+        lines = [ln.strip() for ln in str(seen).splitlines() if any(m in ln for m in _DISK_FULL)]
+        if lines:
+            said = mask_secrets(lines[0])[:300]
+            break
+        seen = seen.__cause__ or seen.__context__
+    return (f"the disk is full ({said}); free some space and run the command again: a suite "
+            f"resumes where it stopped")
+
+
 def shown_path(path: str | os.PathLike[str]) -> str:
     """``path`` as a user reads it: relative to the working directory where it lies below
     it (``runs/smoke/mlflow.db``), else absolute."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import bench
-from bench.errors import DamagedStore, error_line, full_disk, mask_secrets
+from bench.errors import DamagedStore, full_disk, full_disk_line, mask_secrets
 from bench.links import DASHBOARD_PORT, MLFLOW_PORT
 
 
@@ -304,8 +304,7 @@ def _explained(err: Exception, *, verbose: bool) -> tuple[str, int]:
     disk (1, as a run that stopped on it: the suite resumes once space is freed), a known
     error (2), else an unexpected one (1: a bug, not bad input)."""
     if full_disk(err):
-        return (f"error: the disk is full ({error_line(err, with_type=True)}); free some "
-                f"space and run the command again: a suite resumes where it stopped", 1)
+        return f"error: {full_disk_line(err)}", 1
     if isinstance(err, KNOWN_ERRORS):
         return f"error: {mask_secrets(str(err))}", 2
     return (f"unexpected error: {type(err).__name__}: {mask_secrets(str(err))}"

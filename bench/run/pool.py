@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import error_line
+from bench.errors import error_line, full_disk, full_disk_line
 from bench.processes import process_alive
 
 if TYPE_CHECKING:  # the suite's module imports MLflow and Optuna: not before the workers
@@ -68,7 +68,9 @@ def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int,
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
     except Exception as err:  # reported by the parent in one line, which exits non-zero
-        emit("error", {"worker": index, "error": error_line(err, with_type=True, limit=500)})
+        line = full_disk_line(err) if full_disk(err) else error_line(err, with_type=True,
+                                                                       limit=500)
+        emit("error", {"worker": index, "error": line})
         if verbose:
             traceback.print_exc()
         sys.exit(1)

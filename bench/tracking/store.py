@@ -40,6 +40,10 @@ def configure() -> None:
     level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(level)
+    # logs a store's SQL error (a full disk, a damaged file) as a traceback just before
+    # raising it; the command says it in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(
+        level if os.environ.get("GRADBENCH_VERBOSE") else logging.CRITICAL)
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
