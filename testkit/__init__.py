@@ -1,1 +1,5 @@
-"""Helpers shared by the tests and the benchmarks: real servers, small suites, data fixtures."""
+"""Helpers shared by the tests and the benchmarks, the one place for them (no test module
+imports another): ``servers`` (real PostgreSQL and MLflow servers), ``processes`` (commands
+started, read line by line, frozen, signalled and checked gone), ``suites`` (a small suite
+and an Optuna journal with a study), ``har`` (a tiny UCI HAR data set in the original
+layout)."""

@@ -1,4 +1,5 @@
-"""Real servers for the tests: a PostgreSQL cluster and an MLflow tracking server.
+"""Real servers for the tests and benchmarks: a PostgreSQL cluster and an MLflow tracking
+server.
 
 Both run on free loopback ports in their own temporary directories and are stopped by PID
 (PostgreSQL with ``pg_ctl stop``, MLflow by killing its process group).
@@ -17,43 +18,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-
-
-def default_sigint() -> None:
-    """``preexec_fn`` for a child that a test stops with SIGINT, as Ctrl-C in a terminal would.
-
-    A shell starts background jobs with SIGINT ignored, and a child inherits that; Python then
-    installs no KeyboardInterrupt handler, and the SIGINT the test sends would do nothing.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-def freeze_when(pgid: int, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Stop process group ``pgid`` (SIGSTOP) at a moment ``ready()`` holds, and leave it
-    stopped: checked while the group is frozen, so what it saw (a trial running, say) is
-    still so when the test then signals it (``signal_frozen``). Checked while running, a
-    short job could end between the look and the signal."""
-    deadline = time.monotonic() + timeout
-    while True:
-        os.killpg(pgid, signal.SIGSTOP)
-        if ready():
-            return
-        os.killpg(pgid, signal.SIGCONT)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened within {timeout:.0f} s: {what}")
-        time.sleep(0.2)
-
-
-def signal_frozen(pgid: int, sig: int, *, leader_only: bool = False) -> None:
-    """Send ``sig`` to a group ``freeze_when`` stopped (``leader_only``: to its first
-    process alone), then let the group run to handle it."""
-    if leader_only:
-        os.kill(pgid, sig)
-    else:
-        os.killpg(pgid, sig)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGCONT)
 
 
 def free_port() -> int:
@@ -71,7 +37,7 @@ def postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
+def as_postgres(cmd: list[str]) -> list[str]:
     """initdb and the server refuse to run as root: run them as the postgres user."""
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
@@ -90,17 +56,17 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         os.chmod(root, 0o755)
         shutil.chown(root, "postgres", "postgres")
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                                 "-U", "postgres"]), check=True, capture_output=True)
+    subprocess.run(as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
+                                "-U", "postgres"]), check=True, capture_output=True)
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
-                                 "-l", str(data / "server.log"), "-w", "start"]),
+    subprocess.run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+                                "-l", str(data / "server.log"), "-w", "start"]),
                    check=True, capture_output=True)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"]), check=False, capture_output=True)
+        subprocess.run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                    "-w", "stop"]), check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

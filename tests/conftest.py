@@ -1,4 +1,5 @@
-"""Shared test set-up: one torch thread, as the benchmark runs its workers."""
+"""Shared test set-up: one torch thread, as the benchmark runs its workers; the real servers'
+fixtures (helpers shared with the benchmarks are in testkit/)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import torch
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with slow tests first, each module's tests in their order: in parallel
+    test processes (pytest-xdist) the minutes-long tests start early and the seconds-long
+    ones fill in at the end, rather than one process running a long test alone at the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture
 def cpu() -> torch.device:
     return torch.device("cpu")
@@ -15,7 +24,8 @@ def cpu() -> torch.device:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL server for the session (skipped where PostgreSQL is not installed)."""
+    """A real PostgreSQL server for the session, one per test process under pytest-xdist
+    (skipped where PostgreSQL is not installed)."""
     from testkit.servers import postgres_bin, postgres_server
 
     if postgres_bin() is None:

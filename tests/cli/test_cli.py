@@ -143,6 +143,7 @@ def test_an_empty_or_non_mapping_config_is_refused(tmp_path: Path, text: str,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_loses_nothing_recorded(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     runs = tmp_path / "runs"

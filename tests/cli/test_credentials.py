@@ -48,6 +48,7 @@ def _cmdlines() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # reads every command line on the host: no other test may run meanwhile
 def test_no_password_on_the_command_lines_of_the_ui_servers(tmp_path: Path,
                                                             postgres: str) -> None:
     """``gradbench ui``'s servers on stores with a password: the MLflow UI on a PostgreSQL
