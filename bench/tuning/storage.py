@@ -98,7 +98,17 @@ def retrying(call: Callable[[], T], retry_s: float | None = None, *,
 
     return retry.retrying(
         call, limit_s=limit, give_up=give_up, max_delay_s=5.0, landed=landed,
-        transient=lambda err: isinstance(err, optuna.exceptions.StorageInternalError))
+        transient=_transient)
+
+
+def _transient(err: BaseException) -> bool:
+    """An error a restart or a network blip raises: Optuna's StorageInternalError (a failed
+    commit), or SQLAlchemy's OperationalError / InterfaceError, which a read or a new
+    connection raises as it is (e.g. "the database system is shutting down")."""
+    if isinstance(err, optuna.exceptions.StorageInternalError):
+        return True
+    return type(err).__module__.startswith("sqlalchemy") and \
+        type(err).__name__ in ("OperationalError", "InterfaceError")
 
 
 def write(call: Callable[[], object], landed: Callable[[], bool] | None = None,
