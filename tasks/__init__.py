@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import torch
 
+from bench.registry import TASKS
+
 
 class Task(Protocol):
     """What the training loop, the diagnostics and the tracker need from a task."""
@@ -89,8 +91,6 @@ def build(
     Raises:
         ValueError: unknown task name or bad parameters.
     """
-    from bench.registry import TASKS
-
     return TASKS.get(name).build(dict(params), seed=seed, device=device)  # type: ignore[no-any-return]
 
 
