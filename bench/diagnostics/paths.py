@@ -22,7 +22,9 @@ propagated part is, by the record's ``split``:
 steps, between the split's propagated part plus the direct term and autograd's gradient on
 the earlier state (for the LSTM's c: ``dL/dc_(t-1)`` less its path through h_(t-1)),
 relative to the sum of the norms involved. It is rounding (about 1e-7 in float32) when the
-record's ``split`` describes its cell, order 1 when it does not.
+record's ``split`` describes its cell, order 1 when it does not. Steps whose norms are below
+``tiny / eps`` of the probe's dtype (float32: about 1e-31) are not checked: there autograd's
+own values are subnormal and have lost their digits.
 """
 
 from __future__ import annotations
@@ -120,13 +122,17 @@ def _norm(vectors: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(vectors, dim=-1).cpu()
 
 
-def _residual(gaps: list[torch.Tensor], parts: list[torch.Tensor]) -> float:
-    """max over (sequence, step) of ``||gaps|| / sum ||parts||`` where that sum is finite and
-    positive (a norm over the concatenation of ``gaps``)."""
+def _residual(gaps: list[torch.Tensor], parts: list[torch.Tensor], dtype: torch.dtype) -> float:
+    """max over (sequence, step) of ``||gaps|| / sum ||parts||`` (a norm over the
+    concatenation of ``gaps``) where that sum is finite and above ``tiny / eps`` of the
+    probe's ``dtype``: below it autograd's own values are subnormal or on their way there
+    (float32: 1e-31; a trained tanh RNN's gradient gets there within 50 steps) and have lost
+    the digits a relative gap needs."""
     gap = torch.linalg.vector_norm(torch.cat(gaps, dim=-1), dim=-1)
     scale = sum(torch.linalg.vector_norm(p, dim=-1) for p in parts)
     assert isinstance(scale, torch.Tensor)
-    ok = torch.isfinite(gap) & torch.isfinite(scale) & (scale > 0)
+    floor = torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+    ok = torch.isfinite(gap) & torch.isfinite(scale) & (scale > floor)
     return float((gap[ok] / scale[ok]).max()) if bool(ok.any()) else 0.0
 
 
@@ -136,7 +142,8 @@ def _plain(grads: ProbeGrads, w: Weights, nonlinearity: str) -> Paths:
     a = fprime[:, 1:] * g[:, 1:]  # f'(u_t) * g_t, t = 2..T
     propagated = a @ _f64(w.w_hh)  # W_hh^T a_t, as rows
     injected = direct[:, :-1]
-    residual = _residual([g[:, :-1] - injected - propagated], [g[:, :-1], injected, propagated])
+    residual = _residual([g[:, :-1] - injected - propagated], [g[:, :-1], injected, propagated],
+                         grads.h.dtype)
     return Paths(_norm(g[:, 1:]), _norm(propagated), _norm(injected), _norm(a), None, None,
                  residual, log10_mean_factor(fprime)[0])
 
@@ -173,7 +180,8 @@ def _lstm(grads: ProbeGrads, w: Weights, nonlinearity: str) -> Paths:
     injected = direct[:, :-1]
     within = o[:, :-1] * (1 - tanh_c[:, :-1] ** 2) * gh[:, :-1]  # c_(t-1) -> h_(t-1)
     residual = _residual([gh[:, :-1] - injected - hidden, gc[:, :-1] - within - carry],
-                         [gh[:, :-1], injected, hidden, gc[:, :-1], within, carry])
+                         [gh[:, :-1], injected, hidden, gc[:, :-1], within, carry],
+                         grads.h.dtype)
     received = torch.cat([gh[:, later], carried], dim=-1)
     propagated = torch.cat([hidden, carry], dim=-1)
     return Paths(_norm(received), _norm(propagated), _norm(injected), None, _norm(carry),
@@ -195,7 +203,7 @@ def _gru(grads: ProbeGrads, w: Weights, nonlinearity: str) -> Paths:
     propagated = carry + hidden
     injected = direct[:, :-1]
     residual = _residual([g_all[:, :-1] - injected - propagated],
-                         [g_all[:, :-1], injected, carry, hidden])
+                         [g_all[:, :-1], injected, carry, hidden], grads.h.dtype)
     return Paths(_norm(g), _norm(propagated), _norm(injected), None, _norm(carry),
                  _norm(hidden), residual)
 

@@ -304,6 +304,27 @@ def test_a_near_linear_rnn_has_an_fprime_factor_of_0_and_a_w_hh_factor_of_log_ha
     assert all(r.w_hh_log10 == pytest.approx(math.log10(0.5), abs=1e-6) for r in out.factor_steps)
 
 
+def test_a_gradient_that_vanishes_below_float32s_range_keeps_its_split() -> None:
+    """A float32 tanh RNN with W_hh = 0.02 I: the gradient loses 1.7 decades a step and
+    reaches float32's subnormal range (below 1.2e-38) within 50 steps, where autograd's own
+    values lose their digits; that is no evidence against the split (a trained tanh RNN on
+    adding T=50 got there), so the check skips those steps and the split stays available."""
+    task = _task("adding", 50)
+    torch.manual_seed(0)
+    model = build_model("rnn", ModelSizes(2, 1, False), hidden_size=8)
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.copy_(0.02 * torch.eye(8))
+        model.rnn.bias_ih_l0.zero_()
+        model.rnn.bias_hh_l0.zero_()
+    x, y = task.train_batch(16, task.train_generator(0))
+    grads = probe_gradients(model, task.loss, x, y)
+    norms = torch.linalg.vector_norm(grads.h, dim=-1)
+    assert bool((norms[:, 0] < torch.finfo(torch.float32).tiny).all())  # it got there
+    row, _ = _split(model, grads)
+    assert row.available, row.reason
+    assert row.w_hh_log10 == pytest.approx(math.log10(0.02), abs=0.05)
+
+
 def test_a_closed_path_is_left_out_and_counted() -> None:
     """IRNN with every unit dead (ReLU of a negative pre-activation): f' = 0, the propagated
     gradient is 0 at every step: nothing to take the log of, every pair counted."""
