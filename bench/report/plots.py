@@ -315,7 +315,7 @@ def factor_history(history: pd.DataFrame) -> Figure:
         ax.set_ylabel(_split_panel(ax, rows, "step"), fontsize=8)
         ax.set_title(model, color=color(model))
         ax.set_xlabel("training step (probe)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     fig.legend(handles=_split_legend(history), loc="outside lower center", ncol=4, fontsize=8)
     return fig
 
