@@ -48,7 +48,7 @@ class Worker:
         suite.spec.load_plugins()  # a forked worker imports the grid's plugins itself
         self.suite, self.spec, self.index, self.emit = suite, suite.spec, index, emit
         self.device = select_device(self.spec.device, worker=index)
-        self.storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+        self.storage = tuning.open_storage(suite.storage_url, suite.run_dir, wait=True)
         self.recorder = Recorder(suite, index, self.device)
         self._timed = Stopwatch()
         self.times = self._timed.times  # seconds outside jobs, by kind

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -38,31 +39,39 @@ HEARTBEAT_S = int(os.environ.get("GRADBENCH_HEARTBEAT_S", "10"))
 GRACE_S = int(os.environ.get("GRADBENCH_GRACE_S", "40"))
 
 
-def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
+def open_storage(url: str | None, run_dir: Path, *, wait: bool = False) -> BaseStorage:
     """The Optuna storage: a journal file under ``run_dir`` by default, else ``url``.
 
     RDB URLs (``postgresql://``, ``sqlite:///``, ``mysql://``) get heartbeats so that a
-    trial whose worker was killed is detected and retried.
+    trial whose worker was killed is detected and retried. ``wait``: a database that does
+    not answer (a restart) is asked again for up to ``GRADBENCH_STORAGE_RETRY_S``, as a
+    worker starting mid-run does; the command itself fails at once, so that a wrong URL is
+    one line without a wait.
     """
     if url is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         return open_journal(run_dir / "optuna.journal")
     if url.startswith("journal:"):
         return open_journal(url.removeprefix("journal:"))
-    for attempt in range(3):  # fresh databases: two processes may create the tables at once
+    deadline, delay, attempt = time.monotonic() + (STORAGE_RETRY_S if wait else 0.0), 0.5, 0
+    while True:  # fresh databases: two processes may create the tables at once
+        attempt += 1
         try:
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                               engine_kwargs={"pool_pre_ping": True})
         except ModuleNotFoundError as err:
             raise StorageUnavailable(_no_driver(url, err.name)) from err
         except Exception as err:  # sqlalchemy errors: unreachable, bad credentials, races
-            if "already exists" in str(err) and attempt < 2:
+            if "already exists" in str(err) and attempt < 3:
+                continue
+            if wait and _transient(err) and time.monotonic() + delay < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
                 continue
             if "Failed to import DB access module" in str(err):
                 raise StorageUnavailable(_no_driver(url, None)) from None
             raise StorageUnavailable(f"storage {mask_secrets(url)} unreachable: "
                                      f"{error_line(err)}") from err
-    raise AssertionError("unreachable")
 
 
 def _no_driver(url: str, module: str | None) -> str:
