@@ -130,7 +130,7 @@ def _progress(console: Any, suite: Any, args: argparse.Namespace) -> Any:
     total = per * len(suite.configurations)
     refresh = None
     if not suite.embedded:  # other machines work on it too: read their runs now and then
-        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir, wait=True)
 
         def refresh() -> dict[str, int]:  # a database restarting: the counts wait
             try:

@@ -262,8 +262,13 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def leaderboard(suite: Suite) -> list[dict[str, Any]]:
     """Per configuration: the final seeds' test metric (mean, std), solved and diverged rates
-    (``board_row``)."""
-    storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+    (``board_row``). Read after the workers ran, so the storage is known to be right: a
+    database that restarts meanwhile is waited for (``tuning.retrying``), as the workers do."""
+    storage = tuning.open_storage(suite.storage_url, suite.run_dir, wait=True)
+    return tuning.retrying(lambda: _board(suite, storage))
+
+
+def _board(suite: Suite, storage: Any) -> list[dict[str, Any]]:
     rows = []
     for configuration in suite.configurations:
         row = board_row(configuration, *records(storage, suite.spec, configuration))
@@ -345,9 +350,12 @@ def _task_direction(task: str) -> str:
 
 def progress_snapshot(suite: Suite, storage: Any = None) -> dict[str, int]:
     """Jobs done per configuration (finished tuning trials + finished final seeds).
-    ``storage``: one opened before, for a caller that asks again and again."""
+    ``storage``: one opened before, for a caller that asks again and again. Asked once the
+    suite is prepared (the storage is known to be right), a restarting database is waited for.
+    """
     if storage is None:
-        storage = tuning.open_storage(suite.storage_url, suite.run_dir)
+        storage = tuning.open_storage(suite.storage_url, suite.run_dir, wait=True)
+        return tuning.retrying(lambda: progress_snapshot(suite, storage))
     spec, done = suite.spec, {}
     for configuration in suite.configurations:
         trials, finals = records(storage, spec, configuration)

@@ -33,7 +33,7 @@ SUITE = {
     "tasks": {"adding": {"seq_len": [8], "val_size": 64, "test_size": 64}},
     "models": list(MODELS), "regularization": ["none"], "clipping": ["norm"],
     "model": {"hidden_size": 8},
-    "training": {"steps": 40, "batch_size": 16, "eval_every": 10},
+    "training": {"steps": 150, "batch_size": 16, "eval_every": 10},
     "search": {"lr": {"low": 1e-3, "high": 3e-2, "log": True},
                "clip": {"low": 0.5, "high": 5.0, "log": True}},
     "tuning": {"trials": TRIALS, "sampler": "tpe", "pruner": "none"},
@@ -102,7 +102,9 @@ def test_two_machines_ride_out_database_restarts(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     outputs.append(proc.communicate()[0])
-            assert [p.returncode for p in procs] == [0, 0], [o[-3000:] for o in outputs]
+            for name, proc, output in zip("ab", procs, outputs, strict=True):
+                print(f"--- machine {name}, exit {proc.returncode}:\n{output[-6000:]}")
+            assert [p.returncode for p in procs] == [0, 0], "see the machines' output above"
             _check_kept_once(url, tracking.url)
         finally:
             for proc in procs:
