@@ -27,8 +27,8 @@ the time of one probe.
 With ``--remedies``, a second table: ``bench.train.train`` (no diagnostics) with each remedy
 alone (``none``, every regularization and every clipping remedy of the registry, at fixed
 values), timed interleaved with the same bare loop (norm clipping), as ms per step and the
-ratio to ``bare``: what each remedy costs per step (weight clipping's spectral norms
-included).
+ratio to ``bare``: what each remedy costs per step (weight clipping's spectral norms and
+``orth-margin``'s SVDs included).
 
 Usage:
     python benchmarks/overhead.py                       # 4 models, budget 10000 parameters
@@ -80,7 +80,8 @@ def bench_train(task: Task, model: RecurrentModel, steps: int, batch_size: int,
         record(task, model, cfg, result)
 
 
-REMEDY_VALUES = {"l2": 1e-4, "decay": 1e-2, "clip": CLIP, "clip_value": 0.01, "w_max": 1.0}
+REMEDY_VALUES = {"l2": 1e-4, "decay": 1e-2, "clip": CLIP, "clip_value": 0.01, "w_max": 1.0,
+                 "margin": 0.01}
 
 
 def remedy_run(task: Task, model: RecurrentModel, steps: int, batch_size: int, axis: str,
