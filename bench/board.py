@@ -7,8 +7,12 @@ run's ``final/*`` metrics), the report from MLflow's runs (``bench.report.leader
 page and ``leaderboard.csv``). Each turns what it read into ``Seed`` values; ``seed_stats``
 computes the row's numbers from them, so both say the same.
 
-Every final seed done counts: a diverged seed with the trivial predictor's test score, which
-it records; none is dropped, and ``diverged_rate`` says how many those are.
+Every final seed done counts: a diverged seed (a non-finite loss, or a final validation loss
+above ``training.diverge_factor`` times the trivial predictor's) with the trivial predictor's
+test score, which it records; none is dropped, and ``diverged_rate`` says how many those are.
+Every score is capped at the trivial predictor's (``bench.scores``), so no seed counts for
+worse than predicting the mean. A final seed trains its whole budget (``stop_when_solved``
+ends tuning trials only), so its score does not depend on when it stopped.
 
 Example:
     >>> stats = seed_stats([Seed(0.9, solved=True, solved_at=100), Seed(0.7),
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 class Seed:
     """One final seed done (complete or diverged), as its store recorded it."""
 
-    score: float | None  # the test metric; a diverged seed's: the trivial predictor's
+    score: float | None  # the test metric, capped; a diverged seed's: the trivial predictor's
     solved: bool = False  # met the task's solved rule
     solved_at: float | None = None  # the first evaluation step that met it
     diverged: bool = False

@@ -3,7 +3,9 @@ MLflow run statuses (``MLFLOW_STATUS``, here).
 
 - ``complete``: trained to the end.
 - ``pruned``: stopped early by the pruner (a tuning trial only).
-- ``diverged``: a non-finite loss or gradient; a result, and it counts in the budget.
+- ``diverged``: a non-finite loss or gradient, or a final validation loss above
+  ``training.diverge_factor`` times the trivial predictor's (``bench.scores``); a result, and
+  it counts in the budget.
 - ``interrupted``: the worker was stopped or died; the trial is run again.
 - ``failed``: an unexpected error while training; reported, not run again.
 

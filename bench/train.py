@@ -7,9 +7,11 @@ validation metrics, the test metrics when the run is allowed to read the test sp
 (``TrainConfig.test``: final seeds, not tuning trials), the first evaluation step at which
 the validation metrics met the task's solved rule, and how the run ended (``completed``,
 ``diverged`` with the step, or ``stopped`` by the evaluation callback, which is how a tuner
-prunes). A non-finite loss or gradient is a result, never an exception: a diverged run that
-reads the test split is scored as the trivial predictor (``tasks.trivial_metrics``), so that
-a summary over seeds never drops it.
+prunes). Divergence is a result, never an exception (``bench.scores``): a non-finite loss or
+gradient, or a final validation loss above ``diverge_factor`` times the trivial predictor's
+(``tasks.trivial_metrics``). Every test score is capped at the trivial predictor's (the
+uncapped metrics are kept in ``test_uncapped``), and a diverged run that reads the test split
+is scored as the trivial predictor, so that a summary over seeds never drops it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from bench.models import RecurrentModel
 from bench.registry import Remedy, remedy
+from bench.scores import blew_up, capped
 from tasks import Task, trivial_metrics
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -73,13 +76,14 @@ class TrainConfig:
     test: bool = True  # evaluate the test split at the end (final seeds; never tuning trials)
     warmup_steps: int = 0  # the learning rate rises linearly from lr / warmup_steps to lr
     stop_when_solved: bool = False  # end once the validation metrics stayed solved 2 evals
+    diverge_factor: float = 10.0  # diverged: final val loss above this x the trivial's
 
     def __post_init__(self) -> None:
         checks = {
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0, "eval_every": self.eval_every >= 1,
             "check_every": self.check_every >= 0, "optimizer": self.optimizer in OPTIMIZERS,
-            "warmup_steps": self.warmup_steps >= 0,
+            "warmup_steps": self.warmup_steps >= 0, "diverge_factor": self.diverge_factor >= 1,
             **{name: math.isfinite(v) and v >= 0 for name, v in self.hparams.items()},
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -112,8 +116,10 @@ class TrainResult:
     clipped: list[bool] = field(default_factory=list)  # a clipping remedy acted this step
     evals: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss", metric...}
     val: dict[str, float] = field(default_factory=dict)  # final validation metrics
-    test: dict[str, float] = field(default_factory=dict)  # final test metrics
+    test: dict[str, float] = field(default_factory=dict)  # final test metrics, capped
+    test_uncapped: dict[str, float] = field(default_factory=dict)  # as measured (finite runs)
     solved: bool = False  # the test metrics meet the solved rule (False without a test)
+    val_solved: bool = False  # the final validation metrics meet the solved rule
     solved_at: int | None = None  # first evaluation step whose validation metrics did
     test_from: str = "model"  # "trivial": diverged, scored as the trivial predictor
     baseline_val: dict[str, float] = field(default_factory=dict)  # the trivial predictor's
@@ -349,25 +355,45 @@ def _stayed_solved(task: Task, evals: list[dict[str, float]]) -> bool:
 
 
 def _finish(result: TrainResult, loop: _Loop) -> None:
-    """Final evaluation: validation always (unless diverged), the test split only where the
-    run may read it; a diverged run that may is scored as the trivial predictor."""
-    task = loop.task
+    """Final evaluation: validation always (unless the loss went non-finite), the test split
+    only where the run may read it. A run whose final validation loss ends above
+    ``diverge_factor`` times the trivial predictor's has diverged too (``bench.scores``);
+    a diverged run that may read the test split is scored as the trivial predictor, every
+    other test score is capped at it (the measured values kept in ``test_uncapped``)."""
+    task, cfg = loop.task, loop.cfg
     result.baseline_val = trivial_metrics(task, "val")
-    if loop.cfg.test:
+    if cfg.test:
         result.baseline_test = trivial_metrics(task, "test")
+    if result.status != "diverged":
+        result.val = evaluate(loop.model, task, "val")
+        last = result.evals[-1]["step"] if result.evals else None
+        if result.status == "completed" and last != result.steps_done:
+            result.evals.append({"step": float(result.steps_done), **result.val})
+        result.val_solved = task.solved(result.val)
+        _diverged_above(result, cfg.diverge_factor)
+        if cfg.test:
+            result.test_uncapped = evaluate(loop.model, task, "test")
+    result.solved_at = _first_solved(task, result.evals)
+    if not cfg.test:
+        return
     if result.status == "diverged":
-        result.solved_at = _first_solved(task, result.evals)
-        if loop.cfg.test and result.baseline_test:
+        if result.baseline_test:
             result.test, result.test_from = dict(result.baseline_test), "trivial"
         return
-    result.val = evaluate(loop.model, task, "val")
-    last = result.evals[-1]["step"] if result.evals else None
-    if result.status == "completed" and last != result.steps_done:
-        result.evals.append({"step": float(result.steps_done), **result.val})
-    result.solved_at = _first_solved(task, result.evals)
-    if loop.cfg.test:
-        result.test = evaluate(loop.model, task, "test")
-        result.solved = task.solved(result.test)
+    result.test = capped(result.test_uncapped, result.baseline_test, task.metric,
+                         task.direction)
+    result.solved = task.solved(result.test)
+
+
+def _diverged_above(result: TrainResult, factor: float) -> None:
+    """A finite run whose final validation loss ends above ``factor`` times the trivial
+    predictor's is a diverged run (ended where it stopped), as a non-finite one is."""
+    loss, trivial = result.val.get("loss", math.nan), result.baseline_val.get("loss")
+    if not blew_up(loss, trivial, factor):
+        return
+    result.status, result.diverged_at = "diverged", result.steps_done
+    result.reason = f"validation loss {loss:.4g} above {factor:g} x the trivial predictor's"
+    result.val_solved = False
 
 
 def _first_solved(task: Task, evals: list[dict[str, float]]) -> int | None:

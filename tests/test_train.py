@@ -9,6 +9,7 @@ import torch
 
 from bench import train as train_module
 from bench.models import ModelSizes, build_model
+from bench.tracking.records import result_metrics
 from bench.train import TrainConfig, train
 from tasks import adding, copy
 
@@ -30,6 +31,7 @@ def test_lstm_beats_the_adding_baseline() -> None:
     result = train(TrainConfig(steps=300, lr=1e-2, eval_every=50), task, _model())
     assert result.status == "completed" and result.steps_done == 300
     assert result.test["mse"] < 0.2 * task.baseline
+    assert result.test == result.test_uncapped and result.val_solved == task.solved(result.val)
     assert [row["step"] for row in result.evals] == [50, 100, 150, 200, 250, 300]
     assert len(result.train_loss) == len(result.grad_norm) == 300
 
@@ -87,15 +89,20 @@ class _RecordingAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def test_clipped_norm_never_exceeds_tau(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_applied_norm_is_min_of_the_norm_and_tau(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At every step the optimizer gets gradients of norm min(norm, tau): clipped to tau
+    exactly (not below it) when above, untouched when below."""
     monkeypatch.setitem(train_module.OPTIMIZERS, "adam", _RecordingAdam)
     _RecordingAdam.applied = []
     tau = 0.05
     cfg = TrainConfig(steps=60, lr=1e-2, clipping="norm", hparams={"clip": tau})
     result = train(cfg, _adding_task(), _model("rnn", 32))
     assert len(_RecordingAdam.applied) == 60
-    assert max(_RecordingAdam.applied) <= tau * (1 + 1e-5)
+    # tau / (norm + 1e-6) scales to tau within 1e-6 / tau = 2e-5
+    assert _RecordingAdam.applied == pytest.approx([min(n, tau) for n in result.grad_norm],
+                                                   rel=1e-4)
     assert any(n > tau for n in result.grad_norm)  # the norms before clipping were larger
+    assert any(n < tau for n in result.grad_norm)  # and some below: left as they are
     assert result.clipped == [n > tau for n in result.grad_norm]
     assert 0 < result.clip_rate <= 1
     _RecordingAdam.applied = []
@@ -160,3 +167,36 @@ def test_warmup_raises_the_learning_rate_linearly(monkeypatch: pytest.MonkeyPatc
     train(TrainConfig(steps=6, lr=4e-3, eval_every=10, warmup_steps=4), _adding_task(),
           _model("gru", 8))
     assert rates == pytest.approx([1e-3, 2e-3, 3e-3, 4e-3, 4e-3, 4e-3])
+
+
+def _blown_up(bias: float):
+    """An LSTM whose output sits at ``bias``: a finite run far worse than the mean."""
+    model = _model("lstm", 8)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(bias)
+    return model
+
+
+def test_a_finite_blow_up_is_diverged_and_scores_as_the_trivial_predictor() -> None:
+    task = _adding_task(10)
+    cfg = TrainConfig(steps=4, lr=1e-12, eval_every=2, optimizer="sgd")
+    result = train(cfg, task, _blown_up(100.0))  # mse ~ 1e4, the trivial's ~0.17
+    assert result.status == "diverged" and result.diverged_at == result.steps_done == 4
+    assert result.reason is not None and "10 x the trivial predictor's" in result.reason
+    # Worth the mean, as a NaN run is; the measured value is kept beside.
+    assert result.test == result.baseline_test and result.test_from == "trivial"
+    assert result.test_uncapped["mse"] > 1e3 and not result.solved and not result.val_solved
+    recorded = {key: value for key, value, _ in result_metrics(result, task)}
+    assert recorded["test/mse"] == result.baseline_test["mse"]
+    assert recorded["uncapped/test_mse"] == result.test_uncapped["mse"]
+    nan = train(TrainConfig(steps=200, lr=1e4, optimizer="sgd"), task, _model("irnn", 16))
+    assert nan.status == "diverged" and nan.test == result.test  # no worse than NaN
+    # Below the factor it completes, its score capped at the trivial predictor's.
+    tame = train(TrainConfig(steps=4, lr=1e-12, eval_every=2, optimizer="sgd",
+                             diverge_factor=math.inf), task, _blown_up(100.0))
+    assert tame.status == "completed" and tame.test_from == "model"
+    assert tame.test == {"loss": tame.baseline_test["loss"], "mse": tame.baseline_test["mse"]}
+    assert tame.test_uncapped["mse"] == result.test_uncapped["mse"]
+    with pytest.raises(ValueError, match="diverge_factor"):
+        TrainConfig(diverge_factor=0.5)

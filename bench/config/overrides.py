@@ -2,7 +2,9 @@
 
 The overrides (``--tasks``, ``--models``, ``--trials``, ..., ``--set key.path=value``) are
 applied to the file's raw data, so they are checked like the file; a problem names the flag
-that set the key, else the file.
+that set the key, else the file. The command line wins over the file: ``--steps N`` is the
+budget of every run, so it sets ``training.steps`` and every task's own ``steps`` (which
+win over ``training.steps`` in the file: ``Configuration.budget``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import yaml
 from bench.checks import Invalid, KeyPath
 from bench.config.fields import LENIENT, checked_keys
 from bench.config.files import ConfigError, read_yaml, resolve_config, suite_path
+from bench.config.grid import expand, search_space
 from bench.config.schema import SuiteSpec, search_names, validate
-from bench.config.search import SEARCH_DEFAULT, SEARCH_ENTRY_KEYS
+from bench.config.search import GRID_SAMPLER, SEARCH_DEFAULT, SEARCH_ENTRY_KEYS, check_grid_trials
 from bench.config.sections import (
     MODEL_KEYS,
     TASK_STEPS,
@@ -147,12 +150,23 @@ def _apply_overrides(
             value = overrides[key]
             _put(raw, path, list(value) if isinstance(value, tuple) else value)
             origins[path] = _flag(key, value)
+    if overrides.get("steps") is not None:
+        _put_task_steps(raw, overrides["steps"], origins)
     if overrides.get("tasks") is not None:
         raw["tasks"] = _filter_tasks(raw, overrides["tasks"])
         origins[("tasks",)] = _flag("tasks", overrides["tasks"])
     if overrides.get("data_dir") is not None:
         _put_data_dir(raw, str(overrides["data_dir"]), origins)
     return raw, origins
+
+
+def _put_task_steps(raw: dict[Any, Any], value: Any, origins: dict[KeyPath, str]) -> None:
+    """``--steps N``: the budget of every run, in place of each task's own ``steps`` too."""
+    given = raw.get("tasks")
+    for name, entry in (given.items() if isinstance(given, dict) else ()):
+        if isinstance(entry, dict) and TASK_STEPS in entry:
+            entry[TASK_STEPS] = value
+            origins[("tasks", name, TASK_STEPS)] = _flag("steps", value)
 
 
 def _put_data_dir(raw: dict[Any, Any], value: str, origins: dict[KeyPath, str]) -> None:
@@ -209,6 +223,9 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     token = LENIENT.set(not plugins)
     try:
         spec = validate(raw)
+        if spec.tuning.sampler == GRID_SAMPLER and not LENIENT.get():  # the grid expands
+            check_grid_trials(spec.tuning.trials,
+                              {c.name: search_space(spec, c) for c in expand(spec)})
     except Invalid as err:
         where = f"{'.'.join(err.path)}: " if err.path else ""
         label = _blame(origins, err.path, str(source))

@@ -176,8 +176,9 @@ def _search() -> str:
 
 
 def _overrides() -> str:
-    flags = [(_code(f"--{flag.replace('_', '-')}"), _code(".".join(path)))
-             for flag, path in FLAG_PATHS.items()]
+    flags = [(_code(f"--{flag.replace('_', '-')}"), _code(".".join(path)) + (
+        f" and every `tasks.<name>.{TASK_STEPS}`: the command line wins over the file"
+        if flag == "steps" else "")) for flag, path in FLAG_PATHS.items()]
     flags += [("`--tasks`", "`tasks`: keeps those named (a task the file lacks gets its "
                             "defaults)"),
               ("`--data-dir`", "`tasks.<name>.data_dir` of every task that reads data"),
@@ -187,9 +188,11 @@ def _overrides() -> str:
         "## Command-line overrides", _table(("flag", "sets"), flags),
         "## Resuming",
         f"Running a suite again resumes it. These settings give its results their meaning "
-        f"and are refused when they changed: {kept} (`tasks` and `search`: the "
-        f"configuration's own). Everything else may change between runs; more trials or "
-        f"seeds are scheduled."])
+        f"and are refused when they changed: {kept} (`budget`: the configuration's "
+        f"training steps, its task's `steps` else `training.steps`; `tasks` and `search`: "
+        f"the configuration's own). A record made before a key was recorded reads it as "
+        f"its old value (docs/protocol.md). Everything else may change between runs; more "
+        f"trials or seeds are scheduled."])
 
 
 def markdown() -> str:

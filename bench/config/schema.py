@@ -15,7 +15,13 @@ from typing import Any
 from bench import registry
 from bench.checks import OPTIONAL_STR, Invalid, KeyPath, Rule, at_least, with_type
 from bench.config.fields import LENIENT, checked, names, record, registry_name, section
-from bench.config.search import BASE_SEARCH, SEARCH_DEFAULT, SearchParam, check_search
+from bench.config.search import (
+    BASE_SEARCH,
+    SEARCH_DEFAULT,
+    SearchParam,
+    check_grid_entries,
+    check_search,
+)
 from bench.config.sections import (
     NEW_KEYS,
     DiagnosticsSpec,
@@ -200,22 +206,32 @@ def validate(raw: Any) -> SuiteSpec:
         for param, default in found.search.items():
             spec.search.setdefault(param, SearchParam(param, low=default.low,
                                                       high=default.high, log=default.log))
+    check_grid_entries(spec.tuning.sampler, spec.search)  # the trials: ``overrides.load``
     _exercise_plugins(spec)
     return spec
 
 
 def _check_search_keys(spec: SuiteSpec) -> None:
-    """Per-model (or per-task) search ranges name a model or task of the grid."""
+    """Per-model (or per-task) search ranges name a model or task (or task/model) that
+    exists. One outside the grid is no error: ``--models`` and ``--tasks`` narrow a suite
+    whose ranges name the others, and ``SearchParam.at`` never reaches it."""
     tasks = {name for name, _ in spec.tasks} | {registry_name("tasks", n) for n, _ in spec.tasks}
     models = set(spec.models) | {registry_name("models", m) for m in spec.models}
     for name, param in spec.search.items():
         for key, _ in param.by:
             task, slash, model = key.rpartition("/")
-            ok = (task in tasks and model in models) if slash else key in tasks | models
+            ok = (_names("tasks", task) and _names("models", model)) if slash else (
+                _names("tasks", key) or _names("models", key))
             if not ok:
                 raise Invalid(("search", name, key),
-                              f"not a model or task of the grid (or task/model); valid: "
+                              f"not a model or task at all (nor task/model); the grid's: "
                               f"{', '.join([SEARCH_DEFAULT, *sorted(models | tasks)])}")
+
+
+def _names(kind: str, name: str) -> bool:
+    """Whether ``name`` is a model (or task) of the registry: built in or a plugin."""
+    table = registry.MODELS if kind == "models" else registry.TASKS
+    return name in table
 
 
 def _unresolved(spec: SuiteSpec) -> bool:

@@ -82,7 +82,10 @@ def suite_job(
     *, final: bool = False,
 ) -> Job:
     """The job of a suite's trial or final seed: the config's budget (the task's ``steps``
-    where given) with tuned ``params``; only a ``final`` seed reads the test split."""
+    where given) with tuned ``params``; only a ``final`` seed reads the test split.
+
+    ``training.stop_when_solved`` ends tuning trials only: a final seed trains the whole
+    budget, so that its test score does not depend on when it stopped (docs/protocol.md)."""
     training = spec.training
     cfg = TrainConfig(
         steps=configuration.budget(spec),
@@ -90,7 +93,9 @@ def suite_job(
         lr=float(params["lr"]), optimizer=training.optimizer, eval_every=training.eval_every,
         regularization=configuration.regularization, clipping=configuration.clipping,
         hparams=remedy_params(configuration, params), seed=seed, test=final,
-        warmup_steps=training.warmup_steps, stop_when_solved=training.stop_when_solved)
+        warmup_steps=training.warmup_steps,
+        stop_when_solved=training.stop_when_solved and not final,
+        diverge_factor=training.diverge_factor)
     return Job(configuration.model, spec.model.size(params), cfg,
                probe_every=spec.diagnostics.probe_every, data_seed=spec.seed)
 

@@ -62,6 +62,7 @@ class Claim:
     _storage: BaseStorage = field(repr=False, compare=False)
     _trial_id: int | None = field(default=None, repr=False, compare=False)  # RDB only
     objective: str = "loss"  # the validation metric reported to the pruner and told
+    by_solve: bool = False  # training.stop_when_solved: a solved trial's value at its solving
 
     @property
     def final(self) -> bool:
@@ -84,10 +85,11 @@ OPEN, WAIT, BEYOND = "open", "wait", "beyond"  # horizon gates
 
 def horizon_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> str:
     """With ``tuning.horizon``, whether a configuration may start: ``open`` (its shortest T,
-    or every shorter T of the same model and remedies was solved by at least one current
-    final seed), ``wait`` (the next shorter T that gates it has not finished its final
-    seeds), or ``beyond`` (a shorter T was solved by none of its final seeds, or all of its
-    tuning trials diverged: this T is beyond the model's horizon and is left out)."""
+    or every shorter T of the same model and remedies was solved on validation by at least
+    one current final seed), ``wait`` (the next shorter T that gates it has not finished its
+    final seeds), or ``beyond`` (a shorter T was solved on validation by none of its final
+    seeds, or all of its tuning trials diverged: this T is beyond the model's horizon and is
+    left out). The design of the sweep reads validation only, never a test metric."""
     chain = []
     previous = shorter(spec, configuration)
     while previous is not None:
@@ -111,7 +113,16 @@ def _solved_gate(storage: BaseStorage, spec: SuiteSpec, configuration: Configura
                             direction)
     if not finals_done(finals, spec.final.seeds):
         return WAIT
-    return OPEN if any(f.attrs.get("solved") for f in finals) else BEYOND
+    return OPEN if any(_val_solved(f) for f in finals) else BEYOND
+
+
+def _val_solved(final: TrialRecord) -> bool:
+    """A final seed's final validation metrics met the solved rule (``val_solved``); a seed
+    recorded before that was kept: its validation metrics met it at an evaluation
+    (``solved_at``). The test metrics (``test``, ``solved``) are never read here."""
+    if "val_solved" in final.attrs:
+        return bool(final.attrs["val_solved"])
+    return final.attrs.get("solved_at") is not None
 
 
 def claim(storage: BaseStorage, spec: SuiteSpec, configuration: Configuration) -> Attempt:
@@ -179,7 +190,8 @@ def _claim_tuning(storage: BaseStorage, study: optuna.Study, spec: SuiteSpec,
     stored.write(lambda: trial.set_user_attr("seed", seed),
                  landed=lambda: storage.get_trial(trial._trial_id).user_attrs.get("seed") == seed)
     return Claim("trial", trial.number, study.study_name, params, seed,
-                 study, trial, storage, trial_id, objective=objective_key(spec, configuration))
+                 study, trial, storage, trial_id, objective=objective_key(spec, configuration),
+                 by_solve=spec.training.stop_when_solved)
 
 
 def enqueue_finals(final: optuna.Study, params: Mapping[str, Any], seeds: Sequence[int],

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.outcomes import Outcome
+from bench.scores import cap, direction_of
 from bench.tuning import storage as stored
 from bench.tuning.claims import Claim
 from bench.tuning.recovery import requeue_interrupted
@@ -134,11 +135,16 @@ def _owned(claim: Claim) -> Iterator[None]:
 def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     """Tell Optuna how the run ended: the commit point, from here the result is kept.
 
-    The user attributes say what the leaderboard and the report need: the task's headline
-    ``metric`` and its ``direction``, time and steps, the step at which the validation
-    metrics first met the solved rule, and, for a final seed only (tuning trials never read
-    the test split), the test metrics (a diverged seed's are the trivial predictor's:
-    ``test_from``); for a diverged run, where and why.
+    The value of a complete run is its objective (``objective``): capped at the trivial
+    predictor's, and read at the evaluation that first met the solved rule where the suite
+    stops solved trials (``Claim.by_solve``). The user attributes say what the leaderboard
+    and the report need: the task's headline ``metric`` and its ``direction``, time and
+    steps, the objective as measured (``value_uncapped``) and the trivial predictor's
+    (``trivial``), whether the final validation metrics met the solved rule (``val_solved``)
+    and the step at which they first did, and, for a final seed only (tuning trials never
+    read the test split), the test metrics, capped (a diverged seed's are the trivial
+    predictor's: ``test_from``), and as measured (``test_uncapped``); for a diverged run,
+    where and why.
 
     Raises:
         TrialTaken: another process ended the trial meanwhile (its heartbeat went stale).
@@ -147,22 +153,48 @@ def tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> O
         return _tell(claim, result, metric=metric, direction=direction)
 
 
+def objective(claim: Claim, result: TrainResult, *, metric: str, direction: str
+              ) -> tuple[float, float, float | None]:
+    """(value told, as measured, the trivial predictor's) of a run's objective.
+
+    The value is capped at the trivial predictor's (``bench.scores``). With ``by_solve``, a
+    run that met the solved rule is read at the first evaluation that did, so that its value
+    is the same whether it stopped there or ran on (its loss at the stop is not compared)."""
+    row: Mapping[str, float] = result.val
+    if claim.by_solve and result.solved_at is not None:
+        row = next((r for r in result.evals if int(r["step"]) == result.solved_at), row)
+    measured = float(row.get(claim.objective, math.nan))
+    trivial = result.baseline_val.get(claim.objective)
+    better = direction_of(claim.objective, metric, direction)
+    if trivial is None or better is None:
+        return measured, measured, trivial
+    return cap(measured, float(trivial), better), measured, float(trivial)
+
+
 def _tell(claim: Claim, result: TrainResult, *, metric: str, direction: str) -> Outcome:
     ended = Outcome.of(result)
     attrs: dict[str, Any] = {"metric": metric, "direction": direction,
-                             "wall_time": result.wall_time, "steps_done": result.steps_done}
+                             "wall_time": result.wall_time, "steps_done": result.steps_done,
+                             "val_solved": bool(result.val_solved)}
+    value, measured, trivial = objective(claim, result, metric=metric, direction=direction)
+    if math.isfinite(measured):
+        attrs["value_uncapped"] = measured
+    if trivial is not None:
+        attrs["trivial"] = trivial
     if result.solved_at is not None:
         attrs["solved_at"] = result.solved_at
     if result.test:
         attrs["test"] = {k: float(v) for k, v in result.test.items()}
         attrs["solved"] = bool(result.solved)
         attrs["test_from"] = result.test_from
+    if result.test_uncapped:
+        attrs["test_uncapped"] = {k: float(v) for k, v in result.test_uncapped.items()}
     if ended == Outcome.DIVERGED:
         attrs.update(outcome=str(ended), diverged_at=result.diverged_at, reason=result.reason)
-    for key, value in attrs.items():
-        _set_attr(claim, key, value)
+    for key, item in attrs.items():
+        _set_attr(claim, key, item)
     if ended == Outcome.COMPLETE:
-        _end(claim, _STATES[ended], float(result.val[claim.objective]))
+        _end(claim, _STATES[ended], value)
     else:
         _end(claim, _STATES[ended])
     return ended

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bench import config
+from bench.cli.main import main
 from bench.config import ConfigError, Configuration, SearchParam, expand, load, search_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +99,7 @@ def test_integer_search_extras(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- packaged suites
 
 PACKAGED = ["default", "smoke", "full", "classic", "classic-sgd", "clipping-sgd", "har",
-            "horizon", "remedies"]
+            "horizon", "remedies", "copy-long", "lr-range"]
 
 
 @pytest.mark.parametrize("name", PACKAGED)
@@ -219,13 +220,39 @@ def test_search_ranges_per_model_and_task(tmp_path: Path) -> None:
     assert load(again) == spec and load(again).config_hash() == spec.config_hash()
     bad = write(tmp_path, "search: {lr: {default: {low: 1.0e-3, high: 1.0e-2}, "
                           "lsmt: {low: 1.0e-4, high: 1.0e-3}}}\n", "bad.yaml")
-    with pytest.raises(ConfigError, match=r"search\.lr\.lsmt: not a model or task of the grid"):
+    with pytest.raises(ConfigError, match=r"search\.lr\.lsmt: not a model or task at all"):
         load(bad)
+    with pytest.raises(ConfigError, match=r"search\.lr\.copy/lsmt: not a model or task at all"):
+        load(write(tmp_path, "search: {lr: {default: {low: 1.0e-3, high: 1.0e-2}, "
+                             "copy/lsmt: {low: 1.0e-4, high: 1.0e-3}}}\n", "bad2.yaml"))
+    # A range for a model or task outside the grid (``--models`` narrows it) is no error.
+    narrow = load(again, {"models": ["lstm"], "tasks": ["adding"]})
+    assert {c.model for c in expand(narrow)} == {"lstm"}
+    assert search_space(narrow, expand(narrow)[0])["lr"] == SearchParam("lr", low=1e-3,
+                                                                       high=3e-2, log=True)
     with pytest.raises(ConfigError, match=r"--set search.lr.irnn.high=x: search\.lr\.irnn\."
                                           r"high: expected a number"):
         load(again, {"set": ["search.lr.irnn.high=x"]})
     with pytest.raises(ConfigError, match=r"search\.lr\.low: give either one range"):
         load("smoke", {"set": ["search.lr.default.low=1.0e-3", "search.lr.default.high=0.1"]})
+
+
+def test_steps_precedence_the_flag_then_the_tasks_own_then_training_steps(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """One rule (``--steps`` help): ``--steps`` is every run's budget; without it a task's
+    own ``steps`` win over ``training.steps``."""
+    spec = load("default")
+    assert {c.task: c.budget(spec) for c in expand(spec)} == {
+        name: params["steps"] for name, params in spec.tasks}
+    flag = load("default", {"steps": 50, "set": ["tasks.adding.steps=300"]})
+    assert {c.budget(flag) for c in expand(flag)} == {50} and flag.training.steps == 50
+    with pytest.raises(ConfigError, match=r"--steps 0: tasks\.adding\.steps: must be >= 1"):
+        load("default", {"steps": 0})
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "sets training.steps and replaces each task's own steps" in help_text
+    assert "without it a task's steps win over training.steps" in help_text
 
 
 def test_a_task_can_have_its_own_step_budget(tmp_path: Path) -> None:
@@ -293,7 +320,7 @@ ERRORS = [
      r"regularization: unknown regularization 'dropout'"),
     ("unknown optimizer", "training: {optimizer: lion}\n",
      r"training\.optimizer: expected one of adam, sgd, rmsprop"),
-    ("unknown sampler", "tuning: {sampler: grid}\n", r"tuning\.sampler: expected one of"),
+    ("unknown sampler", "tuning: {sampler: bayes}\n", r"tuning\.sampler: expected one of"),
     ("unknown device", "device: tpu\n", r"device: expected one of auto, cpu, cuda"),
     ("bad name", "name: my suite\n", r"name: expected a name"),
     ("dots as name", "name: ..\n", r"name: expected a name"),
@@ -369,7 +396,7 @@ def test_set_override_nested_path_and_list_value() -> None:
     assert spec.training.batch_size == 32
     assert dict(spec.tasks)["adding"]["seq_len"] == [50, 100]
     assert spec.search["lr"].high == 0.05  # the default range of an entry given by model
-    assert spec.search["lr"].at("adding", "irnn").high == 5e-4
+    assert spec.search["lr"].at("adding", "irnn").high == 1.53e-2  # its own, kept
     assert spec.model == config.ModelSpec(param_budget=None, hidden_size=16)
     assert len(expand(spec)) == 4 * 4  # (adding x 2 T, copy, har) x 4 models
 
@@ -428,7 +455,10 @@ def test_config_hash_ignores_where_results_go() -> None:
 
 @pytest.mark.parametrize("name", PACKAGED)
 def test_to_dict_round_trips_through_load(tmp_path: Path, name: str) -> None:
-    spec = load(name, {"set": ["search.hidden_size.low=4", "search.hidden_size.high=16"]})
+    extra = ["search.hidden_size.low=4", "search.hidden_size.high=16"]
+    if load(name).tuning.sampler == "grid":  # a grid's axis: points
+        extra = ["search.hidden_size.choices=[8]"]
+    spec = load(name, {"set": extra})
     path = tmp_path / "resolved.yaml"
     path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), encoding="utf-8")
     again = load(path)
@@ -477,3 +507,43 @@ def test_remedies_suite_is_the_grid_the_readme_reports() -> None:
     assert spec.training.optimizer == "adam" and spec.training.steps == 2500
     assert (spec.tuning.trials, spec.final.seeds) == (3, 3)
     assert spec.search["decay"].high == 10.0
+
+
+def test_the_grid_sampler_tries_given_points(tmp_path: Path) -> None:
+    spec = load("lr-range")
+    lr = {c.model: search_space(spec, c)["lr"].points() for c in expand(spec)}
+    assert len(lr["lstm"]) == 8 and (lr["lstm"][0], lr["lstm"][-1]) == (3e-4, 0.1)
+    assert (lr["irnn"][0], lr["irnn"][-1]) == (1e-5, 3e-3)
+    steps = [b / a for a, b in zip(lr["lstm"], lr["lstm"][1:], strict=False)]
+    assert max(steps) / min(steps) < 1.01  # evenly spaced on a log scale (3 digits kept)
+    assert SearchParam("batch_size", low=16, high=128, log=True, grid=4).points() == \
+        [16, 32, 64, 128]
+    assert SearchParam("clip", low=0.5, high=2.0, grid=4).points() == [0.5, 1.0, 1.5, 2.0]
+    assert SearchParam("clip", choices=(1.0, 3.0)).points() == [1.0, 3.0]
+    assert spec.to_dict()["search"]["lr"]["irnn"]["grid"] == 8
+    assert "grid" not in load("default").to_dict()["search"]["lr"]["default"]  # hash as before
+    again = write(tmp_path, yaml.safe_dump(spec.to_dict()), "again.yaml")
+    assert load(again).config_hash() == spec.config_hash()
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["tuning.sampler=grid"], r"search\.lr: tuning\.sampler: grid tries given points: add "
+                              r"grid: N"),
+    (["search.lr.grid=4"], r"search\.lr\.grid: used only with tuning\.sampler: grid "
+                           r"\(this suite's is tpe\)"),
+])
+def test_a_grid_needs_the_grid_sampler_and_the_sampler_a_grid(sets: list[str],
+                                                              message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load("smoke", {"set": sets})
+
+
+def test_the_grid_samplers_trials_are_the_grids_points() -> None:
+    with pytest.raises(ConfigError, match=r"tuning\.trials: the grid sampler runs each point "
+                       r"of the grid once: adding-T50/rnn/none/norm has 8 \(lr: 8 x clip: "
+                       r"1\), so give trials: 8, got 3"):
+        load("lr-range", {"set": ["tuning.trials=3"]})
+    with pytest.raises(ConfigError, match=r"search\.lr\.irnn\.grid: must be >= 2"):
+        load("lr-range", {"set": ["search.lr.irnn.grid=1"]})
+    spec = load("lr-range", {"set": ["search.clip={choices: [0.5, 1.0]}", "tuning.trials=16"]})
+    assert spec.tuning.trials == 16

@@ -30,7 +30,7 @@ def test_every_key_has_a_meaning_and_says_what_it_accepts() -> None:
                 assert f.metadata["doc"], f"{cls.__name__}.{f.name}"
                 assert f.metadata["check"].accepts, f"{cls.__name__}.{f.name}"
     entries = [f for f in dataclasses.fields(SearchParam) if "doc" in f.metadata]
-    assert {f.name for f in entries} == {"low", "high", "log", "choices"}
+    assert {f.name for f in entries} == {"low", "high", "log", "grid", "choices"}
     for info in TASKS:
         assert all(param.help for param in info.params.values()), info.name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import statistics
@@ -82,6 +83,13 @@ def test_halving_rungs_start_near_a_ninth_on_evaluation_steps() -> None:
 # ------------------------------------------------------------------------------ claims
 
 
+def _expected_trial_seed(suite_seed: int, variant: str, model: str, number: int) -> int:
+    """The documented rule, written out here: the first 4 bytes (little-endian) of the
+    SHA-256 of ``<suite seed>/<task variant>/<model>/trial/<number>``, modulo 2**31."""
+    digest = hashlib.sha256(f"{suite_seed}/{variant}/{model}/trial/{number}".encode())
+    return int.from_bytes(digest.digest()[:4], "little") % 2**31
+
+
 def _smoke(*sets: str) -> tuple[config.SuiteSpec, config.Configuration]:
     spec = config.load("smoke", {"set": list(sets)})
     return spec, config.expand(spec)[1]  # adding-T10/rnn/none/norm: lr and clip searched
@@ -98,7 +106,7 @@ def test_a_claim_is_plain_data_and_tell_keeps_metric_and_direction(tmp_path: Pat
     tuning.create_studies(storage, spec, [configuration])
     claim = tuning.claim(storage, spec, configuration).claim
     assert claim is not None and (claim.role, claim.number) == ("trial", 0)
-    assert claim.seed == tuning.trial_seed(spec, configuration, 0) != spec.seed
+    assert claim.seed == _expected_trial_seed(spec.seed, "adding-T10", "rnn", 0) != spec.seed
     assert claim.study_name == tuning.study_name(spec, configuration)
     assert set(claim.params) == {"lr", "clip"} and not claim.final
     should_stop = tuning.pruning_callback(claim)
@@ -123,8 +131,8 @@ def test_each_trial_has_its_own_seed_and_a_retry_keeps_it(tmp_path: Path) -> Non
     tuning.create_studies(storage, spec, [configuration])
     claims = [tuning.claim(storage, spec, configuration).claim for _ in range(2)]
     seeds = [c.seed for c in claims if c is not None]
-    assert len(set(seeds)) == 2 and seeds == [tuning.trial_seed(spec, configuration, n)
-                                              for n in (0, 1)]
+    assert len(set(seeds)) == 2 and seeds == [_expected_trial_seed(spec.seed, "adding-T10",
+                                                                   "rnn", n) for n in (0, 1)]
     other = next(c for c in config.expand(spec) if c.model != configuration.model)
     assert tuning.trial_seed(spec, other, 0) != seeds[0]  # per task variant and model
     assert tuning.trial_seed(config.load("smoke", {"set": ["seed=1"]}), configuration, 0) \
@@ -317,6 +325,8 @@ def test_a_suite_job_takes_the_tasks_budget_and_reads_the_test_split_only_when_f
     assert (trial.train.steps, trial.train.test, final.train.test) == (50, False, True)
     assert suite_job(spec, adding, {"lr": 1e-3}, seed=7).train.steps == spec.training.steps
     assert trial.train.warmup_steps == 5 and trial.train.stop_when_solved
+    assert not final.train.stop_when_solved  # a final seed trains its whole budget
+    assert trial.train.diverge_factor == spec.training.diverge_factor == 10.0
     # The pruner's rungs follow the task's budget.
     halving = config.load("smoke", {"set": ["tasks.copy.steps=900", "training.eval_every=10"]})
     assert tuning.halving_rungs(halving, 900) == [100, 300]
@@ -382,10 +392,10 @@ def test_a_change_of_meaning_is_found_key_by_key(tmp_path: Path) -> None:
     assert tuning.meaning_changes(storage, budgets, [configuration]) == []
     changed, _ = _smoke("training.steps=40", "search.lr.high=0.5", "tuning.pruner=none")
     found = tuning.meaning_changes(storage, changed, [configuration])
-    assert sorted(found) == [("search.lr.high", 0.01, 0.5), ("training.steps", 20, 40),
+    assert sorted(found) == [("budget", 20, 40), ("search.lr.high", 0.01, 0.5),
                              ("tuning.pruner", "median", "none")]
     line = config.describe_changes("smoke", found)
-    assert "\n" not in line and "training.steps was 20, now 40" in line and "--set name=" in line
+    assert "\n" not in line and "budget was 20, now 40" in line and "--set name=" in line
 
 
 def test_heartbeats_are_read_through_the_study_wrapper(
@@ -424,7 +434,7 @@ def test_a_trial_taken_over_meanwhile_is_not_told_twice(tmp_path: Path) -> None:
 
 def _solved(loss: float = 0.001) -> TrainResult:
     result = _result(loss=loss)
-    result.solved = True
+    result.val_solved = True  # the gate reads validation: the test metrics say unsolved
     return result
 
 
@@ -456,3 +466,141 @@ def test_a_horizon_sweep_waits_for_the_shorter_t_and_stops_where_nothing_solved(
     without = config.load("smoke", {"set": ["tasks.adding.seq_len=[5,10,20]"]})
     assert config.shorter(without, config.expand(without)[-1]) is None  # off by default
     assert "horizon" not in without.to_dict()["tuning"]  # the hash of other suites is kept
+
+
+def test_the_grid_sampler_runs_every_point_once_and_resumes(tmp_path: Path) -> None:
+    sets = ("tuning.sampler=grid", "tuning.trials=4", "final.seeds=1",
+            "search.lr={low: 1.0e-3, high: 1.0, log: true, grid: 4}",
+            "search.clip={choices: [1.0]}", "search.l2={choices: [1.0e-4]}")
+    spec, configuration = _smoke(*sets)
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    first = tuning.claim(storage, spec, configuration).claim
+    assert first is not None
+    tuning.tell(first, _result(test=False), metric="mse", direction="minimize")
+    running = tuning.claim(storage, spec, configuration).claim  # its process is killed
+    assert running is not None
+    tuning.recover(storage, spec, [configuration], all_running=True)  # the command resumed
+    again, _ = _smoke(*sets)  # a new process: a new sampler
+    claims = [tuning.claim(storage, again, configuration).claim for _ in range(3)]
+    assert all(c is not None and c.role == "trial" for c in claims)
+    assert claims[0].params == running.params  # the interrupted point runs again first
+    for claim in claims:
+        tuning.tell(claim, _result(test=False), metric="mse", direction="minimize")
+    done = [t for t in tuning.trial_records(storage, again, configuration)
+            if t.outcome == Outcome.COMPLETE]
+    assert sorted(t.params["lr"] for t in done) == [1e-3, 1e-2, 0.1, 1.0]  # each point once
+    assert len({t.attrs["seed"] for t in done}) == 4
+    final = tuning.claim(storage, again, configuration).claim
+    assert final is not None and final.final  # the budget is the grid: then the final seed
+
+
+@pytest.mark.parametrize("test", ["absent", "agrees", "contradicts"])
+def test_the_horizon_gate_never_reads_a_test_metric(tmp_path: Path, test: str) -> None:
+    """The same validation gives the same gate, whatever the final seeds' test metrics say
+    (absent, agreeing or contradicting it)."""
+    spec = config.load("smoke", {"set": ["tasks.adding.seq_len=[5,10]", "models=[lstm]",
+                                         "regularization=[none]", "clipping=[none]",
+                                         "tuning.trials=1", "final.seeds=1",
+                                         "tuning.horizon=true"]})
+    gates = []
+    for val_solved in (True, False):
+        t5, t10 = [c for c in config.expand(spec) if c.task == "adding"]
+        storage = tuning.open_storage(None, tmp_path / str(val_solved))
+        tuning.create_studies(storage, spec, [t5, t10])
+        _run_tuning(storage, spec, t5, (0.01,))
+        final = tuning.claim(storage, spec, t5).claim
+        assert final is not None and final.final
+        result = _result(test=test != "absent")
+        result.val_solved = val_solved
+        result.solved = val_solved if test == "agrees" else not val_solved
+        tuning.tell(final, result, metric="mse", direction="minimize")
+        gates.append(tuning.horizon_gate(storage, spec, t10))
+    assert gates == [tuning.OPEN, tuning.BEYOND]
+
+
+def test_importance_needs_ten_complete_trials() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    for name, trials in (("few", 9), ("enough", 10)):
+        study = optuna.create_study(study_name=name, storage=storage,
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True)
+                       + t.suggest_float("clip", 0.1, 1.0) / 100, n_trials=trials)
+    found = tuning.param_importances(storage, ["few", "enough", "missing"])
+    assert found["few"] == "too few trials (9 complete, 10 needed)"
+    enough = found["enough"]
+    assert isinstance(enough, dict) and set(enough) == {"lr", "clip"}
+    assert sum(enough.values()) == pytest.approx(1.0)
+    assert found["missing"] == "no such study in the Optuna storage"
+
+
+def test_a_tasks_own_budget_is_in_the_resume_check(tmp_path: Path) -> None:
+    spec, _ = _smoke("tasks.copy.steps=50")
+    copy = next(c for c in config.expand(spec) if c.task == "copy")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [copy])
+    recorded = tuning.load_study(storage, spec, copy).user_attrs["meaning"]
+    assert recorded["budget"] == 50  # the steps its runs train, as recorded with the study
+
+    def changes(resumed: config.SuiteSpec) -> list[tuple[str, object, object]]:
+        cells = [c for c in config.expand(resumed) if c == copy]  # its own budget
+        return tuning.meaning_changes(storage, resumed, cells)
+
+    assert changes(_smoke("tasks.copy.steps=80")[0]) == [("budget", 50, 80)]
+    # training.steps does not reach a task with its own steps: no change of meaning.
+    assert changes(_smoke("tasks.copy.steps=50", "training.steps=40")[0]) == []
+    # --steps is every run's budget, the task's own included.
+    flag = config.load("smoke", {"set": ["tasks.copy.steps=50"], "steps": 30})
+    assert changes(flag) == [("budget", 50, 30)]
+
+
+def test_a_key_an_old_record_lacks_reads_as_its_old_value() -> None:
+    spec, configuration = _smoke()
+    now = config.meaning(spec, configuration)
+    # Made before the budget, the evaluation interval and the divergence factor were
+    # recorded: training.steps stands in for the budget, the factor reads as its default.
+    old = {k: v for k, v in now.items() if k not in ("budget", "training.eval_every")}
+    assert "training.diverge_factor" not in now  # at its default: left out, as in old records
+    assert config.meaning_changes(old, now) == []
+    longer, _ = _smoke("training.steps=40")
+    assert config.meaning_changes(old, config.meaning(longer, configuration)) == [
+        ("training.steps", 20, 40)]
+    looser, _ = _smoke("training.diverge_factor=100", "training.eval_every=5")
+    assert config.meaning_changes(old, config.meaning(looser, configuration)) == [
+        ("training.diverge_factor", 10.0, 100.0)]
+    assert sorted(config.meaning_changes(now, config.meaning(looser, configuration))) == [
+        ("training.diverge_factor", 10.0, 100.0), ("training.eval_every", 10, 5)]
+
+
+def test_the_objective_is_capped_at_the_trivial_predictors_and_the_measure_kept(
+        tmp_path: Path) -> None:
+    spec, configuration = _smoke("tuning.trials=2")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    for loss in (5.0, 0.05):  # worse than predicting the mean, then better
+        claim = tuning.claim(storage, spec, configuration).claim
+        assert claim is not None
+        result = _result(loss=loss, test=False)
+        result.baseline_val = {"loss": 0.2, "mse": 0.2}
+        tuning.tell(claim, result, metric="mse", direction="minimize")
+    worse, better = tuning.trial_records(storage, spec, configuration)
+    assert (worse.value, worse.attrs["value_uncapped"], worse.attrs["trivial"]) == (0.2, 5.0, 0.2)
+    assert (better.value, better.attrs["value_uncapped"]) == (0.05, 0.05)
+
+
+def test_a_solved_trial_is_not_better_for_having_stopped_early(tmp_path: Path) -> None:
+    """With ``stop_when_solved`` a trial that met the solved rule is worth its objective at
+    the evaluation that first met it, whether it stopped there or ran on."""
+    spec, configuration = _smoke("tuning.trials=2", "training.stop_when_solved=true")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    evals = [{"step": 10.0, "loss": 0.5, "mse": 0.5}, {"step": 20.0, "loss": 0.009, "mse": 0.009}]
+    for done, last in ((20, 0.008), (60, 0.0001)):  # stopped at once / ran on and improved
+        claim = tuning.claim(storage, spec, configuration).claim
+        assert claim is not None and claim.by_solve
+        rows = [*evals, {"step": float(done), "loss": last, "mse": last}]
+        result = TrainResult("completed", steps_done=done, evals=rows, solved_at=20,
+                             val={"loss": last, "mse": last})
+        tuning.tell(claim, result, metric="mse", direction="minimize")
+    assert [t.value for t in tuning.trial_records(storage, spec, configuration)] == [0.009,
+                                                                                   0.009]
