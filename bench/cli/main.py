@@ -105,8 +105,9 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    "config's tuning.trials)")
     p.add_argument("--seeds", type=int, help="final seeds per configuration (default: the "
                    "config's final.seeds)")
-    p.add_argument("--steps", type=int, help="training steps per run (default: the config's "
-                   "training.steps)")
+    p.add_argument("--steps", type=int, help="training steps of every run: sets "
+                   "training.steps and replaces each task's own steps (tasks.NAME.steps); "
+                   "without it a task's steps win over training.steps (default: the config's)")
     p.add_argument("--data-dir", help="where tasks that read data find them (HAR: the "
                    "archive or its folder; default: the config's tasks.har.data_dir)")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -122,7 +123,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
              epilog=f"packaged suites: {', '.join(packaged_suites())}")
     _suite_arg(p, "the suite to run")
     _grid_args(p)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes, one "
+                   "torch thread each (default: one per core, no more than free memory holds "
+                   "at about 1 GiB a worker, and on a GPU machine one per CUDA device)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the config's, auto)")
     p.add_argument("--storage", help="Optuna storage URL (default: a file under the run dir)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite in the run "
@@ -152,7 +155,9 @@ def _cost_parser(sub: argparse._SubParsersAction) -> None:
              epilog=f"packaged suites: {', '.join(packaged_suites())}")
     _suite_arg(p, "the suite to estimate")
     _grid_args(p)
-    p.add_argument("--workers", type=int, default=2, help="workers the wall time is for")
+    p.add_argument("--workers", type=int, default=None, help="workers the wall time is for "
+                   "(default: what gradbench run would start here: one per core, capped by "
+                   "free memory and CUDA devices)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where to time")
     p.add_argument("--timed-steps", type=int, default=10, help="timed steps per model")
     p.set_defaults(func=_cmd_cost)
@@ -185,6 +190,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from bench.cli.commands import status  # lazy: --help stays fast (MLflow, Optuna)
 
     return status(args)
+
+
+def _ranges_parser(sub: argparse._SubParsersAction) -> None:
+    p = _add(sub, "ranges", help="where each model learns on a grid of rates (a suite run "
+             "with the grid sampler, e.g. lr-range)")
+    _suite_arg(p, "the suite")
+    _where_args(p)
+    p.add_argument("--param", default="lr", help="the searched parameter whose grid is read")
+    p.set_defaults(func=_cmd_ranges)
+
+
+def _cmd_ranges(args: argparse.Namespace) -> int:
+    from bench.cli.ranges import ranges  # lazy: --help stays fast (torch, Optuna)
+
+    return ranges(args)
 
 
 def _ui_parser(sub: argparse._SubParsersAction) -> None:
@@ -270,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _run_parser, _status_parser, _report_parser, _ui_parser, _dashboard_parser, _cost_parser,
-    _train_parser]
+    _ranges_parser, _train_parser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:
         if args.verbose:
-            traceback.print_exc()
+            sys.stderr.write(mask_secrets(traceback.format_exc()))  # no password
         line, code = _explained(err, verbose=args.verbose)
         print(f"gradbench: {line}", file=sys.stderr)
         return code
@@ -314,7 +334,7 @@ def _explained(err: Exception, *, verbose: bool) -> tuple[str, int]:
 def _configure(command: str) -> None:
     """Quiet the libraries a command uses (explicit set-up, nothing at import time); ``run``
     does it itself, after starting its workers (``run_suite.run``)."""
-    if command in ("status", "report", "ui", "dashboard"):
+    if command in ("status", "report", "ui", "dashboard", "ranges"):
         from bench import tracking, tuning  # lazy: --help stays fast (MLflow, Optuna)
 
         tracking.configure()

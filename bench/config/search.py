@@ -4,6 +4,7 @@ once or by model and task (``{default: ..., irnn: ..., copy/irnn: ...}``)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from bench.config.sections import MODEL_KEYS
 
 INT_SEARCH = ("batch_size", "param_budget", "hidden_size")  # optional integer extras
 BASE_SEARCH = ("lr", *INT_SEARCH)  # besides these, the search parameters of the remedies
-SEARCH_ENTRY_KEYS = ("low", "high", "log", "choices")
+SEARCH_ENTRY_KEYS = ("low", "high", "log", "grid", "choices")
 SEARCH_DEFAULT = "default"  # a search entry given per model or task: its fallback range
 _BOUND = f"number >= 0 (integer >= 1 for {', '.join(INT_SEARCH)})"
 # What the parameters besides the remedies' tune (a remedy's are its record's).
@@ -51,6 +52,10 @@ class SearchParam:
         "choices"})
     log: bool = field(default=False, metadata={
         "accepts": "true | false", "doc": "draw log-uniformly"})
+    grid: int | None = field(default=None, metadata={
+        "accepts": "integer >= 2", "doc": "with `tuning.sampler: grid`, the number of "
+        "points tried: spaced evenly from low to high, ends included (on a log scale with "
+        "log); only with that sampler"})
     choices: tuple[float | int, ...] | None = field(default=None, metadata={
         "accepts": "non-empty list of distinct values", "doc": "the values to choose from, "
         "in place of low, high and log"})
@@ -81,7 +86,26 @@ class SearchParam:
             return {SEARCH_DEFAULT: default, **{k: p.to_dict() for k, p in self.by}}
         if self.choices is not None:
             return {"choices": list(self.choices)}
-        return {"low": self.low, "high": self.high, "log": self.log}
+        grid = {} if self.grid is None else {"grid": self.grid}  # absent: as before it existed
+        return {"low": self.low, "high": self.high, "log": self.log, **grid}
+
+    def points(self) -> list[float | int]:
+        """The values the grid sampler tries: the choices, or ``grid`` points spaced evenly
+        from low to high (geometrically with ``log``), rounded to 3 significant digits
+        within the range (integers: rounded, each once)."""
+        if self.choices is not None:
+            return list(self.choices)
+        assert self.low is not None and self.high is not None and self.grid is not None
+        low, high, n = float(self.low), float(self.high), self.grid
+        if self.log:
+            ratio = (high / low) ** (1 / (n - 1))
+            raw = [low * ratio**i for i in range(n)]
+        else:
+            raw = [low + (high - low) * i / (n - 1) for i in range(n)]
+        raw[0], raw[-1] = low, high
+        if self.kind == "int":
+            return list(dict.fromkeys(int(round(v)) for v in raw))
+        return list(dict.fromkeys(min(max(float(f"{v:.3g}"), low), high) for v in raw))
 
 
 def _choices(path: KeyPath, value: Any, whole: bool) -> tuple[float | int, ...]:
@@ -99,11 +123,12 @@ def _range(path: KeyPath, name: str, entry: Mapping[str, Any]) -> SearchParam:
     bound = at_least(1) if name in INT_SEARCH else number
     low, high = bound(path + ("low",), entry["low"]), bound(path + ("high",), entry["high"])
     log = boolean(path + ("log",), entry.get("log", False))
+    grid = integer(path + ("grid",), entry["grid"], 2) if "grid" in entry else None
     if low > high:
         raise Invalid(path, f"low must be <= high, got low={low} > high={high}")
     if log and low <= 0:
         raise Invalid(path + ("low",), f"must be > 0 with log: true, got {low}")
-    return SearchParam(name, low=low, high=high, log=log)
+    return SearchParam(name, low=low, high=high, log=log, grid=grid)
 
 
 def _search_param(path: KeyPath, name: str, value: Any) -> SearchParam:
@@ -127,7 +152,7 @@ def _one_range(path: KeyPath, name: str, entry: Mapping[Any, Any]) -> SearchPara
     if "choices" not in entry:
         return _range(path, name, entry)
     if len(entry) > 1:
-        raise Invalid(path, "give either choices or low/high/log, not both")
+        raise Invalid(path, "give either choices or low/high/log/grid, not both")
     return SearchParam(name, choices=_choices(path + ("choices",), entry["choices"],
                                               name in INT_SEARCH))
 
@@ -141,3 +166,44 @@ def _search(path: KeyPath, value: Any) -> dict[str, SearchParam]:
 
 
 check_search = Rule("mapping: parameter -> range or choices", _search)
+
+
+GRID_SAMPLER = "grid"
+
+
+def check_grid_entries(sampler: str, search: Mapping[str, SearchParam]) -> None:
+    """With the grid sampler each range has its points (``grid``); with another, no range
+    has ``grid`` (it would change nothing)."""
+    for path, param in _entries(search):
+        if sampler != GRID_SAMPLER and param.grid is not None:
+            raise Invalid(path + ("grid",), f"used only with tuning.sampler: {GRID_SAMPLER} "
+                          f"(this suite's is {sampler})")
+        if sampler == GRID_SAMPLER and param.choices is None and param.grid is None:
+            raise Invalid(path, f"tuning.sampler: {GRID_SAMPLER} tries given points: add "
+                          f"grid: N (N points from low to high), or give choices")
+
+
+def check_grid_trials(trials: int, spaces: Mapping[str, Mapping[str, SearchParam]]) -> None:
+    """With the grid sampler, each configuration's grid (``spaces``: its search space by
+    name) has as many points as ``trials``, so that every point runs once."""
+    for name, space in spaces.items():
+        sizes = {key: len(param.points()) for key, param in space.items()}
+        size = math.prod(sizes.values())
+        if size != trials:
+            shown = " x ".join(f"{key}: {n}" for key, n in sizes.items())
+            raise Invalid(("tuning", "trials"), f"the grid sampler runs each point of the "
+                          f"grid once: {name} has {size} ({shown}), so give trials: {size}, "
+                          f"got {trials}")
+
+
+def _entries(search: Mapping[str, SearchParam]) -> list[tuple[KeyPath, SearchParam]]:
+    """Every range with its key path: one per parameter, or its default and its ranges by
+    model or task."""
+    out: list[tuple[KeyPath, SearchParam]] = []
+    for name, param in search.items():
+        if not param.by:
+            out.append((("search", name), param))
+            continue
+        out.append((("search", name, SEARCH_DEFAULT), dataclasses.replace(param, by=())))
+        out += [(("search", name, key), item) for key, item in param.by]
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,32 +20,49 @@ from bench.checks import (
     integer,
     known_keys,
     mapping,
+    number,
     unique,
 )
 from bench.config.fields import LENIENT, checked, lookup, registry_name
 from bench.registry import TASKS
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "random", "grid")  # grid: each point of the ranges' `grid` once
 PRUNERS = ("median", "halving", "hyperband", "none")
 OBJECTIVES = ("val_loss", "val_metric")  # what tuning optimises (the metric: the task's)
 TASK_STEPS = "steps"  # tasks.<name>.steps: that task's budget, overriding training.steps
 MODEL_KEYS = ("param_budget", "hidden_size")
 DEFAULT_TASKS = ("adding", "copy", "har")
+# A run whose final validation loss ends above this many times the trivial predictor's has
+# diverged (docs/protocol.md: a run that does not learn stays near 1x, a blown-up one ends far
+# above; 10x is an order of magnitude worse than predicting the mean).
+DIVERGE_FACTOR = 10.0
+
+
+def _factor(path: KeyPath, value: Any) -> float:
+    factor = number(path, value, 1.0)
+    if math.isnan(factor):
+        raise Invalid(path, f"expected a number >= 1, got {value}")
+    return factor
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
     """The training budget of one trial."""
 
-    steps: int = checked(1000, at_least(1), "optimizer steps per trial (a task's own "
-                         "`steps` replaces it)")
+    steps: int = checked(1000, at_least(1), "optimizer steps of every run (a task's own "
+                         "`steps` replaces it; `--steps` sets both)")
     batch_size: int = checked(64, at_least(1), "examples per optimizer step")
     eval_every: int = checked(50, at_least(1), "steps between validation (and pruning) checks")
     optimizer: str = checked("adam", choice(OPTIMIZERS), "the optimizer")
     warmup_steps: int = checked(0, at_least(0), "linear learning-rate warm-up; 0: none")
-    stop_when_solved: bool = checked(False, BOOLEAN, "end a run once its validation metrics "
-                                     "stayed solved for 2 evaluations")
+    stop_when_solved: bool = checked(False, BOOLEAN, "end a tuning trial once its validation "
+                                     "metrics stayed solved for 2 evaluations (final seeds "
+                                     "train the whole budget)")
+    diverge_factor: float = checked(DIVERGE_FACTOR, Rule("number >= 1 (.inf: non-finite "
+                                    "losses only)", _factor), "a run whose final validation "
+                                    "loss ends above this many times the trivial predictor's "
+                                    "has diverged")
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,16 @@ class TuningSpec:
     """The Optuna budget: the same for every configuration."""
 
     trials: int = checked(8, at_least(1), "trials per configuration")
-    sampler: str = checked("tpe", choice(SAMPLERS), "Optuna's sampler (seeded)")
+    sampler: str = checked("tpe", choice(SAMPLERS), "Optuna's sampler (seeded); grid: "
+                           "every point of the search ranges' `grid` once (trials: their "
+                           "number)")
     pruner: str = checked("median", choice(PRUNERS), "stops poor trials early on the "
                           "objective: median, successive halving, hyperband, or none")
     objective: str = checked("val_loss", choice(OBJECTIVES), "what tuning optimises: the "
                              "validation loss, or the task's metric (val_metric)")
     horizon: bool = checked(False, BOOLEAN, "a T sweep that stops where nothing solves: each "
                             "T waits for the next shorter one and is left out when none of "
-                            "its final seeds solved that")
+                            "its final seeds solved that on validation")
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,7 @@ def default_tasks() -> tuple[tuple[str, dict[str, Any]], ...]:
 
 # Keys added after suites were run: shown (and hashed) only when set to something else than
 # their default, so that the config hash of a suite that does not use them is unchanged.
-NEW_KEYS = ("warmup_steps", "stop_when_solved", "objective", "horizon")
+NEW_KEYS = ("warmup_steps", "stop_when_solved", "diverge_factor", "objective", "horizon")
 
 
 def without_defaults(section: Any, keys: Sequence[str]) -> dict[str, Any]:

@@ -18,11 +18,15 @@ from bench.config import (
     SearchParam,
     SuiteSpec,
     meaning,
+    search_space,
 )
 from bench.config import meaning_changes as config_meaning_changes
 from bench.registry import TASKS
 
 FINAL_SUFFIX = "/final"
+
+
+METRIC_NAMES = "study:metric_names"  # where Optuna keeps them: a study system attribute
 
 
 def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = False) -> str:
@@ -33,18 +37,35 @@ def study_name(spec: SuiteSpec, configuration: Configuration, final: bool = Fals
 def make_sampler(
     spec: SuiteSpec, configuration: Configuration, salt: int = 0
 ) -> optuna.samplers.BaseSampler:
-    """Seeded per configuration and per trial number (``salt``).
+    """Seeded per configuration and per trial number (``salt``); the grid sampler per
+    configuration only (``_Grid``).
 
     A study object is loaded afresh for every claim, possibly in another process, so the
     sampler cannot carry its random state from one trial to the next: seeding it with the
     number of trials already in the study makes each draw different and the sequence
     reproducible (claims are serialised).
     """
+    if spec.tuning.sampler == "grid":
+        space = search_space(spec, configuration)
+        return _Grid({name: param.points() for name, param in space.items()},
+                     seed=sampler_seed(spec, configuration, 0))
     seed = sampler_seed(spec, configuration, salt)
     if spec.tuning.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     startup = min(10, max(2, spec.tuning.trials // 3))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """Every point of the grid once: trial n < the grid's size takes point n of an order
+    shuffled by the seed, which is therefore the same for every claim (not salted), and a
+    retry keeps its trial's parameters (queued with them). The budget (``tuning.trials``,
+    the grid's size) ends the study: not ``Study.stop``, which Optuna calls here once the
+    grid is done and which raises outside ``Study.optimize``."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+        return None
 
 
 def _paired(configuration: Configuration) -> str:
@@ -152,6 +173,9 @@ def create_studies(
                 if not final and "meaning" not in existing[name].user_attrs:
                     _record_meaning(optuna.load_study(study_name=name, storage=storage),
                                     spec, configuration)
+                if METRIC_NAMES not in existing[name].system_attrs:  # made before they were
+                    optuna.load_study(study_name=name, storage=storage).set_metric_names(
+                        [metric_name(spec, configuration, final)])
                 continue
             try:
                 direction = "minimize" if final else objective_direction(spec, configuration)
@@ -161,8 +185,17 @@ def create_studies(
                 continue  # another process made it meanwhile
             study.set_user_attr("configuration", configuration.name)
             study.set_user_attr("role", "final" if final else "tuning")
+            study.set_metric_names([metric_name(spec, configuration, final)])
             if not final:
                 _record_meaning(study, spec, configuration)
+
+
+def metric_name(spec: SuiteSpec, configuration: Configuration, final: bool = False) -> str:
+    """The name of a study's value (``Study.set_metric_names``: optuna-dashboard's axis and
+    column, ``trials_dataframe``'s): the validation metric tuning optimises, e.g. ``val acc``
+    (capped at the trivial predictor's); a final seed's value is the same, measured on it."""
+    name = f"val {objective_key(spec, configuration)}"
+    return f"{name} (final seed)" if final else name
 
 
 def _record_meaning(study: optuna.Study, spec: SuiteSpec, configuration: Configuration) -> None:
