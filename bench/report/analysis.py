@@ -206,7 +206,7 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and trial number: the trial's final validation loss (complete trials
     only, as Optuna counts them) and the best value so far."""
     columns = ["configuration", "model", "regularization", "clipping", "remedy",
-               "trial_number", "run_id", "value", "best"]
+               "trial_number", "run_id", "state", "value", "best"]
     if trials.empty or VAL_LOSS not in trials:
         return pd.DataFrame(columns=columns)
     frame = trials[trials["trial_number"].notna()].copy()
@@ -217,6 +217,43 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     frame["best"] = frame.groupby("configuration")["value"].cummin()
     frame["best"] = frame.groupby("configuration")["best"].ffill()  # cummin leaves NaN holes
     return frame[columns].reset_index(drop=True)
+
+
+COUNTED_TRIALS = ("complete", "pruned", "diverged")  # the trials a budget counts
+
+
+def last_third(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration of a ``best_so_far`` frame: whether the last third of its trials
+    (of the n it counts, ``COUNTED_TRIALS``, by trial number: the last ``n // 3``) still
+    improved the best value.
+
+    Columns: ``trials`` (n), ``best_at`` (the trial number that set the best, as the
+    best-so-far figure counts; NA without a complete trial), ``improved`` (True / False; NA
+    below three trials or without a complete trial) and ``last_third`` in words. A best
+    still falling late says more trials may well find a better one; a flat last third says
+    the search settled, not that it found the optimum.
+    """
+    columns = ["configuration", "trials", "best_at", "improved", "last_third"]
+    rows = []
+    counted = curve[curve["state"].isin(COUNTED_TRIALS)]
+    for configuration, part in counted.groupby("configuration", sort=False):
+        part = part.sort_values("trial_number")
+        values = part["value"].astype(float).to_numpy()
+        n, late = len(values), len(values) // 3
+        found = np.isfinite(values)
+        if not found.any():
+            rows.append([configuration, n, pd.NA, pd.NA, "no complete trial"])
+            continue
+        best_at = int(part["trial_number"].iloc[int(np.nanargmin(values))])
+        if not late:
+            rows.append([configuration, n, best_at, pd.NA, "too few trials to tell"])
+            continue
+        before, after = values[:n - late][found[:n - late]], values[n - late:][found[n - late:]]
+        improved = bool(len(after) and (not len(before) or after.min() < before.min()))
+        rows.append([configuration, n, best_at, improved,
+                     f"{'improved' if improved else 'no improvement'} in the last {late} of "
+                     f"{n} trials (best at trial {best_at})"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def importance_table(importances: dict[str, dict[str, float] | str],

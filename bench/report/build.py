@@ -79,7 +79,8 @@ def suite_sections(source: ResultsSource, storage: Any, storage_note: str, *,
                    ) -> tuple[Results, pd.DataFrame, list[Section]]:
     """One suite read back: its results, its leaderboard and one section per task."""
     results = source.load()
-    board = lb.leaderboard(results.runs, lb.expected_counts(results.config))
+    board = lb.leaderboard(results.runs, lb.expected_counts(results.config),
+                           lb.search_ranges(results.config))
     board = board.merge(final_run_ids(results.runs), on="configuration", how="left") \
         if "configuration" in board else board
     importances = suite_importances(results, storage) if storage is not None else None

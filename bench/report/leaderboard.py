@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 
 from bench.board import Seed, seed_stats
+from bench.checks import Invalid
+from bench.config.search import SearchParam, check_search
 from bench.names import STEPS_TO_SOLVE, TEST_NORMALIZED, VAL_LOSS, metric_key
 from bench.outcomes import BEYOND_HORIZON
+from bench.range_edge import range_edge
 from bench.report.facts import model_order, remedy_label, remedy_order, task_info
-from bench.report.statistics import clip_to_range, t_interval
+from bench.report.statistics import clip_to_range, clopper_pearson, t_interval
 
 SOLVED_THRESHOLD = 0.5  # a configuration "solves" a T when at least half its seeds do
 FAILED_STATES = ("diverged", "interrupted", "failed")
@@ -28,15 +31,37 @@ FAILED_STATES = ("diverged", "interrupted", "failed")
 
 BOARD_COLUMNS = ("suite", "task", "seq_len", "model", "regularization", "clipping",
                  "configuration", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
-                 "normalized", "solved_rate", "diverged_rate", "steps_to_solve", "complete",
-                 "pruned", "diverged", "failed", "running", "best_val", "time_s", "status",
-                 "parent_run_id", "final_run_ids")
+                 "normalized", "solved_rate", "solved_low", "solved_high", "diverged_rate",
+                 "steps_to_solve", "complete", "pruned", "diverged", "failed", "running",
+                 "best_val", "range_edge", "time_s", "status", "parent_run_id", "final_run_ids")
 
 
 def expected_counts(config: Mapping[str, Any]) -> dict[str, int | None]:
     """The trial budget and final seeds of the suite, from its resolved config."""
     tuning, final = config.get("tuning") or {}, config.get("final") or {}
     return {"trials": tuning.get("trials"), "seeds": final.get("seeds")}
+
+
+def search_ranges(config: Mapping[str, Any]) -> dict[str, SearchParam] | None:
+    """The suite's search space, from its resolved config (``search``); None where the
+    config has none the schema reads."""
+    try:
+        return dict(check_search(("search",), config.get("search") or {}))
+    except Invalid:
+        return None
+
+
+def edge_of(parent: pd.Series, trials: pd.DataFrame,
+            search: Mapping[str, SearchParam] | None, complete: int) -> str:
+    """Whether the configuration's best parameters (its parent run's ``best.<name>`` tags,
+    set when its tuning ended) lie at the edge of their ranges (``bench.range_edge``, the
+    terminal's check too); the tuned parameters are those its trials recorded."""
+    if search is None:
+        return ""
+    tuned = [n for n in search if n in trials and trials[n].notna().any()]
+    space = {n: search[n].at(str(parent["task"]), str(parent["model"])) for n in tuned}
+    best = {n: parent.get(f"best.{n}") for n in tuned if pd.notna(parent.get(f"best.{n}"))}
+    return range_edge(space, best, complete)
 
 
 # ------------------------------------------------------------------------------ slices
@@ -101,8 +126,8 @@ def status_of(parent_status: str, counts: dict[str, int], finals: pd.DataFrame,
     return "incomplete"
 
 
-def board_row(parent: pd.Series, nested: pd.DataFrame,
-              expected: dict[str, int | None]) -> dict[str, Any]:
+def board_row(parent: pd.Series, nested: pd.DataFrame, expected: dict[str, int | None],
+              search: Mapping[str, SearchParam] | None = None) -> dict[str, Any]:
     """One configuration's leaderboard entry from its parent run and nested runs.
 
     The statistics are over every final seed done (``bench.board.seed_stats``): a diverged
@@ -119,6 +144,8 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
     normalized = done[TEST_NORMALIZED].dropna() if TEST_NORMALIZED in done \
         else pd.Series([], dtype=float)
     counts = trial_counts(trials)
+    solved = round(stats.solved_rate * stats.seeds) if stats.seeds else 0
+    solved_low, solved_high = clopper_pearson(solved, stats.seeds)
     return {
         "configuration": parent["configuration"], "task": parent["task"],
         "seq_len": parent["seq_len"], "model": parent["model"],
@@ -129,9 +156,11 @@ def board_row(parent: pd.Series, nested: pd.DataFrame,
         "ci_low": low, "ci_high": high,
         "normalized": float(normalized.mean()) if len(normalized) else math.nan,
         "steps_to_solve": stats.steps_to_solve,
-        "solved_rate": stats.solved_rate, "diverged_rate": stats.diverged_rate,
-        **counts, "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
+        "solved_rate": stats.solved_rate, "solved_low": solved_low, "solved_high": solved_high,
+        "diverged_rate": stats.diverged_rate, **counts,
+        "time_s": float(nested["duration_s"].sum()) if len(nested) else 0.0,
         "best_val": _best_val(trials),
+        "range_edge": edge_of(parent, trials, search, counts["complete"]),
         "status": "beyond horizon" if parent.get("state") == BEYOND_HORIZON
         else status_of(str(parent["status"]), counts, finals, expected),
     }
@@ -160,21 +189,23 @@ def _best_val(trials: pd.DataFrame) -> float:
     return float(values.min()) if len(values) else math.nan
 
 
-def leaderboard(runs: pd.DataFrame, expected: dict[str, int | None] | None = None
-                ) -> pd.DataFrame:
+def leaderboard(runs: pd.DataFrame, expected: dict[str, int | None] | None = None,
+                search: Mapping[str, SearchParam] | None = None) -> pd.DataFrame:
     """Every configuration of the suite, ranked best first within each task and T.
 
     Args:
         runs: ``Results.runs``.
         expected: ``{"trials": budget, "seeds": final seeds}`` from the suite config, to tell
             a finished configuration from one still running; None entries are unknown.
+        search: the suite's search space (``search_ranges``), for the range check; None:
+            not checked.
     """
     expected = expected or {}
     parents = runs[runs["role"] == "configuration"]
     nested = runs[runs["role"].isin(("trial", "final"))]
     groups = dict(tuple(nested.groupby("configuration"))) if len(nested) else {}
     empty = nested.iloc[0:0]
-    rows = [board_row(parent, groups.get(parent["configuration"], empty), expected)
+    rows = [board_row(parent, groups.get(parent["configuration"], empty), expected, search)
             for _, parent in parents.iterrows()]
     board = pd.DataFrame(rows)
     return rank(board) if len(board) else board

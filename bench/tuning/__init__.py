@@ -12,9 +12,12 @@ a pruning callback, ``tell`` and ``fail``; status and leaderboards read ``TrialR
 Trial outcomes (``bench.outcomes.Outcome``, mapped to trial states in ``trial._STATES``):
 
 - COMPLETE: trained to the end; value = the objective (``tuning.objective``): the final
-  validation loss, or the task's validation metric in the task's direction.
+  validation loss, or the task's validation metric in the task's direction, capped at the
+  trivial predictor's (``value_uncapped``: as measured; with ``training.stop_when_solved``,
+  a solved trial's is read where it first met the solved rule: ``trial.objective``).
 - PRUNED: stopped early by the pruner.
-- FAIL with ``outcome=diverged``: a non-finite loss or gradient (counts in the budget).
+- FAIL with ``outcome=diverged``: a non-finite loss or gradient, or a final validation loss
+  above ``training.diverge_factor`` times the trivial predictor's (counts in the budget).
 - FAIL with ``outcome=interrupted``: the worker died or was stopped; retried with the same
   parameters (``retry_of``) and not counted.
 - FAIL with ``outcome=failed``: an unexpected error while training; not counted, not retried.
@@ -65,6 +68,7 @@ from bench.tuning.dashboard import (
 )
 from bench.tuning.importance import (
     IMPORTANCE_EVALUATOR,
+    IMPORTANCE_MIN_TRIALS,
     param_importances,
 )
 from bench.tuning.journal import (
@@ -125,6 +129,7 @@ __all__ = [
     "HALVING_FACTOR",
     "HEARTBEAT_S",
     "IMPORTANCE_EVALUATOR",
+    "IMPORTANCE_MIN_TRIALS",
     "OPEN",
     "OVER_BUDGET",
     "RUNNING",

@@ -1,6 +1,7 @@
 """The report's statistics come from scipy.stats: the same results as the hand-written
 versions they replaced where those were exact (the exact permutation test, the t table to
-its printed digits), and the bootstrap's known cases."""
+its printed digits), and values worked out by hand for the exact interval of a rate, the
+sign-flip test, Holm's adjustment and Welch's interval."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import numpy as np
 import pytest
 
 from bench.report.statistics import (
-    bootstrap_diff_ci,
+    choose_test,
+    clopper_pearson,
+    holm,
     mean_ci,
     min_attainable_p,
+    min_paired_p,
     permutation_p,
+    sign_flip_p,
     t_quantile,
+    welch_interval,
 )
 
 # The table the project printed before (97.5% quantiles of Student's t, df 1..30).
@@ -82,16 +88,66 @@ def test_permutation_p_samples_when_splits_are_many() -> None:
     assert permutation_p(a, a, samples=500) == 1.0
 
 
-def test_bootstrap_interval_of_the_difference() -> None:
-    assert bootstrap_diff_ci([0.1, 0.1], [0.5, 0.5]) == pytest.approx((0.4, 0.4))
-    assert bootstrap_diff_ci([0.2], [0.7]) == pytest.approx((0.5, 0.5))
-    low, high = bootstrap_diff_ci([0.2], [0.5, 0.7, 0.9])  # one value: a constant
-    assert 0.3 - 1e-12 <= low < high <= 0.7 + 1e-12
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0.0, 1.0, 200), rng.normal(1.0, 1.0, 200)
-    low, high = bootstrap_diff_ci(a.tolist(), b.tolist())
-    diff, se = b.mean() - a.mean(), math.sqrt(a.var(ddof=1) / 200 + b.var(ddof=1) / 200)
-    assert low == pytest.approx(diff - 1.96 * se, abs=0.04)  # the normal-theory interval
-    assert high == pytest.approx(diff + 1.96 * se, abs=0.04)
-    assert bootstrap_diff_ci([0.1, 0.3], [0.5, 0.9]) == bootstrap_diff_ci([0.1, 0.3], [0.5, 0.9])
-    assert all(math.isnan(v) for v in bootstrap_diff_ci([], [0.1]))
+def _binomial_tail(k_from: int, k_to: int, n: int, rate: float) -> float:
+    return sum(math.comb(n, k) * rate**k * (1 - rate) ** (n - k) for k in range(k_from, k_to + 1))
+
+
+def test_the_exact_interval_of_a_solved_rate() -> None:
+    # k = n: the lower end solves rate**n = 0.025; k = 0: the upper end (1 - rate)**n = 0.025
+    assert clopper_pearson(3, 3) == pytest.approx((0.025 ** (1 / 3), 1.0))  # (0.2924, 1)
+    assert clopper_pearson(3, 3)[0] == pytest.approx(0.2924, abs=1e-4)
+    assert clopper_pearson(0, 5) == pytest.approx((0.0, 1 - 0.025 ** (1 / 5)))  # 0.5218
+    # 1 of 2: P(X >= 1 | low) = 1 - (1 - low)**2 = 0.025; high = 1 - low by symmetry
+    assert clopper_pearson(1, 2) == pytest.approx((1 - 0.975 ** 0.5, 0.975 ** 0.5))
+    # in between, each end leaves 2.5% in its binomial tail
+    low, high = clopper_pearson(2, 5)
+    assert _binomial_tail(2, 5, 5, low) == pytest.approx(0.025, abs=1e-9)
+    assert _binomial_tail(0, 2, 5, high) == pytest.approx(0.025, abs=1e-9)
+    assert all(math.isnan(v) for v in clopper_pearson(0, 0))
+
+
+def test_the_sign_flip_test_counts_sign_patterns() -> None:
+    # 1+2+3+4+5 = 15: only all-plus and all-minus reach |sum| 15, 2 of 32 patterns
+    assert sign_flip_p([1, 2, 3, 4, 5]) == pytest.approx(2 / 32)
+    # observed |sum| 11 = 15 - 2 * (the flipped ones): flipped sums <= 2 ({}, {1}, {2}) or
+    # >= 13 (their complements): 6 of 32
+    assert sign_flip_p([1, -2, 3, 4, 5]) == pytest.approx(6 / 32)
+    assert sign_flip_p([0.3, 0.1, 0.2]) == pytest.approx(2 / 8)  # 3 pairs: never below 0.25
+    assert sign_flip_p([0.1, -0.1]) == 1.0
+    assert sign_flip_p([1.0] * 16) < 0.001  # 65,536 patterns: sampled
+    assert math.isnan(sign_flip_p([]))
+    assert (min_paired_p(3), min_paired_p(5), min_paired_p(10)) == (0.25, 0.0625, 2 / 1024)
+    assert min_paired_p(1) == 1.0 and math.isnan(min_paired_p(0))
+
+
+def test_holm_adjusts_within_the_table() -> None:
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1: 0.03, 0.06, 0.04 -> made non-decreasing
+    adjusted = holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+    assert holm([0.001, 0.2]) == pytest.approx([0.002, 0.2])
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+
+
+def test_welchs_interval_of_the_difference() -> None:
+    # equal sizes and variances (1 each): se = sqrt(2/3), df = 4, t(4) = 2.776 (the table)
+    low, high = welch_interval([1, 2, 3], [4, 5, 6])
+    half = 2.776 * math.sqrt(2 / 3)
+    assert (low, high) == pytest.approx((3 - half, 3 + half), abs=1e-3)
+    assert welch_interval([0.2, 0.2], [0.5, 0.5]) == pytest.approx((0.3, 0.3))
+    assert all(math.isnan(v) for v in welch_interval([0.2], [0.5, 0.7]))
+
+
+def test_the_paired_test_is_chosen_only_where_it_can_reach_the_level() -> None:
+    seeds = {s: 0.1 * s for s in range(10)}
+    assert choose_test(seeds, seeds, pairs=False, level=0.05)[0] == "independent"
+    three = {s: 1.0 for s in range(3)}
+    test, why = choose_test(three, three, pairs=True, level=0.05)
+    assert test == "independent" and "0.25" in why  # 3 pairs: 0.25; 3 + 3 split: 0.1
+    assert choose_test(dict(list(seeds.items())[:6]), dict(list(seeds.items())[:6]),
+                       pairs=True, level=0.05)[0] == "paired"  # 2 / 64 = 0.031
+    assert choose_test(seeds, seeds, pairs=True, level=0.05 / 8)[0] == "paired"  # 0.002
+    five = {s: 1.0 for s in range(5)}  # 0.0625 > 0.05, two groups of 5 reach 2 / 252
+    assert choose_test(five, five, pairs=True, level=0.05)[0] == "independent"
+    assert choose_test(three, {10: 1.0, 11: 1.0}, pairs=True, level=0.05)[1] == \
+        "no seed in common"
