@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import re
 import urllib.parse
@@ -18,9 +19,11 @@ from bench.cli import serve
 from bench.cli.view import make_console, status_csv, status_json, status_table
 from bench.config import SuiteSpec
 from bench.errors import mask_secrets
+from bench.links import mlflow_runs_path
+from bench.names import RUNS_VIEW_TAG
 from bench.run.inputs import run_dir_for, runs_root
 from bench.run.suite import status_rows
-from bench.tracking import find_experiment_id, relocate_artifacts, resolve_uri
+from bench.tracking import find_experiment, relocate_artifacts, resolve_uri
 
 
 def load_suite_spec(args: argparse.Namespace, *, plugins: bool = True,
@@ -124,16 +127,19 @@ def ui(args: argparse.Namespace) -> int:
                                 f"run it first: gradbench run {args.suite}")
     else:
         relocate_artifacts(uri, spec.name, run_dir)  # a moved run directory's own files
-        found = find_experiment_id(uri, spec.name)  # MLflow 3 opens on its GenAI view
+        found = find_experiment(uri, spec.name)  # MLflow 3 opens on its GenAI view
         link = "/" if found is None else \
-            f"/#/experiments/{found}/runs?workflowType=machine_learning"
+            mlflow_runs_path(found[0], view=RUNS_VIEW_TAG in found[1])
         servers.append(serve.mlflow_server(uri, args.host, args.port, link))
     dashboard = _dashboard(spec, run_dir, args, port=args.dashboard_port)
     if dashboard is None:
         print(f"suite {spec.name!r} has no Optuna storage at {run_dir} yet: no dashboard")
     else:
         servers.append(dashboard)
-    return serve.run_servers(servers) if servers else 0
+    follow = None  # the runs' links to optuna-dashboard take the port it gets
+    if dashboard is not None and not uri.startswith("http"):
+        follow = functools.partial(serve.link_dashboard, spec, run_dir, uri, dashboard)
+    return serve.run_servers(servers, on_ports=follow) if servers else 0
 
 
 def dashboard(args: argparse.Namespace) -> int:

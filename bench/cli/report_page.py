@@ -7,24 +7,25 @@ which ``status``, ``ui`` and ``dashboard`` do without.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import config, tuning
 from bench.cli.commands import load_suite_spec
-from bench.errors import DamagedStore, mask_secrets
+from bench.errors import DamagedStore, error_line, mask_secrets
 from bench.report import build_report
 from bench.report.build import leaderboard_path
 from bench.report.results import ResultsSource
 from bench.run.inputs import run_dir_for, runs_root
-from bench.tracking import default_tracking_uri, resolve_uri
+from bench.tracking import default_tracking_uri, log_report, relocate_artifacts, resolve_uri
 
 
 def report(args: argparse.Namespace) -> int:
     """``gradbench report``: the suite's runs from MLflow -> ``reports/<name>/index.html``."""
     start = time.perf_counter()
-    entries, names = [], []
+    entries, names, run_dirs = [], [], []
     for i, suite in enumerate([args.suite, *getattr(args, "others", [])]):
         # --experiment and --storage name the first suite's; the others use their own
         one = {**vars(args), "suite": suite} if i == 0 else \
@@ -33,6 +34,7 @@ def report(args: argparse.Namespace) -> int:
         storage, note = _report_storage(storage_url, run_dir)
         entries.append((ResultsSource(uri, experiment), storage, note))
         names.append(experiment)
+        run_dirs.append(run_dir)
     out = Path(args.out) if args.out else Path("reports") / "-vs-".join(names)
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "index.html"
@@ -41,7 +43,37 @@ def report(args: argparse.Namespace) -> int:
     what = f"suite {names[0]!r}" if len(names) == 1 else f"suites {', '.join(names)}"
     print(f"report of {what}: {path} ({time.perf_counter() - start:.1f} s); "
           f"leaderboard table: {leaderboard_path(path)}")
+    if len(names) == 1:  # a page of several suites belongs to none of their experiments
+        _log_to_mlflow(entries[0][0], run_dirs[0], report_files(path, since=start))
     return 0
+
+
+def _log_to_mlflow(source: ResultsSource, run_dir: Path | None, files: dict[str, Path]) -> None:
+    """The report as the suite experiment's ``report`` run; a store that takes no writes
+    (read-only, say) leaves the page written and says so in one line."""
+    try:
+        if run_dir is not None:  # a moved run directory: the report's files go in it
+            relocate_artifacts(source.uri, source.experiment, run_dir)
+        run_id = log_report(source.uri, source.experiment, files)
+    except Exception as err:
+        print(f"gradbench: the report was not logged to MLflow: {error_line(err)}",
+              file=sys.stderr)
+        return
+    print(f"in MLflow: run 'report' ({run_id}) of experiment {source.experiment!r}, "
+          f"artifact report/index.html (`gradbench ui` opens it)")
+
+
+def report_files(page: Path, since: float) -> dict[str, Path]:
+    """The files a report wrote, by their path in its folder: the page (as ``index.html``),
+    its leaderboard table and the figures (PNG, CSV) written since ``since`` (a
+    ``time.perf_counter`` mark; files of an earlier report in the same folder are left)."""
+    written = time.time() - (time.perf_counter() - since)
+    files = {"index.html": page, "leaderboard.csv": leaderboard_path(page)}
+    figures = page.parent / "figures"
+    if figures.is_dir():
+        files.update((f"figures/{f.name}", f) for f in sorted(figures.iterdir())
+                     if f.is_file() and f.stat().st_mtime >= written - 1)
+    return files
 
 
 def _report_source(args: argparse.Namespace) -> tuple[str, str, Path | None, str | None]:

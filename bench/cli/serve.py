@@ -21,15 +21,19 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import tuning
+from bench.config import SuiteSpec, expand
+from bench.errors import error_line, mask_secrets
+from bench.links import study_tags
 
 PORT_TRIES = 50
 ANSWER_TIMEOUT_S = float(os.environ.get("GRADBENCH_UI_TIMEOUT_S", "120"))
@@ -67,6 +71,7 @@ class Server:
     link: str  # the page to print
     env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    log: Any = None  # the server's output, kept aside unless --verbose (its error is read)
 
     def url(self, path: str) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
@@ -74,8 +79,32 @@ class Server:
         return f"http://{host}:{self.port}{path}"
 
     def start(self) -> None:
+        """Start the server in a process group of its own. Without ``--verbose`` its output
+        (start-up lines, warnings, one line per request) goes to a temporary file, and
+        Python's warnings are off in it: the command prints its links and errors only."""
         command = [part.replace("{port}", str(self.port)) for part in self.command]
-        self.proc = subprocess.Popen(command, env=self.env, start_new_session=True)
+        env = dict(os.environ if self.env is None else self.env)
+        if not os.environ.get("GRADBENCH_VERBOSE"):
+            env.setdefault("PYTHONWARNINGS", "ignore")
+            self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(command, env=env, start_new_session=True,
+                                     stdout=self.log, stderr=self.log and subprocess.STDOUT)
+
+    def stop(self) -> None:
+        """Stop the server's process group; drop its kept output."""
+        stop_group(self.proc)
+        if self.log is not None:
+            self.log.close()
+
+    def last_words(self) -> str:
+        """``: <the last line the server printed>`` (its error, passwords masked), when its
+        output was kept aside; else nothing (it went to the terminal)."""
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        lines = self.log.read().decode(errors="replace").splitlines()
+        said = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        return f": {mask_secrets(said)}" if said else ""
 
     def answers(self) -> bool:
         try:
@@ -97,12 +126,15 @@ def pick_ports(servers: Sequence[Server]) -> None:
         taken[port] = server.name
 
 
-def run_servers(servers: Sequence[Server]) -> int:
+def run_servers(servers: Sequence[Server], on_ports: Callable[[], None] | None = None) -> int:
     """Start the servers, print each link once it answers, and wait for a stop signal.
+    ``on_ports`` is called once every server has its port, before any starts.
 
     Returns 0 when stopped by a signal; 1 when a server ended on its own (its code said).
     """
     pick_ports(servers)
+    if on_ports is not None:
+        on_ports()
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _interrupt)  # also a `kill`, a closed terminal, a background job
     try:
@@ -117,14 +149,14 @@ def run_servers(servers: Sequence[Server]) -> int:
                 assert server.proc is not None
                 if server.proc.poll() is not None:
                     print(f"gradbench: the {server.name} stopped (exit code "
-                          f"{server.proc.returncode})", file=sys.stderr)
+                          f"{server.proc.returncode}){server.last_words()}", file=sys.stderr)
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
         for server in servers:
-            stop_group(server.proc)
+            server.stop()
 
 
 def _wait_until_answers(server: Server) -> None:
@@ -133,7 +165,7 @@ def _wait_until_answers(server: Server) -> None:
         assert server.proc is not None
         if server.proc.poll() is not None:
             raise RuntimeError(f"the {server.name} did not start (exit code "
-                               f"{server.proc.returncode})")
+                               f"{server.proc.returncode}){server.last_words()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"the {server.name} did not answer on "
                                f"{server.url(server.probe)} within {ANSWER_TIMEOUT_S:.0f} s")
@@ -161,9 +193,12 @@ def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
 
 def dashboard_server(storage: str | None, run_dir: Path, host: str, port: int,
                      link: str = "/dashboard") -> Server:
-    """optuna-dashboard on a suite's Optuna storage (its journal file, or ``storage``)."""
+    """optuna-dashboard on a suite's Optuna storage (its journal file, or ``storage``). A
+    database storage is opened here first: one that refuses us (a missing password, say)
+    is said in one line before any server starts."""
     env = {k: v for k, v in os.environ.items() if k != STORAGE_ENV}
     if storage is not None:
+        tuning.open_storage(storage, run_dir)  # raises StorageUnavailable, one line
         env[STORAGE_ENV] = storage
     command = [sys.executable, "-m", "bench.cli.serve", "dashboard", str(run_dir), host, "{port}"]
     return Server("optuna-dashboard", command, host, port, "/api/meta", link, env)
@@ -194,6 +229,24 @@ def store_environment(uri: str) -> dict[str, str]:
     if parts.password != "***":  # a masked (recorded) one: PGPASSWORD or ~/.pgpass, as set
         env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
     return env
+
+
+def link_dashboard(spec: SuiteSpec, run_dir: Path, uri: str, dashboard: Server) -> None:
+    """Point each parent run's link to its study (``links.study_tags``) at the dashboard's
+    port: it was written with the default one, and ``ui`` may take another. A store that
+    cannot be written leaves the old links, said in one line."""
+    from bench.tracking import Tracker  # MLflow: only where the links are written
+
+    try:
+        storage = tuning.open_storage(spec.storage, run_dir)
+        existing = tuning.study_names(storage)
+        started = [c for c in expand(spec) if tuning.study_name(spec, c) in existing]
+        found = tuning.dashboard_links(storage, spec, started, dashboard.url(""))
+        Tracker(uri, spec.name, retry_s=5.0).tag_parents(
+            {name: study_tags(*link) for name, link in found.items()})
+    except Exception as err:  # the links are a convenience: the servers start anyway
+        print(f"gradbench: the runs' links to optuna-dashboard were not updated "
+              f"({mask_secrets(error_line(err))})", file=sys.stderr)
 
 
 def _main(argv: Sequence[str]) -> int:

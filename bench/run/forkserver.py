@@ -12,6 +12,7 @@ import atexit
 import gc
 
 import bench.run.worker  # noqa: F401 - torch, Optuna, MLflow, the tasks
+import bench.tracking.figures  # noqa: F401 - matplotlib, for the final runs' figures
 from bench import tracking
 
 tracking.preload()  # the store of sqlite/postgresql URIs

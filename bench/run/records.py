@@ -10,6 +10,7 @@ runs handed over before them. MLflow is reached through ``bench.tracking`` only.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 import tasks
 from bench import tuning
 from bench.config import Configuration
-from bench.names import CONFUSION_TABLE, STEPS_TABLE, diagnostics_table
+from bench.names import CONFUSION_TABLE, DESCRIPTION_TAG, STEPS_TABLE, diagnostics_table
 from bench.outcomes import MLFLOW_STATUS, Outcome
 from bench.registry import TASKS
 from bench.run.suite import Suite, parent_tags
@@ -30,11 +31,16 @@ from bench.tracking import (
     RunRecords,
     Spool,
     Tracker,
+    best_points,
     csv_text,
+    log_dataset,
+    log_flow,
     opening,
     opens_first,
     provenance,
     result_metrics,
+    run_description,
+    run_figures,
     run_params,
     step_rows,
 )
@@ -130,6 +136,10 @@ class Recorder:
             self.sender.submit(send)
 
         self.writer.submit(keep)
+        data: Any = getattr(info["task"], "data", None)  # a task read from files (HAR)
+        if hasattr(data, "x_train"):
+            self._after_records(functools.partial(log_dataset, self.tracker, run_id, info[
+                "task"].name, data.x_train, data.y_train, str(data.source)))
 
     def _opens_first(self) -> None:
         """Before each request that sends records: a run being opened here goes first."""
@@ -145,7 +155,7 @@ class Recorder:
                 "metric": task.metric, "direction": task.direction, **self._provenance}
         if result.test:  # final seeds: whether the test metrics meet the solved rule
             tags.update(solved=str(result.solved), test_from=result.test_from)
-        files = {"task.yaml": _task_yaml(task)}
+        files: dict[str, str | bytes] = {"task.yaml": _task_yaml(task)}
         if result.train_loss:
             files[STEPS_TABLE] = csv_text(step_rows(result))
         if result.diagnostics is not None:
@@ -154,6 +164,12 @@ class Recorder:
                     files[diagnostics_table(table)] = csv_text(rows)
         if confusion is not None:
             files[CONFUSION_TABLE] = confusion
+        if info.get("final"):  # the pictures the MLflow UI previews, drawn here
+            tables = result.diagnostics.tables() if result.diagnostics is not None else {}
+            files.update(run_figures(step_rows(result), result.evals, tables, task.metric))
+        tags[DESCRIPTION_TAG] = run_description(
+            result, task, configuration=configuration.name, final=bool(info.get("final")),
+            seed=seed, number=int(info.get("number", -1)))
         return RunRecords(run_id, run_params(configuration, params, seed, info, self.spec),
                           tags, result_metrics(result, task), files, status)
 
@@ -180,11 +196,15 @@ class Recorder:
         return True
 
     def note_best(self, configuration: Configuration, best: tuning.TrialRecord) -> None:
+        """The best trial on the parent run: ``best.<name>`` tags (the report's) and
+        ``best/<name>`` metrics (``tracking.best_points``), which MLflow compares."""
         tags: dict[str, Any] = {f"best.{k}": v for k, v in best.params.items()}
         tags["best.trial"] = best.number
         if best.value is not None:
             tags[f"best.val_{tuning.objective_key(self.spec, configuration)}"] = best.value
-        self._after_records(lambda: self.tracker.set_tags(self.parent(configuration), tags))
+        self._after_records(lambda: self.tracker.log_run(  # in one batch
+            self.parent(configuration), params={}, tags=tags,
+            metrics=best_points(tags, best.number), files={}))
 
     def finish(self, configuration: Configuration, row: dict[str, Any],
                current: set[int]) -> None:
@@ -192,8 +212,11 @@ class Recorder:
         run, which ends (written in the background, after the seeds' own records)."""
 
         def finish() -> None:
-            self._mark_superseded(configuration, current)
+            seeds = self._mark_superseded(configuration, current)
             parent = self.parent(configuration)
+            if seeds:  # the first final seed's heatmap, as the report shows it
+                log_flow(self.tracker, parent, seeds[min(seeds)],
+                         f"{configuration.name}, final seed {min(seeds)}")
             metric = row["metric"]
             self.tracker.log_metrics(parent, [
                 (f"final/{metric}_mean", row["mean"], 0),
@@ -209,14 +232,20 @@ class Recorder:
         in the store."""
         self.writer.submit(lambda: self.sender.submit(write, follows=True), follows=True)
 
-    def _mark_superseded(self, configuration: Configuration, current: set[int]) -> None:
+    def _mark_superseded(self, configuration: Configuration,
+                         current: set[int]) -> dict[int, str]:
         """Final seeds of parameters that are no longer the best (more tuning found better
-        ones) leave the results: their runs' role becomes ``superseded``."""
+        ones) leave the results: their runs' role becomes ``superseded``. Returns the
+        current ones: seed -> run id."""
         study = tuning.study_name(self.spec, configuration, final=True)
+        seeds = {}
         for run in self.tracker.find_runs(f"tags.study = '{study}' and tags.role = 'final'"):
             if int(run.data.tags.get("trial_number", -1)) not in current:
                 self.tracker.set_tags(run.info.run_id, {"role": "superseded",
                                                         "superseded": "true"})
+            else:
+                seeds[int(run.data.tags.get("seed", -1))] = str(run.info.run_id)
+        return seeds
 
 
 def confusion_rows(task: Any, model: torch.nn.Module,

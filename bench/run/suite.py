@@ -23,12 +23,12 @@ import yaml
 
 from bench import tracking, tuning
 from bench.board import Seed, seed_stats
-from bench.config import Configuration, SuiteSpec, describe_changes, expand
+from bench.config import Configuration, SuiteSpec, describe_changes, expand, search_space
 from bench.errors import mask_secrets
-from bench.links import default_dashboard_url
+from bench.links import default_dashboard_url, study_tags
 from bench.locks import locked
-from bench.names import DASHBOARD_TAG, DESCRIPTION_TAG, STUDY_TAG
 from bench.outcomes import MLFLOW_STATUS, Outcome
+from bench.range_edge import range_edge
 from bench.registry import TASKS, PluginError
 from bench.run.inputs import check_writable, run_dir_for, runnable_configurations
 from bench.tracking import (
@@ -121,6 +121,9 @@ def prepare(spec: SuiteSpec, runs_dir: str | Path | None,
     tuning.create_studies(storage, spec, configurations)
     links = tuning.dashboard_links(storage, spec, configurations, default_dashboard_url())
     create_parent_runs(suite, tracker, links=links)
+    tracker.set_runs_view(tracking.runs_view(
+        [TASKS.get(c.task).metric for c in configurations],
+        [tuning.objective_key(spec, c) for c in configurations]))
     recover(suite, storage, tracker=tracker)
     return suite
 
@@ -166,15 +169,6 @@ def recorded_config(suite: Suite) -> dict[str, Any]:
             suite.run_dir):
         data["tracking_uri"] = mask_secrets(suite.tracking_uri)
     return data
-
-
-def study_tags(study: str, url: str) -> dict[str, str]:
-    """A parent run's tags that lead to its Optuna study (none when unknown)."""
-    if not study:
-        return {}
-    return {STUDY_TAG: study, DASHBOARD_TAG: url,
-            DESCRIPTION_TAG: f"Optuna study `{study}`: {url} (served by `gradbench ui` or "
-                             f"`gradbench dashboard`)"}
 
 
 def _write_resolved_config(suite: Suite) -> None:
@@ -271,7 +265,9 @@ def leaderboard(suite: Suite) -> list[dict[str, Any]]:
 def _board(suite: Suite, storage: Any) -> list[dict[str, Any]]:
     rows = []
     for configuration in suite.configurations:
-        row = board_row(configuration, *records(storage, suite.spec, configuration))
+        trials, finals = records(storage, suite.spec, configuration)
+        row = board_row(configuration, trials, finals)
+        row["range_edge"] = edge_of(suite.spec, configuration, trials)
         # suites begun before trials recorded a direction
         row["direction"] = row["direction"] or _task_direction(row["task"])
         row["beyond_horizon"] = not row["seeds"] and tuning.horizon_gate(
@@ -336,6 +332,14 @@ def _seed(trial: Any, metric: str) -> Seed:
                 diverged=trial.outcome == Outcome.DIVERGED)
 
 
+def edge_of(spec: SuiteSpec, configuration: Configuration, trials: Sequence[Any]) -> str:
+    """Whether the best trial's log-scale parameters lie at the edge of their ranges
+    (``bench.range_edge``, the report's check too)."""
+    best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
+    return range_edge(search_space(spec, configuration), best.params if best else None,
+                      tuning.counts(trials)["complete"])
+
+
 def _recorded(trials: Sequence[Any], attr: str) -> str:
     return str(next((t.attrs[attr] for t in trials if attr in t.attrs), ""))
 
@@ -384,7 +388,8 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
     for configuration in expand(spec):
         if tuning.study_name(spec, configuration) not in existing:  # not started yet
             rows.append({"configuration": configuration.name, **tuning.counts([]),
-                         "best": math.nan, "finals": f"0/{spec.final.seeds}"})
+                         "best": math.nan, "finals": f"0/{spec.final.seeds}",
+                         "range_edge": ""})
             continue
         trials, finals = records(storage, spec, configuration)
         best = tuning.best_trial(trials, tuning.objective_direction(spec, configuration))
@@ -394,5 +399,6 @@ def status_rows(spec: SuiteSpec, run_dir: Path) -> list[dict[str, Any]]:
                      "best": best.value if best is not None and best.value is not None
                      else math.nan,
                      "finals": "beyond horizon" if beyond
-                     else f"{f['complete'] + f['diverged']}/{spec.final.seeds}"})
+                     else f"{f['complete'] + f['diverged']}/{spec.final.seeds}",
+                     "range_edge": edge_of(spec, configuration, trials)})
     return rows

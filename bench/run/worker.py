@@ -197,7 +197,7 @@ class Worker:
         result = run_job(job, task, model, on_eval=self._on_eval(claim, run))
         info = {"hidden_size": model.hidden_size, "n_params": n_parameters(model),
                 "task": task, "cfg": job.train, "model": model, "final": claim.final,
-                "build_s": built}
+                "number": claim.number, "build_s": built}
         return result, info
 
     def _on_eval(self, claim: tuning.Claim,

@@ -19,9 +19,9 @@ directories, reachability), ``retries`` (calls made again while the store does n
 for ``retries.RETRY_S`` seconds: each tracker reads it there), ``records`` (a run's records
 as plain values), ``writer`` (``Tracker``), ``spool`` (records kept on disk and sent from a
 thread, opens first, replay on resume) and ``reader`` (``RunReader``). Callers use the names
-re-exported here. ``store``, ``writer`` and ``reader`` import mlflow (3-4 s) and are loaded
-on first use of one of their names: importing this package (``bench.report.results`` does)
-loads no MLflow.
+re-exported here. ``store``, ``writer`` and ``reader`` import mlflow (3-4 s), ``figures``
+(a run's PNG figures) matplotlib; they are loaded on first use of one of their names:
+importing this package (``bench.report.results`` does) loads neither.
 
 Nothing happens at import: ``configure()`` quiets MLflow's loggers and bounds its HTTP
 retries (``Tracker`` and ``RunReader`` call it), ``preload()`` imports the stores a fork
@@ -59,13 +59,16 @@ from bench.tracking.records import (
     MetricPoint,
     RunRecord,
     RunRecords,
+    best_points,
     csv_text,
     curve,
     diagnostic_metrics,
     normalized_score,
     provenance,
     result_metrics,
+    run_description,
     run_params,
+    runs_view,
     step_rows,
 )
 from bench.tracking.retries import RETRY_S, TRANSIENT, TrackingUnavailable
@@ -84,18 +87,26 @@ from bench.tracking.spool import (
 # The names of the modules that import mlflow, loaded by ``__getattr__`` on first use.
 _LOADED_ON_USE = {
     "store": ("artifact_root", "check_reachable", "configure", "default_tracking_uri",
-              "find_experiment_id", "preload", "relocate_artifacts", "resolve_uri"),
+              "find_experiment", "find_experiment_id", "preload", "relocate_artifacts",
+              "resolve_uri"),
     "writer": ("BATCH", "PARAM_BATCH", "UPLOADS", "Tracker"),
     "reader": ("PAGE", "RunReader"),
+    "figures": ("gradient_flow_png", "log_flow", "run_figures"),  # matplotlib: where it draws
+    "report_run": ("log_report",),
+    "inputs": ("log_dataset",),
 }
 
 if TYPE_CHECKING:
+    from bench.tracking.figures import gradient_flow_png, log_flow, run_figures
+    from bench.tracking.inputs import log_dataset
     from bench.tracking.reader import PAGE, RunReader
+    from bench.tracking.report_run import log_report
     from bench.tracking.store import (
         artifact_root,
         check_reachable,
         configure,
         default_tracking_uri,
+        find_experiment,
         find_experiment_id,
         preload,
         relocate_artifacts,
@@ -153,6 +164,7 @@ __all__ = [
     "TrackingUnavailable",
     "artifact_root",
     "check_reachable",
+    "best_points",
     "check_spooled",
     "configure",
     "csv_text",
@@ -160,7 +172,11 @@ __all__ = [
     "default_tracking_uri",
     "diagnostic_metrics",
     "diagnostics_table",
+    "find_experiment",
     "find_experiment_id",
+    "log_dataset",
+    "log_flow",
+    "log_report",
     "metric_key",
     "normalized_score",
     "opening",
@@ -171,6 +187,10 @@ __all__ = [
     "replay_spooled",
     "resolve_uri",
     "result_metrics",
+    "run_description",
+    "run_figures",
+    "gradient_flow_png",
     "run_params",
+    "runs_view",
     "step_rows",
 ]

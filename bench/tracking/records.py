@@ -9,6 +9,7 @@ of the metrics and artifacts are ``bench.names``'.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -28,13 +29,18 @@ from bench.names import (
     BASELINE,
     FACTOR_NAMES,
     FACTORS,
+    GIT_COMMIT_TAG,
     GRAD_NORM,
+    SOURCE_NAME_TAG,
+    SOURCE_TYPE_TAG,
     SPECTRAL_RADIUS,
     STEPS_TO_SOLVE,
     TEST_NORMALIZED,
     TRAIN_LOSS,
+    UNCAPPED,
     metric_key,
 )
+from bench.outcomes import Outcome
 
 if TYPE_CHECKING:  # annotations only: the loop's types would load torch here
     from bench.config import Configuration, SuiteSpec
@@ -69,6 +75,8 @@ def result_metrics(result: TrainResult, task: Task) -> list[MetricPoint]:
         points += [(metric_key("val", k), float(v), step) for k, v in row.items() if k != "step"]
     end = result.steps_done
     points += [(metric_key("test", k), float(v), end) for k, v in result.test.items()]
+    points += [(metric_key(UNCAPPED, f"test_{k}"), float(v), end)
+               for k, v in result.test_uncapped.items()]
     points += [("grad/clip_rate", result.clip_rate, end),
                ("train/wall_time", result.wall_time, end),
                ("train/steps_done", float(end), end)]
@@ -130,6 +138,26 @@ def diagnostic_metrics(diagnostics: Any) -> list[MetricPoint]:
     return points
 
 
+def run_description(result: TrainResult, task: Task, *, configuration: str, final: bool,
+                    seed: int, number: int) -> str:
+    """A trial's or final seed's description on its MLflow run page (``DESCRIPTION_TAG``):
+    what it is, how it ended and its score (final seeds: the test metric; trials: the last
+    validation one)."""
+    what = f"Final seed {seed}" if final else f"Trial {number} (seed {seed})"
+    outcome = str(Outcome.of(result))
+    if result.diverged_at is not None:
+        outcome += f" at step {result.diverged_at}"
+    scores = result.test if final else (result.evals[-1] if result.evals else {})
+    split = "test" if final else "val"
+    score = scores.get(task.metric)
+    line = f"{what} of `{configuration}`: {outcome} after {result.steps_done} steps"
+    if score is not None:
+        line += f"; {split} {task.metric} = {float(score):.4g}"
+    if final and result.test:
+        line += " (solved)" if result.solved else " (not solved)"
+    return line + "."
+
+
 # ------------------------------------------------------------------------------ params, tags
 
 
@@ -151,15 +179,25 @@ def run_params(configuration: Configuration, params: Mapping[str, Any], seed: in
 
 
 def provenance() -> dict[str, str]:
-    """Where and with what a run was made: versions, machine, git commit, command line."""
+    """Where and with what a run was made: versions, machine, git commit, command line;
+    the commit and the command also as MLflow's own source tags, which fill its runs
+    table's Source column and link the run to its commit."""
+    # the program and its command (``gradbench run``): MLflow shows the last path part
+    words = [Path(sys.argv[0]).name, *sys.argv[1:2]]
+    command = " ".join(w for w in words if "/" not in w and not w.startswith("-"))
+    commit = _git_commit()
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.node(),
         "cpu_count": str(os.cpu_count()),
         "argv": mask_secrets(" ".join(sys.argv)),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
+        SOURCE_NAME_TAG: command,
+        SOURCE_TYPE_TAG: "LOCAL",
     }
+    if commit != "unknown":
+        info[GIT_COMMIT_TAG] = commit
     for package in ("torch", "numpy", "optuna", "mlflow", "pandas", "rnn-gradbench"):
         try:
             info[f"version.{package}"] = metadata.version(package)
@@ -178,6 +216,31 @@ def _git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def best_points(tags: Mapping[str, Any], number: int) -> list[MetricPoint]:
+    """A configuration's best trial (its ``best.<name>`` tags) as ``best/<name>`` metrics:
+    where MLflow's runs table and charts compare them. Metrics, not params: params are
+    immutable, and a resume with more trials can find a better one; each best is a point at
+    its trial's ``number`` (a later best has a larger one, so it is the latest value)."""
+    return [(f"best/{key.removeprefix('best.')}", float(value), number)
+            for key, value in tags.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+
+
+def runs_view(metrics: Sequence[str], objectives: Sequence[str]) -> str:
+    """The runs table's view for a suite's experiment (``RUNS_VIEW_TAG``), as the JSON
+    MLflow's UI reads: columns for what a configuration is (task, model, remedies), the
+    seeds' summary and each final seed's test score in the tasks' ``metrics``, and the best
+    trial's validation score (``objectives``: the keys ``best/val_<objective>``)."""
+    columns = [f"tags.`{tag}`" for tag in ("task", "seq_len", "model", "regularization",
+                                           "clipping", "state")]
+    for metric in dict.fromkeys(metrics):
+        columns += [f"metrics.`final/{metric}_mean`", f"metrics.`final/{metric}_std`",
+                    f"metrics.`test/{metric}`"]
+    columns += ["metrics.`final/solved_rate`", "metrics.`final/diverged_rate`",
+                *(f"metrics.`best/val_{key}`" for key in dict.fromkeys(objectives))]
+    return json.dumps({"selectedColumns": columns})
+
+
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """A tidy table as CSV text (columns from the first row)."""
     buffer = io.StringIO()
@@ -193,26 +256,34 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 @dataclass
 class RunRecords:
     """What a finished run records, as plain values: its params, tags, metric points, files
-    (artifact path -> text) and final status (``Tracker.write``)."""
+    (artifact path -> text, or bytes: a figure) and final status (``Tracker.write``).
+
+    In JSON (the spool) a file's bytes are ``{"base64": ...}``; spools written before
+    figures existed hold text only and read as before."""
 
     run_id: str
     params: dict[str, Any]
     tags: dict[str, Any]
     metrics: list[MetricPoint]
-    files: dict[str, str]
+    files: dict[str, str | bytes]
     status: str
 
     def to_json(self) -> str:
+        files = {path: {"base64": base64.b64encode(body).decode("ascii")}
+                 if isinstance(body, bytes) else body for path, body in self.files.items()}
         return json.dumps({"run_id": self.run_id, "params": self.params, "tags": self.tags,
-                           "metrics": self.metrics, "files": self.files,
+                           "metrics": self.metrics, "files": files,
                            "status": self.status}, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunRecords:
         data = json.loads(text)
+        files = {str(path): base64.b64decode(body["base64"], validate=True)
+                 if isinstance(body, dict) else str(body)
+                 for path, body in data["files"].items()}
         return cls(str(data["run_id"]), dict(data["params"]), dict(data["tags"]),
                    [(str(k), float(v), int(st)) for k, v, st in data["metrics"]],
-                   dict(data["files"]), str(data["status"]))
+                   files, str(data["status"]))
 
 
 @dataclass(frozen=True)

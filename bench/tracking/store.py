@@ -11,6 +11,7 @@ server should hold before it forks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
 
-from bench.errors import error_line, mask_secrets
+from bench.errors import DamagedStore, error_line, mask_secrets
 from bench.tracking.retries import (
     NamingClient,
     RetryingClient,
@@ -34,8 +35,9 @@ def configure() -> None:
     Table creation and migrations (``mlflow``, ``alembic`` loggers) are not news to a user.
     MLflow's own HTTP retries (7, backoff factor 2) can hang a worker for minutes without a
     word; the tracker retries itself, with a bounded budget, and then fails with a clear
-    message. Values the user set in the environment are kept, except one: MLflow's own
-    "View run ... at: URL" lines are always off, as they print the tracking URI's password.
+    message. Its "Downloading artifacts" progress bars are off. Values the user set in the
+    environment are kept, except one: MLflow's own "View run ... at: URL" lines are always
+    off, as they print the tracking URI's password.
     """
     level = logging.INFO if os.environ.get("GRADBENCH_VERBOSE") else logging.WARNING
     for noisy in ("mlflow", "alembic"):
@@ -45,6 +47,8 @@ def configure() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(
         level if os.environ.get("GRADBENCH_VERBOSE") else logging.CRITICAL)
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    # a "Downloading artifacts" bar on stderr per artifact read (a report reads dozens)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
@@ -104,10 +108,21 @@ def relocate_artifacts(uri: str, experiment: str, run_dir: Path) -> str | None:
                  "old": old + "/"})
     finally:
         engine.dispose()
+    _forget_artifact_locations()
     logging.getLogger(__name__).warning(
         "run directory %s was moved or copied: its artifacts are now looked for and written "
         "there (were %s)", run_dir, local_dir(old))
     return old
+
+
+def _forget_artifact_locations() -> None:
+    """Drop MLflow's per-process cache of each run's artifact location (run id -> folder):
+    after a move, a run this process wrote to before (a report of the original, then of the
+    copy, in one process) would otherwise still be written to the old folder."""
+    from mlflow.tracking._tracking_service import utils
+
+    with contextlib.suppress(AttributeError):  # a private cache: gone in another version
+        utils._artifact_repos_cache.clear()
 
 
 def is_local(uri: str) -> bool:
@@ -148,6 +163,22 @@ def check_reachable(uri: str, retry_s: float = 10.0) -> None:
                                   f"{error_line(err)}{hint}") from None
 
 
+def _connect_once(uri: str, timeout_s: int = 10) -> None:
+    """Open and close one connection to a PostgreSQL store: its error (no password, wrong
+    database, down) at once. MLflow's client retries every error of a new store for about
+    two minutes, a missing password included."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool,
+                                      connect_args={"connect_timeout": timeout_s})
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def mlflow_client(uri: str) -> MlflowClient:
     """MLflow's client on the store at ``uri``. It opens a SQLite store at once: a damaged
     file is a ``DamagedStore`` naming it (``retries.naming_damage``)."""
@@ -157,6 +188,30 @@ def mlflow_client(uri: str) -> MlflowClient:
 
 def find_experiment_id(uri: str, name: str) -> str | None:
     """The id of the experiment ``name`` in the store at ``uri``, or None (creates nothing)."""
+    found = find_experiment(uri, name)
+    return None if found is None else found[0]
+
+
+def find_experiment(uri: str, name: str) -> tuple[str, dict[str, str]] | None:
+    """(id, tags) of the experiment ``name`` in the store at ``uri``, or None (creates
+    nothing).
+
+    Raises:
+        TrackingUnavailable: a database store that refuses the connection (a missing
+            password, say), in one line.
+    """
     configure()
-    found = NamingClient(mlflow_client(uri), uri).get_experiment_by_name(name)
-    return None if found is None else str(found.experiment_id)
+    try:
+        if uri.startswith("postgresql"):  # MLflow tries a database for 2 minutes: once here
+            _connect_once(uri)
+        found = NamingClient(mlflow_client(uri), uri).get_experiment_by_name(name)
+    except DamagedStore:
+        raise
+    except Exception as err:
+        if not uri.startswith(("postgresql", "mysql")):
+            raise
+        hint = "; PGPASSWORD or ~/.pgpass gives libpq the password" \
+            if "password" in str(err) and uri.startswith("postgresql") else ""
+        raise TrackingUnavailable(f"tracking store {mask_secrets(uri)} cannot be read: "
+                                  f"{error_line(err)}{hint}") from None
+    return None if found is None else (str(found.experiment_id), dict(found.tags))

@@ -24,6 +24,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from bench.names import RUNS_VIEW_TAG
 from bench.tracking import retries
 from bench.tracking.reader import download_text, search_runs
 from bench.tracking.records import MetricPoint, RunRecords, csv_text
@@ -118,6 +119,12 @@ class Tracker:
             found[name] = (winner, winner == run_id)
         return found
 
+    def tag_parents(self, tags: Mapping[str, Mapping[str, str]]) -> None:
+        """Set tags on configurations' parent runs that exist (configuration -> tags)."""
+        for name, values in tags.items():
+            for run in self._parents(name)[:1]:
+                self.set_tags(str(run.info.run_id), values)
+
     def start_run(self, parent_id: str, name: str, tags: Mapping[str, str]) -> str:
         """A nested run (a trial or a final seed) under a configuration's parent run."""
         all_tags = {**tags, MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: name}
@@ -157,7 +164,7 @@ class Tracker:
             self.client.log_text(run_id, csv_text(rows), path)
 
     def log_run(self, run_id: str, *, params: Mapping[str, Any], tags: Mapping[str, Any],
-                metrics: Sequence[MetricPoint], files: Mapping[str, str],
+                metrics: Sequence[MetricPoint], files: Mapping[str, str | bytes],
                 before_each: Callable[[], None] = _nothing) -> None:
         """Everything a finished run records, in as few calls as MLflow allows.
 
@@ -171,7 +178,8 @@ class Tracker:
         first error is raised.
         """
         entities = (_params(params), _tags(tags), _metrics(metrics))
-        batches = partial(_log_batches, self.client, run_id, entities, before_each)
+        batches = partial(_log_batches, self.client, run_id, entities, before_each) \
+            if any(entities) else _nothing
         if not files:
             batches()
             return
@@ -218,6 +226,14 @@ class Tracker:
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
+
+    def set_runs_view(self, view: str) -> None:
+        """The runs table's view that the suite's links open (``records.runs_view``)."""
+        self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, view)
+
+    def log_files(self, run_id: str, files: Mapping[str, str | bytes]) -> None:
+        """Artifacts (path -> text or bytes), as ``log_run`` sends them."""
+        self.log_run(run_id, params={}, tags={}, metrics=[], files=files)
 
     def load_table(self, run_id: str, path: str) -> list[dict[str, str]]:
         """Read back a CSV artifact written by ``log_table``."""
@@ -321,11 +337,15 @@ class _Uploads:
 
 
 @contextlib.contextmanager
-def _staged(files: Mapping[str, str]) -> Iterator[Path]:
-    """``files`` (artifact path -> text) written into a temporary folder, removed after."""
+def _staged(files: Mapping[str, str | bytes]) -> Iterator[Path]:
+    """``files`` (artifact path -> text or bytes) written into a temporary folder, removed
+    after."""
     with tempfile.TemporaryDirectory(prefix="gradbench-artifacts-") as tmp:
-        for path, text in files.items():
+        for path, body in files.items():
             target = Path(tmp, path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            if isinstance(body, bytes):
+                target.write_bytes(body)
+            else:
+                target.write_text(body)
         yield Path(tmp)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from testkit.processes import (
     wait_for_line,
 )
 from testkit.suites import SMOKE_STUDY, journal_with_a_study
+from testkit.waiting import wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STUDY = SMOKE_STUDY  # the study journal_with_a_study writes
@@ -87,10 +87,8 @@ def test_dashboard_serves_the_journal_renders_a_study_and_stops(tmp_path: Path) 
         assert (tmp_path / "study.png").stat().st_size > 20_000
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert proc.wait(timeout=60) == 0
-        deadline = time.monotonic() + 15
-        while group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not group_alive(proc.pid)
+        wait_until(lambda: not group_alive(proc.pid), what="the server's group gone",
+                   timeout=60)
         assert not listening_addresses(int(moved))
     finally:
         busy.close()
@@ -115,3 +113,45 @@ def test_a_busy_port_gives_the_next_free_one() -> None:
         assert free_port("127.0.0.1", found, taken={found}) > found
     finally:
         busy.close()
+
+
+def test_the_dashboard_lists_the_tuning_studies_and_names_their_value(tmp_path: Path) -> None:
+    """The dashboard `gradbench ui` serves lists no final seeds' study (whose "best trial"
+    would be a seed), in a journal made before studies had a role or a metric name too; the
+    storage itself keeps them, for `status` and resume."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna
+    from optuna_dashboard import wsgi
+
+    from bench import tuning
+    from bench.tuning.dashboard import TuningStudies
+
+    storage = tuning.open_storage(None, tmp_path)
+    for name in ("old/adding-T8/rnn/none/norm", "old/adding-T8/rnn/none/norm/final"):
+        study = optuna.create_study(study_name=name, storage=storage)  # no role, no name
+        study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=2)
+    new = optuna.create_study(study_name="new/copy-T5/lstm/none/norm/final", storage=storage)
+    new.set_user_attr("role", "final")
+    tuned = optuna.create_study(study_name="new/copy-T5/lstm/none/norm", storage=storage)
+    tuned.set_metric_names(["val loss"])
+    app = wsgi(TuningStudies(storage))  # type: ignore[abstract]
+
+    def get(path: str) -> dict:
+        environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(environ)
+        answer: list[str] = []
+        body = b"".join(app(environ, lambda status, headers, *_: answer.append(status)))
+        assert answer == ["200 OK"], (path, answer, body[:300])
+        return json.loads(io.BytesIO(body).read())
+
+    listed = {s["study_name"]: s for s in get("/api/studies")["study_summaries"]}
+    assert set(listed) == {"old/adding-T8/rnn/none/norm", "new/copy-T5/lstm/none/norm"}
+    named = listed["new/copy-T5/lstm/none/norm"]["study_id"]
+    assert get(f"/api/studies/{named}")["objective_names"] == ["val loss"]  # not "Objective 0"
+    old = listed["old/adding-T8/rnn/none/norm"]["study_id"]
+    assert len(get(f"/api/studies/{old}")["trials"]) == 2
+    assert {s.study_name for s in storage.get_all_studies()} == {*listed, *(
+        "old/adding-T8/rnn/none/norm/final", "new/copy-T5/lstm/none/norm/final")}

@@ -285,16 +285,31 @@ def test_a_sender_with_a_backlog_waits_only_when_it_is_full() -> None:
     """``backlog=3``: three runs may wait for the store; the fourth hand-over waits for the
     first; everything is written in the order handed over, ``follows`` writes included."""
     import threading
+    import time
 
     gate, done = threading.Event(), []
     writer = tracking.BackgroundWriter(synchronous=False, backlog=3)
-    for i in range(3):
-        writer.submit(lambda i=i: (gate.wait(5), done.append(i)))
+    for i in range(3):  # a hand-over that waited would find the gate shut until 60 s
+        writer.submit(lambda i=i: (gate.wait(60), done.append(i)))
     writer.submit(lambda: done.append("parent"), follows=True)
-    assert done == [] and writer.waited_s < 1  # none waited: the store is held up
-    threading.Timer(0.3, gate.set).start()
-    writer.submit(lambda: done.append(3))  # waits for the first slot
-    assert writer.waited_s >= 0.2
+    assert done == []  # every hand-over returned, none written: none waited
+    before = writer.waited_s
+    timed: list[float] = []
+
+    def fourth() -> None:
+        timed.append(time.perf_counter())
+        writer.submit(lambda: done.append(3))
+        timed.append(time.perf_counter())
+
+    sender = threading.Thread(target=fourth)
+    sender.start()
+    sender.join(0.3)
+    assert sender.is_alive() and done == []  # waits for the first slot
+    gate.set()
+    sender.join(60)
+    assert not sender.is_alive()
+    # the wait is counted, and no more than the caller's own clock saw
+    assert 0 < writer.waited_s - before <= timed[1] - timed[0]
     writer.close()
     assert done == [0, 1, 2, "parent", 3]
 
@@ -357,6 +372,9 @@ def test_a_run_sent_to_a_server_arrives_whole(mlflow_server, monkeypatch: pytest
     assert len(sent) == len(files) - 1  # the others went up, from a folder still there
 
 
+HANG_S = 60.0  # a bound on a wait that should not happen: only a hang reaches it
+
+
 def test_opens_go_first_on_one_machine(tmp_path: Path) -> None:
     """A run being opened (``opening``, by any worker of the run directory) holds up the
     next request of every sender (``opens_first``) until it is open, at most ``limit_s``;
@@ -365,20 +383,21 @@ def test_opens_go_first_on_one_machine(tmp_path: Path) -> None:
     import threading
     import time
 
-    assert tracking.opens_first(tmp_path) < 0.5  # nothing being opened: no wait
+    # A limit no wait here reaches: returning before it means it did not wait for it.
+    assert tracking.opens_first(tmp_path, limit_s=HANG_S) < HANG_S  # nothing being opened
     returned = []
     with tracking.opening(tmp_path), tracking.opening(tmp_path):  # two opens at once
         sender = threading.Thread(target=lambda: returned.append(
-            (tracking.opens_first(tmp_path), time.monotonic())))
+            (tracking.opens_first(tmp_path, limit_s=HANG_S), time.monotonic())))
         sender.start()
         sender.join(0.4)
         assert sender.is_alive(), "a request went out while a run was being opened"
         released = time.monotonic()
-    sender.join(5)
+    sender.join(HANG_S)
     waited, at = returned[0]
-    assert at >= released and waited < tracking.OPEN_FIRST_S + 1.0
-    with tracking.opening(tmp_path):
-        assert 0.2 <= tracking.opens_first(tmp_path, limit_s=0.2) < 1.5  # bounded
+    assert at >= released and waited < HANG_S  # went on once the opens ended
+    with tracking.opening(tmp_path):  # held: it waits its limit, then goes on
+        assert tracking.opens_first(tmp_path, limit_s=0.2) >= 0.2
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time; h = open(sys.argv[1], 'a'); "
         "fcntl.flock(h, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)"),
@@ -387,7 +406,7 @@ def test_opens_go_first_on_one_machine(tmp_path: Path) -> None:
     assert tracking.opens_first(tmp_path, limit_s=0.3) >= 0.3
     holder.kill()
     holder.wait()
-    assert tracking.opens_first(tmp_path) < 0.5
+    assert tracking.opens_first(tmp_path, limit_s=HANG_S) < HANG_S  # its lock went with it
 
 
 def test_a_copied_run_directory_gets_its_own_artifact_folder(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.links import mlflow_run_path
 from bench.report import analysis as an
 from bench.report import leaderboard as lb
 from bench.report import plots
@@ -31,7 +32,7 @@ class RunLinks:
                              f"address of the MLflow UI")
 
     def run(self, run_id: str) -> str:
-        return f"{self.base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return self.base.rstrip("/") + mlflow_run_path(self.experiment_id, run_id)
 
 
 class TaskView:
