@@ -31,6 +31,7 @@ import torch
 
 import tasks
 from bench import config
+from bench.cli.workers import resolve_workers
 from bench.config import Configuration, SuiteSpec
 from bench.models import build_model, n_parameters, select_device
 from bench.registry import TASKS
@@ -107,6 +108,12 @@ def offline_spec(args: argparse.Namespace) -> SuiteSpec:
     return config.load_args(argparse.Namespace(**{**vars(args), "set": [*args.set, *offline]}))
 
 
+def budgets(spec: SuiteSpec, configurations: Iterable[Configuration]) -> str:
+    """The training steps of a run per task variant (``Configuration.budget``: a task's own
+    ``steps``, else ``training.steps``; ``--steps`` sets both), e.g. ``adding-T50 1,200``."""
+    return ", ".join(sorted({f"{variant_of(c)} {c.budget(spec):,}" for c in configurations}))
+
+
 def _grid(spec: SuiteSpec, configurations: list[Configuration]) -> None:
     """Per task variant: configurations, runs and training steps (at most: pruning saves;
     a task's own ``steps`` replaces ``training.steps``)."""
@@ -117,8 +124,8 @@ def _grid(spec: SuiteSpec, configurations: list[Configuration]) -> None:
         count[variant_of(configuration)] += 1
         steps[variant_of(configuration)] += runs_each * configuration.budget(spec)
     print(f"suite {spec.name}: {len(configurations)} configurations x ({spec.tuning.trials} "
-          f"trials + {spec.final.seeds} seeds) of {spec.training.steps} steps, batch "
-          f"{spec.training.batch_size}")
+          f"trials + {spec.final.seeds} seeds); steps per run: {budgets(spec, configurations)}; "
+          f"batch {spec.training.batch_size}")
     print(f"{'task variant':16} {'configurations':>14} {'runs':>7} {'steps':>11}")
     for variant, n in count.items():
         print(f"{variant:16} {n:14d} {n * runs_each:7d} {steps[variant]:11,d}")
@@ -139,19 +146,30 @@ def _estimate(spec: SuiteSpec, configurations: list[Configuration], device: torc
         timing = timings[(variant_of(configuration), configuration.model)]
         per_variant[timing.variant] += runs_each * configuration.budget(spec) * timing.step_s
     for variant, seconds in per_variant.items():
-        print(f"{variant:16} {seconds / 3600:8.2f} core-hours of training")
+        print(f"{variant:16} {_core_time(seconds):>16} of training")
     total = sum(per_variant.values())
     saves = ["pruning" if spec.tuning.pruner != "none" else "",
              "stopping solved runs" if spec.training.stop_when_solved else "",
              "the T left out beyond a horizon" if spec.tuning.horizon else ""]
     saved = f"; - what {' and '.join(filter(None, saves))} save" if any(saves) else ""
-    print(f"total: {total / 3600:.2f} core-hours of training; with {workers} worker(s) "
+    print(f"total: {_core_time(total)} of training; with {workers} worker(s) "
           f"about {_wall(total / workers)} of wall time (+ evaluation, diagnostics and "
           f"tracking{saved})")
 
 
+def _core_time(seconds: float) -> str:
+    """Core time in the largest unit that shows it: core-hours, else core-minutes, else
+    core-seconds (a smoke suite's 0.004 core-hours are not '0.00')."""
+    if seconds >= 360:  # 0.1 core-hours
+        return f"{seconds / 3600:.2f} core-hours"
+    return f"{seconds / 60:.1f} core-minutes" if seconds >= 60 else f"{seconds:.1f} core-seconds"
+
+
 def _wall(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+    """Wall time in hours, minutes or seconds (never 'about 0.0 min')."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def _available(spec: SuiteSpec) -> list[Configuration]:
@@ -165,10 +183,9 @@ def _available(spec: SuiteSpec) -> list[Configuration]:
 
 
 def _setup(args: argparse.Namespace) -> tuple[SuiteSpec, torch.device]:
-    if args.workers < 1:
-        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     configure_torch(threads=1)
     spec = offline_spec(args)
+    resolve_workers(args, spec.device)  # not given: what ``gradbench run`` would start here
     return spec, select_device(args.device or spec.device)
 
 
@@ -188,8 +205,8 @@ def cost(args: argparse.Namespace) -> int:
         raise ValueError(f"--timed-steps: must be >= 1, got {args.timed_steps}")
     spec, device = _setup(args)
     configurations = _available(spec)
-    budgets = ", ".join(sorted({f"{variant_of(c)} {c.budget(spec):,}" for c in configurations}))
     print(f"suite {spec.name}: {spec.tuning.trials} trials + {spec.final.seeds} seeds per "
-          f"configuration; steps per run: {budgets}; batch {spec.training.batch_size}")
+          f"configuration; steps per run: {budgets(spec, configurations)}; batch "
+          f"{spec.training.batch_size}")
     _estimate(spec, configurations, device, steps=args.timed_steps, workers=args.workers)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from bench import config
 from bench.cli.view import PlainProgress, SuiteProgress, leaderboard_table, make_console
+from bench.cli.workers import resolve_workers
 from bench.config import SuiteSpec
 from bench.errors import mask_secrets
 from bench.run import pool
@@ -41,11 +43,10 @@ def _whole_suite(path: Path, overrides: dict[str, Any], spec: SuiteSpec) -> Suit
 
 def run(args: argparse.Namespace) -> int:
     """``gradbench run``: prepare, run the workers with progress bars, print the leaderboard."""
-    if args.workers < 1:
-        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     start = time.perf_counter()
     console = make_console()
     spec = config.load_args(args)  # a config error: one line, no worker started
+    why = resolve_workers(args, spec.device)
     whole = _whole_suite(config.suite_path(args.suite), config.cli_overrides(args), spec)
     check_local_inputs(spec)  # the device, the data: likewise
     # The workers start once the config reads well, before this process imports MLflow,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             console.print(f"suite [bold]{spec.name}[/]: {len(suite.configurations)} "
                           f"configurations x ({spec.tuning.trials} trials + "
-                          f"{spec.final.seeds} seeds), {args.workers} worker(s); runs in "
+                          f"{spec.final.seeds} seeds), {args.workers} worker(s){why}; runs in "
                           f"{suite.run_dir}")
         stats = pool.RunStats()
         with _progress(console, suite, args) as progress:
@@ -82,12 +83,26 @@ def run(args: argparse.Namespace) -> int:
         console.print(stats.summary())
     for note in stats.notes:
         console.print(f"[yellow]note:[/] {note}")
+    for error in errors:
+        console.print(f"[red]error:[/] {error}")
     if not args.quiet:
         console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                       f"tracking: {mask_secrets(suite.tracking_uri)}")
-    for error in errors:
-        console.print(f"[red]error:[/] {error}")
+        console.print(next_steps(args), highlight=False, markup=False, soft_wrap=True)
     return 1 if errors else 0
+
+
+def next_steps(args: argparse.Namespace) -> str:
+    """What to do with the results: the report and the UI on this suite, with the same
+    suite, run directory and stores as this command (passwords masked)."""
+    where = [args.suite] if args.suite else []
+    for flag, value in (("--runs-dir", args.runs_dir), ("--tracking-uri", args.tracking_uri),
+                        ("--storage", args.storage)):
+        if value:
+            where += [flag, mask_secrets(str(value))]
+    tail = "".join(f" {shlex.quote(str(w))}" for w in where)
+    return (f"next: the HTML report, and the MLflow UI with optuna-dashboard:\n"
+            f"  gradbench report{tail}\n  gradbench ui{tail}")
 
 
 def _each(*handlers: OnEvent) -> OnEvent:

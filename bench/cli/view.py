@@ -17,16 +17,26 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 PLAIN_EVERY_S = float(os.environ.get("GRADBENCH_PROGRESS_S", "30"))
 Snapshot = Callable[[], Mapping[str, int]]  # jobs done per configuration, read from the storage
 
 
 class SuiteProgress:
-    """Bars: the suite (jobs), and per worker its configuration (jobs) and trial (steps).
+    """Bars: the suite (jobs), and per worker its configuration (jobs) and trial (steps),
+    each with the time elapsed and the time left at its pace so far.
 
     ``refresh`` (a shared storage: other machines work on the suite too) is read at most
     every ``PLAIN_EVERY_S`` seconds and at the end, so that the suite bar counts their runs.
@@ -39,7 +49,9 @@ class SuiteProgress:
         self.refresh = refresh
         self._synced = time.monotonic()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("left"), TimeRemainingColumn(), console=console,
+                                 speed_estimate_period=3600.0)  # runs end minutes apart
         self.suite = self.progress.add_task("suite", total=total, completed=sum(done.values()))
         self.configs = [self.progress.add_task(f"  w{i} configuration", total=per_configuration,
                                                visible=False) for i in range(workers)]
@@ -183,11 +195,37 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def make_console() -> Console:
-    """A console wide enough for the tables, also when output goes to a file or a pipe."""
+    """A console wide enough for the tables, also when output goes to a file or a pipe
+    (140 columns there, unless ``COLUMNS`` says otherwise)."""
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=140)
     return console
+
+
+NUM, KEY, NAME = "num", "key", "name"  # numbers and keys kept whole; names fold at words
+
+
+def _compact(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]],
+             legend: str) -> Table:
+    """A table that reads at 80 columns: short headers explained by ``legend`` (the
+    caption), no vertical rules, numbers and the key column (the configuration's name) never
+    wrapped or cut (each at least as wide as its longest cell), other names wrapped at their
+    words (folded only where a word is longer than the space left)."""
+    table = Table(title=title, caption=legend, box=box.SIMPLE_HEAD, padding=(0, 1),
+                  pad_edge=False, collapse_padding=True, show_edge=False,
+                  caption_justify="left")
+    for i, (header, kind) in enumerate(columns):
+        cells = [Text.from_markup(r[i]).plain for r in rows]
+        if kind == NAME:
+            word = max((len(w) for c in cells for w in c.split()), default=1)
+            table.add_column(header, justify="left", overflow="fold", min_width=min(word, 14))
+        else:
+            table.add_column(header, justify="right" if kind == NUM else "left", no_wrap=True,
+                             min_width=max([len(c) for c in cells] + [len(header)]))
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
@@ -198,38 +236,53 @@ def leaderboard_table(rows: Sequence[Mapping[str, Any]], task: str) -> Table:
                                          -r["mean"] if maximize else r["mean"]))
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")
     better = "higher" if maximize else "lower"
-    table = Table(title=f"{task}: test {metric} over all final seeds ({better} is better; a "
-                  f"diverged seed scores as the trivial predictor)")
-    for column in ("T", "model", "reg", "clip", f"{metric} mean", "std", "seeds", "solved",
-                   "diverged", "steps to solve", "trials c/p/d"):
-        table.add_column(column, justify="left" if column in ("model", "reg", "clip") else "right")
+    cells = []
     for r in ranked:
         std = _fmt(r["std"]) if r["seeds"] > 1 else "-"
         mean = "beyond horizon" if r.get("beyond_horizon") else _fmt(r["mean"])
-        table.add_row(str(r["seq_len"] or "-"), r["model"], r["regularization"], r["clipping"],
+        cells.append([str(r["seq_len"] or "-"), r["model"], r["regularization"], r["clipping"],
                       mean, std, str(r["seeds"]),
                       _fmt(r["solved_rate"], 2), _fmt(r["diverged_rate"], 2),
                       _fmt(r.get("steps_to_solve", math.nan), 0),
-                      f"{r['complete']}/{r['pruned']}/{r['diverged']}")
-    return table
+                      f"{r['complete']}/{r['pruned']}/{r['diverged']}", _edge(r)])
+    return _compact(
+        f"{task}: test {metric} over all final seeds ({better} is better; a diverged seed "
+        f"scores as the trivial predictor)",
+        [("T", NUM), ("model", KEY), ("reg", KEY), ("clip", KEY), ("mean", NUM),
+         ("std", NUM), ("seeds", NUM), ("solved", NUM), ("div", NUM), ("steps", NUM),
+         ("c/p/d", NUM), ("best in range", NAME)], cells,
+        f"mean, std: test {metric} over the final seeds; solved, div: share of seeds that "
+        f"solved the task / diverged; steps: median steps to solve; c/p/d: tuning trials "
+        f"complete / pruned / diverged; reg, clip: the remedies; {EDGE_LEGEND}")
+
+
+EDGE_LEGEND = ("best in range: whether the best trial's log-scale parameters keep clear of "
+               "the outer tenth of their ranges (told from 8 complete trials on)")
+
+
+def _edge(row: Mapping[str, Any]) -> str:
+    """The row's range check (``bench.range_edge``), "-" where there is none; an edge in
+    yellow."""
+    found = str(row.get("range_edge") or "-")
+    return f"[yellow]{found}[/]" if "widen" in found else found
 
 
 def status_table(rows: Sequence[Mapping[str, Any]], title: str,
                  objective: str = "val loss") -> Table:
     """``objective``: what the best value is (the suite's ``tuning.objective``, in words)."""
-    table = Table(title=title)
-    for column in ("configuration", "complete", "pruned", "diverged", "interrupted", "running",
-                   "queued", f"best {objective}", "final seeds"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
-    for r in rows:
-        table.add_row(r["configuration"], *(str(r[k]) for k in (
-            "complete", "pruned", "diverged", "interrupted", "running", "waiting")),
-            _fmt(r["best"]), r["finals"])
-    return table
+    cells = [[r["configuration"], *(str(r[k]) for k in (
+        "complete", "pruned", "diverged", "interrupted", "running", "waiting")),
+        _fmt(r["best"]), r["finals"], _edge(r)] for r in rows]
+    return _compact(title, [("configuration", KEY), ("c", NUM), ("p", NUM), ("d", NUM),
+                            ("i", NUM), ("run", NUM), ("queue", NUM), ("best", NUM),
+                            ("seeds", NUM), ("best in range", NAME)], cells,
+                    f"trials c/p/d/i: complete / pruned / diverged / interrupted; run, queue: "
+                    f"running, queued; best: best {objective}; seeds: final seeds done; "
+                    f"{EDGE_LEGEND}")
 
 
 STATUS_FIELDS = ("configuration", "complete", "pruned", "diverged", "interrupted", "failed",
-                 "running", "waiting", "best", "finals")
+                 "running", "waiting", "best", "finals", "range_edge")
 
 
 def status_json(name: str, rows: Sequence[Mapping[str, Any]]) -> str:

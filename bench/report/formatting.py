@@ -4,22 +4,38 @@ shares, durations, T."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
 
+def number_format(values: Iterable[Any], digits: int = 4) -> Callable[[Any], str]:
+    """One format for all the numbers of a table's column: scientific notation for every
+    one of them when any is below 1e-3 or at least 10**digits (never ``4.12e-04`` beside
+    ``0.001135``), else ``digits`` significant digits; NaN -> '-'."""
+    finite = [abs(v) for v in map(_float, values) if math.isfinite(v) and v != 0]
+    scientific = any(v < 1e-3 or v >= 10**digits for v in finite)
+
+    def form(value: Any) -> str:
+        v = _float(value)
+        if math.isnan(v):
+            return "-"
+        if v == 0:
+            return "0"
+        return f"{v:.2e}" if scientific or math.isinf(v) else f"{v:.{digits}g}"
+
+    return form
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None or pd.isna(value) else float(value)
+
+
 def num(value: Any, digits: int = 4) -> str:
-    """A number for a table: NaN -> '-', small/large in scientific notation."""
-    if value is None or pd.isna(value):
-        return "-"
-    v = float(value)
-    if v == 0:
-        return "0"
-    if abs(v) < 1e-3 or abs(v) >= 1e5:
-        return f"{v:.2e}"
-    return f"{v:.{digits}g}"
+    """A number on its own (a note, a caption): NaN -> '-', small/large in scientific
+    notation. A table's column takes one ``number_format`` for all its cells."""
+    return number_format([value], digits)(value)
 
 
 def plural(n: int, word: str) -> str:

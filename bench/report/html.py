@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ class Table:
     wrap: bool = False  # text cells wrap (tables of sentences)
     links: Sequence[str] = ()  # per row, a URL for the cell of `link_column` ("" for none)
     link_column: int | None = None
+    keys: int = 1  # leading columns that name the row: they stay in view on a narrow screen
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ nav {{ font-size: 0.9rem; background: #f6f8fa; border: 1px solid #d0d7de; border
 nav a {{ margin-right: 1rem; }}
 figure {{ margin: 0.6rem 0 1.2rem; }}
 figure img {{ max-width: 100%; height: auto; display: block; }}
+figure > a.full {{ display: block; }}
 figcaption, .caption {{ font-size: 0.86rem; color: #424a53; max-width: 70rem; }}
 .source {{ font-size: 0.76rem; color: #57606a; max-width: 70rem; overflow-wrap: anywhere;
   margin: 0.2rem 0 0; }}
@@ -123,11 +126,20 @@ figcaption, .caption {{ font-size: 0.86rem; color: #424a53; max-width: 70rem; }}
 .row > * {{ flex: 1 1 20rem; min-width: 0; }}
 table {{ border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0 0.3rem; width: 100%; }}
 th, td {{ padding: 0.2rem 0.4rem; border-bottom: 1px solid #e4e7eb; text-align: right;
-  white-space: nowrap; }}
-th {{ background: #f6f8fa; position: sticky; top: 0; white-space: normal; }}
+  vertical-align: top; }}
+th {{ background: #f6f8fa; position: sticky; top: 0; }}
+td.num span {{ white-space: nowrap; }}
 td.text, th.text {{ text-align: left; }}
 .scroll {{ overflow-x: auto; max-width: 100%; }}
-table.wrap td.text {{ white-space: normal; overflow-wrap: anywhere; min-width: 6rem; }}
+table.wrap td.text {{ overflow-wrap: anywhere; min-width: 6rem; }}
+@media (max-width: 760px) {{
+  main {{ padding: 0.8rem 0.7rem 2rem; }}
+  td.key, th.key {{ position: sticky; left: var(--left); width: var(--w); min-width: var(--w);
+    max-width: var(--w); box-sizing: border-box; overflow-wrap: anywhere; z-index: 1;
+    background: #fff; }}
+  th.key {{ background: #f6f8fa; z-index: 2; }}
+  td.key-last, th.key-last {{ box-shadow: inset -1px 0 #8c959f; }}
+}}
 tr.status-running td {{ background: #fff8c5; }}
 tr.status-incomplete td, tr.status-not-started td {{ background: #f6f8fa; color: #57606a; }}
 tr.status-diverged td, tr.status-all-trials-diverged td {{ background: #ffebe9; }}
@@ -208,7 +220,11 @@ def render_figure(block: Figure) -> str:
         source += " Runs in MLflow: " + ", ".join(_link(url, _e(label))
                                                   for label, url in block.links) + "."
     source = f'<p class="source">{source}</p>' if source else ""
-    return (f'<figure><h4>{_e(block.title)}</h4><img src="{_e(block.uri)}" alt="{_e(alt)}">'
+    image = f'<img src="{_e(block.uri)}" alt="{_e(alt)}">'
+    if block.name:  # the picture beside the page (``figure_images``), at full size
+        full = figure_path(block.name).removesuffix(".csv") + ".png"
+        image = f'<a class="full" href="{_e(full)}" title="the full-size image">{image}</a>'
+    return (f"<figure><h4>{_e(block.title)}</h4>{image}"
             f"<figcaption>{_e(block.caption)}</figcaption>{source}</figure>")
 
 
@@ -232,37 +248,82 @@ def figure_images(sections: Sequence[Section]) -> dict[str, bytes]:
             if isinstance(b, Figure) and b.name and b.uri.startswith(prefix)}
 
 
+# a number as the tables write it: 12, -0.5, 1,200, 4.12e-04, 95%
+_NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?%?")
+# words that may stand beside numbers in a numeric cell (units, 'of', 'to', 'running', inf)
+_NUMERIC_WORDS = frozenset({"of", "to", "x", "s", "ms", "min", "h", "running", "inf", "T"})
+_PLACEHOLDERS = ("-", "")
+
+
 def _numeric(value: str) -> bool:
-    """Right-align numbers, intervals and '-' placeholders; left-align words."""
-    core = value.lstrip("[+-")
-    return value == "-" or core[:1].isdigit() or (core[:1] == "." and core[1:2].isdigit())
+    """A cell of numbers: numbers, intervals, ratios and units only (``0.01 ± 0.002``,
+    ``[0.1, 0.3]``, ``-0.2 -> -0.1 (-0.3 to 0)``, ``2/0/1 of 3 +1 running``, ``1.5 min``);
+    a sentence that starts with a digit is text."""
+    if not _NUMBER.search(value):
+        return False
+    words = re.findall(r"[A-Za-z]+", _NUMBER.sub(" ", value))
+    return all(w in _NUMERIC_WORDS for w in words)
 
 
-def _cell(value: str, column: int, table: Table, url: str = "") -> str:
-    text = _e(value)
+def _column_classes(block: Table) -> list[str]:
+    """``num`` (right-aligned, numbers kept whole) for a column whose every cell that is not
+    a placeholder holds numbers, else ``text`` (left-aligned, wraps): one per column."""
+    out = []
+    for i in range(len(block.columns)):
+        cells = [str(r[i]) for r in block.rows
+                 if i < len(r) and str(r[i]).strip() not in _PLACEHOLDERS]
+        out.append("num" if cells and all(_numeric(c) for c in cells) else "text")
+    return out
+
+
+def _number_chunks(value: str) -> str:
+    """A numeric cell as pieces that never break inside (each number whole): lines may
+    break only before ``->``, ``(`` and ``+`` and after a comma."""
+    parts = re.split(r" (?=->|\(|\+)|(?<=,) ", value)
+    return " ".join(f"<span>{_e(p)}</span>" for p in parts)
+
+
+def _key_styles(block: Table) -> list[str]:
+    """Per key column (``Table.keys``), the width and left offset that keep it in view when
+    a narrow screen scrolls the table sideways: its longest word, 3 to 12 characters (a
+    longer cell wraps), each offset the widths before it (CSS applies them on narrow screens
+    only)."""
+    styles, left = [], "0px"
+    for i in range(min(block.keys, len(block.columns))):
+        words = [w for r in block.rows if i < len(r) for w in str(r[i]).split()]
+        longest = max((len(w) for w in [*words, *block.columns[i].split()]), default=1)
+        chars = min(max(longest + (3 if block.model_column == i else 1), 3), 12)  # bold
+        width = f"calc({chars}ch + 0.8rem)"
+        styles.append(f"--w: {width}; --left: {left}")
+        left = f"calc({left} + {width})"
+    return styles
+
+
+def _cell_tag(tag: str, column: int, cls: str, keys: Sequence[str]) -> str:
+    if column >= len(keys):
+        return f'<{tag} class="{cls}">'
+    last = " key-last" if column == len(keys) - 1 else ""
+    return f'<{tag} class="{cls} key{last}" style="{keys[column]}">'
+
+
+def _cell(value: str, column: int, table: Table, cls: str, keys: Sequence[str],
+          url: str = "") -> str:
+    text = _number_chunks(value) if cls == "num" else _e(value)
     if table.link_column == column:
         text = _link(url, text)
     if table.model_column == column:
         text = f'<span class="dot m-{_css_class(value)}"></span>{text}'
-    return f'<td class="{"num" if _numeric(value) else "text"}">{text}</td>'
-
-
-def _header_classes(block: Table) -> list[str]:
-    """A column is aligned like its first cell that is not a placeholder."""
-    out = []
-    for i in range(len(block.columns)):
-        cells = [str(r[i]) for r in block.rows if i < len(r) and str(r[i]) not in ("-", "")]
-        out.append("num" if cells and _numeric(cells[0]) else "text")
-    return out
+    return f"{_cell_tag('td', column, cls, keys)}{text}</td>"
 
 
 def render_table(block: Table) -> str:
     classes = list(block.row_classes) + [""] * (len(block.rows) - len(block.row_classes))
     links = list(block.links) + [""] * (len(block.rows) - len(block.links))
-    head = "".join(f'<th class="{cls}">{_e(c)}</th>'
-                   for c, cls in zip(block.columns, _header_classes(block), strict=True))
+    columns, keys = _column_classes(block), _key_styles(block)
+    head = "".join(f"{_cell_tag('th', i, cls, keys)}{_e(c)}</th>"
+                   for i, (c, cls) in enumerate(zip(block.columns, columns, strict=True)))
     body = "".join(
-        f'<tr class="{_e(cls)}">' + "".join(_cell(str(v), i, block, url)
+        f'<tr class="{_e(cls)}">' + "".join(_cell(str(v), i, block, columns[i], keys, url)
                                             for i, v in enumerate(row))
         + "</tr>" for row, cls, url in zip(block.rows, classes, links, strict=False))
     title = f"<h4>{_e(block.title)}</h4>" if block.title else ""

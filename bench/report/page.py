@@ -3,27 +3,55 @@ several suites, the comparison), the remedies table and the provenance."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
 from bench import registry
 from bench.report import facts
 from bench.report import leaderboard as lb
-from bench.report.formatting import num, pct, t_label
+from bench.report.formatting import num, number_format, pct, t_label
 from bench.report.html import Note, Section, Table
 from bench.report.results import Results
 
 
 def subtitle(results: Results, board: pd.DataFrame) -> str:
-    """How many configurations (by status), trials and final seeds the page reads."""
+    """How many configurations (by status), trials and final seeds the page reads, and the
+    suite's tasks that have no run, each with the reason."""
     runs = results.runs
     counts = board["status"].value_counts().to_dict() if len(board) else {}
     states = ", ".join(f"{n} {s}" for s, n in counts.items())
+    missing = "".join(f" Task {task} was not run: {reason}." for task, reason in
+                      skipped_tasks(results.config, board).items())
     return (f"{len(board)} configurations ({states}); {int((runs['role'] == 'trial').sum())} "
             f"tuning trials and {int((runs['role'] == 'final').sum())} final seed runs, read "
-            f"from MLflow experiment {results.suite!r}.")
+            f"from MLflow experiment {results.suite!r}.{missing}")
+
+
+def skipped_tasks(config: Mapping[str, Any], board: pd.DataFrame) -> dict[str, str]:
+    """The suite's tasks (its resolved config) without a recorded configuration -> why: the
+    task's own words on its absent data where it reads data (HAR offline: what ``gradbench
+    run`` printed when it left the task out), else that no run of it was recorded."""
+    tasks = config.get("tasks") or {}
+    recorded = set(board["task"].astype(str)) if "task" in board else set()
+    out = {}
+    for name, params in (tasks.items() if isinstance(tasks, Mapping) else ()):
+        if str(name) in recorded:
+            continue
+        reason = None
+        info = facts.task_info(str(name))
+        if info is not None and info.unavailable is not None:
+            given = {k: v for k, v in (params.items() if isinstance(params, Mapping) else ())
+                     if k in info.params}  # its own keys: not the budget (steps)
+            offline = {"download": False} if "download" in info.params else {}  # never here
+            try:
+                reason = info.unavailable({**given, **offline})
+            except Exception as err:  # noqa: BLE001 - broken data: its own error is the reason
+                reason = str(err)
+        out[str(name)] = reason or "no run of it is recorded"
+    return out
 
 
 def overview(board: pd.DataFrame, results: Results) -> Section:
@@ -33,12 +61,15 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
         section.blocks.append(Note("No configuration has been recorded yet.", "warn"))
         return section
     rows, classes = [], []
+    # one format per task's metric (its rows are a block: mse beside mse, not beside acc)
+    means = {task: number_format(part["mean"]) for task, part in board.groupby("task")}
+    score_of = number_format(board["normalized"], 3)
     for (task, _), part in board.groupby(["task", board["seq_len"].astype("Float64")],
                                          sort=False, dropna=False):
         for i, (_, r) in enumerate(lb.best_rows(part, ["model"]).iterrows()):
-            metric = f"{r['metric']} {num(r['mean'])}"
+            metric = f"{r['metric']} {means[task](r['mean'])}"
             rows.append([str(task), t_label(r["seq_len"]), str(r["model"]), str(r["remedy"]),
-                         metric, num(r["normalized"], 3), pct(r["solved_rate"]),
+                         metric, score_of(r["normalized"]), pct(r["solved_rate"]),
                          str(r["status"])])
             classes.append("best" if i == 0 and pd.notna(r["rank"]) else "")
     section.blocks.append(Table(
@@ -46,7 +77,7 @@ def overview(board: pd.DataFrame, results: Results) -> Section:
                                                             "best remedy", "test metric",
                                                             "score / baseline", "solved",
                                                             "status"],
-        rows, row_classes=classes, model_column=2,
+        rows, row_classes=classes, model_column=2, keys=3,
         caption="Models are listed best first; the first row of each task (bold) is the "
                 "overall winner. test metric: mean over all final seeds of the task's headline "
                 f"metric ({_headline_metrics(board)}). score / baseline: test loss divided by "

@@ -5,7 +5,8 @@ Each function takes tidy frames from ``analysis`` (or ``results``) and returns a
 per model everywhere (``model_hex``: the model's record in ``bench.registry``); remedies
 are told apart by line style and marker (``remedy_style``, ``remedy_marker``, from their
 records: the clipping remedy sets the line, the regularization remedy the marker). Call
-``configure()`` once before drawing: it selects the Agg backend and the theme.
+``configure()`` once before drawing: it selects the Agg backend and the theme. The heat maps
+(the score, the gradient flow, importances, the confusion matrix) are in ``heatmaps``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import base64
 import functools
 import io
 import math
-import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.colors import TwoSlopeNorm, to_hex, to_rgb
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -32,6 +31,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from bench import registry
 from bench.registry import MODELS
 from bench.report import facts
+from bench.report.analysis import COUNTED_TRIALS
 
 PALETTE = "colorblind"  # 10 colours; the built-in models' colours are entries of it
 GREY = "#949494"  # the palette's grey: it reads as a reference line, never a model's colour
@@ -144,40 +144,6 @@ def _model_legend(models: Sequence[str], extra: Sequence[Line2D] = ()) -> list[L
     return lines + list(extra)
 
 
-# ------------------------------------------------------------------------------ leaderboard
-
-
-def score_heatmap(grids: Mapping[str, pd.DataFrame]) -> Figure:
-    """Model x remedy heatmaps of the normalised score, one panel per T."""
-    n = len(grids)
-    fig, axes = plt.subplots(1, n, figsize=(min(WIDTH, 4.2 * n + 1), 3.2), squeeze=False)
-    values = np.concatenate([g.to_numpy(dtype=float).ravel() for g in grids.values()])
-    finite = values[np.isfinite(values)]
-    vmax = max(2.0, float(finite.max())) if finite.size else 2.0
-    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=min(vmax, 4.0))
-    for ax, (label, grid) in zip(axes[0], grids.items(), strict=True):
-        data = grid.astype(float)
-        text = data.map(lambda v: "no result" if pd.isna(v) else f"{v:.2f}")
-        ax.set_facecolor("#e6e6e6")
-        ax.grid(False)
-        with warnings.catch_warnings():  # a grid without any result yet is all NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sns.heatmap(data, ax=ax, annot=text.to_numpy(), fmt="", cmap="vlag", norm=norm,
-                        cbar=ax is axes[0][-1], linewidths=0.5, linecolor="white",
-                        cbar_kws={"label": "test loss / baseline"}, annot_kws={"fontsize": 9})
-        for i in range(data.shape[0]):  # seaborn leaves NaN cells without their text
-            for j in range(data.shape[1]):
-                if pd.isna(data.iat[i, j]):
-                    ax.text(j + 0.5, i + 0.5, "no result", ha="center", va="center",
-                            fontsize=8, color="#555555")
-        ax.set_title(label)
-        ax.set_xlabel("remedy")
-        ax.set_ylabel("model" if ax is axes[0][0] else "")
-        ax.tick_params(axis="y", rotation=0)
-    fig.tight_layout()
-    return fig
-
-
 # ------------------------------------------------------------------------------ gradients
 
 
@@ -210,47 +176,6 @@ def gradient_profiles(snapshots: pd.DataFrame) -> Figure:
     axes[0][-1].legend(handles=_model_legend(_models(snapshots), [bound]), fontsize=8,
                        loc="best")
     fig.tight_layout()
-    return fig
-
-
-FLOW_RANGE = 12.0  # decades shown either side of 0 in the gradient-flow heatmap
-
-
-def gradient_flow(flow: pd.DataFrame) -> Figure:
-    """Gradient flow over training: one panel per model, x = time step t, y = the training
-    step of each probe (bottom: initialisation), colour = log10 ||dL/dh_t|| / ||dL/dh_T||
-    (white 0: nothing lost; blue: vanished; red: grew). A ``solved_step`` column marks the
-    first probe at or after the step the run became solved (black line)."""
-    models = _models(flow)
-    values = flow["value"].replace([np.inf, -np.inf], np.nan).dropna()
-    low = max(float(values.min()) if len(values) else -1.0, -FLOW_RANGE)
-    high = min(float(values.max()) if len(values) else 1.0, FLOW_RANGE)
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=min(low, -0.1), vmax=max(high, 0.1))
-    fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 3.4), squeeze=False,
-                             layout="constrained")
-    image = None
-    for ax, model in zip(axes[0], models, strict=True):
-        part = flow[flow["model"] == model]
-        grid = part.pivot_table(index="step", columns="t", values="value", aggfunc="mean")
-        image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", origin="lower",
-                          cmap="coolwarm", norm=norm, interpolation="nearest",
-                          extent=(grid.columns.min() - 0.5, grid.columns.max() + 0.5, -0.5,
-                                  len(grid.index) - 0.5))
-        steps = [int(v) for v in grid.index]
-        ticks = sorted({0, len(steps) - 1, *range(0, len(steps), max(1, len(steps) // 5))})
-        ax.set_yticks(ticks, [str(steps[i]) for i in ticks])
-        solved = part["solved_step"].dropna() if "solved_step" in part else pd.Series()
-        if len(solved):
-            after = [i for i, v in enumerate(steps) if v >= float(solved.min())]
-            if after:
-                ax.axhline(after[0] - 0.5, color="black", lw=1.5)
-        ax.set_title(model, color=color(model))
-        ax.set_xlabel("time step t")
-        ax.grid(False)
-    axes[0][0].set_ylabel("training step (probe)")
-    if image is not None:
-        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.9)
-        bar.set_label("log10 ||dL/dh_t|| / ||dL/dh_T||", fontsize=8)
     return fig
 
 
@@ -391,13 +316,27 @@ def spectral_radius(history: pd.DataFrame) -> Figure:
 # ------------------------------------------------------------------------------ tuning
 
 
+def _last_third_band(ax: plt.Axes, part: pd.DataFrame) -> None:
+    """Shade the last third of the counted trials of the panel's longest search."""
+    counted = part[part["state"].isin(COUNTED_TRIALS)]
+    if counted.empty:
+        return
+    longest = counted.groupby("configuration")["trial_number"].count().idxmax()
+    numbers = sorted(counted.loc[counted["configuration"] == longest, "trial_number"])
+    late = len(numbers) // 3
+    if late:
+        ax.axvspan(numbers[-late] - 0.5, numbers[-1] + 0.5, color=GREY, alpha=0.15, lw=0)
+
+
 def best_so_far(frame: pd.DataFrame) -> Figure:
     """Best validation loss so far against the trial number: one panel per model, one line
-    per remedy (line style)."""
+    per remedy (line style); a grey band marks the last third of the trials
+    (``analysis.last_third``'s: the last ``n // 3`` of the n a budget counts)."""
     models = _models(frame)
     fig, axes = plt.subplots(1, len(models), figsize=(WIDTH, 2.9), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         part = frame[frame["model"] == model]
+        _last_third_band(ax, part)
         for _, rows in part.groupby("remedy"):
             ok = rows[rows["best"].notna()]
             pair = str(rows["regularization"].iloc[0]), str(rows["clipping"].iloc[0])
@@ -422,24 +361,6 @@ def best_so_far(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-def importance_heatmap(table: pd.DataFrame) -> Figure:
-    """Configuration x hyperparameter importance (rows sum to 1)."""
-    height = 1.0 + 0.28 * len(table)
-    fig, ax = plt.subplots(figsize=(min(WIDTH, 2.8 + 1.3 * table.shape[1]), height))
-    sns.heatmap(table.astype(float), ax=ax, annot=True, fmt=".2f", cmap="Blues", vmin=0,
-                vmax=1, linewidths=0.5, linecolor="white", cbar_kws={"label": "importance"},
-                annot_kws={"fontsize": 8})
-    ax.set_facecolor("#e6e6e6")
-    ax.grid(False)
-    ax.set_xlabel("hyperparameter")
-    ax.set_ylabel("")
-    for label in ax.get_yticklabels():
-        label.set_color(color(label.get_text().split("/")[1] if "/" in label.get_text()
-                              else ""))
-    fig.tight_layout()
-    return fig
-
-
 # ------------------------------------------------------------------------------ sweep, HAR
 
 
@@ -460,25 +381,6 @@ def seq_len_sweep(board: pd.DataFrame) -> Figure:
     axes[0][0].set_ylabel("test loss / baseline")
     extra = [Line2D([], [], color="0.35", ls=":", label="baseline")]
     axes[0][-1].legend(handles=_model_legend(_models(board), extra), fontsize=8, **OUTSIDE)
-    fig.tight_layout()
-    return fig
-
-
-def confusion_heatmap(matrix: pd.DataFrame) -> Figure:
-    """Row-normalised confusion matrix (each row: where the windows of one true class went)."""
-    counts = matrix.to_numpy(dtype=float)
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    labels = [[f"{s:.0%}\n({int(c)})" for s, c in zip(rs, rc, strict=True)]
-              for rs, rc in zip(share, counts, strict=True)]
-    fig, ax = plt.subplots(figsize=(WIDTH * 0.55, 4.6))
-    sns.heatmap(pd.DataFrame(share, index=matrix.index, columns=matrix.columns), ax=ax,
-                annot=np.array(labels), fmt="", cmap="Blues", vmin=0, vmax=1,
-                linewidths=0.5, linecolor="white", cbar_kws={"label": "share of the true class"},
-                annot_kws={"fontsize": 7})
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
-    ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig
 

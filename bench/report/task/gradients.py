@@ -20,8 +20,8 @@ from bench.names import (
     VAL_LOSS,
 )
 from bench.report import analysis as an
-from bench.report import facts, plots
-from bench.report.formatting import num, plural, where
+from bench.report import facts, heatmaps, plots
+from bench.report.formatting import number_format, plural, where
 from bench.report.html import Note, Row, Table
 from bench.report.task.view import TaskView
 
@@ -71,13 +71,18 @@ def flow(view: TaskView, profiles: pd.DataFrame, ids: Sequence[str]) -> list[Any
     flow = flow.merge(view.runs[columns], on="run_id").rename(
         columns={STEPS_TO_SOLVE: "solved_step"})
     return [view.figure(
-        "flow", "Gradient flow over training", plots.gradient_flow(flow),
+        "flow", "Gradient flow over training", heatmaps.gradient_flow(flow),
         f"Each panel: one model's best configuration{where(view.longest)}, first final "
         f"seed. A row is one probe of the fixed probe batch (bottom: initialisation, then "
         f"every diagnostics.probe_every steps and after the last update); a cell is "
         f"log10 of ||dL/dh_t|| over ||dL/dh_T|| at that probe. Grey (0): the gradient "
         f"reaches step t undiminished; blue: it vanished on its way back (-3 = 1000 times "
-        f"smaller); red: it grew. {facts.read_at(view.task)} Read upwards to see when during "
+        f"smaller); red: it grew. White: ||dL/dh_t|| is exactly 0 there (it underflowed: "
+        f"no gradient at all reaches that step, and its log is -inf). The colour scale "
+        f"stops at {heatmaps.FLOW_RANGE:g} decades either way: a cell beyond takes the end "
+        f"colour, and the colour bar's triangle and '<= -{heatmaps.FLOW_RANGE:g}' (or "
+        f"'>= {heatmaps.FLOW_RANGE:g}') mark it (the figure's data hold every value). "
+        f"{facts.read_at(view.task)} Read upwards to see when during "
         f"training gradients start to flow back to the early steps. A black line: the "
         f"first probe after the run met the task's solved rule on the validation set "
         f"(its steps to solve).", flow, ids)]
@@ -106,7 +111,7 @@ def _factor_table(view: TaskView) -> list[Any]:
     info = view.runs.drop_duplicates("configuration").set_index("configuration")
     paths = snaps.groupby("configuration")["path"].first()
     order = facts.model_order(view.top["model"].astype(str))
-    rows = []
+    split = {}
     for configuration in runs:
         init = medians[(medians["configuration"] == configuration)
                        & (medians["when"] == "at initialisation")]
@@ -114,12 +119,15 @@ def _factor_table(view: TaskView) -> list[Any]:
             continue
         end = medians[(medians["configuration"] == configuration)
                       & (medians["when"] == "after training")]
-        r, e = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
-        pair = [f"{num(r[k], 3)} -> {num(e[k], 3)}" for k in
-                ("fprime_log10", "w_hh_log10", "step_log10_ratio", "slope", "carry_share",
-                 "fprime_all_units")]
+        split[configuration] = init.iloc[0], (end.iloc[0] if len(end) else init.iloc[0])
+    rows = []
+    forms = {k: number_format([v for r, e in split.values() for v in (r[k], e[k])] + (
+        [v for _, e in split.values() for v in (e["slope_low"], e["slope_high"])]
+        if k == "slope" else []), 3) for k in _SPLIT_COLUMNS}
+    for configuration, (r, e) in split.items():
+        pair = [f"{forms[k](r[k])} -> {forms[k](e[k])}" for k in _SPLIT_COLUMNS]
         if e["runs"] > 1:
-            pair[3] += f" ({num(e['slope_low'], 3)} to {num(e['slope_high'], 3)})"
+            pair[3] += f" ({forms['slope'](e['slope_low'])} to {forms['slope'](e['slope_high'])})"
         model = str(info.loc[configuration, "model"])
         remedy = facts.remedy_label(info.loc[configuration, "regularization"],
                                     info.loc[configuration, "clipping"])
@@ -130,8 +138,13 @@ def _factor_table(view: TaskView) -> list[Any]:
         ["model", "remedy", "path", "f' factor", "W_hh factor",
          "per-step log ratio (= f' + W_hh)", "slope of log10 ||dL/dh_t|| (range over runs)",
          "carry share", "typical f' over all units, not on the path", "runs"], rows,
-        model_column=0, caption=_FACTOR_TABLE_CAPTION.format(where=where(view.longest)))] + \
+        model_column=0, keys=2,
+        caption=_FACTOR_TABLE_CAPTION.format(where=where(view.longest)))] + \
         _unavailable_notes(snaps)
+
+
+_SPLIT_COLUMNS = ("fprime_log10", "w_hh_log10", "step_log10_ratio", "slope", "carry_share",
+                  "fprime_all_units")
 
 
 _FACTOR_TABLE_CAPTION = (
@@ -213,10 +226,10 @@ def _ratio_table(ratios: pd.DataFrame) -> Table:
     """log10 of the first / last step's gradient norm per model, at init and after."""
     pivot = ratios.pivot_table(index="model", columns="when", values="log10_ratio")
     rows = []
+    form = number_format(pivot.to_numpy().ravel(), 3)
     for model in facts.model_order(pivot.index.tolist()):
         r = pivot.loc[model]
-        rows.append([model, num(r.get("at initialisation"), 3),
-                     num(r.get("after training"), 3)])
+        rows.append([model, form(r.get("at initialisation")), form(r.get("after training"))])
     return Table("Gradient ratio first / last step", ["model", "log10 ratio at init",
                                                      "after training"], rows,
                  model_column=0,
