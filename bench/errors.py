@@ -11,11 +11,13 @@ import errno
 import os
 import re
 
-_SECRET_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+# The user may be empty (libpq takes ``postgresql://:secret@h``).
+_SECRET_RE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 
 
 def mask_secrets(text: str) -> str:
-    """Hide the password of every URL in ``text``: ``postgresql://u:secret@h`` -> ``u:***@h``."""
+    """Hide the password of every URL in ``text``, however many a line holds:
+    ``postgresql://u:secret@h`` -> ``u:***@h``."""
     return _SECRET_RE.sub(lambda m: f"{m.group('head')}***@", text)
 
 

@@ -9,11 +9,13 @@ import importlib
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from bench import config
 from bench.config import ConfigError
@@ -447,7 +449,13 @@ def test_orth_rnn_runs_in_a_suite_like_the_others(tmp_path: Path) -> None:
     records = _suite_runs(runs / "orth", "orth")
     finals = [r for r in records if r.tags.get("role") == "final"
               and r.tags["model"] == "orth-rnn"]
-    assert finals and all(r.status in ("FINISHED", "FAILED") for r in finals)
+    # every configuration's every seed ran to its end (a diverged one too: a result), none
+    # failed
+    seeds = yaml.safe_load((runs / "orth" / "config.yaml").read_text())["final"]["seeds"]
+    per_configuration = Counter(r.tags["configuration"] for r in finals)
+    assert per_configuration and set(per_configuration.values()) == {seeds}, per_configuration
+    assert [(r.status, r.tags["state"]) for r in finals if r.status != "FINISHED"
+            or r.tags["state"] == "failed"] == []
     source = ResultsSource(default_tracking_uri(runs / "orth"), "orth")
     profile = source.tables([finals[0].run_id], PROFILES_TABLE)
     first = profile[(profile["step"] == 0) & (profile["kind"] == "h")]

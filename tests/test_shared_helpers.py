@@ -50,3 +50,34 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
         "line 3: from .test_y (share it through testkit/)",
         "line 4: testkit.servers._hidden is private",
         "line 5: from tests.run.test_suite (share it through testkit/)"]
+
+
+def test_a_wait_fails_with_the_last_error_or_at_once_on_another() -> None:
+    """``wait_until``: an error named as "not yet" is kept and said at the deadline; any
+    other error ends the wait at once with its own message; the value that holds is
+    returned."""
+    from testkit.waiting import wait_until
+
+    calls: list[int] = []
+
+    def refused() -> bool:
+        calls.append(1)
+        raise ConnectionRefusedError(f"refused, try {len(calls)}")
+
+    with pytest.raises(AssertionError, match=r"the server answering: not so within 0 s; "
+                                             r"last error: ConnectionRefusedError: refused, "
+                                             r"try \d+") as raised:
+        wait_until(refused, what="the server answering", timeout=0.05, every=0.01,
+                   passing=(OSError,))
+    assert isinstance(raised.value.__cause__, ConnectionRefusedError) and len(calls) >= 2
+
+    def damaged() -> bool:
+        calls.append(1)
+        raise ValueError("journal line 3 is not JSON")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="journal line 3"):
+        wait_until(damaged, what="a trial", timeout=600, passing=(OSError,))
+    assert len(calls) == 1  # at once, not at the deadline
+    answers = iter([0, [], ["ready"]])
+    assert wait_until(lambda: next(answers), what="ready", every=0) == ["ready"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import error_line, full_disk, full_disk_line
+from bench.errors import error_line, full_disk, full_disk_line, mask_secrets
 from bench.processes import process_alive
 
 if TYPE_CHECKING:  # the suite's module imports MLflow and Optuna: not before the workers
@@ -68,12 +68,21 @@ def _worker_entry(index: int, inbox: Any, events: Any, command_pid: int,
     except KeyboardInterrupt:
         emit("interrupted", {"worker": index})
     except Exception as err:  # reported by the parent in one line, which exits non-zero
-        line = full_disk_line(err) if full_disk(err) else error_line(err, with_type=True,
-                                                                       limit=500)
-        emit("error", {"worker": index, "error": line})
-        if verbose:
-            traceback.print_exc()
+        report_error(index, err, emit, verbose=verbose)
         sys.exit(1)
+
+
+def report_error(index: int, err: BaseException,
+                 emit: Callable[[str, dict[str, Any]], None], *, verbose: bool) -> None:
+    """What worker ``index`` says of the error that ends it, every line masked: one line to
+    the parent (``emit``), and with ``verbose`` the traceback on stderr (a storage error's
+    traceback quotes its URL, password and all)."""
+    line = full_disk_line(err) if full_disk(err) else error_line(err, with_type=True,
+                                                                   limit=500)
+    emit("error", {"worker": index, "error": line})
+    if verbose:
+        sys.stderr.write(mask_secrets("".join(traceback.format_exception(err))))
+        sys.stderr.flush()
 
 
 GRACE_AFTER_COMMAND_S = 5.0  # a worker whose command died: time to mark its trial
@@ -281,7 +290,7 @@ class RunStats:
             for phase, seconds in times.items():
                 self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
         elif kind == "note":
-            self.notes.append(f"worker {payload['worker']}: {payload['message']}")
+            self.notes.append(f"worker {payload['worker']}: {mask_secrets(payload['message'])}")
 
     def summary(self) -> str:
         if not self.jobs:

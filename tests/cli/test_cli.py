@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -26,6 +26,7 @@ from testkit.processes import (
 )
 from testkit.servers import free_port
 from testkit.suites import journal_with_a_study
+from testkit.waiting import wait_until
 
 
 def test_help_imports_nothing_heavy() -> None:
@@ -199,46 +200,45 @@ def test_ui_serves_the_store_and_stops_its_process_group(tmp_path: Path, how: st
     client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
     client.create_experiment("smoke")
     journal_with_a_study(run_dir)  # optuna-dashboard starts beside the MLflow UI
-    port, dashboard_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "ui", "smoke", "--runs-dir", str(tmp_path / "runs"),
-         "--port", str(port), "--dashboard-port", str(dashboard_port)],
+         "--port", str(free_port()), "--dashboard-port", str(free_port())],
         start_new_session=True, stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     seen: list[str] = []
     try:
         # the links are printed once both servers answer: stopping before that would be a
         # different case (the command stopped while starting them)
         wait_for_line(read_lines(proc), "Ctrl-C stops", seen, timeout=120)
-        deadline = time.monotonic() + 90
-        body = b""
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/"
-                                            "experiments/get-by-name?experiment_name=smoke",
-                                            timeout=2) as response:
-                    body = response.read()
-                break
-            except OSError:
-                time.sleep(0.5)
+        # where they answer: the ports asked for, or the next free ones when taken meanwhile
+        printed = "".join(seen)
+        port = int(re.search(r"MLflow UI: http://127\.0\.0\.1:(\d+)/", printed)[1])
+        dashboard_port = int(re.search(r"optuna-dashboard: http://127\.0\.0\.1:(\d+)/",
+                                       printed)[1])
+
+        def experiment() -> bytes:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/"
+                                        "get-by-name?experiment_name=smoke",
+                                        timeout=10) as response:
+                return bytes(response.read())
+
+        body = wait_until(experiment, what="the MLflow UI answering", timeout=90,
+                          every=0.5, passing=(OSError,))
         assert b'"name": "smoke"' in body or b'"name":"smoke"' in body
         assert listening_addresses(port) == {"127.0.0.1"}  # loopback only
-        deadline = time.monotonic() + 60
-        while not listening_addresses(dashboard_port) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: listening_addresses(dashboard_port), what="the dashboard listening",
+                   timeout=60, every=0.5)
         assert listening_addresses(dashboard_port) == {"127.0.0.1"}
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             proc.terminate()  # `kill PID`: the ui process only, not the server's group
         assert proc.wait(timeout=90) == 0  # generous: a loaded machine is slow
-        deadline = time.monotonic() + 15
-        while (group_alive(proc.pid) or listening_addresses(port)
-               or listening_addresses(dashboard_port)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: not (group_alive(proc.pid) or listening_addresses(port)
+                                or listening_addresses(dashboard_port)),
+                   what="the servers gone", timeout=60)
         assert not group_alive(proc.pid)
         assert not listening_addresses(port)  # the server and its workers are gone too
         assert not listening_addresses(dashboard_port)
-        printed = "".join(seen)
         assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments/" in printed
         assert "runs?workflowType=machine_learning" in printed  # the runs table, not GenAI
         assert f"optuna-dashboard: http://127.0.0.1:{dashboard_port}/dashboard" in printed

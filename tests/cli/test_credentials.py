@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import yaml
 from bench import config, tuning
 from bench.cli import serve
 from bench.cli.main import main
+from testkit.waiting import wait_until
 
 PASSWORD = "s3cret-pw"  # testkit.servers.create_database's (trust authentication ignores it)
 
@@ -54,7 +54,7 @@ def test_no_password_on_the_command_lines_of_the_ui_servers(tmp_path: Path,
     """``gradbench ui``'s servers on stores with a password: the MLflow UI on a PostgreSQL
     tracking store and optuna-dashboard on a PostgreSQL storage. Both answer; no command line
     on the host holds the password, theirs and their workers' included."""
-    from testkit.servers import create_database, free_port
+    from testkit.servers import PORT_TRIES, create_database, free_port
 
     tracking = create_database(postgres, "ui_tracking")
     storage = create_database(postgres, "ui_storage")
@@ -63,14 +63,22 @@ def test_no_password_on_the_command_lines_of_the_ui_servers(tmp_path: Path,
     tuning.create_studies(tuning.open_storage(storage, tmp_path), spec, config.expand(spec)[:1])
     servers = [serve.mlflow_server(tracking, "127.0.0.1", free_port(), "/"),
                serve.dashboard_server(storage, tmp_path, "127.0.0.1", free_port())]
+    exits: list[str] = []
+
+    def answering() -> bool:
+        for server in servers:
+            assert server.proc is not None
+            if server.proc.poll() is not None:  # its port taken meanwhile: on another one
+                exits.append(f"{server.name} exit {server.proc.returncode}")
+                assert len(exits) < PORT_TRIES, f"the servers keep stopping: {exits}"
+                server.port = free_port()
+                server.start()
+        return all(server.answers() for server in servers)
+
     try:
         for server in servers:
             server.start()
-        deadline = time.monotonic() + 120
-        while not all(server.answers() for server in servers):
-            assert all(s.proc is not None and s.proc.poll() is None for s in servers)
-            assert time.monotonic() < deadline, "the servers did not answer"
-            time.sleep(0.5)
+        wait_until(answering, what="both servers answering", timeout=120, every=0.5)
         seen = [line for line in _cmdlines() if "mlflow" in line or "bench.cli.serve" in line]
         assert any("mlflow server" in line for line in seen), seen
         assert not [line for line in _cmdlines() if PASSWORD in line]

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from rich.console import Console
 import bench
 from bench.cli.main import build_parser, main, packaged_suites
 from bench.cli.view import PlainProgress
+from testkit.har import make_fixture, write_dir
+from testkit.waiting import wait_until
 
 
 def _options(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:
@@ -51,7 +52,7 @@ def test_version_and_packaged_suites_in_run_help(capsys: pytest.CaptureFixture[s
     names = sorted(p.stem for p in (Path(bench.__file__).parent / "configs").glob("*.yaml"))
     assert packaged_suites() == names and {"smoke", "default", "full"} <= set(names)
     assert f"packaged suites: {', '.join(names)}" in " ".join(out.split())
-    assert "(default: 1)" in out  # --workers
+    assert "(default: one per core, no more than free memory holds" in " ".join(out.split())
 
 
 def _plain(total: int, done: dict[str, int], refresh=None) -> tuple[PlainProgress, io.StringIO]:
@@ -67,11 +68,13 @@ def test_plain_progress_prints_steady_lines_with_counts_and_time_left() -> None:
         progress("start", {"worker": 1, "configuration": "b", "role": "trial", "steps": 5})
         progress("end", {"worker": 1, "configuration": "b", "role": "trial",
                          "outcome": "diverged"})
-        time.sleep(0.3)
+        # at a steady pace, without any event: two lines come by themselves
+        wait_until(lambda: len(buffer.getvalue().splitlines()) >= 2, what="two steady lines",
+                   timeout=60, every=0.05)
     lines = buffer.getvalue().strip().splitlines()
-    assert len(lines) >= 3  # at a steady pace, without any event, and once at the end
+    assert len(lines) >= 3  # and once more at the end
     pattern = r"\d\d:\d\d:\d\d progress: 3/10 runs done \(30%\), 1 running, 1 diverged; " \
-              r"elapsed 0m00s, about \d+m\d\ds left"
+              r"elapsed \d+m\d\ds, about \d+m\d\ds left"  # times: their form, not their value
     assert re.fullmatch(pattern, lines[-1]), lines[-1]
 
 
@@ -114,11 +117,14 @@ def test_dry_run_prints_the_grid_and_cost_and_writes_nothing(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr
     assert _files(tmp_path) == before  # no run directory, no store, no cache, nothing
     text = out.stdout
-    assert "suite smoke: 16 configurations x (2 trials + 1 seeds) of 30 steps" in text
+    assert "suite smoke: 16 configurations x (2 trials + 1 seeds); steps per run: adding-T10 " \
+        "30, copy-T5 30; batch 16" in text
     assert re.search(r"adding-T10\s+8\s+24\s+720", text)  # configurations, runs, steps
     assert re.search(r"total\s+16\s+48\s+1,440", text)
     assert re.search(r"adding-T10\s+lstm\s+\d+\s+\d+\.\d\d", text)  # timed here
-    assert "core-hours of training; with 2 worker(s) about" in text
+    # 1,440 short steps: core-seconds, not '0.00 core-hours'
+    assert re.search(r"total: \d+\.\d core-(seconds|minutes) of training; with 2 worker\(s\) "
+                     r"about \d+ s of wall time", text), text
 
 
 def test_cost_command_and_the_benchmarks_script(tmp_path: Path) -> None:
@@ -158,3 +164,98 @@ def test_verbose_shows_the_traceback_of_an_error(tmp_path: Path) -> None:
     assert quiet.returncode == loud.returncode == 2
     assert "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
     assert "Traceback" in loud.stderr and "trainig" in loud.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", packaged_suites())
+def test_models_narrow_every_packaged_suite(name: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--models lstm,gru`` on a suite whose search ranges name other models: those ranges
+    are left aside, and the header shows the steps each run trains (a task's own, else
+    ``training.steps``). Steps are not timed here (the dry run's own test times them)."""
+    from bench import config
+    from bench.cli import cost
+
+    monkeypatch.setattr(cost, "step_time", lambda *args, **kwargs: 1e-3)
+    for module in ("archive", "cache"):  # the fixture is a small copy of the HAR data
+        monkeypatch.setattr(f"tasks.har_data.{module}._check_counts", lambda *args: None)
+    har = ["--data-dir", str(write_dir(make_fixture().files, tmp_path)), "--set",
+           "tasks.har.val_subjects=1"] if "har" in dict(config.load(name).tasks) else []
+    assert main(["run", name, "--models", "lstm,gru", "--dry-run", *har]) == 0
+    out = capsys.readouterr().out
+    spec = config.load(name, {"models": ["lstm", "gru"], "data_dir": har[1] if har else None,
+                              "set": har[3:]})
+    runnable = config.expand(spec)
+    assert "skipped task" not in out and {c.model for c in runnable} == {"lstm", "gru"}
+    header = next(line for line in out.splitlines() if line.startswith(f"suite {name}:"))
+    for c in runnable:
+        assert f"{c.variant} {c.budget(spec):,}" in header
+    assert "dry run: nothing was written" in out
+
+
+def test_cost_and_wall_time_show_a_unit_that_is_not_zero() -> None:
+    from bench.cli.cost import _core_time, _wall
+
+    assert _core_time(14.4) == "14.4 core-seconds" and _core_time(90) == "1.5 core-minutes"
+    assert _core_time(5400) == "1.50 core-hours"
+    assert (_wall(7.2), _wall(150), _wall(7200)) == ("7 s", "2.5 min", "2.0 h")
+
+
+def test_the_default_workers_follow_cores_memory_and_devices(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.cli import workers
+
+    monkeypatch.setattr(workers, "cores", lambda: 8)
+    monkeypatch.setattr(workers, "free_memory", lambda: 32 * workers.WORKER_BYTES)
+    monkeypatch.setattr(workers, "cuda_devices", lambda: 0)
+    assert workers.default_workers("auto") == (8, "8 core(s)")
+    monkeypatch.setattr(workers, "free_memory", lambda: 3 * workers.WORKER_BYTES + 5)
+    n, why = workers.default_workers("cpu")
+    assert n == 3 and "3.0 GiB free (about 1 GiB a worker)" in why
+    monkeypatch.setattr(workers, "cuda_devices", lambda: 2)
+    assert workers.default_workers("auto")[0] == 2 and workers.default_workers("cpu")[0] == 3
+    assert workers.default_workers("cuda:1")[0] == 1
+    args = argparse.Namespace(workers=None)
+    assert workers.resolve_workers(args, "cuda") == " (8 core(s), 3.0 GiB free (about 1 GiB " \
+        "a worker), 2 CUDA device(s))" and args.workers == 2
+    with pytest.raises(ValueError, match="--workers: must be >= 1, got 0"):
+        workers.resolve_workers(argparse.Namespace(workers=0), "cpu")
+
+
+@pytest.mark.slow
+def test_a_finished_suite_reads_whole_at_80_columns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The leaderboard, `status` and the closing lines of a finished small suite in an
+    80-column terminal: every number of the leaderboard (from the suite's Optuna records)
+    and every configuration's name whole, and the next commands named."""
+    from bench import config, tuning
+    from bench.run import suite as suites
+    from testkit.suites import SMALL, write_suite
+
+    monkeypatch.setenv("COLUMNS", "80")
+    path = write_suite(tmp_path, SMALL)
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs-dir", str(runs), "--workers", "2"]) == 0
+    assert main(["status", str(path), "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines()  # a command is one line, to copy whole
+             if not line.startswith("  gradbench ")]
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "…" not in out  # nothing cut
+    spec = config.load(path, {})
+    storage = tuning.open_storage(None, runs / SMALL["name"])
+    numbers = []
+    for configuration in config.expand(spec):
+        row = suites.board_row(configuration, *suites.records(storage, spec, configuration))
+        numbers += [f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['solved_rate']:.2f}",
+                    f"{row['diverged_rate']:.2f}",
+                    f"{row['complete']}/{row['pruned']}/{row['diverged']}"]
+        assert re.search(rf"(?m)^{re.escape(configuration.name)} ", out), configuration.name
+    words = set(out.split())
+    missing = [n for n in numbers if n not in words]
+    assert missing == [], missing
+    runs_dir = str(runs)
+    assert f"\n  gradbench report {path} --runs-dir {runs_dir}\n" in out
+    assert f"\n  gradbench ui {path} --runs-dir {runs_dir}\n" in out
+

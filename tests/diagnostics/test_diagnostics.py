@@ -447,7 +447,7 @@ def test_copy_also_records_the_profile_of_the_recall_loss_alone() -> None:
     assert {"h", "bound", "h_memory", "bound_memory"} <= kinds
     memory = [row.norm for row in out.profiles if row.kind == "h_memory"]
     grads = probe_gradients(model, task.memory_loss, x, y)
-    assert memory == pytest.approx(example_norms(grads.h).mean(dim=0).tolist())
+    assert memory == pytest.approx(grads.h.square().sum(dim=-1).sqrt().mean(dim=0).tolist())
     # The recall loss reads the last 10 steps only: no direct term before them, and it is
     # not the full loss (whose blanks dominate).
     assert float(example_norms(grads.direct)[:, :-10].max()) == 0.0

@@ -9,7 +9,7 @@ import torch
 from bench import train as train_module
 from bench.diagnostics.paths import log10_mean_factor
 from bench.models import ModelSizes, build_model
-from bench.remedies import l2, l2_all, value, weight
+from bench.remedies import l2, l2_all, norm, value, weight
 from bench.train import TrainConfig, train
 from tasks import adding
 
@@ -111,6 +111,23 @@ def test_value_clipping_bounds_every_entry(monkeypatch: pytest.MonkeyPatch) -> N
     assert bool(value.clip(params, torch.tensor(0.0), {"clip_value": 1.0}))
     assert params[0].grad.tolist() == [[0.5, -1.0]] and torch.equal(params[1].grad, grads[1])
     assert not bool(value.clip(params, torch.tensor(0.0), {"clip_value": 1.0}))
+
+
+@pytest.mark.parametrize(("tau", "scale"), [(2.0, 2.0 / (5.0 + 1e-6)), (10.0, 1.0)])
+def test_norm_clipping_rescales_to_tau_exactly_when_above(tau: float, scale: float) -> None:
+    """Gradients (3, 0) and (0, 4): global norm 5. Above tau every entry is scaled by
+    tau / (5 + 1e-6), so the norm becomes tau; below tau nothing changes."""
+    grads = [torch.tensor([3.0, 0.0], dtype=torch.float64),
+             torch.tensor([[0.0], [4.0]], dtype=torch.float64)]
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    clipped = norm.clip(params, torch.tensor(5.0, dtype=torch.float64), {"clip": tau})
+    assert bool(clipped) == (tau < 5.0)
+    for p, g in zip(params, grads, strict=True):
+        assert torch.equal(p.grad, g * scale)
+    after = sum(float(p.grad.square().sum()) for p in params) ** 0.5
+    assert after == pytest.approx(min(5.0, tau), rel=1e-6)
 
 
 class _SpectralCheck:

@@ -66,9 +66,9 @@ def _suite(metric: str, direction: str, values: dict[str, list[float]]) -> pd.Da
 
 
 def test_mean_ci_uses_student_t() -> None:
-    mean, std, low, high = st.mean_ci([1.0, 2.0, 3.0])
-    assert (mean, std) == (2.0, 1.0)
-    assert high - mean == pytest.approx(4.303 / math.sqrt(3), abs=5e-4)  # the t table's digits
+    mean, std, low, high = st.mean_ci([1.0, 2.0, 6.0])  # uneven: the median would be 2
+    assert mean == pytest.approx(3.0) and std == pytest.approx(math.sqrt((4 + 1 + 9) / 2))
+    assert (high - mean) * math.sqrt(3) / std == pytest.approx(4.303, abs=5e-4)  # t table
     assert low == pytest.approx(2 * mean - high)
     one = st.mean_ci([0.5])
     assert one[0] == 0.5 and all(math.isnan(v) for v in one[1:])
@@ -77,15 +77,17 @@ def test_mean_ci_uses_student_t() -> None:
 
 
 def test_leaderboard_ranks_by_the_metric_direction() -> None:
+    # three uneven seeds: a median (0.02) or a population std would show
     mse = lb.leaderboard(_suite("mse", "minimize", {
-        "adding-T10/rnn/none/none": [0.2, 0.3], "adding-T10/lstm/none/none": [0.01, 0.03]}),
-        {"trials": 2, "seeds": 2})
+        "adding-T10/rnn/none/none": [0.2, 0.3, 0.25],
+        "adding-T10/lstm/none/none": [0.01, 0.02, 0.06]}), {"trials": 2, "seeds": 3})
     assert mse["model"].tolist() == ["lstm", "rnn"]
     assert mse["rank"].tolist() == [1, 2]
     best = mse.iloc[0]
-    assert best["mean"] == pytest.approx(0.02) and best["std"] == pytest.approx(math.sqrt(2e-4))
-    assert best["normalized"] == pytest.approx(0.04)
-    assert best["status"] == "done" and best["complete"] == 2 and best["seeds"] == 2
+    assert best["mean"] == pytest.approx(0.03)
+    assert best["std"] == pytest.approx(math.sqrt((0.02**2 + 0.01**2 + 0.03**2) / 2))
+    assert best["normalized"] == pytest.approx(0.06)  # each seed's test/normalized: v / 0.5
+    assert best["status"] == "done" and best["complete"] == 2 and best["seeds"] == 3
 
     acc = lb.leaderboard(_suite("acc", "maximize", {
         "har/rnn/none/none": [0.6, 0.7], "har/lstm/none/none": [0.9, 0.92]}))
@@ -138,7 +140,7 @@ def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
     assert row["diverged_rate"] == pytest.approx(1 / 3)
     assert row["normalized"] == pytest.approx((0.06 + 0.18 + 1.0) / 3)
     assert row["steps_to_solve"] == 300.0
-    assert st.seed_values(frame, config, "mse") == pytest.approx([0.01, 0.03, 0.17])
+    assert st.seed_scores(frame, config, "mse") == pytest.approx({1: 0.01, 2: 0.03, 3: 0.17})
     assert an.baseline_of(frame[frame["role"] == "final"]) == 0.17
     measured = an.empirical_baselines(frame, "adding", 10, "mse")
     assert measured["test_loss"] == 0.17 and math.isnan(measured["val_loss"])
@@ -168,7 +170,7 @@ def test_the_report_and_the_terminal_count_the_same_seeds_alike() -> None:
         (4, 0.5, 200.0)
 
 
-def test_permutation_test_and_bootstrap_interval() -> None:
+def test_permutation_test_and_t_interval_of_the_difference() -> None:
     assert st.permutation_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)  # exact, two-sided
     assert st.permutation_p([1, 2, 3], [1, 2, 3]) == 1.0
     assert st.min_attainable_p(2, 2) == pytest.approx(1 / 3)
@@ -177,7 +179,7 @@ def test_permutation_test_and_bootstrap_interval() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.normal(0, 1, 40), rng.normal(3, 1, 40)  # many seeds: sampled, not enumerated
     assert st.permutation_p(a, b) < 0.001
-    low, high = st.bootstrap_diff_ci(a, b)
+    low, high = st.welch_interval(a, b)
     assert low < b.mean() - a.mean() < high and low > 2
     assert st.verdict(0.3, 1 / 3) == "too few seeds to test"
     assert st.verdict(0.004, 2 / 252) == "best is better"
@@ -193,6 +195,53 @@ def test_significance_compares_the_best_with_the_rest() -> None:
     assert table.loc["rnn", "verdict"] == "best is better" and table.loc["rnn", "diff"] > 0
     assert table.loc["gru", "verdict"] == "no detectable difference"
     assert table.loc["rnn", "ci_low"] <= table.loc["rnn", "diff"] <= table.loc["rnn", "ci_high"]
+
+
+def test_remedies_of_one_model_are_compared_on_their_shared_seeds() -> None:
+    # seed i is hard or easy for both remedies alike; norm clipping is worse on every seed
+    # by 0.01, a gap far below the spread over seeds
+    base = [0.05, 0.3, 0.12, 0.5, 0.08, 0.2, 0.15]
+    runs = _suite("mse", "minimize", {
+        "adding-T10/lstm/none/none": base,
+        "adding-T10/lstm/none/norm": [v + 0.01 for v in base],
+        "adding-T10/rnn/none/none": [v + 0.6 for v in base]})
+    table = st.significance(lb.leaderboard(runs), runs).set_index("model")
+    same = table.loc["lstm"]
+    # two comparisons: 7 pairs reach 2 / 2**7 = 0.016 <= 0.05 / 2 (6 would not: 0.031)
+    assert same["test"] == "paired" and same["n"] == 7
+    # 7 differences of one sign: 2 of the 2**7 sign patterns reach them
+    assert same["p"] == pytest.approx(2 / 128) and same["min_p"] == pytest.approx(2 / 128)
+    assert same["diff"] == pytest.approx(0.01) and same["ci_low"] == pytest.approx(0.01)
+    assert st.permutation_p(base, [v + 0.01 for v in base]) > 0.5  # unpaired: no signal
+    other = table.loc["rnn"]  # another model: its seeds do not pair
+    assert other["test"] == "independent" and other["min_p"] == pytest.approx(2 / 3432)
+    # Holm over the table's two comparisons: the smaller p times 2, the larger times 1
+    assert other["p"] == pytest.approx(2 / 3432)  # C(14, 7) = 3432 splits, 2 as extreme
+    assert other["p_holm"] == pytest.approx(2 * 2 / 3432)
+    assert same["p_holm"] == pytest.approx(2 / 128)
+    assert (table["verdict"] == "best is better").all()
+
+
+def test_the_report_says_whether_the_last_third_of_the_trials_improved_the_best() -> None:
+    def curve(values: list[float | None], states: list[str] | None = None) -> pd.DataFrame:
+        states = states or ["complete"] * len(values)
+        return an.best_so_far(_frame([
+            _run("adding-T10/lstm/none/none", "trial", trial_number=n, state=state,
+                 **{"val/loss": v}) for n, (v, state) in enumerate(zip(values, states,
+                                                                       strict=True))]))
+
+    # 6 trials: the last third is trials 4 and 5; trial 4 (0.3) beats 0.4 from before
+    late = an.last_third(curve([0.5, 0.4, 0.45, 0.6, 0.3, 0.7])).iloc[0]
+    assert (late["trials"], late["best_at"], late["improved"]) == (6, 4, True)
+    assert late["last_third"] == "improved in the last 2 of 6 trials (best at trial 4)"
+    # 9 trials, best at trial 2: the last 3 do not improve it
+    late = an.last_third(curve([0.5, 0.4, 0.2, 0.6, 0.3, 0.7, 0.25, 0.21, 0.9])).iloc[0]
+    assert (late["best_at"], late["improved"]) == (2, False)
+    assert late["last_third"].startswith("no improvement in the last 3 of 9")
+    # a pruned trial sets no value, even a low one
+    late = an.last_third(curve([0.5, 0.4, 0.1], ["complete", "complete", "pruned"])).iloc[0]
+    assert not late["improved"] and late["best_at"] == 1
+    assert an.last_third(curve([0.5, 0.4])).iloc[0]["last_third"] == "too few trials to tell"
 
 
 def test_tuning_curve_sweep_and_classes() -> None:
@@ -245,6 +294,65 @@ def test_profile_snapshots_and_ratio() -> None:
     assert ratios["log10_ratio"].tolist() == pytest.approx([-2.0, -2.0])
 
 
+def test_cells_of_numbers_align_as_numbers_and_sentences_wrap_as_text() -> None:
+    from bench.report.html import Table, render_table
+
+    rows = [["lstm", "0.0123 ± 4.00e-04", "[0.01, 0.02]", "-0.12 -> -0.03 (-0.2 to 0)",
+             "3/0/1 of 3 +1 running", "1.5 min", "100 steps of SGD; batch 20", "-"],
+            ["rnn", "-", "-", "-", "2/0/0", "45 s", "figure only", "1,000"]]
+    html_text = render_table(Table("t", ["model", "mean", "CI", "split", "trials", "time",
+                                         "setting", "n"], rows, keys=2))
+    heads = re.findall(r'<th class="(\w+)', html_text)
+    assert heads == ["text", "num", "num", "num", "num", "num", "text", "num"]
+    cells = re.findall(r'<td class="(\w+)', html_text)
+    assert cells[:8] == heads and cells[8:] == heads  # one class per column, placeholders too
+    assert "<span>-0.12</span> <span>-&gt; -0.03</span> <span>(-0.2 to 0)</span>" in html_text
+    assert html_text.count('class="text key"') == 3 and 'key key-last" style="--w:' in html_text
+
+
+def test_a_column_of_numbers_has_one_format() -> None:
+    from bench.report.formatting import num, number_format
+
+    column = number_format([0.001135, 4.21e-4, 4.12e-4, 3.98e-4, float("nan")])
+    assert [column(v) for v in (0.001135, 4.12e-4, float("nan"), 0)] == [
+        "1.13e-03", "4.12e-04", "-", "0"]
+    plain = number_format([0.5, 12.25, 0.00123])
+    assert [plain(v) for v in (0.5, 12.25, 0.00123)] == ["0.5", "12.25", "0.00123"]
+    assert num(4.12e-4) == "4.12e-04" and num(1200) == "1200" and num(None) == "-"
+
+
+def test_a_task_of_the_suite_without_runs_is_named_with_the_reason(tmp_path: Path) -> None:
+    from bench.report.page import skipped_tasks
+
+    config = {"tasks": {"adding": {"seq_len": [8]}, "har": {"data_dir": None, "steps": 600},
+                        "copy": {"seq_len": [10]}}}
+    board = pd.DataFrame({"task": ["adding"]})
+    found = skipped_tasks(config, board)
+    assert set(found) == {"har", "copy"}
+    assert found["copy"] == "no run of it is recorded"
+    assert "tasks.har.data_dir" in found["har"] or "UCI HAR" in found["har"]
+    assert skipped_tasks({}, board) == {} and skipped_tasks(config, pd.DataFrame()) .keys() \
+        == {"adding", "har", "copy"}
+
+
+def test_the_flow_colour_bar_marks_where_it_clips_and_ticks_both_halves() -> None:
+    from bench.report import heatmaps, plots
+
+    plots.configure()
+    rows = [{"run_id": "r", "model": "rnn", "step": step, "t": t,
+             "value": -41.5 * (8 - t) / 7 if step else 0.3 * (8 - t) / 7}
+            for step in (0, 10) for t in range(1, 9)]
+    rows[0]["value"] = -np.inf  # a norm of exactly 0: white
+    fig = heatmaps.gradient_flow(pd.DataFrame(rows))
+    bar = fig.axes[-1]
+    labels = [t.get_text() for t in bar.get_yticklabels()]
+    assert labels[0] == "<= -12" and "0" in labels
+    positive = [float(x) for x in labels[labels.index("0") + 1:]]
+    assert len(positive) >= 2 and max(positive) == pytest.approx(0.3 * 6 / 7, abs=1e-3)
+    assert tuple(fig.axes[0].images[0].cmap.get_bad()[:3]) == (1.0, 1.0, 1.0)
+    plots.plt.close("all")
+
+
 # ------------------------------------------------------------------------------ built reports
 
 
@@ -261,7 +369,9 @@ def _check_self_contained(page: str) -> None:
         width, height = struct.unpack(">II", png[16:24])
         assert width > 50 and height > 50
     assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))
-    assert all(href.startswith("#") for href in re.findall(r'href="([^"]*)"', page))
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    full = [h for h in hrefs if not h.startswith("#")]  # each figure's full-size image
+    assert full and all(re.fullmatch(r"figures/[a-z0-9-]+\.png", h) for h in full), full
     assert "<script" not in page and "@import" not in page and "url(" not in page
 
 
@@ -456,6 +566,27 @@ def _check_factor_table(page: str) -> None:
             assert f + w == pytest.approx(r, abs=2e-3), row
 
 
+def _check_means_against_mlflow(table: pd.DataFrame, run_dir: Path) -> None:
+    """Each row's mean, std and 95% interval, from its final runs' test MSE as MLflow holds
+    it, computed here (Python's statistics, Student's t from scipy)."""
+    import statistics
+
+    from mlflow import MlflowClient
+    from scipy import stats as scipy_stats
+
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    for _, row in table.iterrows():
+        values = [client.get_run(run_id).data.metrics["test/mse"]
+                  for run_id in row["final_run_ids"].split()]
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        half = scipy_stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
+        assert row["mean"] == pytest.approx(mean, rel=1e-9), row["configuration"]
+        assert row["std"] == pytest.approx(std, rel=1e-9), row["configuration"]
+        # an MSE is never below 0: the interval is cut there
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+            (max(0.0, mean - half), mean + half), rel=1e-6, abs=1e-12)
+
+
 @pytest.mark.slow
 def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = {"name": "tiny", "device": "cpu",
@@ -477,15 +608,19 @@ def test_report_of_a_real_suite(tmp_path: Path, capsys: pytest.CaptureFixture[st
     page = out.read_text()
     _check_self_contained(page)
     assert len(_images(page)) >= 7
-    for text in ("adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm", "Hyperparameter "
-                 "importance", "PED-ANOVA", "permutation", "bootstrap", "theory bound"):
+    # 3 trials: no importance (it needs 10), and too few to tell whether a best is at an edge
+    for text in ("adding-T8/lstm/none/norm", "adding-T8/rnn/none/norm",
+                 "too few trials (3 complete, 10 needed)", "permutation", "Holm p",
+                 "Clopper-Pearson", "last third of the trials", "too few trials to tell",
+                 "theory bound"):
         assert text in page, text
     assert 'class="status-' not in page and page.count('class="best"') >= 1
     table = pd.read_csv(tmp_path / "out.leaderboard.csv")
     assert sorted(table["configuration"]) == ["adding-T8/lstm/none/norm",
                                               "adding-T8/rnn/none/norm"]
     assert (table["seeds"] == 2).all() and (table["complete"] == 3).all()
-    assert table["mean"].between(0, 1).all() and (table["metric"] == "mse").all()
+    assert (table["metric"] == "mse").all()
+    _check_means_against_mlflow(table, runs / "tiny")
     assert (table["suite"] == "tiny").all() and table["parent_run_id"].notna().all()
     assert (table["final_run_ids"].str.split().str.len() == 2).all()
     # the gradient flow, the two factors, and every figure's data beside the page
@@ -561,6 +696,32 @@ def test_report_of_a_missing_suite_is_one_clear_error(tmp_path: Path,
     assert "no tracking store for suite 'smoke'" in err and len(err.strip().splitlines()) == 1
 
 
+# Per table: its box (the scrolling div) against the page, the table against its box, and,
+# scrolled to its right end, where its key (sticky) columns stand.
+_LAYOUT = """() => {
+  const out = {page: document.scrollingElement.scrollWidth, window: innerWidth, tables: 0,
+               outside: [], scrolled: [], lost: []};
+  for (const table of document.querySelectorAll('table')) {
+    out.tables += 1;
+    const box = table.parentElement, name = box.parentElement.querySelector('h4');
+    const title = name ? name.textContent : '';
+    const edge = box.getBoundingClientRect();
+    if (edge.left < 0 || edge.right > innerWidth) out.outside.push(title);
+    if (table.scrollWidth <= box.clientWidth) continue;
+    out.scrolled.push(title);
+    box.scrollLeft = box.scrollWidth;
+    const keys = table.querySelectorAll('tbody tr:first-child td.key');
+    const last = table.querySelector('tbody tr:first-child td:last-child').getBoundingClientRect();
+    if (!keys.length || last.right > edge.right + 1) { out.lost.push(title); continue; }
+    for (const key of keys) {
+      const r = key.getBoundingClientRect();
+      if (r.left < edge.left - 1 || r.right > edge.right) out.lost.push(title);
+    }
+  }
+  return out;
+}"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/system-deps.sh "
                     "installs it; CI runs it)")
@@ -574,26 +735,32 @@ def test_the_report_in_a_real_browser(mixed_report: Path, tmp_path: Path) -> Non
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: requests.append(r.url))
             page.goto(mixed_report.as_uri(), wait_until="load")
             images = page.evaluate("Array.from(document.images).map("
                                    "i => [i.complete && i.naturalWidth > 0, i.alt])")
-            overflow = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            wide = page.evaluate(_LAYOUT)
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
             phone = browser.new_page(viewport={"width": 400, "height": 800})
             phone.goto(mixed_report.as_uri(), wait_until="load")
-            narrow = phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            narrow = phone.evaluate(_LAYOUT)
         finally:
             browser.close()
     assert images and all(ok for ok, _ in images), [alt for ok, alt in images if not ok]
     assert errors == []
     network = [u for u in requests if not u.startswith(("data:", mixed_report.as_uri()))]
     assert network == []
-    assert overflow, "the page scrolls sideways"
-    assert narrow, "on a phone-width screen the page scrolls sideways (tables scroll inside)"
+    for layout in (wide, narrow):
+        assert layout["page"] <= layout["window"], "the page scrolls sideways"
+        assert layout["tables"] > 3
+        assert layout["outside"] == [], "a table's box is wider than the page"
+    assert wide["scrolled"] == [], "a table is wider than its box at 1,400 px"
+    # on a phone a wide table scrolls inside its box, its key columns in view at either end
+    assert narrow["scrolled"], "nothing needs scrolling at 400 px: the check checks nothing"
+    assert narrow["lost"] == [], "scrolled to its end, a table hides its key columns"
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
@@ -737,7 +904,8 @@ def test_report_links_rows_and_figures_to_their_mlflow_runs(
     hrefs = re.findall(r'href="(http[^"]*)"', page)
     base = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
     assert all(h.startswith(base) for h in hrefs)
-    linked = {h.removeprefix(base) for h in hrefs}
+    assert all(h.endswith("?workflowType=machine_learning") for h in hrefs)  # not GenAI's
+    linked = {h.removeprefix(base).partition("?")[0] for h in hrefs}
     assert {run_id for run_id, _ in parents.values()} <= linked  # every leaderboard row
     assert finals[0] in linked  # the first final seed drawn in the gradient figures
     assert "Runs in MLflow: <a" in page

@@ -24,6 +24,7 @@ from testkit.servers import (
     postgres_bin,
     postgres_server,
 )
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -64,12 +65,9 @@ def _studies(url: str) -> dict[str, optuna.Study]:
 
 
 def _done(url: str) -> int:
-    """Complete trials and final seeds so far (-1 while the database restarts)."""
-    try:
-        return sum(1 for s in _studies(url).values() for t in s.trials
-                   if t.state == optuna.trial.TrialState.COMPLETE)
-    except Exception:  # noqa: BLE001 - the database is restarting
-        return -1
+    """Complete trials and final seeds so far."""
+    return sum(1 for s in _studies(url).values() for t in s.trials
+               if t.state == optuna.trial.TrialState.COMPLETE)
 
 
 def test_two_machines_ride_out_database_restarts(tmp_path: Path) -> None:
@@ -88,13 +86,15 @@ def test_two_machines_ride_out_database_restarts(tmp_path: Path) -> None:
                      str(tmp_path / name), "--storage", url, "--tracking-uri", tracking.url],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     start_new_session=True, env={**os.environ, **ENV}))
-            deadline = time.monotonic() + 240
-            while _done(url) < 2:  # both machines are claiming and telling
-                assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
-                time.sleep(0.5)
+
+            def telling() -> bool:  # both machines are claiming and telling
+                assert all(p.poll() is None for p in procs), "a machine stopped early"
+                return _done(url) >= 2
+
+            wait_until(telling, what="two runs told", timeout=240, every=0.5)
             for _ in range(2):
                 _restart(data)
-                time.sleep(3)
+                time.sleep(3)  # the machines work between the restarts
             outputs = []
             for proc in procs:
                 try:

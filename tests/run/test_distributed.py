@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from testkit.processes import freeze_when, signal_frozen
 from testkit.servers import MlflowServer, create_database
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -190,18 +191,21 @@ def test_a_killed_worker_is_detected_and_its_trial_rerun(tmp_path: Path, postgre
                            and r.data.tags.get("role") != "configuration"]
 
 
-def _journal_trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
+def _journal_studies(run_dir: Path) -> dict[str, optuna.Study]:
+    """The studies of a run directory's journal (none before it is written). A journal that
+    cannot be read raises its error: a wait on it fails at once, not at its deadline."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     if not (run_dir / "optuna.journal").exists():
-        return []
+        return {}
     storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
-    try:
-        return [t for s in optuna.get_all_study_summaries(storage, False)
-                for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
-    except Exception:
-        return []
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+            for s in optuna.get_all_study_summaries(storage, False)}
+
+
+def _journal_trials(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    return [t for study in _journal_studies(run_dir).values() for t in study.trials]
 
 
 def _journal_states(run_dir: Path) -> list[optuna.trial.TrialState]:
@@ -218,19 +222,21 @@ def test_tracking_server_down_for_a_while(tmp_path: Path) -> None:
     server = MlflowServer(tmp_path / "server").start()
     try:
         config = _config(tmp_path, training={"steps": 200, "batch_size": 16, "eval_every": 50})
+        run_dir = tmp_path / "runs" / "dist"
         proc = _start(config, tmp_path / "runs", "--tracking-uri", server.url)
-        deadline = time.monotonic() + 120
-        while optuna.trial.TrialState.COMPLETE not in _journal_states(tmp_path / "runs" / "dist"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: optuna.trial.TrialState.COMPLETE in _journal_states(run_dir),
+                   what="a trial complete")
         server.stop()  # the outage: the workers retry with backoff meanwhile
-        time.sleep(3)
+        time.sleep(3)  # its length (nothing waits for it to be over)
         server.start()
         out = _finish(proc)
         assert proc.returncode == 0, out
         runs = _mlflow_runs(server.url, "dist")
-        nested = [r for r in runs if r.data.tags.get("role") in ("trial", "final")]
-        assert len(nested) >= 2 * (TRIALS + SEEDS)
+        # every trial and seed recorded once: exactly, no run written twice by a retry
+        nested = [r for r in runs if r.data.tags.get("role") in ("trial", "final")
+                  and r.info.status == "FINISHED"]
+        assert len(nested) == 2 * (TRIALS + SEEDS), len(nested)
+        _check_recorded_once(_journal_studies(run_dir), runs)
         assert not [r for r in runs if r.info.status == "RUNNING"]
     finally:
         server.stop()
@@ -243,10 +249,7 @@ def test_tracking_server_gone_fails_clearly_and_keeps_the_trial(tmp_path: Path) 
         config = _config(tmp_path, training={"steps": 300, "batch_size": 16, "eval_every": 50})
         proc = _start(config, tmp_path / "runs", "--tracking-uri", server.url,
                       env={"GRADBENCH_TRACKING_RETRY_S": "3"})
-        deadline = time.monotonic() + 120
-        while not _training(run_dir):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: _training(run_dir), what="a trial training", every=0.1)
         server.stop()  # during training: the trial ends, is told to Optuna, then logging fails
         out = _finish(proc)
         assert proc.returncode != 0
@@ -281,11 +284,12 @@ def test_machines_agree_on_a_parent_run_stamped_earlier_but_seen_later(tmp_path:
     name, tags = "adding-T8/rnn/none/norm", {"task": "adding"}
     ours: dict = {}
     thread = threading.Thread(target=lambda: ours.update(
-        tracker.ensure_parent_runs({name: tags}, settle_s=1.5)))
+        tracker.ensure_parent_runs({name: tags}, settle_s=4.0)))
     thread.start()
-    time.sleep(0.5)  # ours exists by now; theirs commits late with an earlier stamp
+    # ours exists (and waits out its settling time); theirs commits late, stamped earlier
+    mine = wait_until(lambda: tracker.find_runs("tags.role = 'configuration'"),
+                      what="our parent run created", every=0.05)
     client = MlflowClient(tracker.uri)
-    mine = tracker.find_runs("tags.role = 'configuration'")
     assert len(mine) == 1
     theirs = client.create_run(
         tracker.experiment_id, start_time=mine[0].info.start_time - 50,
@@ -306,10 +310,7 @@ def test_a_machine_started_mid_trial_takes_nothing_from_the_other(
     flags = ("--storage", url, "--tracking-uri", mlflow_server.url)
     env = {"GRADBENCH_HEARTBEAT_S": "1", "GRADBENCH_GRACE_S": "8"}
     first = _start(config, tmp_path / "first", *flags, env=env)
-    deadline = time.monotonic() + 120
-    while not _running_trial_of(url, first.pid):
-        assert time.monotonic() < deadline, "the first machine never ran a trial"
-        time.sleep(0.3)
+    wait_until(lambda: _running_trial_of(url, first.pid), what="the first machine running a trial")
     second = _start(config, tmp_path / "second", *flags, env=env)
     outputs = [_finish(first), _finish(second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
@@ -346,10 +347,16 @@ def test_killing_the_command_leaves_no_worker(tmp_path: Path) -> None:
     assert len(_live_members(proc.pid)) >= 3  # the command, the fork server, workers
     signal_frozen(proc.pid, signal.SIGKILL, leader_only=True)
     proc.communicate()
-    deadline = time.monotonic() + 8
-    while _live_members(proc.pid):
-        assert time.monotonic() < deadline, f"left running: {_live_members(proc.pid)}"
-        time.sleep(0.2)
+    left: list[int] = []
+
+    def gone() -> bool:
+        left[:] = _live_members(proc.pid)
+        return not left
+
+    try:  # they stop within seconds; the deadline only bounds a hang
+        wait_until(gone, what="the workers gone", timeout=60)
+    except AssertionError as err:
+        raise AssertionError(f"{err}: left running: {left}") from None
     outcomes = [t.user_attrs.get("outcome") for t in _journal_trials(run_dir)
                 if t.state == optuna.trial.TrialState.FAIL]
     assert "interrupted" in outcomes
@@ -424,8 +431,9 @@ def test_the_many_machines_recipe_on_loopback(tmp_path: Path, postgres: str,
 
 
 def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
-    """The PostgreSQL server stops for 4 s: a plain read fails, the worker's way of reading
-    and claiming (``tuning.retrying``) waits and goes on once it is back."""
+    """The PostgreSQL server stops: a plain read fails, the worker's way of reading and
+    claiming (``tuning.retrying``), started while it is down, waits and goes on once it is
+    back."""
     import tempfile
     import threading
 
@@ -447,10 +455,14 @@ def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
                     or f'"{server.split(":")[1]}"' in (p / "postmaster.opts").read_text())
         pg_ctl = str(postgres_bin() / "pg_ctl")
 
+        stopped, failed = threading.Event(), threading.Event()
+
         def outage() -> None:
             subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
                            capture_output=True, check=True)
-            time.sleep(4)
+            stopped.set()
+            failed.wait(120)  # a plain read failed: the retrying read starts meanwhile
+            time.sleep(2)  # the rest of the outage, which the retrying read waits out
             options = f"-p {server.split(':')[1]} -k {data} -c listen_addresses=127.0.0.1"
             subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l",
                                         str(data / "server.log"), "-w", "start"]),
@@ -458,9 +470,12 @@ def test_storage_calls_wait_out_a_database_outage(tmp_path: Path) -> None:
 
         thread = threading.Thread(target=outage)
         thread.start()
-        time.sleep(2.5)  # stopped by now (fast shutdown: well under a second here)
-        with pytest.raises(optuna.exceptions.StorageInternalError):
-            tuning.trials_begun(storage)
+        try:
+            assert stopped.wait(120), "the server did not stop"
+            with pytest.raises(optuna.exceptions.StorageInternalError):
+                tuning.trials_begun(storage)
+        finally:
+            failed.set()
         assert tuning.retrying(lambda: tuning.trials_begun(storage), retry_s=30) == {
             tuning.study_name(spec, configuration): 0}
         attempt = tuning.retrying(lambda: tuning.claim(storage, spec, configuration))

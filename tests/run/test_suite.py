@@ -130,7 +130,8 @@ def _check_small_runs(run_dir: Path, tmp_path: Path) -> list:
         assert parent.data.tags["optuna.dashboard"] == \
             f"http://127.0.0.1:8080/dashboard/studies/{study_id}"  # where `ui` serves it
         assert parent.data.tags["optuna.dashboard"] in parent.data.tags["mlflow.note.content"]
-        assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.yaml"]
+        assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [
+            "config.yaml", "figures"]  # figures/gradient_flow.png: its first seed's heatmap
     _check_final_run(client, finals[0], tmp_path)
     return runs
 
@@ -222,13 +223,10 @@ def test_successive_halving_stops_trials_at_its_rungs(tmp_path: Path) -> None:
 
 
 def _journal_trials(run_dir: Path) -> list:
-    path = run_dir / "optuna.journal"
-    if not path.exists():
+    """The journal's trials (none before it is written); one that cannot be read raises."""
+    if not (run_dir / "optuna.journal").exists():
         return []
-    try:
-        return [t for s in _studies(run_dir).values() for t in s.trials]
-    except Exception:
-        return []
+    return [t for s in _studies(run_dir).values() for t in s.trials]
 
 
 def _freeze_or_fail(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
@@ -392,9 +390,10 @@ def test_resuming_a_suite_after_a_change(tmp_path: Path,
     assert "adding-T8/rnn/none/norm" in out and "adding-T8/lstm/none/norm" in out  # whole
 
     journal = (run_dir / "optuna.journal").read_bytes()
-    assert main([*base, "--models", "rnn", "--steps", "30"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "training.steps was 20, now 30" in err, err
+    for change in (["--steps", "30"], ["--set", "tasks.adding.steps=30"]):  # one budget
+        assert main([*base, "--models", "rnn", *change]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "budget was 20, now 30" in err, err
     assert (run_dir / "optuna.journal").read_bytes() == journal
 
     assert main([*base, "--trials", "3", "--seeds", "2", "--workers", "2"]) == 0
