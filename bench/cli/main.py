@@ -296,6 +296,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradbench`` console script."""
     args = build_parser().parse_args(argv)
+    before = os.environ.get("GRADBENCH_VERBOSE")
     if args.verbose:
         os.environ["GRADBENCH_VERBOSE"] = "1"  # the worker processes inherit it
     try:
@@ -310,6 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, code = _explained(err, verbose=args.verbose)
         print(f"gradbench: {line}", file=sys.stderr)
         return code
+    finally:  # a caller in the same process (a test, a notebook) keeps its environment
+        if before is None:
+            os.environ.pop("GRADBENCH_VERBOSE", None)
+        else:
+            os.environ["GRADBENCH_VERBOSE"] = before
 
 
 # Errors a user can act on, said in one line with exit status 2: bad input (ValueError,

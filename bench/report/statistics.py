@@ -145,6 +145,8 @@ def sign_flip_p(diffs: Sequence[float], *, samples: int = 10_000, seed: int = 0)
     d = np.asarray(diffs, dtype=float)
     if d.size == 0:
         return math.nan
+    if d.size == 1:  # scipy needs two values; both sign patterns give the same |mean|
+        return 1.0
     patterns = 2 ** d.size
     result = stats.permutation_test(
         (d,), _abs_mean, permutation_type="samples", vectorized=True,

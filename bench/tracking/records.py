@@ -184,7 +184,8 @@ def provenance() -> dict[str, str]:
     table's Source column and link the run to its commit."""
     # the program and its command (``gradbench run``): MLflow shows the last path part
     words = [Path(sys.argv[0]).name, *sys.argv[1:2]]
-    command = " ".join(w for w in words if "/" not in w and not w.startswith("-"))
+    # (a worker of pytest-xdist or ``python -c`` has no program name: call it gradbench)
+    command = " ".join(w for w in words if "/" not in w and not w.startswith("-")) or "gradbench"
     commit = _git_commit()
     info = {
         "python": platform.python_version(),

@@ -114,6 +114,7 @@ def test_the_sign_flip_test_counts_sign_patterns() -> None:
     assert sign_flip_p([1, -2, 3, 4, 5]) == pytest.approx(6 / 32)
     assert sign_flip_p([0.3, 0.1, 0.2]) == pytest.approx(2 / 8)  # 3 pairs: never below 0.25
     assert sign_flip_p([0.1, -0.1]) == 1.0
+    assert sign_flip_p([0.4]) == 1.0  # one pair: both signs reach |0.4|
     assert sign_flip_p([1.0] * 16) < 0.001  # 65,536 patterns: sampled
     assert math.isnan(sign_flip_p([]))
     assert (min_paired_p(3), min_paired_p(5), min_paired_p(10)) == (0.25, 0.0625, 2 / 1024)

@@ -104,7 +104,7 @@ def test_a_full_disk_stops_the_run_and_a_resume_finishes(
     with _small_filesystem(runs, "3m"):
         filler = runs / "filler"
         filler.write_bytes(b"\0" * 1_900_000)
-        code = main(["run", str(path), "--runs-dir", str(runs), "--quiet"])
+        code = main(["run", str(path), "--runs-dir", str(runs), "--quiet", "--workers", "1"])
         out = capfd.readouterr()
         assert code == 1, out
         text = out.out + out.err

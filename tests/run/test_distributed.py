@@ -50,8 +50,9 @@ def _config(tmp_path: Path, **changes) -> Path:
 
 
 def _start(config: Path, runs_dir: Path, *flags: str, env: dict | None = None):
+    # one worker a machine (the default is one per core): a trial's worker names its machine
     cmd = [sys.executable, "-m", "bench", "run", str(config), "--runs-dir", str(runs_dir),
-           *flags]
+           "--workers", "1", *flags]
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
