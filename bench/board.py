@@ -49,7 +49,10 @@ class SeedStats:
     std: float  # sample standard deviation; NaN below two values
     solved_rate: float
     diverged_rate: float
-    steps_to_solve: float  # median over the seeds that solved of their first solved step
+    # median, over the seeds that solved (the test set's verdict), of the first evaluation
+    # step whose validation metrics met the rule; a seed that met it on validation only and
+    # missed it on the test set does not count (the table would say "solved 0, steps 600")
+    steps_to_solve: float
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
@@ -64,7 +67,7 @@ def seed_stats(seeds: Sequence[Seed]) -> SeedStats:
     """The statistics of one configuration's final seeds done (``Seed``)."""
     scores = [s.score for s in seeds if s.score is not None and math.isfinite(s.score)]
     mean, std = mean_std(scores)
-    solved_at = [s.solved_at for s in seeds if s.solved_at is not None]
+    solved_at = [s.solved_at for s in seeds if s.solved and s.solved_at is not None]
     return SeedStats(
         seeds=len(seeds), n_values=len(scores), mean=mean, std=std,
         solved_rate=_rate(seeds, [s.solved for s in seeds]),

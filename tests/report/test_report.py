@@ -126,7 +126,7 @@ def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
     config = "adding-T10/irnn/none/norm"
     rows = [_run(config, "configuration", state=""),
             _run(config, "trial", trial_number=0, **{"val/loss": 0.1}),
-            _run(config, "final", seed=1, metric="mse", direction="minimize",
+            _run(config, "final", seed=1, metric="mse", direction="minimize", solved=True,
                  **{"test/mse": 0.01, "test/normalized": 0.06, "val/steps_to_solve": 200.0,
                     "baseline/test_loss": 0.17, "baseline/test_mse": 0.17}),
             _run(config, "final", seed=2, metric="mse", direction="minimize",
@@ -139,7 +139,7 @@ def test_a_diverged_seed_counts_with_the_trivial_predictors_score() -> None:
     assert row["mean"] == pytest.approx((0.01 + 0.03 + 0.17) / 3)
     assert row["diverged_rate"] == pytest.approx(1 / 3)
     assert row["normalized"] == pytest.approx((0.06 + 0.18 + 1.0) / 3)
-    assert row["steps_to_solve"] == 300.0
+    assert row["steps_to_solve"] == 200.0  # seed 2 met the rule on validation only
     assert st.seed_scores(frame, config, "mse") == pytest.approx({1: 0.01, 2: 0.03, 3: 0.17})
     assert an.baseline_of(frame[frame["role"] == "final"]) == 0.17
     measured = an.empirical_baselines(frame, "adding", 10, "mse")
@@ -150,7 +150,9 @@ def test_the_report_and_the_terminal_count_the_same_seeds_alike() -> None:
     """The same final seeds, as MLflow runs (the report) and as Optuna trial records (the
     terminal, ``gradbench status``): one computation (``bench.board``) gives both rows."""
     configuration = config.expand(config.load("smoke", {}))[0]
-    seeds = [("complete", 0.12, True, 300.0), ("complete", 0.31, False, None),
+    # the second seed met the rule on validation (at 500) and missed it on the test set: its
+    # step does not count
+    seeds = [("complete", 0.12, True, 300.0), ("complete", 0.31, False, 500.0),
              ("diverged", 0.52, False, None), ("complete", 0.09, True, 100.0)]
     rows = [_run(configuration.name, "configuration", state=""),
             *[_run(configuration.name, "final", seed=i, state=state, metric="mse",
