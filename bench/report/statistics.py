@@ -186,10 +186,12 @@ def holm(ps: Sequence[float]) -> list[float]:
     return out
 
 
-def verdict(p: float, min_p: float) -> str:
+def verdict(p: float, min_p: float, comparisons: int = 1) -> str:
     """What a (Holm-adjusted) p-value says at the 5% level, given the smallest p the test
-    can reach at its n."""
-    if not math.isfinite(min_p) or min_p >= ALPHA:
+    can reach at its n. Among ``comparisons`` Holm multiplies the smallest p by their
+    number, so a test whose smallest p times that is not below the level cannot reject
+    anything: "too few seeds to test" (4 seeds a side reach 0.029, and 0.086 among 3)."""
+    if not math.isfinite(min_p) or min(1.0, min_p * comparisons) >= ALPHA:
         return "too few seeds to test"
     return "best is better" if p < ALPHA else "no detectable difference"
 
@@ -278,6 +280,6 @@ def significance(board: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                      "test": test, "why": why, **compare(a, b, test)})
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"].tolist())
-    table["verdict"] = [verdict(p, m) for p, m in zip(table["p_holm"], table["min_p"],
+    table["verdict"] = [verdict(p, m, len(table)) for p, m in zip(table["p_holm"], table["min_p"],
                                                       strict=True)]
     return table

@@ -133,15 +133,17 @@ def _board_caption(view: TaskView) -> str:
     better = "higher" if view.maximize else "lower"
     return (f"Ranked best first within each T by the mean test {view.metric} over "
             f"all final seeds ({better} is better; a diverged seed counts with the "
-            f"trivial predictor's score). steps to solve: median over seeds of the "
-            f"first evaluation step whose validation metrics met the solved rule. "
+            f"trivial predictor's score, and every score is capped at it). steps to "
+            f"solve: median, over the seeds that solved, of the first evaluation step "
+            f"whose validation metrics met the solved rule. "
             "± std: sample standard deviation "
             "over seeds; 95% CI: Student-t interval of the mean (needs 2 seeds; clipped "
             "to the metric's range, e.g. MSE >= 0, accuracy <= 1). "
             "score / baseline: test loss / the trivial predictor's loss on the same test "
             "set (< 1 beats it). "
             "solved / diverged: share of final seeds that meet the solved rule / whose "
-            "loss became NaN or Inf; beside solved, its exact 95% (Clopper-Pearson) "
+            "loss became NaN or Inf or ended above training.diverge_factor (default 10) "
+            "times the trivial predictor's; beside solved, its exact 95% (Clopper-Pearson) "
             "interval: 3 of 3 seeds solved is compatible with a true rate of 0.29; "
             "where the seeds split into solved and unsolved ones, the mean lies between "
             "two clusters and its t-interval is rough: read the solved rate then. "
@@ -266,8 +268,9 @@ def significance(view: TaskView) -> list[Any]:
              p_of(r["p"]), p_of(r["p_holm"]), p_of(r["min_p"]), str(r["verdict"]),
              str(r["why"])] for _, r in table.iterrows()]
     m = len(table)
-    reach = (f"; no comparison here can reach p < {st.ALPHA:g} ('too few seeds to "
-             f"test'): raise final.seeds" if (table["min_p"] >= st.ALPHA).all() else
+    reach = (f"; no comparison here can reach p < {st.ALPHA:g} once Holm's "
+             f"correction multiplies its smallest p by {m} ('too few seeds to test'): "
+             f"raise final.seeds" if (table["min_p"] * m >= st.ALPHA).all() else
              "; few seeds still miss small real gaps ('no detectable difference' is not "
              "'equal')")
     return [Table(
