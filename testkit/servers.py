@@ -98,7 +98,9 @@ def _start_postgres(bindir: Path, data: Path) -> int:
     for _ in range(PORT_TRIES):
         port = free_port()
         seen = log.stat().st_size if log.exists() else 0
-        options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+        # one server serves every test of a test process: several machines' workers, their
+        # MLflow servers' pools and the tests' own storages (100, the default, ran out)
+        options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=300"
         started = subprocess.run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o",
                                               options, "-l", str(log), "-w", "start"]),
                                  capture_output=True, text=True)
