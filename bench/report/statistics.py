@@ -186,13 +186,16 @@ def holm(ps: Sequence[float]) -> list[float]:
     return out
 
 
+TOO_FEW = "too few seeds to test"  # the verdict where no p this table gives can reject
+
+
 def verdict(p: float, min_p: float, comparisons: int = 1) -> str:
     """What a (Holm-adjusted) p-value says at the 5% level, given the smallest p the test
     can reach at its n. Among ``comparisons`` Holm multiplies the smallest p by their
     number, so a test whose smallest p times that is not below the level cannot reject
     anything: "too few seeds to test" (4 seeds a side reach 0.029, and 0.086 among 3)."""
     if not math.isfinite(min_p) or min(1.0, min_p * comparisons) >= ALPHA:
-        return "too few seeds to test"
+        return TOO_FEW
     return "best is better" if p < ALPHA else "no detectable difference"
 
 

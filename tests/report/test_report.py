@@ -203,6 +203,19 @@ def test_significance_compares_the_best_with_the_rest() -> None:
     assert table.loc["rnn", "ci_low"] <= table.loc["rnn", "diff"] <= table.loc["rnn", "ci_high"]
 
 
+def test_four_seeds_a_side_cannot_reject_among_three_comparisons() -> None:
+    """2 / C(8, 4) = 0.029 per test, 0.086 after Holm over 3: however far apart the values,
+    no verdict can say better, and the table says why."""
+    runs = _suite("mse", "minimize", {
+        "adding-T10/lstm/none/none": [0.01, 0.011, 0.012, 0.009],
+        "adding-T10/rnn/none/none": [0.2, 0.21, 0.19, 0.22],
+        "adding-T10/irnn/none/none": [0.15, 0.16, 0.14, 0.17],
+        "adding-T10/gru/none/none": [0.3, 0.31, 0.29, 0.32]})
+    table = st.significance(lb.leaderboard(runs), runs)
+    assert table["p"].tolist() == pytest.approx([2 / 70] * 3)
+    assert (table["verdict"] == st.TOO_FEW).all()
+
+
 def test_remedies_of_one_model_are_compared_on_their_shared_seeds() -> None:
     # seed i is hard or easy for both remedies alike; norm clipping is worse on every seed
     # by 0.01, a gap far below the spread over seeds
