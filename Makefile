@@ -3,6 +3,8 @@
 #   make test       set up .venv and run every check CI runs: ruff, mypy, every test
 # and one for the contributor's loop:
 #   make test-fast  ruff and the tests that need no server, browser or whole suite
+# and one for the tests' own strength:
+#   make mutate MODULE=bench/scores.py   mutation testing of a core module (docs/mutation.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 TEST_WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-.PHONY: setup run test test-fast lint typecheck clean
+.PHONY: setup run test test-fast lint typecheck mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +49,9 @@ test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(PYTEST) -m "not slow"
 
+# one module (MODULE=bench/report/statistics.py) or, without MODULE, every core module
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutation.py $(MODULE)
+
 clean:
-	rm -rf $(VENV) .tox .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .tox .pytest_cache .ruff_cache .mypy_cache mutants

@@ -152,3 +152,29 @@ def test_the_paired_test_is_chosen_only_where_it_can_reach_the_level() -> None:
     assert choose_test(five, five, pairs=True, level=0.05)[0] == "independent"
     assert choose_test(three, {10: 1.0, 11: 1.0}, pairs=True, level=0.05)[1] == \
         "no seed in common"
+
+
+def brute_sign_flip_p(diffs: list[float]) -> float:
+    """Every one of the 2**n sign patterns, counted by hand."""
+    d = np.asarray(diffs, dtype=float)
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
+    observed = abs(d.mean())
+    return float(np.mean(np.abs((signs * d).mean(axis=1)) >= observed * (1 - 1e-12)))
+
+
+def test_the_sign_flip_test_is_exact_up_to_its_limit_and_reproducible_beyond() -> None:
+    rng = np.random.default_rng(3)
+    # 14 pairs: 16,384 patterns, below the exact limit: every one counted (a sampled test,
+    # or one over 3**14 draws, would not give the exact share)
+    diffs = list(rng.normal(0.3, 1.0, 14))
+    assert sign_flip_p(diffs) == pytest.approx(brute_sign_flip_p(diffs), abs=1e-12)
+    # 16 pairs: sampled, reproducibly (a fixed generator), and close to the exact share
+    diffs = list(rng.normal(0.3, 1.0, 16))
+    assert sign_flip_p(diffs) == sign_flip_p(diffs)
+    assert sign_flip_p(diffs) == pytest.approx(brute_sign_flip_p(diffs), abs=0.02)
+    assert sign_flip_p(diffs) != sign_flip_p(diffs, seed=1)
+
+
+def test_mean_ci_counts_only_finite_values() -> None:
+    # a NaN (an unfinished record) neither counts in n nor moves the interval
+    assert mean_ci([1.0, 2.0, 3.0, math.nan]) == pytest.approx(mean_ci([1.0, 2.0, 3.0]))
