@@ -13,6 +13,7 @@ import pytest
 
 from bench.report.statistics import (
     choose_test,
+    compare,
     clopper_pearson,
     holm,
     mean_ci,
@@ -178,3 +179,21 @@ def test_the_sign_flip_test_is_exact_up_to_its_limit_and_reproducible_beyond() -
 def test_mean_ci_counts_only_finite_values() -> None:
     # a NaN (an unfinished record) neither counts in n nor moves the interval
     assert mean_ci([1.0, 2.0, 3.0, math.nan]) == pytest.approx(mean_ci([1.0, 2.0, 3.0]))
+
+
+def test_compare_paired_uses_the_shared_seeds_only() -> None:
+    best = {1: 0.10, 2: 0.20, 3: 0.15, 7: 0.90}
+    other = {1: 0.30, 2: 0.25, 3: 0.45, 9: 0.00}
+    out = compare(best, other, "paired")
+    d = [0.20, 0.05, 0.30]  # seeds 1, 2, 3; seeds 7 and 9 have no pair
+    mean, std = float(np.mean(d)), float(np.std(d, ddof=1))
+    half = 4.302652729911275 * std / math.sqrt(3)  # t(0.975, 2)
+    assert out["n"] == 3 and out["diff"] == pytest.approx(mean)
+    assert out["ci_low"] == pytest.approx(mean - half)
+    assert out["ci_high"] == pytest.approx(mean + half)
+    assert out["p"] == pytest.approx(2 / 8) and out["min_p"] == 0.25
+    out = compare(best, other, "independent")
+    assert out["n"] == 4
+    assert out["diff"] == pytest.approx(np.mean(list(other.values()))
+                                        - np.mean(list(best.values())))
+    assert out["min_p"] == pytest.approx(2 / 70)
