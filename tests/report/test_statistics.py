@@ -13,8 +13,8 @@ import pytest
 
 from bench.report.statistics import (
     choose_test,
-    compare,
     clopper_pearson,
+    compare,
     holm,
     mean_ci,
     min_attainable_p,
