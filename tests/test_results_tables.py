@@ -1,6 +1,6 @@
 """The published tables against the runs they come from.
 
-A results page measured under the current protocol links its run's ``leaderboard.csv``
+A results page measured under the current protocol links its runs' ``leaderboard.csv``
 (committed under ``docs/results/data/``, as ``gradbench report`` wrote it). Every "mean ± std"
 in the page's tables must be some configuration's mean and std in that file, to the digits
 shown; the README's default table must be the default run's means and solved counts. A page
@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 # the pages measured under the current protocol; each links its run's leaderboard
-BOUND = ["default.md", "copy-long.md"]
+BOUND = ["default.md", "copy-long.md", "horizon.md"]
 NAMES = {"tanh RNN": "rnn", "IRNN": "irnn", "LSTM": "lstm", "GRU": "gru", "`orth-rnn`": "orth-rnn"}
 NUMBER = r"\d+(?:\.\d+)?(?:e-?\d+)?"
 
@@ -38,16 +38,18 @@ def shown_as(value: float, text: str) -> bool:
     return round(value, digits) == float(text)
 
 
-def leaderboard_of(page: Path) -> Path:
+def leaderboards_of(page: Path) -> list[Path]:
+    """The runs' leaderboards a page links (a page may show more than one run)."""
     links = re.findall(r"\]\(((?:[\w./-]*/)?data/[\w.-]+\.csv)\)", page.read_text("utf-8"))
     assert links, f"{page.name} links no leaderboard.csv under docs/results/data/"
-    return (page.parent / links[0]).resolve()
+    return [(page.parent / link).resolve() for link in links]
 
 
 @pytest.mark.parametrize("name", BOUND)
 def test_every_mean_and_std_of_a_page_is_its_runs(name: str) -> None:
     page = RESULTS / name
-    rows = rows_of(leaderboard_of(page))
+    rows = [row for csv_path in leaderboards_of(page) for row in rows_of(csv_path)
+            if row["mean"] and row["std"]]  # a configuration never run has no figures
     pairs = [(m, s) for line in page.read_text("utf-8").splitlines() if line.startswith("|")
              for m, s in re.findall(rf"({NUMBER}) ± ({NUMBER})", line)]
     assert pairs, f"{name}: no 'mean ± std' in its tables"
