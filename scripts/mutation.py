@@ -16,6 +16,7 @@ module. Exit status 1 when a module scores below the goal (90%).
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import subprocess
 import sys
@@ -78,19 +79,23 @@ def score(modules: list[str]) -> bool:
                 if module_of(n) == prefix or module_of(n).startswith(prefix + ".")}
         counts = Counter("killed" if s in KILLED else
                          "equivalent" if n in equiv else s for n, s in mine.items())
-        counted = len(mine) - counts["equivalent"]
-        if not mine or counts["not checked"]:
-            print(f"{prefix:34} not run (or not finished): make mutate MODULE={module}")
+        if not mine:
+            print(f"{prefix:34} not run: make mutate MODULE={module}")
             ok = False
             continue
-        value = counts["killed"] / counted if counted else 1.0
+        # the score is over the mutants tested; those not yet tested are said apart
+        counted = len(mine) - counts["equivalent"] - counts["not checked"]
+        value = counts["killed"] / counted if counted else math.nan
         other = counted - counts["killed"] - counts["survived"] - counts["no tests"]
+        unfinished = (f"  ({counts['not checked']} of {len(mine)} not tested yet)"
+                      if counts["not checked"] else "")
         print(f"{prefix:34} {len(mine):7d} {counts['killed']:6d} {counts['equivalent']:5d} "
-              f"{counts['survived']:8d} {counts['no tests']:7d} {other:5d} {value:6.1%}")
+              f"{counts['survived']:8d} {counts['no tests']:7d} {other:5d} {value:6.1%}"
+              f"{unfinished}")
+        ok = ok and not unfinished and value >= GOAL
         for name, state in sorted(mine.items()):
-            if state not in KILLED and name not in equiv:
+            if state not in KILLED and state != "not checked" and name not in equiv:
                 print(f"    {state:10} {name}")
-        ok = ok and value >= GOAL
     return ok
 
 

@@ -94,3 +94,21 @@ def test_shown_path_relative_below_the_working_directory(tmp_path: Path,
     assert err.path == os.path.join("runs", "j.log")
     assert str(err) == f"the journal {os.path.join('runs', 'j.log')} is damaged (line 3 is cut); " \
         "move it away"
+
+
+def test_error_line_keeps_a_message_that_ends_in_letters_stripped_nowhere() -> None:
+    # the trailing ": " of an empty message is stripped, not the letters of a message
+    assert error_line(ValueError("BOX"), with_type=True) == "ValueError: BOX"
+
+
+def test_full_disk_line_follows_an_implicit_chain() -> None:
+    tail = "; free some space and run the command again: a suite resumes where it stopped"
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("commit failed")  # noqa: B904 - the implicit chain is the point
+    except RuntimeError as err:
+        assert err.__cause__ is None and err.__context__ is not None
+        assert full_disk_line(err) == \
+            f"the disk is full ([Errno 28] No space left on device){tail}"

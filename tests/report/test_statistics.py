@@ -9,6 +9,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.report.statistics import (
@@ -20,8 +21,10 @@ from bench.report.statistics import (
     min_attainable_p,
     min_paired_p,
     permutation_p,
+    seed_scores,
     sign_flip_p,
     t_quantile,
+    verdict,
     welch_interval,
 )
 
@@ -197,3 +200,44 @@ def test_compare_paired_uses_the_shared_seeds_only() -> None:
     assert out["diff"] == pytest.approx(np.mean(list(other.values()))
                                         - np.mean(list(best.values())))
     assert out["min_p"] == pytest.approx(2 / 70)
+
+
+def test_choose_test_at_its_boundaries() -> None:
+    one = {1: 0.1}
+    assert choose_test(one, {1: 0.2}, pairs=False, level=0.05) == \
+        ("independent", "different models: their seeds do not pair")
+    # 3 pairs reach exactly 0.25: at a level of 0.25 the paired test is the one
+    three = {s: 1.0 for s in range(3)}
+    assert choose_test(three, three, pairs=True, level=0.25)[0] == "paired"
+    # 1 pair and two groups of 1 both bottom out at p = 1: neither reaches, the paired stays
+    test, why = choose_test(one, {1: 0.2}, pairs=True, level=0.05)
+    assert test == "paired" and why.startswith("1 shared seeds: neither test reaches 0.05")
+
+
+def test_verdict_at_the_level_exactly() -> None:
+    # the smallest p times the comparisons exactly at the level cannot reject
+    assert verdict(0.01, 0.025, comparisons=2) == "too few seeds to test"
+    assert verdict(0.01, 0.0249, comparisons=2) == "best is better"
+    assert verdict(0.05, 0.001) == "no detectable difference"  # p must be below 0.05
+    assert verdict(0.0499, 0.001) == "best is better"
+    assert verdict(0.01, math.nan) == "too few seeds to test"
+
+
+def test_seed_scores_keys_seedless_runs_by_their_run_id() -> None:
+    runs = pd.DataFrame([
+        {"role": "final", "configuration": "c", "state": "complete", "seed": 1001.0,
+         "run_id": "r1", "test/mse": 0.01},
+        {"role": "final", "configuration": "c", "state": "diverged", "seed": 1002.0,
+         "run_id": "r2", "test/mse": 0.17},
+        {"role": "final", "configuration": "c", "state": "complete", "seed": math.nan,
+         "run_id": "r3", "test/mse": 0.02},
+        {"role": "final", "configuration": "c", "state": "complete", "seed": math.nan,
+         "run_id": "r4", "test/mse": 0.03},
+        {"role": "final", "configuration": "c", "state": "failed", "seed": 1005.0,
+         "run_id": "r5", "test/mse": 0.5},
+        {"role": "trial", "configuration": "c", "state": "complete", "seed": 7.0,
+         "run_id": "r6", "test/mse": 0.9},
+        {"role": "final", "configuration": "d", "state": "complete", "seed": 1001.0,
+         "run_id": "r7", "test/mse": 0.9},
+    ])
+    assert seed_scores(runs, "c", "mse") == {1001: 0.01, 1002: 0.17, "r3": 0.02, "r4": 0.03}
