@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 RETRY_S = float(os.environ.get("GRADBENCH_TRACKING_RETRY_S", "60"))
 TRANSIENT = ("ConnectionError", "Connection refused", "Max retries", "timed out",
              "Temporary failure", "TEMPORARILY_UNAVAILABLE", "502", "503", "504",
-             "database is locked", "RemoteDisconnected", "Connection aborted")
+             "database is locked", "RemoteDisconnected", "Connection aborted",
+             # two machines upserting the same row at once (a suite's experiment tag, a
+             # shared run's tag): MLflow's store reads, finds nothing, and both insert; the
+             # loser's second try finds the row and updates it
+             "UniqueViolation", "duplicate key value violates unique constraint")
 
 
 # What SQLite says of a file that is not (or no longer) a database it can read.

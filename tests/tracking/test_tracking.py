@@ -432,3 +432,15 @@ def test_a_copied_run_directory_gets_its_own_artifact_folder(tmp_path: Path) -> 
     assert tracking.RunReader(uri, "suite").text(run_id, "task.yaml") == "x"
     kept = tracking.RunReader(tracking.default_tracking_uri(first), "suite").runs()
     assert all(r.artifact_uri.startswith(tracking.artifact_root(first) + "/") for r in kept)
+
+
+def test_a_concurrent_upsert_is_tried_again() -> None:
+    """Two machines setting the same tag at once on a PostgreSQL-backed MLflow server: the
+    loser gets a unique-key violation, which another try resolves (the row then exists)."""
+    from bench.tracking.retries import transient
+
+    conflict = RuntimeError("RestException: BAD_REQUEST: (psycopg2.errors.UniqueViolation) "
+                            "duplicate key value violates unique constraint \"experiment_tag_pk\"")
+    assert transient(conflict)
+    assert not transient(RuntimeError("RESOURCE_ALREADY_EXISTS: experiment 'x' already exists"))
+    assert not transient(ValueError("INVALID_PARAMETER_VALUE: Changing param values"))
