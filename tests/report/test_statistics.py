@@ -241,3 +241,19 @@ def test_seed_scores_keys_seedless_runs_by_their_run_id() -> None:
          "run_id": "r7", "test/mse": 0.9},
     ])
     assert seed_scores(runs, "c", "mse") == {1001: 0.01, 1002: 0.17, "r3": 0.02, "r4": 0.03}
+
+
+def test_one_value_a_side_is_still_a_test() -> None:
+    # one value against three: 4 splits, the observed one (10 alone) the only one as extreme
+    assert permutation_p([1.0, 2.0, 3.0], [10.0]) == pytest.approx(0.25)
+    assert permutation_p([10.0], [1.0, 2.0, 3.0]) == pytest.approx(0.25)
+    assert min_attainable_p(1, 4) == pytest.approx(0.4)  # 2 / C(5, 1)
+    assert min_attainable_p(4, 1) == pytest.approx(0.4)
+    assert math.isnan(min_attainable_p(0, 4)) and math.isnan(min_attainable_p(4, 0))
+
+
+def test_the_sampled_permutation_test_is_reproducible() -> None:
+    rng = np.random.default_rng(5)
+    a, b = list(rng.normal(0, 1, 10)), list(rng.normal(0.5, 1, 10))  # 184,756 splits: sampled
+    assert permutation_p(a, b) == permutation_p(a, b)
+    assert permutation_p(a, b) != permutation_p(a, b, seed=1)
