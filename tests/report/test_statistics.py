@@ -257,3 +257,13 @@ def test_the_sampled_permutation_test_is_reproducible() -> None:
     a, b = list(rng.normal(0, 1, 10)), list(rng.normal(0.5, 1, 10))  # 184,756 splits: sampled
     assert permutation_p(a, b) == permutation_p(a, b)
     assert permutation_p(a, b) != permutation_p(a, b, seed=1)
+
+
+def test_the_permutation_test_is_exact_up_to_its_limit_and_ties_count() -> None:
+    rng = np.random.default_rng(7)
+    # 8 + 8 values: 12,870 splits, more than the sampled test's 10,000 draws, below the exact
+    # limit: every split counted
+    a, b = list(rng.normal(0, 1, 8)), list(rng.normal(0.8, 1, 8))
+    assert permutation_p(a, b) == pytest.approx(exact_permutation_p(a, b), abs=1e-12)
+    # no difference at all: every split is as extreme as the observed one
+    assert permutation_p([1.0, 1.0, 1.0], [1.0]) == 1.0
