@@ -951,3 +951,21 @@ def test_the_literature_file_is_complete_and_names_its_sources() -> None:
         literature.load("results:\n  - {task: adding, seq_len: 100, model: LSTM, metric: mse,"
                         " value: 'about 0.1', source: x, url: u, where: y, setting: z, "
                         "comparable: true, note: ''}\n")
+
+
+def test_significance_of_two_configurations_and_its_level() -> None:
+    """Two configurations make one comparison, a table of one row. The paired test is
+    chosen against alpha / comparisons: three remedies of one model with 5 shared seeds
+    (smallest paired p 0.0625) make 2 comparisons (level 0.025), where two groups of 5
+    (smallest p 0.0079) are the test."""
+    two = _suite("mse", "minimize", {
+        "adding-T10/lstm/none/none": [0.01, 0.011, 0.012, 0.009, 0.010],
+        "adding-T10/rnn/none/none": [0.2, 0.21, 0.19, 0.2, 0.22]})
+    table = st.significance(lb.leaderboard(two), two)
+    assert len(table) == 1 and table["model"].tolist() == ["rnn"]
+    remedies = _suite("mse", "minimize", {
+        "adding-T10/lstm/none/none": [0.01, 0.011, 0.012, 0.009, 0.010],
+        "adding-T10/lstm/none/norm": [0.02, 0.021, 0.022, 0.019, 0.020],
+        "adding-T10/lstm/l2/none": [0.03, 0.031, 0.032, 0.029, 0.030]})
+    table = st.significance(lb.leaderboard(remedies), remedies)
+    assert table["test"].tolist() == ["independent", "independent"]  # 0.0625 > 0.05 / 2
