@@ -51,7 +51,7 @@ test-fast: $(STAMP)
 
 # one module (MODULE=bench/report/statistics.py) or, without MODULE, every core module
 mutate: $(STAMP)
-	$(BIN)/python scripts/mutation.py $(MODULE)
+	$(BIN)/python scripts/mutation.py --max-children $(WORKERS) $(MODULE)
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .ruff_cache .mypy_cache mutants

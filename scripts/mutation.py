@@ -42,13 +42,11 @@ def dotted(module: str) -> str:
 
 
 def equivalent() -> set[str]:
-    """The mutants docs/mutation.md lists as equivalent (first cell of its tables' rows)."""
-    names = set()
-    for line in DOC.read_text(encoding="utf-8").splitlines():
-        found = re.match(r"\|\s*`([\w.ǁ]+__mutmut_\d+)`", line)
-        if found:
-            names.add(found.group(1))
-    return names
+    """The mutants docs/mutation.md lists as equivalent: the first cell of each row of the
+    table under its heading "Equivalent mutants" (not the survivors listed after it)."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("\n## Equivalent mutants\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\|\s*`([\w.ǁ]+__mutmut_\d+)`", section, flags=re.M))
 
 
 def results() -> dict[str, str]:
