@@ -27,28 +27,22 @@ from bench.diagnostics.paths import (
 )
 from bench.diagnostics.profiles import ProbeGrads
 from bench.diagnostics.unrolled import layer_weights, unroll
-from bench.models import ModelSizes, RecurrentModel, build_model
-from tasks import Task, adding, copy, make_generator
+from bench.models import RecurrentModel
+from tasks import Task, make_generator
+from tests.diagnostics.test_factors import _model as factors_model
+from tests.diagnostics.test_factors import _task as factors_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
 
 
 def _task(name: str, seq_len: int = 5) -> Task:
-    build = {"adding": adding.build, "copy": copy.build}[name]
-    return build({"seq_len": seq_len, "val_size": 8, "test_size": 8}, seed=0, device=CPU)
+    return factors_task(name, seq_len)
 
 
 def _model(kind: str, task: Task, hidden: int = 4, seed: int = 0) -> RecurrentModel:
-    """A tiny float64 model, moved off special values (irnn: identity, zero biases)."""
-    torch.manual_seed(seed)
-    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-    model = build_model(kind, sizes, hidden_size=hidden).to(F64)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=F64))
-    return model
+    """A tiny float64 model, moved off special values (test_factors' own, smaller)."""
+    return factors_model(kind, task, hidden, seed)
 
 
 def _batch(task: Task, size: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
