@@ -29,20 +29,19 @@ from bench.diagnostics.profiles import ProbeGrads
 from bench.diagnostics.unrolled import layer_weights, unroll
 from bench.models import RecurrentModel
 from tasks import Task, make_generator
-from tests.diagnostics.test_factors import _model as factors_model
-from tests.diagnostics.test_factors import _task as factors_task
+from testkit.tiny import tiny_model, tiny_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
 
 
 def _task(name: str, seq_len: int = 5) -> Task:
-    return factors_task(name, seq_len)
+    return tiny_task(name, seq_len)
 
 
 def _model(kind: str, task: Task, hidden: int = 4, seed: int = 0) -> RecurrentModel:
-    """A tiny float64 model, moved off special values (test_factors' own, smaller)."""
-    return factors_model(kind, task, hidden, seed)
+    """testkit's tiny model, smaller."""
+    return tiny_model(kind, task, hidden, seed)
 
 
 def _batch(task: Task, size: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

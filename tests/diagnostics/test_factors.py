@@ -32,7 +32,8 @@ from bench.diagnostics.unrolled import layer_weights
 from bench.models import ModelSizes, RecurrentModel, build_model
 from bench.registry import MODELS, SPLITS
 from bench.tracking.records import diagnostic_metrics
-from tasks import Task, adding, copy, make_generator
+from tasks import Task, make_generator
+from testkit.tiny import tiny_model, tiny_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -50,20 +51,11 @@ def plugin(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _task(name: str, seq_len: int = 6) -> Task:
-    build = {"adding": adding.build, "copy": copy.build}[name]
-    return build({"seq_len": seq_len, "val_size": 8, "test_size": 8}, seed=0, device=CPU)
+    return tiny_task(name, seq_len)
 
 
 def _model(kind: str, task: Task, hidden: int = 5, seed: int = 0) -> RecurrentModel:
-    """A tiny float64 model, moved off special values (irnn: identity, zero biases)."""
-    torch.manual_seed(seed)
-    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
-    model = build_model(kind, sizes, hidden_size=hidden).to(F64)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=F64))
-    return model
+    return tiny_model(kind, task, hidden, seed)
 
 
 def _grads(model: RecurrentModel, task: Task, size: int = 3) -> ProbeGrads:

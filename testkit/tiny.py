@@ -1,0 +1,31 @@
+"""Tiny float64 tasks and models for the exact-value tests of the diagnostics: small enough
+for explicit Jacobians, moved off special values so that no factor is trivially 0 or 1."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.models import ModelSizes, RecurrentModel, build_model
+from tasks import Task, adding, copy
+
+CPU = torch.device("cpu")
+F64 = torch.float64
+
+
+def tiny_task(name: str, seq_len: int = 6) -> Task:
+    """The adding or copy task at ``seq_len`` with 8 validation and test sequences."""
+    build = {"adding": adding.build, "copy": copy.build}[name]
+    return build({"seq_len": seq_len, "val_size": 8, "test_size": 8}, seed=0, device=CPU)
+
+
+def tiny_model(kind: str, task: Task, hidden: int = 5, seed: int = 0) -> RecurrentModel:
+    """A float64 model of ``kind`` with every parameter shifted by 0.2 N(0, 1) (the irnn's
+    identity and zero biases included)."""
+    torch.manual_seed(seed)
+    sizes = ModelSizes(task.input_size, task.output_size, task.per_step)
+    model = build_model(kind, sizes, hidden_size=hidden).to(F64)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=F64))
+    return model
