@@ -108,6 +108,9 @@ def test_the_exact_interval_of_a_solved_rate() -> None:
     assert _binomial_tail(2, 5, 5, low) == pytest.approx(0.025, abs=1e-9)
     assert _binomial_tail(0, 2, 5, high) == pytest.approx(0.025, abs=1e-9)
     assert all(math.isnan(v) for v in clopper_pearson(0, 0))
+    # one seed (final.seeds: 1): beta(1, 1) is uniform, so each end is 2.5% from its edge
+    assert clopper_pearson(0, 1) == pytest.approx((0.0, 0.975))
+    assert clopper_pearson(1, 1) == pytest.approx((0.025, 1.0))
 
 
 def test_the_sign_flip_test_counts_sign_patterns() -> None:
