@@ -80,6 +80,22 @@ def test_the_readme_default_table_is_the_default_run() -> None:
     assert checked == 4
 
 
+@pytest.mark.parametrize("name", BOUND)
+def test_the_readme_quotes_the_pages_runs(name: str) -> None:
+    """The README's paragraph on a bound suite: every "mean ± std" in it is a configuration's
+    of that suite's run."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.find(f"**[`{name.removesuffix('.md')}`](docs/results/{name})**")
+    if start < 0:
+        pytest.skip(f"the README has no paragraph on {name}")
+    section = readme[start:].split("\n\n**[", 1)[0].split("\n## ", 1)[0]
+    rows = [row for csv_path in leaderboards_of(RESULTS / name) for row in rows_of(csv_path)
+            if row["mean"] and row["std"]]
+    for mean, std in re.findall(rf"({NUMBER}) ± ({NUMBER})", section):
+        assert any(shown_as(float(r["mean"]), mean) and shown_as(float(r["std"]), std)
+                   for r in rows), f"README on {name}: {mean} ± {std} is no configuration's"
+
+
 def test_the_check_catches_a_changed_digit() -> None:
     assert shown_as(0.0007938963797641918, "0.0008")
     assert not shown_as(0.0007938963797641918, "0.0007")
