@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.diagnostics.unrolled import layer_weights
 from bench.models import ModelSizes, RecurrentModel, build_model
 from tasks import Task, adding, copy
 
@@ -29,3 +30,15 @@ def tiny_model(kind: str, task: Task, hidden: int = 5, seed: int = 0) -> Recurre
         for p in model.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=F64))
     return model
+
+
+def cell_step(model: RecurrentModel, xp: torch.Tensor):  # noqa: ANN201
+    """One step of the model's own cell at projected input ``xp``, as a function of its
+    (unbatched) state: what ``torch.autograd.functional.jacobian`` differentiates."""
+    w = layer_weights(model)
+
+    def step(*state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        new, _ = model.info.cell(xp[None], tuple(s[None] for s in state), w, lambda _, v: v)
+        return tuple(s[0] for s in new)
+
+    return step

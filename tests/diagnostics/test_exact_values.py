@@ -29,7 +29,7 @@ from bench.diagnostics.profiles import ProbeGrads
 from bench.diagnostics.unrolled import layer_weights, unroll
 from bench.models import RecurrentModel
 from tasks import Task, make_generator
-from testkit.tiny import tiny_model, tiny_task
+from testkit.tiny import cell_step, tiny_model, tiny_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -58,17 +58,6 @@ def _x_proj(model: RecurrentModel, task: Task, size: int = 3) -> torch.Tensor:
     x, _ = _batch(task, size)
     w = layer_weights(model)
     return F.linear(x, w.w_ih, w.b_ih)
-
-
-def _step(model: RecurrentModel, xp: torch.Tensor):  # noqa: ANN202
-    """One step of the model's own cell, as a function of its (unbatched) state."""
-    w = layer_weights(model)
-
-    def step(*state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        new, _ = model.info.cell(xp[None], tuple(s[None] for s in state), w, lambda _, v: v)
-        return tuple(s[0] for s in new)
-
-    return step
 
 
 def _shifted(grads: ProbeGrads, scale: float = 0.05) -> tuple[ProbeGrads, torch.Tensor]:
@@ -111,7 +100,7 @@ def test_the_residual_is_the_largest_relative_gap_per_sequence_and_step(
             assert gap == pytest.approx(_norm(delta[b, s - 1]), rel=1e-9)
             if kind == "lstm":
                 cs = true.states["c"]
-                (jhh, jhc), (jch, jcc) = jacobian(_step(model, xp[b, s]),
+                (jhh, jhc), (jch, jcc) = jacobian(cell_step(model, xp[b, s]),
                                                   (hs[b, s - 1], cs[b, s - 1]))
                 hidden, carry = jhh.T @ g + jch.T @ cbar, jhc.T @ g + jcc.T @ cbar
                 o, tanh_c = true.activations["o"][b, s - 1], true.activations["tanh_c"][b, s - 1]
@@ -120,7 +109,7 @@ def test_the_residual_is_the_largest_relative_gap_per_sequence_and_step(
                 parts = [true.h[b, s - 1], injected, hidden, true.c[b, s - 1], within, carry]
                 cbar = carry
             else:
-                back = jacobian(_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
+                back = jacobian(cell_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
                 if kind == "gru":
                     carry = true.activations["z"][b, s] * g
                     parts = [true.h[b, s - 1], injected, carry, back - carry]

@@ -33,7 +33,7 @@ from bench.models import ModelSizes, RecurrentModel, build_model
 from bench.registry import MODELS, SPLITS
 from bench.tracking.records import diagnostic_metrics
 from tasks import Task, make_generator
-from testkit.tiny import tiny_model, tiny_task
+from testkit.tiny import cell_step, tiny_model, tiny_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -73,17 +73,6 @@ def _x_proj(model: RecurrentModel, task: Task, size: int = 3) -> torch.Tensor:
     return F.linear(x.to(F64), w.w_ih, w.b_ih)
 
 
-def _step(model: RecurrentModel, xp: torch.Tensor):  # noqa: ANN202
-    """One step of the model's own cell, as a function of its (unbatched) state."""
-    w = layer_weights(model)
-
-    def step(*state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        new, _ = model.info.cell(xp[None], tuple(s[None] for s in state), w, lambda _, v: v)
-        return tuple(s[0] for s in new)
-
-    return step
-
-
 def _log10_ratio(num: torch.Tensor, den: torch.Tensor) -> float:
     return float(torch.log10(num.norm() / den.norm()))
 
@@ -112,7 +101,7 @@ def test_plain_factors_reproduce_the_explicit_jacobians(kind: str, task_name: st
             g = grads.h[b, s]
             u = xp[b, s] + F.linear(hs[b, s - 1], w.w_hh, w.b_hh)
             through = jacobian(act, u).T @ g
-            back = jacobian(_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
+            back = jacobian(cell_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
             torch.testing.assert_close(back + grads.direct[b, s - 1], grads.h[b, s - 1])
             fprime.append(_log10_ratio(through, g))
             w_hh.append(_log10_ratio(back, through))
@@ -143,7 +132,7 @@ def test_the_per_step_ratios_add_up_to_the_product_of_the_jacobians(
         g_last = grads.h[b, -1]
         g = g_last
         for s in range(hs.shape[1] - 1, 0, -1):
-            g = jacobian(_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
+            g = jacobian(cell_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
         torch.testing.assert_close(g, grads.h[b, 0])
         logs.append(_log10_ratio(g, g_last))
     product = sum(logs) / len(logs)
@@ -170,7 +159,7 @@ def test_gru_paths_add_up_to_the_jacobian_and_to_autograd(task_name: str) -> Non
         carry, hidden, share, ratio = [], [], [], []
         for b in range(hs.shape[0]):
             g = grads.h[b, s]
-            back = jacobian(_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
+            back = jacobian(cell_step(model, xp[b, s]), hs[b, s - 1])[0].T @ g
             torch.testing.assert_close(back, grads.h[b, s - 1] - grads.direct[b, s - 1])
             c, h = z[b, s] * g, back - z[b, s] * g
             carry.append(float(c.norm()))
@@ -203,7 +192,8 @@ def test_lstm_paths_add_up_to_the_jacobians_and_to_autograd(task_name: str) -> N
     for b in range(hs.shape[0]):
         cbar, alone = torch.zeros_like(cs[b, 0]), _split_one(model, grads, b)
         for s in range(size - 1, 0, -1):
-            (jhh, jhc), (jch, jcc) = jacobian(_step(model, xp[b, s]), (hs[b, s - 1], cs[b, s - 1]))
+            (jhh, jhc), (jch, jcc) = jacobian(cell_step(model, xp[b, s]),
+                                              (hs[b, s - 1], cs[b, s - 1]))
             g = grads.h[b, s]
             hidden, carry = jhh.T @ g + jch.T @ cbar, jhc.T @ g + jcc.T @ cbar
             torch.testing.assert_close(hidden, grads.h[b, s - 1] - grads.direct[b, s - 1])
