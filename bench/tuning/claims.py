@@ -257,9 +257,11 @@ def _duplicate_retry(study: optuna.Study, trial: Trial) -> bool:
 def _seed_taken(final: optuna.Study, number: int, seed: int,
                 params: Mapping[str, Any]) -> bool:
     """Another trial has run this seed with these parameters, or runs it and claimed it
-    first."""
+    first. A queued seed is read from what it was queued with: a worker that has just popped
+    it has not suggested its seed yet, and another machine may pop a second copy meanwhile."""
     for t in _records(final):
-        if t.number == number or t.params.get("seed") != seed or not _of_params(t, params):
+        if t.number == number or t.attrs.get("seed", t.params.get("seed")) != seed \
+                or not _of_params(t, params):
             continue
         if t.outcome in (Outcome.COMPLETE, Outcome.DIVERGED) or (
                 t.outcome == RUNNING and t.number < number):

@@ -185,6 +185,29 @@ def test_final_seeds_are_claimed_with_the_best_parameters(tmp_path: Path) -> Non
     assert outcomes == ["diverged", "running"]
 
 
+def test_a_seed_queued_twice_runs_once_though_its_first_copy_has_not_read_it(
+        tmp_path: Path) -> None:
+    """Two machines queue the same final seeds. Workers pop the first copy of each and have
+    not suggested their seed yet when another worker pops the second copies: those are
+    dropped, not run a second time."""
+    spec, configuration = _smoke("final.seeds=2")
+    storage = tuning.open_storage(None, tmp_path)
+    tuning.create_studies(storage, spec, [configuration])
+    claims = [tuning.claim(storage, spec, configuration).claim for _ in range(2)]
+    for claim, loss in zip(claims, (0.3, 0.2), strict=True):
+        assert claim is not None
+        tuning.tell(claim, _result(loss=loss, test=False), metric="mse", direction="minimize")
+    final = tuning.load_study(storage, spec, configuration, final=True)
+    for _ in range(2):  # each machine saw the seeds missing
+        tuning.enqueue_finals(final, claims[1].params, tuning.final_seeds(spec), best_number=1)
+    popped = [final.ask() for _ in range(2)]  # the first copies, seeds not suggested yet
+    assert all(not t.params for t in popped)
+    attempt = tuning.claim(storage, spec, configuration)
+    assert attempt.claim is None and attempt.pending
+    outcomes = [t.outcome for t in tuning.trial_records(storage, spec, configuration, True)]
+    assert outcomes == ["running", "running", "over_budget", "over_budget"]
+
+
 def test_a_failed_claim_is_neither_counted_nor_run_again(tmp_path: Path) -> None:
     spec, configuration = _smoke()
     storage = tuning.open_storage(None, tmp_path)
