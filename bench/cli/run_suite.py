@@ -88,14 +88,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         console.print(f"wall time {time.perf_counter() - start:.0f} s; "
                       f"tracking: {mask_secrets(suite.tracking_uri)}")
-        console.print(next_steps(args), highlight=False, markup=False, soft_wrap=True)
+        console.print(next_steps(args, spec.name), highlight=False, markup=False, soft_wrap=True)
     return 1 if errors else 0
 
 
-def next_steps(args: argparse.Namespace) -> str:
+def next_steps(args: argparse.Namespace, name: str) -> str:
     """What to do with the results: the report and the UI on this suite, with the same
-    suite, run directory and stores as this command (passwords masked)."""
-    where = [args.suite] if args.suite else []
+    suite, run directory and stores as this command (passwords masked). A suite renamed
+    with ``--set name=...`` is named by its new name: its run directory holds the config
+    it ran with, overrides included."""
+    renamed = any(item.split("=", 1)[0].strip() == "name" for item in args.set or [])
+    where = [name] if renamed else [args.suite] if args.suite else []
     for flag, value in (("--runs-dir", args.runs_dir), ("--tracking-uri", args.tracking_uri),
                         ("--storage", args.storage)):
         if value:

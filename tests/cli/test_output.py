@@ -258,4 +258,10 @@ def test_a_finished_suite_reads_whole_at_80_columns(
     runs_dir = str(runs)
     assert f"\n  gradbench report {path} --runs-dir {runs_dir}\n" in out
     assert f"\n  gradbench ui {path} --runs-dir {runs_dir}\n" in out
+    # renamed: the report and the UI of the renamed run, whose directory holds its config
+    assert main(["run", str(path), "--runs-dir", str(runs), "--set", "name=renamed",
+                 "--set", "final.seeds=1"]) == 0
+    out = capsys.readouterr().out
+    assert f"\n  gradbench report renamed --runs-dir {runs_dir}\n" in out
+    assert main(["status", "renamed", "--runs-dir", str(runs)]) == 0  # found by that name
 
