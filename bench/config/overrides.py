@@ -98,7 +98,8 @@ def _put(raw: dict[Any, Any], path: KeyPath, value: Any) -> None:
         raw["model"] = {path[1]: value}
         return
     entry = (raw.get("search") or {}).get(path[1]) if path[0] == "search" else None
-    if len(path) == 3 and isinstance(entry, dict) and SEARCH_DEFAULT in entry:
+    if len(path) == 3 and isinstance(entry, dict) and SEARCH_DEFAULT in entry \
+            and path[2] in SEARCH_ENTRY_KEYS:
         path = (*path[:2], SEARCH_DEFAULT, path[2])  # ranges by model: --set sets the default
     node = raw
     for key in path[:-1]:

@@ -230,6 +230,10 @@ def test_search_ranges_per_model_and_task(tmp_path: Path) -> None:
     assert {c.model for c in expand(narrow)} == {"lstm"}
     assert search_space(narrow, expand(narrow)[0])["lr"] == SearchParam("lr", low=1e-3,
                                                                        high=3e-2, log=True)
+    # a model's whole range, set beside the others' (not read as a key of the default's)
+    raised = load(again, {"set": ["search.lr.irnn={low: 1.0e-5, high: 6.78e-3, log: true}"]})
+    assert raised.to_dict()["search"]["lr"]["irnn"] == {"low": 1e-5, "high": 6.78e-3, "log": True}
+    assert raised.to_dict()["search"]["lr"]["default"] == spec.to_dict()["search"]["lr"]["default"]
     with pytest.raises(ConfigError, match=r"--set search.lr.irnn.high=x: search\.lr\.irnn\."
                                           r"high: expected a number"):
         load(again, {"set": ["search.lr.irnn.high=x"]})
