@@ -112,7 +112,9 @@ def flow_ticks(vmin: float, vmax: float) -> list[float]:
     inside = [float(v) for v in (*negative, *positive) if vmin <= v <= vmax]
     ends = [end for end in (vmin, vmax)  # unless a round tick is within 15% of its half
             if all(abs(end - t) > 0.15 * abs(end) for t in inside)]
-    return sorted({round(v, 6) for v in (*inside, *ends)})
+    # the ends exactly: an end rounded outwards (0.488879 for 0.48887896) lies outside the
+    # norm, and one tick outside a TwoSlopeNorm bar collapses its whole axis to one point
+    return sorted({*(min(max(round(v, 6), vmin), vmax) for v in inside), *ends})
 
 
 def importance_heatmap(table: pd.DataFrame) -> Figure:

@@ -372,6 +372,25 @@ def test_the_flow_colour_bar_marks_where_it_clips_and_ticks_both_halves() -> Non
     plots.plt.close("all")
 
 
+@pytest.mark.parametrize("top", [0.48887895825970545, 0.3 * 6 / 7, 0.5])
+def test_the_flow_colour_bar_spans_its_range_whatever_its_ends_round_to(top: float) -> None:
+    """Every tick inside the norm's range and drawn at its own height: an end rounded
+    outwards (0.488879 for 0.48887896) once collapsed the whole bar to one point."""
+    from bench.report import heatmaps, plots
+
+    plots.configure()
+    rows = [{"run_id": "r", "model": "irnn", "step": step, "t": t, "value": v}
+            for step in (0, 10) for t, v in enumerate(np.linspace(top, -0.18, 12), start=1)]
+    fig = heatmaps.gradient_flow(pd.DataFrame(rows))
+    fig.canvas.draw()
+    bar = fig.axes[-1]
+    ticks = list(bar.get_yticks())
+    assert min(ticks) >= -0.18 and max(ticks) <= top and max(ticks) == pytest.approx(top)
+    heights = [bar.transData.transform((0, t))[1] for t in ticks]
+    assert all(np.isfinite(heights)) and all(np.diff(heights) > 5), heights
+    plots.plt.close("all")
+
+
 # ------------------------------------------------------------------------------ built reports
 
 
