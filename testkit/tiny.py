@@ -4,10 +4,13 @@ for explicit Jacobians, moved off special values so that no factor is trivially 
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
+from bench.diagnostics import probe_gradients
+from bench.diagnostics.profiles import ProbeGrads
 from bench.diagnostics.unrolled import layer_weights
 from bench.models import ModelSizes, RecurrentModel, build_model
-from tasks import Task, adding, copy
+from tasks import Task, adding, copy, make_generator
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -42,3 +45,22 @@ def cell_step(model: RecurrentModel, xp: torch.Tensor):  # noqa: ANN201
         return tuple(s[0] for s in new)
 
     return step
+
+
+def tiny_batch(task: Task, size: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed training batch of ``task`` in float64 (integer targets kept)."""
+    x, y = task.train_batch(size, make_generator(1, CPU))
+    return x.to(F64), (y.to(F64) if y.is_floating_point() else y)
+
+
+def tiny_grads(model: RecurrentModel, task: Task, size: int = 3) -> ProbeGrads:
+    """The probe's gradients of ``model`` on ``tiny_batch``."""
+    x, y = tiny_batch(task, size)
+    return probe_gradients(model, task.loss, x, y)
+
+
+def input_projection(model: RecurrentModel, task: Task, size: int = 3) -> torch.Tensor:
+    """``W_ih x_t + b_ih`` of ``tiny_batch``: the input ``cell_step`` takes at each step."""
+    x, _ = tiny_batch(task, size)
+    w = layer_weights(model)
+    return F.linear(x, w.w_ih, w.b_ih)

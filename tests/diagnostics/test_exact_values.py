@@ -29,7 +29,14 @@ from bench.diagnostics.profiles import ProbeGrads
 from bench.diagnostics.unrolled import layer_weights, unroll
 from bench.models import RecurrentModel
 from tasks import Task, make_generator
-from testkit.tiny import cell_step, tiny_model, tiny_task
+from testkit.tiny import (
+    cell_step,
+    input_projection,
+    tiny_batch,
+    tiny_grads,
+    tiny_model,
+    tiny_task,
+)
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -42,22 +49,6 @@ def _task(name: str, seq_len: int = 5) -> Task:
 def _model(kind: str, task: Task, hidden: int = 4, seed: int = 0) -> RecurrentModel:
     """testkit's tiny model, smaller."""
     return tiny_model(kind, task, hidden, seed)
-
-
-def _batch(task: Task, size: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = task.train_batch(size, make_generator(1, CPU))
-    return x.to(F64), (y.to(F64) if y.is_floating_point() else y)
-
-
-def _grads(model: RecurrentModel, task: Task, size: int = 3) -> ProbeGrads:
-    x, y = _batch(task, size)
-    return probe_gradients(model, task.loss, x, y)
-
-
-def _x_proj(model: RecurrentModel, task: Task, size: int = 3) -> torch.Tensor:
-    x, _ = _batch(task, size)
-    w = layer_weights(model)
-    return F.linear(x, w.w_ih, w.b_ih)
 
 
 def _shifted(grads: ProbeGrads, scale: float = 0.05) -> tuple[ProbeGrads, torch.Tensor]:
@@ -86,9 +77,9 @@ def test_the_residual_is_the_largest_relative_gap_per_sequence_and_step(
     parts), each part taken from the Jacobians of the cell."""
     task = _task(task_name)
     model = _model(kind, task)
-    true = _grads(model, task)
+    true = tiny_grads(model, task)
     grads, delta = _shifted(true)
-    xp, hs = _x_proj(model, task), true.states["h"]
+    xp, hs = input_projection(model, task), true.states["h"]
     ratios = []
     for b in range(hs.shape[0]):
         cbar = torch.zeros_like(hs[b, 0])
@@ -126,7 +117,7 @@ def test_a_record_that_misses_autograd_reports_its_residual_exactly() -> None:
     task = _task("adding")
     model = _model("rnn", task)
     model.info = dataclasses.replace(model.info, activations={"h": "relu"})
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     w_hh = layer_weights(model).w_hh.detach()
     hs = grads.states["h"]
     ratios = []
@@ -159,7 +150,7 @@ def test_a_record_that_misses_autograd_reports_its_residual_exactly() -> None:
 def test_every_reason_is_spelled_out() -> None:
     task = _task("adding")
     rnn = _model("rnn", task)
-    grads = _grads(rnn, task)
+    grads = tiny_grads(rnn, task)
     assert unavailable(rnn, grads) == ""
     rnn.info = dataclasses.replace(rnn.info, split=None)
     assert unavailable(rnn, grads) == (
@@ -179,7 +170,7 @@ def test_every_reason_is_spelled_out() -> None:
     no_state = dataclasses.replace(grads, states={})
     assert unavailable(rnn, no_state) == "split 'plain' needs the cell's state h"
     gru = _model("gru", task)
-    gru_grads = _grads(gru, task)
+    gru_grads = tiny_grads(gru, task)
     assert unavailable(gru, gru_grads) == ""
     partial = dataclasses.replace(
         gru_grads, activations={"z": gru_grads.activations["z"]}, states={})
@@ -190,7 +181,7 @@ def test_every_reason_is_spelled_out() -> None:
     assert row.split == "gru" and row.path == "carry z, hidden W_hh"
     assert math.isnan(row.residual) and math.isnan(row.fprime_all_units)
     lstm = _model("lstm", task)
-    lstm_grads = _grads(lstm, task)
+    lstm_grads = tiny_grads(lstm, task)
     assert unavailable(lstm, lstm_grads) == ""
     lstm_partial = dataclasses.replace(
         lstm_grads, activations={k: v for k, v in lstm_grads.activations.items()
@@ -243,7 +234,7 @@ def _factor_rows(monkeypatch: pytest.MonkeyPatch, kind: str, paths: Paths, step:
     """split_factors of a real model whose split is replaced by the hand-made ``paths``."""
     task = _task("adding", 4)
     model = _model(kind, task)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     assert unavailable(model, grads) == ""
     monkeypatch.setattr(factors, "split_paths", lambda m, g: paths)
     return split_factors(model, grads, slope=-0.125, step=step)
@@ -363,7 +354,7 @@ def test_tiny_gradients_are_checked_down_to_tiny_over_eps(kind: str) -> None:
     by 1e-35 every scale is below 1e-31 and nothing is checked (0)."""
     task = _task("adding")
     model = _model(kind, task)
-    grads, _ = _shifted(_grads(model, task))
+    grads, _ = _shifted(tiny_grads(model, task))
     want = split_paths(model, grads).residual
     assert want > 0.1
 
@@ -385,10 +376,10 @@ def test_plain_paths_against_the_activation_s_jacobian() -> None:
     of J_f over every unit, step and sequence."""
     task = _task("copy")
     model = _model("rnn", task)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     paths = split_paths(model, grads)
     w = layer_weights(model)
-    xp, hs = _x_proj(model, task), grads.states["h"]
+    xp, hs = input_projection(model, task), grads.states["h"]
     logs = []
     for b in range(hs.shape[0]):
         for s in range(hs.shape[1]):
@@ -437,7 +428,7 @@ def test_probe_rows_carry_the_step_the_loss_and_the_source() -> None:
     task loss on the probe batch, every group row the source ``probe``."""
     task = _task("adding")
     model = _model("lstm", task)
-    x, y = _batch(task)
+    x, y = tiny_batch(task)
     out = probe(model, task.loss, x, y)
     loss = float(task.loss(model(x), y).detach())
     assert {s.kind for s in out.summaries} == {"h", "c"}
@@ -477,7 +468,7 @@ def test_the_cell_starts_from_batch_shaped_zero_states(kind: str) -> None:
     step's states."""
     task = _task("adding")
     model = _model(kind, task)
-    x, _ = _batch(task)
+    x, _ = tiny_batch(task)
     seen: list[tuple[torch.Tensor, ...]] = []
     cell = model.info.cell
 

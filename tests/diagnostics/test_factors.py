@@ -33,7 +33,7 @@ from bench.models import ModelSizes, RecurrentModel, build_model
 from bench.registry import MODELS, SPLITS
 from bench.tracking.records import diagnostic_metrics
 from tasks import Task, make_generator
-from testkit.tiny import cell_step, tiny_model, tiny_task
+from testkit.tiny import cell_step, input_projection, tiny_grads, tiny_model, tiny_task
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -58,19 +58,8 @@ def _model(kind: str, task: Task, hidden: int = 5, seed: int = 0) -> RecurrentMo
     return tiny_model(kind, task, hidden, seed)
 
 
-def _grads(model: RecurrentModel, task: Task, size: int = 3) -> ProbeGrads:
-    x, y = task.train_batch(size, make_generator(1, CPU))
-    return probe_gradients(model, task.loss, x.to(F64), y.to(F64) if y.is_floating_point() else y)
-
-
 def _split(model: RecurrentModel, grads: ProbeGrads):  # noqa: ANN202
     return split_factors(model, grads, slope=0.0, step=0)
-
-
-def _x_proj(model: RecurrentModel, task: Task, size: int = 3) -> torch.Tensor:
-    x, _ = task.train_batch(size, make_generator(1, CPU))
-    w = layer_weights(model)
-    return F.linear(x.to(F64), w.w_ih, w.b_ih)
 
 
 def _log10_ratio(num: torch.Tensor, den: torch.Tensor) -> float:
@@ -89,12 +78,12 @@ def test_plain_factors_reproduce_the_explicit_jacobians(kind: str, task_name: st
     kind = request.getfixturevalue("plugin") if kind == "plugin" else kind
     task = _task(task_name)
     model = _model(kind, task)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     row, steps = _split(model, grads)
     assert row.available and row.split == "plain" and row.residual < 1e-12
     act = ACTS[model.info.activations["h"]]
     w = layer_weights(model)
-    xp, hs = _x_proj(model, task), grads.states["h"]
+    xp, hs = input_projection(model, task), grads.states["h"]
     for s in range(1, hs.shape[1]):  # the step from h_(s+1) back to h_s (1-based)
         fprime, w_hh, norm = [], [], []
         for b in range(hs.shape[0]):
@@ -124,9 +113,9 @@ def test_the_per_step_ratios_add_up_to_the_product_of_the_jacobians(
     kind = request.getfixturevalue("plugin") if kind == "plugin" else kind
     task = _task("adding", 8)
     model = _model(kind, task, hidden=6)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     row, steps = _split(model, grads)
-    xp, hs = _x_proj(model, task), grads.states["h"]
+    xp, hs = input_projection(model, task), grads.states["h"]
     logs = []
     for b in range(hs.shape[0]):
         g_last = grads.h[b, -1]
@@ -151,10 +140,10 @@ def test_gru_paths_add_up_to_the_jacobian_and_to_autograd(task_name: str) -> Non
     loss's direct read of h_(t-1)."""
     task = _task(task_name)
     model = _model("gru", task)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     row, steps = _split(model, grads)
     assert row.available and row.split == "gru" and row.residual < 1e-12
-    xp, hs, z = _x_proj(model, task), grads.states["h"], grads.activations["z"]
+    xp, hs, z = input_projection(model, task), grads.states["h"], grads.activations["z"]
     for s in range(1, hs.shape[1]):
         carry, hidden, share, ratio = [], [], [], []
         for b in range(hs.shape[0]):
@@ -182,11 +171,11 @@ def test_lstm_paths_add_up_to_the_jacobians_and_to_autograd(task_name: str) -> N
     dL/dc_(t-1) less its path through h_(t-1)."""
     task = _task(task_name)
     model = _model("lstm", task)
-    grads = _grads(model, task)
+    grads = tiny_grads(model, task)
     row, steps = _split(model, grads)
     assert row.available and row.split == "lstm" and row.residual < 1e-12
     assert grads.c is not None
-    xp, hs, cs = _x_proj(model, task), grads.states["h"], grads.states["c"]
+    xp, hs, cs = input_projection(model, task), grads.states["h"], grads.states["c"]
     o, tanh_c = grads.activations["o"], grads.activations["tanh_c"]
     size = hs.shape[1]
     for b in range(hs.shape[0]):
@@ -314,7 +303,7 @@ def test_a_closed_path_is_left_out_and_counted() -> None:
     model = _model("irnn", task)
     with torch.no_grad():
         model.rnn.bias_hh_l0.fill_(-100.0)
-    row, steps = _split(model, _grads(model, task, size=4))
+    row, steps = _split(model, tiny_grads(model, task, size=4))
     assert row.available and row.steps_used == 0 and row.dropped == 4 * 5
     assert math.isnan(row.fprime_log10) and math.isnan(row.step_log10_ratio)
     assert all(r.sequences == 0 and math.isnan(r.w_hh_log10) for r in steps)
@@ -325,7 +314,7 @@ def test_a_record_without_a_split_is_reported_not_available() -> None:
     task = _task("adding")
     model = _model("rnn", task)
     model.info = dataclasses.replace(model.info, split=None)
-    row, steps = _split(model, _grads(model, task))
+    row, steps = _split(model, tiny_grads(model, task))
     assert not row.available and steps == [] and row.path == "not declared"
     assert "declares no split" in row.reason and row.split == "none"
     assert math.isnan(row.fprime_log10) and math.isnan(row.step_log10_ratio)
@@ -342,7 +331,7 @@ def test_a_split_the_cell_does_not_have_is_never_guessed(change: dict, reason: s
     task = _task("adding")
     model = _model("rnn", task)
     model.info = dataclasses.replace(model.info, **change)
-    row, steps = _split(model, _grads(model, task))
+    row, steps = _split(model, tiny_grads(model, task))
     assert not row.available and steps == [] and reason in row.reason, row.reason
 
 
