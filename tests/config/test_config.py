@@ -134,6 +134,24 @@ def test_default_suite_covers_every_task_and_model_at_budgets_that_let_them_lear
     assert spec.tuning.pruner == "none" and spec.final.seeds >= 4
 
 
+def test_har_searches_the_ranges_measured_on_har() -> None:
+    """docs/results/lr-ranges.md, "HAR": the default suite's HAR configurations and `har`'s
+    IRNN search the ranges measured on HAR; adding and copy keep theirs."""
+    ranges = {}
+    for name in ("default", "har"):
+        spec = load(name)
+        for c in expand(spec):
+            r = search_space(spec, c)["lr"]
+            ranges[(name, c.task, c.model)] = (r.low, r.high)
+    assert {m: ranges[("default", "har", m)] for m in ("rnn", "irnn", "lstm", "gru")} == {
+        "rnn": (3.0e-4, 8.29e-3), "irnn": (1.0e-5, 6.78e-3), "lstm": (3.0e-4, 4.36e-2),
+        "gru": (3.0e-4, 4.36e-2)}
+    assert ranges[("default", "adding", "irnn")] == (1.33e-3, 1.53e-2)
+    assert ranges[("default", "copy", "gru")] == (6.88e-4, 0.1)
+    assert ranges[("har", "har", "irnn")] == (1.0e-5, 6.78e-3)
+    assert ranges[("har", "har", "lstm")] == (1.0e-3, 2.0e-2)
+
+
 def test_smoke_suite_is_tiny() -> None:
     spec = load("smoke")
     assert spec.model.hidden_size == 8 and spec.training.steps <= 20
